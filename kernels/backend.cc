@@ -1,0 +1,21 @@
+#include "kernels/backend.h"
+
+#include <utility>
+
+namespace strata {
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+  if (this != &o) {
+    if (owner_ && ptr_) owner_->Free(ptr_);
+    owner_ = std::exchange(o.owner_, nullptr);
+    ptr_ = std::exchange(o.ptr_, nullptr);
+    bytes_ = std::exchange(o.bytes_, 0);
+  }
+  return *this;
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (owner_ && ptr_) owner_->Free(ptr_);
+}
+
+}  // namespace strata

@@ -1,0 +1,185 @@
+// File: kernels/backend.h
+// The compute interface every device implements: one device, one stream, coarse ops whose
+// arguments are plain structs. Kernels never see cross-layer sharing: an attention call gets the
+// bank (KV slot) to read, and readers simply pass their producer's bank.
+//
+// Activations are float32. Pointers in the argument structs point into memory the backend owns
+// (host memory for the CPU backend, device memory for CUDA), small index arrays included.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "runtime/base/dtype.h"
+
+namespace strata {
+
+// Where the step's sequences live in the flattened token batch and in the KV storage.
+struct BatchLayout {
+  int num_seqs = 0;
+  const int* token_start = nullptr;  // [num_seqs + 1]: step tokens of seq s are rows [start[s], start[s+1])
+  const int* context_len = nullptr;  // [num_seqs]: tokens already committed to the cache
+  const int* block_table = nullptr;  // [num_seqs * max_blocks]: paged banks
+  int max_blocks = 0;
+  const int* seq_slot = nullptr;     // [num_seqs]: row of ring banks (sliding-window producers)
+};
+
+// One KV bank: storage for one producer layer. Paged banks hold `block_size` tokens per block;
+// ring banks (sliding-window producers) hold the last `ring_size` positions of each sequence slot.
+struct KvBankView {
+  void* k = nullptr;
+  void* v = nullptr;
+  DType dtype = DType::kF32;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int block_size = 0;  // paged when ring_size == 0
+  int ring_size = 0;
+};
+
+// Precomputed rotary table: cos/sin of pos * inv_freq[i], [max_positions, rotary_dims / 2].
+struct RopeTable {
+  const float* cos = nullptr;
+  const float* sin = nullptr;
+  int rotary_dims = 0;
+  int max_positions = 0;
+};
+
+struct LinearArgs {
+  const float* x = nullptr;  // [m, k]
+  const float* w = nullptr;  // [n, k] (row-major, the Hugging Face layout)
+  const float* bias = nullptr;  // [n] or null
+  float* y = nullptr;        // [m, n]
+  int m = 0, n = 0, k = 0;
+  bool accumulate = false;   // y += x W^T + b instead of y = ...
+};
+
+enum class NormType { kLayerNorm, kRmsNorm };
+struct NormArgs {
+  NormType type = NormType::kRmsNorm;
+  const float* x = nullptr;  // [rows, cols]
+  const float* weight = nullptr;
+  const float* bias = nullptr;  // LayerNorm only; may be null
+  float* y = nullptr;
+  int rows = 0, cols = 0;
+  float eps = 1e-6f;
+};
+
+struct RotaryArgs {
+  float* x = nullptr;  // [tokens, heads, head_dim], rotated in place (GPT-NeoX rotate_half form)
+  const int* positions = nullptr;  // [tokens]
+  int tokens = 0, heads = 0, head_dim = 0;
+  RopeTable rope;
+};
+
+enum class ActivationType { kGeluErf, kGeluTanh, kSwiGlu };
+struct ActivationArgs {
+  ActivationType type = ActivationType::kGeluErf;
+  const float* x = nullptr;  // GELU: [rows, cols]; SwiGLU: [rows, 2*cols] = [gate | up]
+  float* y = nullptr;        // [rows, cols]; may alias x for GELU
+  int rows = 0, cols = 0;
+};
+
+struct KvWriteArgs {
+  const float* step_k = nullptr;  // [tokens, kv_heads, head_dim]
+  const float* step_v = nullptr;
+  KvBankView bank;
+  BatchLayout batch;
+};
+
+// Attention of each step token over one bank. Keys at positions < context_len come from the
+// bank; keys at positions >= context_len come from this step's rows (step_k/step_v), so the bank
+// itself is only written when a step commits (KvWrite).
+struct AttentionArgs {
+  const float* q = nullptr;  // [tokens, num_heads, head_dim]
+  float* out = nullptr;      // [tokens, num_heads, head_dim]
+  int num_heads = 0;
+  const float* step_k = nullptr;  // [tokens, kv_heads, head_dim]
+  const float* step_v = nullptr;
+  KvBankView bank;
+  BatchLayout batch;
+  int window = 0;          // 0: full; else keys max(0, t-W+1)..t
+  bool mask_diag = false;  // exclude the query's own position
+  float scale = 1.f;
+  // Raw-K producers (MLKV, §1.4 option a): rotate the first rope.rotary_dims of every key by its
+  // position when reading. rope.cos == null: keys are used as stored.
+  RopeTable rope_on_read;
+};
+
+struct GatherRowsArgs {
+  const float* src = nullptr;  // [*, cols]
+  const int* rows = nullptr;   // [count]
+  float* dst = nullptr;        // [count, cols]
+  int count = 0, cols = 0;
+};
+
+struct EmbeddingArgs {
+  const float* table = nullptr;  // [vocab, hidden]
+  const int* ids = nullptr;      // [tokens]
+  float* y = nullptr;            // [tokens, hidden]
+  int tokens = 0, hidden = 0;
+};
+
+class Backend;
+
+// Owning handle to backend memory.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(Backend* owner, void* ptr, size_t bytes) : owner_(owner), ptr_(ptr), bytes_(bytes) {}
+  DeviceBuffer(DeviceBuffer&& o) noexcept { *this = std::move(o); }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer();
+
+  void* get() const { return ptr_; }
+  float* f32() const { return static_cast<float*>(ptr_); }
+  int* i32() const { return static_cast<int*>(ptr_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  Backend* owner_ = nullptr;
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  virtual absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) = 0;
+  virtual void Free(void* ptr) = 0;
+  virtual void CopyToDevice(void* dst, const void* src, size_t bytes) = 0;
+  virtual void CopyToHost(void* dst, const void* src, size_t bytes) = 0;
+  virtual void CopyDeviceToDevice(void* dst, const void* src, size_t bytes) = 0;
+  virtual void Zero(void* dst, size_t bytes) = 0;
+  virtual void Synchronize() = 0;
+
+  virtual void Embedding(const EmbeddingArgs& a) = 0;
+  virtual void Linear(const LinearArgs& a) = 0;
+  virtual void Norm(const NormArgs& a) = 0;
+  virtual void Rotary(const RotaryArgs& a) = 0;
+  virtual void Activation(const ActivationArgs& a) = 0;
+  virtual void Add(float* y, const float* x, size_t n) = 0;  // y += x
+  virtual void GatherRows(const GatherRowsArgs& a) = 0;
+  virtual void KvWrite(const KvWriteArgs& a) = 0;
+  virtual void Attention(const AttentionArgs& a) = 0;
+};
+
+struct BackendOptions {
+  std::string device = "cpu";  // "cpu" or "cuda"
+  int threads = 0;             // CPU: 0 = every core
+  int device_index = 0;        // CUDA
+};
+
+// The only place that knows which backends were compiled in.
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& options);
+
+// Number of CUDA devices that answer, or 0 (no driver, no device, or CUDA not compiled in).
+int CudaDeviceCount();
+
+}  // namespace strata

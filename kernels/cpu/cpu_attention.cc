@@ -1,0 +1,138 @@
+// Attention over one KV bank and the KV commit, for the CPU backend.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/kv_addressing.h"
+
+namespace strata {
+namespace {
+
+int SeqOfToken(const BatchLayout& b, int token) {
+  int s = 0;
+  while (b.token_start[s + 1] <= token) ++s;
+  return s;
+}
+
+// Copies one key or value row (all heads) of the bank to float.
+void LoadBankRow(const KvBankView& bank, const void* base, size_t row, float* dst) {
+  const size_t n = static_cast<size_t>(bank.num_kv_heads) * bank.head_dim;
+  const char* p = static_cast<const char*>(base) + row * n * DTypeSize(bank.dtype);
+  ToFloat(bank.dtype, p, dst, n);
+}
+
+}  // namespace
+
+void CpuBackend::KvWrite(const KvWriteArgs& a) {
+  const KvBankView& bank = a.bank;
+  const size_t n = static_cast<size_t>(bank.num_kv_heads) * bank.head_dim;
+  const size_t row_bytes = n * DTypeSize(bank.dtype);
+  for (int s = 0; s < a.batch.num_seqs; ++s) {
+    const int begin = a.batch.token_start[s], end = a.batch.token_start[s + 1];
+    const int ctx = a.batch.context_len[s];
+    for (int i = begin; i < end; ++i) {
+      const int pos = ctx + (i - begin);
+      // A ring keeps only the last ring_size positions; earlier rows of this chunk would be
+      // overwritten by later ones anyway.
+      if (bank.ring_size > 0 && pos < ctx + (end - begin) - bank.ring_size) continue;
+      const size_t row = KvRow(bank, a.batch, s, pos);
+      FromFloat(bank.dtype, a.step_k + i * n, static_cast<char*>(bank.k) + row * row_bytes, n);
+      FromFloat(bank.dtype, a.step_v + i * n, static_cast<char*>(bank.v) + row * row_bytes, n);
+    }
+  }
+}
+
+void CpuBackend::Attention(const AttentionArgs& a) {
+  const KvBankView& bank = a.bank;
+  const int d = bank.head_dim, nkv = bank.num_kv_heads;
+  const int group = a.num_heads / nkv;  // query heads per KV head (GQA), h -> h / group
+  const size_t kv_row = static_cast<size_t>(nkv) * d;
+  const int tokens = a.batch.token_start[a.batch.num_seqs];
+  const int half = a.rope_on_read.rotary_dims / 2;
+
+#pragma omp parallel
+  {
+    std::vector<float> scores, krow(kv_row), rotated(d), acc(static_cast<size_t>(group) * d);
+#pragma omp for schedule(dynamic, 1) collapse(2)
+    for (int i = 0; i < tokens; ++i) {
+      for (int g = 0; g < nkv; ++g) {
+        const int s = SeqOfToken(a.batch, i);
+        const int begin = a.batch.token_start[s];
+        const int ctx = a.batch.context_len[s];
+        const int t = ctx + (i - begin);
+        const int hi = a.mask_diag ? t - 1 : t;
+        const int lo = a.window > 0 ? std::max(0, t - a.window + 1) : 0;
+        float* out = a.out + (static_cast<size_t>(i) * a.num_heads + static_cast<size_t>(g) * group) * d;
+        if (hi < lo) {  // nothing visible: the output is the zero vector (§2.1, decision (b))
+          std::memset(out, 0, sizeof(float) * group * d);
+          continue;
+        }
+        const int nk = hi - lo + 1;
+        scores.assign(static_cast<size_t>(group) * nk, 0.f);
+        const float* q = a.q + (static_cast<size_t>(i) * a.num_heads + static_cast<size_t>(g) * group) * d;
+        // Scores: q . k for every visible key position.
+        for (int p = lo; p <= hi; ++p) {
+          const float* k;
+          if (p < ctx) {
+            LoadBankRow(bank, bank.k, KvRow(bank, a.batch, s, p), krow.data());
+            k = krow.data() + static_cast<size_t>(g) * d;
+          } else {
+            k = a.step_k + (static_cast<size_t>(begin + p - ctx) * nkv + g) * d;
+          }
+          if (half > 0) {  // raw-K producer: rotate the key to its own position on read
+            std::memcpy(rotated.data(), k, sizeof(float) * d);
+            const float* c = a.rope_on_read.cos + static_cast<size_t>(p) * half;
+            const float* sn = a.rope_on_read.sin + static_cast<size_t>(p) * half;
+            for (int j = 0; j < half; ++j) {
+              rotated[j] = k[j] * c[j] - k[j + half] * sn[j];
+              rotated[j + half] = k[j + half] * c[j] + k[j] * sn[j];
+            }
+            k = rotated.data();
+          }
+          for (int h = 0; h < group; ++h) {
+            const float* qh = q + static_cast<size_t>(h) * d;
+            float dot = 0.f;
+            for (int j = 0; j < d; ++j) dot += qh[j] * k[j];
+            scores[static_cast<size_t>(h) * nk + (p - lo)] = dot * a.scale;
+          }
+        }
+        // Softmax per head.
+        for (int h = 0; h < group; ++h) {
+          float* sc = scores.data() + static_cast<size_t>(h) * nk;
+          float mx = sc[0];
+          for (int j = 1; j < nk; ++j) mx = std::max(mx, sc[j]);
+          double sum = 0;
+          for (int j = 0; j < nk; ++j) {
+            sc[j] = std::exp(sc[j] - mx);
+            sum += sc[j];
+          }
+          const float inv = static_cast<float>(1.0 / sum);
+          for (int j = 0; j < nk; ++j) sc[j] *= inv;
+        }
+        // Weighted sum of values.
+        std::fill(acc.begin(), acc.end(), 0.f);
+        for (int p = lo; p <= hi; ++p) {
+          const float* v;
+          if (p < ctx) {
+            LoadBankRow(bank, bank.v, KvRow(bank, a.batch, s, p), krow.data());
+            v = krow.data() + static_cast<size_t>(g) * d;
+          } else {
+            v = a.step_v + (static_cast<size_t>(begin + p - ctx) * nkv + g) * d;
+          }
+          for (int h = 0; h < group; ++h) {
+            const float w = scores[static_cast<size_t>(h) * nk + (p - lo)];
+            float* o = acc.data() + static_cast<size_t>(h) * d;
+            for (int j = 0; j < d; ++j) o[j] += w * v[j];
+          }
+        }
+        std::memcpy(out, acc.data(), sizeof(float) * group * d);
+      }
+    }
+  }
+}
+
+}  // namespace strata

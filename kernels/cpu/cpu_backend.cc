@@ -1,0 +1,129 @@
+#include "kernels/cpu/cpu_backend.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+
+namespace strata {
+
+CpuBackend::CpuBackend(int threads) {
+  threads_ = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+  if (threads_ < 1) threads_ = 1;
+  omp_set_num_threads(threads_);
+  openblas_set_num_threads(threads_);
+}
+
+absl::StatusOr<DeviceBuffer> CpuBackend::Allocate(size_t bytes) {
+  const size_t rounded = (bytes + 63) / 64 * 64;
+  void* p = rounded == 0 ? nullptr : std::aligned_alloc(64, rounded);
+  if (rounded != 0 && p == nullptr)
+    return absl::ResourceExhaustedError(absl::StrCat("cpu: cannot allocate ", bytes, " bytes"));
+  return DeviceBuffer(this, p, bytes);
+}
+void CpuBackend::Free(void* ptr) { std::free(ptr); }
+void CpuBackend::CopyToDevice(void* dst, const void* src, size_t bytes) { if (bytes) std::memcpy(dst, src, bytes); }
+void CpuBackend::CopyToHost(void* dst, const void* src, size_t bytes) { if (bytes) std::memcpy(dst, src, bytes); }
+void CpuBackend::CopyDeviceToDevice(void* dst, const void* src, size_t bytes) { if (bytes) std::memmove(dst, src, bytes); }
+void CpuBackend::Zero(void* dst, size_t bytes) { if (bytes) std::memset(dst, 0, bytes); }
+
+void CpuBackend::Embedding(const EmbeddingArgs& a) {
+  for (int t = 0; t < a.tokens; ++t)
+    std::memcpy(a.y + static_cast<size_t>(t) * a.hidden,
+                a.table + static_cast<size_t>(a.ids[t]) * a.hidden, sizeof(float) * a.hidden);
+}
+
+void CpuBackend::Linear(const LinearArgs& a) {
+  const float beta = a.accumulate ? 1.f : 0.f;
+  if (a.m == 1) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, a.n, a.k, 1.f, a.w, a.k, a.x, 1, beta, a.y, 1);
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a.m, a.n, a.k, 1.f, a.x, a.k, a.w, a.k,
+                beta, a.y, a.n);
+  }
+  if (a.bias) {
+    for (int i = 0; i < a.m; ++i) {
+      float* row = a.y + static_cast<size_t>(i) * a.n;
+      for (int j = 0; j < a.n; ++j) row[j] += a.bias[j];
+    }
+  }
+}
+
+void CpuBackend::Norm(const NormArgs& a) {
+#pragma omp parallel for if (a.rows > 4)
+  for (int r = 0; r < a.rows; ++r) {
+    const float* x = a.x + static_cast<size_t>(r) * a.cols;
+    float* y = a.y + static_cast<size_t>(r) * a.cols;
+    if (a.type == NormType::kLayerNorm) {
+      double mean = 0, var = 0;
+      for (int c = 0; c < a.cols; ++c) mean += x[c];
+      mean /= a.cols;
+      for (int c = 0; c < a.cols; ++c) var += (x[c] - mean) * (x[c] - mean);
+      var /= a.cols;
+      const float inv = static_cast<float>(1.0 / std::sqrt(var + a.eps));
+      for (int c = 0; c < a.cols; ++c)
+        y[c] = (x[c] - static_cast<float>(mean)) * inv * a.weight[c] + (a.bias ? a.bias[c] : 0.f);
+    } else {
+      double ss = 0;
+      for (int c = 0; c < a.cols; ++c) ss += static_cast<double>(x[c]) * x[c];
+      const float inv = static_cast<float>(1.0 / std::sqrt(ss / a.cols + a.eps));
+      for (int c = 0; c < a.cols; ++c) y[c] = x[c] * inv * a.weight[c];
+    }
+  }
+}
+
+void CpuBackend::Rotary(const RotaryArgs& a) {
+  const int half = a.rope.rotary_dims / 2;
+#pragma omp parallel for if (a.tokens > 4)
+  for (int t = 0; t < a.tokens; ++t) {
+    const float* c = a.rope.cos + static_cast<size_t>(a.positions[t]) * half;
+    const float* s = a.rope.sin + static_cast<size_t>(a.positions[t]) * half;
+    for (int h = 0; h < a.heads; ++h) {
+      float* x = a.x + (static_cast<size_t>(t) * a.heads + h) * a.head_dim;
+      for (int i = 0; i < half; ++i) {  // rotate_half: (x1, x2) -> (x1 c - x2 s, x2 c + x1 s)
+        const float x1 = x[i], x2 = x[i + half];
+        x[i] = x1 * c[i] - x2 * s[i];
+        x[i + half] = x2 * c[i] + x1 * s[i];
+      }
+    }
+  }
+}
+
+void CpuBackend::Activation(const ActivationArgs& a) {
+#pragma omp parallel for if (a.rows > 4)
+  for (int r = 0; r < a.rows; ++r) {
+    float* y = a.y + static_cast<size_t>(r) * a.cols;
+    if (a.type == ActivationType::kSwiGlu) {
+      const float* g = a.x + static_cast<size_t>(r) * 2 * a.cols;
+      const float* u = g + a.cols;
+      for (int c = 0; c < a.cols; ++c) y[c] = g[c] / (1.f + std::exp(-g[c])) * u[c];
+    } else {
+      const float* x = a.x + static_cast<size_t>(r) * a.cols;
+      for (int c = 0; c < a.cols; ++c) {
+        const float v = x[c];
+        if (a.type == ActivationType::kGeluErf) {
+          y[c] = 0.5f * v * (1.f + std::erf(v * 0.70710678118654752f));
+        } else {
+          y[c] = 0.5f * v * (1.f + std::tanh(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+        }
+      }
+    }
+  }
+}
+
+void CpuBackend::Add(float* y, const float* x, size_t n) {
+  for (size_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void CpuBackend::GatherRows(const GatherRowsArgs& a) {
+  for (int i = 0; i < a.count; ++i)
+    std::memcpy(a.dst + static_cast<size_t>(i) * a.cols, a.src + static_cast<size_t>(a.rows[i]) * a.cols,
+                sizeof(float) * a.cols);
+}
+
+}  // namespace strata

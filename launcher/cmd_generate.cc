@@ -1,0 +1,48 @@
+// strata generate --model DIR --prompt-ids 1,2,3 --max-tokens N [--temperature --top-p --top-k
+// --seed] [--json]: prints {"tokens": [...], "logprobs": [...]} (a stable interface).
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "launcher/commands.h"
+#include "launcher/flags.h"
+#include "nlohmann/json.hpp"
+#include "runtime/engine.h"
+
+ABSL_FLAG(std::string, prompt_ids, "", "generate: comma-separated prompt token ids");
+ABSL_FLAG(int, max_tokens, 16, "generate: tokens to generate");
+ABSL_FLAG(double, temperature, 0.0, "generate: sampling temperature (0: greedy)");
+ABSL_FLAG(double, top_p, 1.0, "generate: nucleus sampling mass");
+ABSL_FLAG(int, top_k, 0, "generate: keep the k most likely tokens (0: all)");
+ABSL_FLAG(bool, ignore_eos, false, "generate: keep going past the end-of-sequence token");
+
+namespace strata {
+
+int RunGenerate(const std::vector<std::string>& args) {
+  if (!args.empty()) return Fail("generate", "takes no positional arguments", 2);
+  if (absl::GetFlag(FLAGS_model).empty()) return Fail("generate", "--model is required", 2);
+  auto prompt = ParseIntList(absl::GetFlag(FLAGS_prompt_ids), "prompt-ids");
+  if (!prompt.ok()) return Fail("generate", std::string(prompt.status().message()), 2);
+  auto engine = Engine::Create(absl::GetFlag(FLAGS_model), EngineOptionsFromFlags());
+  if (!engine.ok()) return Fail("generate", std::string(engine.status().message()));
+  GenerationRequest r;
+  r.prompt = *prompt;
+  r.max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  r.sampling.temperature = static_cast<float>(absl::GetFlag(FLAGS_temperature));
+  r.sampling.top_p = static_cast<float>(absl::GetFlag(FLAGS_top_p));
+  r.sampling.top_k = absl::GetFlag(FLAGS_top_k);
+  r.sampling.seed = absl::GetFlag(FLAGS_seed);
+  r.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
+  auto results = (*engine)->Generate({r});
+  if (!results.ok()) return Fail("generate", std::string(results.status().message()));
+  const GenerationResult& g = (*results)[0];
+  nlohmann::json j = {{"tokens", g.tokens}, {"logprobs", g.logprobs}};
+  if (absl::GetFlag(FLAGS_json)) {
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("tokens:   %s\nlogprobs: %s\nfinish:   %s\n", j["tokens"].dump().c_str(),
+                j["logprobs"].dump().c_str(), g.finish_reason.c_str());
+  }
+  return 0;
+}
+
+}  // namespace strata

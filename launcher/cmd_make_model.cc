@@ -1,0 +1,59 @@
+// strata make-model OUT --family gpt_neox|llama --layers N [--layer-types S | --kv-layers M] ...
+#include "absl/flags/flag.h"
+#include "launcher/commands.h"
+#include "launcher/flags.h"
+#include "runtime/model/model_writer.h"
+
+ABSL_FLAG(std::string, family, "llama", "make-model: gpt_neox or llama");
+ABSL_FLAG(int, layers, 4, "make-model: number of layers");
+ABSL_FLAG(int, hidden, 64, "make-model: hidden size");
+ABSL_FLAG(int, heads, 4, "make-model: attention heads");
+ABSL_FLAG(int, kv_heads, 0, "make-model: KV heads (0: = heads)");
+ABSL_FLAG(int, intermediate, 0, "make-model: MLP width (0: family default)");
+ABSL_FLAG(int, vocab, 512, "make-model: vocabulary size");
+ABSL_FLAG(int, max_position, 4096, "make-model: max_position_embeddings");
+ABSL_FLAG(std::string, layer_types, "", "make-model (llama): lckv-llama layer map, e.g. 0_6_6_6_6_6_6_7");
+ABSL_FLAG(int, kv_layers, 0, "make-model (gpt_neox): MLKV num_key_value_layers (0: stock fused QKV)");
+ABSL_FLAG(int, sliding_window, 4096, "make-model: window of 's' layers");
+ABSL_FLAG(int, forward_passes, 7, "make-model: LCKV forward_passes (m)");
+ABSL_FLAG(int, backward_passes, 2, "make-model: LCKV backward_passes (b)");
+ABSL_FLAG(bool, use_sequential, false, "make-model: LCKV use_sequential");
+ABSL_FLAG(bool, force_nodiag, false, "make-model: LCKV force_nodiag");
+ABSL_FLAG(bool, tie_embeddings, false, "make-model: tie_word_embeddings");
+ABSL_FLAG(bool, sequential_residual, false, "make-model (gpt_neox): use_parallel_residual=false");
+ABSL_FLAG(double, rotary_pct, 0.25, "make-model (gpt_neox): rotary_pct");
+ABSL_FLAG(std::string, dtype, "float32", "make-model: float32, float16 or bfloat16");
+ABSL_FLAG(int, shards, 1, "make-model: number of safetensors shards");
+
+namespace strata {
+
+int RunMakeModel(const std::vector<std::string>& args) {
+  if (args.size() != 1) return Fail("make-model", "usage: strata make-model OUT_DIR --family ... --seed S", 2);
+  MakeModelOptions o;
+  o.family = absl::GetFlag(FLAGS_family);
+  o.layers = absl::GetFlag(FLAGS_layers);
+  o.hidden = absl::GetFlag(FLAGS_hidden);
+  o.heads = absl::GetFlag(FLAGS_heads);
+  o.kv_heads = absl::GetFlag(FLAGS_kv_heads);
+  o.intermediate = absl::GetFlag(FLAGS_intermediate);
+  o.vocab = absl::GetFlag(FLAGS_vocab);
+  o.max_position = absl::GetFlag(FLAGS_max_position);
+  o.layer_types = absl::GetFlag(FLAGS_layer_types);
+  o.kv_layers = absl::GetFlag(FLAGS_kv_layers);
+  o.sliding_window = absl::GetFlag(FLAGS_sliding_window);
+  o.forward_passes = absl::GetFlag(FLAGS_forward_passes);
+  o.backward_passes = absl::GetFlag(FLAGS_backward_passes);
+  o.use_sequential = absl::GetFlag(FLAGS_use_sequential);
+  o.force_nodiag = absl::GetFlag(FLAGS_force_nodiag);
+  o.tie_embeddings = absl::GetFlag(FLAGS_tie_embeddings);
+  o.sequential_residual = absl::GetFlag(FLAGS_sequential_residual);
+  o.rotary_pct = absl::GetFlag(FLAGS_rotary_pct);
+  o.dtype = absl::GetFlag(FLAGS_dtype);
+  o.shards = absl::GetFlag(FLAGS_shards);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  absl::Status st = WriteRandomModel(args[0], o);
+  if (!st.ok()) return Fail("make-model", std::string(st.message()));
+  return 0;
+}
+
+}  // namespace strata

@@ -1,0 +1,20 @@
+// File: launcher/commands.h
+// The `strata` subcommands. Each takes the positional arguments after its name and returns the
+// process exit code; flags are read from absl.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace strata {
+
+int RunMakeModel(const std::vector<std::string>& args);
+int RunGenerate(const std::vector<std::string>& args);
+int RunInspect(const std::vector<std::string>& args);
+int RunBench(const std::vector<std::string>& args);
+int RunDemo(const std::vector<std::string>& args);
+
+// Prints "strata <command>: <message>" to stderr and returns 1 (2 for usage errors).
+int Fail(const std::string& command, const std::string& message, int code = 1);
+
+}  // namespace strata

@@ -1,0 +1,34 @@
+// File: launcher/flags.h
+// Command-line flags shared by the `strata` subcommands (absl flags). Flags are written with
+// dashes on the command line (--prompt-ids); NormalizeFlagDashes maps them to absl's names.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/flags/declare.h"
+#include "absl/status/statusor.h"
+#include "runtime/engine.h"
+
+ABSL_DECLARE_FLAG(std::string, model);
+ABSL_DECLARE_FLAG(std::string, device);
+ABSL_DECLARE_FLAG(int, threads);
+ABSL_DECLARE_FLAG(std::string, kv_dtype);
+ABSL_DECLARE_FLAG(int64_t, kv_memory);
+ABSL_DECLARE_FLAG(int, block_size);
+ABSL_DECLARE_FLAG(int, max_seqs);
+ABSL_DECLARE_FLAG(bool, json);
+ABSL_DECLARE_FLAG(uint64_t, seed);
+
+namespace strata {
+
+// "--prompt-ids=1" -> "--prompt_ids=1"; values are left alone.
+std::vector<char*> NormalizeFlagDashes(int argc, char** argv, std::vector<std::string>* storage);
+
+// EngineOptions from --device --threads --kv-dtype --kv-memory --block-size --max-seqs.
+EngineOptions EngineOptionsFromFlags();
+
+// "1,2,3" -> {1,2,3}.
+absl::StatusOr<std::vector<int>> ParseIntList(const std::string& s, const std::string& flag);
+
+}  // namespace strata

@@ -1,0 +1,47 @@
+// strata: the one binary. `strata <command> [flags]`, commands listed in kUsage.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "launcher/commands.h"
+#include "launcher/flags.h"
+
+namespace {
+constexpr char kUsage[] =
+    "strata <command> [flags]\n"
+    "  make-model OUT  write a seeded random Hugging Face checkpoint\n"
+    "  generate        generate tokens (--model --prompt-ids --max-tokens [--json])\n"
+    "  inspect         show a model's KV groups and KV cost (--model)\n"
+    "  bench offline   measure prefill/decode throughput (--model --batch --prompt-len --output-len)\n"
+    "  demo            make a small model and generate from it\n"
+    "Flags use dashes (--max-tokens); --helpfull lists them all.";
+}  // namespace
+
+namespace strata {
+int Fail(const std::string& command, const std::string& message, int code) {
+  std::fprintf(stderr, "strata %s: %s\n", command.c_str(), message.c_str());
+  return code;
+}
+}  // namespace strata
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  std::vector<std::string> storage;
+  std::vector<char*> args = strata::NormalizeFlagDashes(argc, argv, &storage);
+  std::vector<char*> positional = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  if (positional.size() < 2) {
+    std::fprintf(stderr, "%s\n", kUsage);
+    return 2;
+  }
+  const std::string cmd = positional[1];
+  std::vector<std::string> rest(positional.begin() + 2, positional.end());
+  if (cmd == "make-model") return strata::RunMakeModel(rest);
+  if (cmd == "generate") return strata::RunGenerate(rest);
+  if (cmd == "inspect") return strata::RunInspect(rest);
+  if (cmd == "bench") return strata::RunBench(rest);
+  if (cmd == "demo") return strata::RunDemo(rest);
+  std::fprintf(stderr, "strata: unknown command '%s'\n%s\n", cmd.c_str(), kUsage);
+  return 2;
+}

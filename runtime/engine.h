@@ -1,0 +1,79 @@
+// File: runtime/engine.h
+// The single-rank engine: loads a model directory onto a backend, owns the paged KV cache, and
+// generates for a batch of requests (sequences join as blocks free up and leave when done).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cache/block_pool.h"
+#include "cache/kv_layout.h"
+#include "cache/kv_storage.h"
+#include "kernels/backend.h"
+#include "runtime/model/model_spec.h"
+#include "runtime/model_runner.h"
+#include "runtime/sampler.h"
+#include "runtime/weights.h"
+
+namespace strata {
+
+struct EngineOptions {
+  BackendOptions backend;
+  std::string kv_dtype = "auto";  // auto = the checkpoint's torch_dtype
+  int64_t kv_memory_bytes = int64_t{1} << 30;
+  int block_size = 16;
+  int max_seqs = 256;  // sequences running at once
+};
+
+struct GenerationRequest {
+  std::vector<int> prompt;
+  int max_tokens = 16;
+  SamplingParams sampling;
+  bool ignore_eos = false;
+};
+
+struct GenerationResult {
+  std::vector<int> tokens;
+  std::vector<float> logprobs;
+  std::string finish_reason;  // "length" or "stop"
+};
+
+struct EngineStats {
+  double prefill_seconds = 0, decode_seconds = 0;
+  int64_t prefill_tokens = 0, decode_tokens = 0;
+  int64_t steps = 0;
+};
+
+class Engine {
+ public:
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const std::string& model_dir, const EngineOptions& options);
+
+  absl::StatusOr<std::vector<GenerationResult>> Generate(const std::vector<GenerationRequest>& requests);
+
+  const ModelSpec& spec() const { return spec_; }
+  const KvLayout& kv_layout() const { return layout_; }
+  const KvCapacity& kv_capacity() const { return capacity_; }
+  int64_t weight_bytes() const { return weights_.bytes; }
+  const EngineStats& stats() const { return stats_; }
+  // Whether prompts of this length are prefilled token by token (§2.4, decision (b)).
+  bool SequentialPrefill(size_t prompt_len) const;
+
+ private:
+  Engine() = default;
+  absl::Status Validate(const GenerationRequest& r) const;
+
+  ModelSpec spec_;
+  std::unique_ptr<Backend> backend_;
+  ModelWeights weights_;
+  KvLayout layout_;
+  KvCapacity capacity_;
+  std::unique_ptr<KvStorage> storage_;
+  std::unique_ptr<BlockPool> blocks_;
+  std::unique_ptr<SlotPool> slots_;
+  std::unique_ptr<ModelRunner> runner_;
+  EngineStats stats_;
+};
+
+}  // namespace strata

@@ -1,0 +1,277 @@
+#include "runtime/model/config.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
+#include "runtime/base/status.h"
+
+namespace strata {
+namespace {
+
+using json = nlohmann::json;
+
+// Typed field access with messages naming the file and the field.
+class Fields {
+ public:
+  Fields(const json& j, std::string path) : j_(j), path_(std::move(path)) {}
+
+  absl::Status Error(const std::string& field, const std::string& what) const {
+    return absl::InvalidArgumentError(absl::StrCat(path_, ": field '", field, "': ", what));
+  }
+  bool Has(const std::string& f) const { return j_.contains(f) && !j_.at(f).is_null(); }
+
+  absl::StatusOr<int> Int(const std::string& f, std::optional<int> dflt, int min_value) const {
+    if (!Has(f)) {
+      if (dflt) return *dflt;
+      return Error(f, "missing");
+    }
+    const json& v = j_.at(f);
+    if (!v.is_number_integer()) return Error(f, absl::StrCat("expected an integer, got ", v.dump()));
+    int64_t x = v.get<int64_t>();
+    if (x < min_value || x > (1ll << 30))
+      return Error(f, absl::StrCat("value ", x, " out of range (minimum ", min_value, ")"));
+    return static_cast<int>(x);
+  }
+  absl::StatusOr<double> Number(const std::string& f, double dflt, double lo, double hi) const {
+    if (!Has(f)) return dflt;
+    const json& v = j_.at(f);
+    if (!v.is_number()) return Error(f, absl::StrCat("expected a number, got ", v.dump()));
+    double x = v.get<double>();
+    if (!std::isfinite(x) || x < lo || x > hi)
+      return Error(f, absl::StrCat("value ", x, " outside [", lo, ", ", hi, "]"));
+    return x;
+  }
+  absl::StatusOr<bool> Bool(const std::string& f, bool dflt) const {
+    if (!Has(f)) return dflt;
+    const json& v = j_.at(f);
+    if (!v.is_boolean()) return Error(f, absl::StrCat("expected true or false, got ", v.dump()));
+    return v.get<bool>();
+  }
+  absl::StatusOr<std::string> String(const std::string& f, std::optional<std::string> dflt) const {
+    if (!Has(f)) {
+      if (dflt) return *dflt;
+      return Error(f, "missing");
+    }
+    const json& v = j_.at(f);
+    if (!v.is_string()) return Error(f, absl::StrCat("expected a string, got ", v.dump()));
+    return v.get<std::string>();
+  }
+  const json& Raw(const std::string& f) const { return j_.at(f); }
+  const std::string& path() const { return path_; }
+
+ private:
+  const json& j_;
+  std::string path_;
+};
+
+absl::Status ReadCommonDims(const Fields& f, ModelSpec* s) {
+  ASSIGN_OR_RETURN(s->num_layers, f.Int("num_hidden_layers", std::nullopt, 1));
+  ASSIGN_OR_RETURN(s->hidden_size, f.Int("hidden_size", std::nullopt, 1));
+  ASSIGN_OR_RETURN(s->num_heads, f.Int("num_attention_heads", std::nullopt, 1));
+  ASSIGN_OR_RETURN(s->intermediate_size, f.Int("intermediate_size", std::nullopt, 1));
+  ASSIGN_OR_RETURN(s->vocab_size, f.Int("vocab_size", std::nullopt, 1));
+  ASSIGN_OR_RETURN(s->max_position_embeddings, f.Int("max_position_embeddings", 2048, 1));
+  if (f.Has("head_dim")) {
+    ASSIGN_OR_RETURN(s->head_dim, f.Int("head_dim", std::nullopt, 1));
+  } else {
+    if (s->hidden_size % s->num_heads != 0)
+      return f.Error("hidden_size", absl::StrCat(s->hidden_size, " is not a multiple of ",
+                                                 "num_attention_heads ", s->num_heads));
+    s->head_dim = s->hidden_size / s->num_heads;
+  }
+  if (f.Has("eos_token_id")) {
+    const json& e = f.Raw("eos_token_id");
+    for (const json& v : e.is_array() ? e : json::array({e})) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= s->vocab_size)
+        return f.Error("eos_token_id", absl::StrCat(v.dump(), " is not a token id below vocab_size"));
+      s->eos_token_ids.push_back(v.get<int>());
+    }
+  }
+  if (f.Has("torch_dtype")) {
+    ASSIGN_OR_RETURN(std::string d, f.String("torch_dtype", std::nullopt));
+    auto dt = ParseDTypeName(d);
+    if (!dt.ok()) return f.Error("torch_dtype", std::string(dt.status().message()));
+    s->torch_dtype = *dt;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ModelSpec> ParseGptNeox(const Fields& f, const std::string& model_type) {
+  ModelSpec s;
+  s.family = Family::kGptNeox;
+  s.model_type = model_type;
+  RETURN_IF_ERROR(ReadCommonDims(f, &s));
+  s.norm = NormKind::kLayerNorm;
+  ASSIGN_OR_RETURN(double eps, f.Number("layer_norm_eps", 1e-5, 0, 1));
+  s.norm_eps = static_cast<float>(eps);
+  ASSIGN_OR_RETURN(std::string act, f.String("hidden_act", std::string("gelu")));
+  if (act == "gelu") {
+    s.activation = Activation::kGeluErf;
+  } else if (act == "gelu_new" || act == "gelu_fast" || act == "gelu_pytorch_tanh") {
+    s.activation = Activation::kGeluTanh;
+  } else {
+    return f.Error("hidden_act", absl::StrCat("unsupported activation '", act, "' for gpt_neox"));
+  }
+  ASSIGN_OR_RETURN(s.parallel_residual, f.Bool("use_parallel_residual", true));
+  ASSIGN_OR_RETURN(s.attention_bias, f.Bool("attention_bias", true));
+  s.mlp_bias = true;
+  ASSIGN_OR_RETURN(s.tie_word_embeddings, f.Bool("tie_word_embeddings", false));
+  ASSIGN_OR_RETURN(double pct, f.Number("rotary_pct", 0.25, 0, 1));
+  s.rotary_dims = static_cast<int>(s.head_dim * pct);  // int(head_size * rotary_pct), §1.1
+  if (s.rotary_dims % 2 != 0)
+    return f.Error("rotary_pct", absl::StrCat("gives an odd number of rotary dims (", s.rotary_dims, ")"));
+  ASSIGN_OR_RETURN(double base, f.Number("rotary_emb_base", 10000, 1, 1e12));
+  s.rope_theta = static_cast<float>(base);
+  if (f.Has("rope_scaling"))
+    return f.Error("rope_scaling", "rotary scaling is not supported");
+  ASSIGN_OR_RETURN(bool kv_mlp, f.Bool("use_key_value_mlp", false));
+  if (kv_mlp) return f.Error("use_key_value_mlp", "the MLKV key/value MLP variant is not supported");
+
+  // MLKV (§1.1): missing fields mean "no sharing", never the class defaults 44/64.
+  const bool mlkv = f.Has("num_key_value_layers") || f.Has("num_key_value_heads");
+  ASSIGN_OR_RETURN(int m, f.Int("num_key_value_layers", s.num_layers, 1));
+  ASSIGN_OR_RETURN(int g, f.Int("num_key_value_heads", s.num_heads, 1));
+  if (m > s.num_layers)
+    return f.Error("num_key_value_layers",
+                   absl::StrCat(m, " exceeds num_hidden_layers ", s.num_layers));
+  s.qkv_layout = mlkv ? QkvLayout::kSeparate : QkvLayout::kFusedNeox;
+
+  LayerMapInput in;
+  std::vector<int> producers = MlkvProducerLayers(s.num_layers, m);
+  for (int l = 0; l < s.num_layers; ++l) {
+    int src = 0;
+    for (int p : producers)
+      if (p <= l) src = p;  // kv_source(l) = max{p in KVL : p <= l}
+    in.raw_sources.push_back(src);
+  }
+  in.windows.assign(s.num_layers, 0);
+  in.num_kv_heads.assign(s.num_layers, g);
+  in.raw_rope_for_shared = true;
+  RETURN_IF_ERROR(BuildLayerMap(in, f.path(), &s));
+  return s;
+}
+
+absl::StatusOr<ModelSpec> ParseLlama(const Fields& f, const std::string& model_type) {
+  ModelSpec s;
+  s.family = Family::kLlama;
+  s.model_type = model_type;
+  RETURN_IF_ERROR(ReadCommonDims(f, &s));
+  s.norm = NormKind::kRmsNorm;
+  ASSIGN_OR_RETURN(double eps, f.Number("rms_norm_eps", 1e-6, 0, 1));
+  s.norm_eps = static_cast<float>(eps);
+  ASSIGN_OR_RETURN(std::string act, f.String("hidden_act", std::string("silu")));
+  if (act != "silu") return f.Error("hidden_act", absl::StrCat("unsupported activation '", act, "' for llama"));
+  s.activation = Activation::kSwiGlu;
+  s.parallel_residual = false;
+  ASSIGN_OR_RETURN(s.attention_bias, f.Bool("attention_bias", false));
+  ASSIGN_OR_RETURN(s.mlp_bias, f.Bool("mlp_bias", false));
+  ASSIGN_OR_RETURN(s.tie_word_embeddings, f.Bool("tie_word_embeddings", false));
+  ASSIGN_OR_RETURN(double theta, f.Number("rope_theta", 10000, 1, 1e12));
+  s.rope_theta = static_cast<float>(theta);
+  s.rotary_dims = s.head_dim;
+  if (s.head_dim % 2 != 0) return f.Error("head_dim", "must be even for rotary embeddings");
+  if (f.Has("rope_scaling")) return f.Error("rope_scaling", "rotary scaling is not supported");
+  s.qkv_layout = QkvLayout::kSeparate;
+
+  LayerMapInput in;
+  // num_key_value_heads: one integer, or one per layer.
+  if (f.Has("num_key_value_heads") && f.Raw("num_key_value_heads").is_array()) {
+    const json& a = f.Raw("num_key_value_heads");
+    if (static_cast<int>(a.size()) != s.num_layers)
+      return f.Error("num_key_value_heads", absl::StrCat("has ", a.size(), " entries, expected ",
+                                                         s.num_layers));
+    for (const json& v : a) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 1)
+        return f.Error("num_key_value_heads", absl::StrCat("entry ", v.dump(), " is not a positive integer"));
+      in.num_kv_heads.push_back(v.get<int>());
+    }
+  } else {
+    ASSIGN_OR_RETURN(int g, f.Int("num_key_value_heads", s.num_heads, 1));
+    in.num_kv_heads.assign(s.num_layers, g);
+  }
+
+  ASSIGN_OR_RETURN(int window, f.Int("sliding_window", 4096, 1));
+  ASSIGN_OR_RETURN(s.forward_passes, f.Int("forward_passes", 7, 1));
+  ASSIGN_OR_RETURN(s.backward_passes, f.Int("backward_passes", 2, 1));
+  ASSIGN_OR_RETURN(s.use_sequential, f.Bool("use_sequential", false));
+  ASSIGN_OR_RETURN(in.force_nodiag, f.Bool("force_nodiag", false));
+
+  if (f.Has("layer_types")) {
+    ASSIGN_OR_RETURN(std::string lt, f.String("layer_types", std::nullopt));
+    auto entries = ParseLayerTypes(lt);
+    if (!entries.ok()) return f.Error("layer_types", std::string(entries.status().message()));
+    if (static_cast<int>(entries->size()) != s.num_layers)
+      return f.Error("layer_types", absl::StrCat("has ", entries->size(),
+                                                 " entries, num_hidden_layers is ", s.num_layers));
+    for (int l = 0; l < s.num_layers; ++l) {
+      const auto& e = (*entries)[l];
+      if (e.source < 0 || e.source >= s.num_layers)
+        return f.Error("layer_types", absl::StrCat("layer ", l, " reads layer ", e.source,
+                                                   ", outside 0..", s.num_layers - 1));
+      in.raw_sources.push_back(e.source);
+      in.windows.push_back(e.sliding ? window : 0);
+    }
+  } else {
+    for (int l = 0; l < s.num_layers; ++l) in.raw_sources.push_back(l);
+    in.windows.assign(s.num_layers, 0);
+  }
+  RETURN_IF_ERROR(BuildLayerMap(in, absl::StrCat(f.path(), ": field 'layer_types'"), &s));
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<LayerTypeEntry>> ParseLayerTypes(const std::string& s) {
+  std::vector<LayerTypeEntry> out;
+  int index = 0;
+  for (absl::string_view tok : absl::StrSplit(s, '_')) {
+    std::string t(tok);
+    bool sliding = !t.empty() && t.back() == 's';
+    if (sliding) t.pop_back();
+    int v = -1;
+    bool digits = !t.empty() && t.size() <= 9 &&
+                  t.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits || !absl::SimpleAtoi(t, &v))
+      return absl::InvalidArgumentError(absl::StrCat("entry ", index, " '", tok,
+                                                     "' is not a layer index with an optional 's'"));
+    out.push_back({v, sliding});
+    ++index;
+  }
+  return out;
+}
+
+absl::StatusOr<ModelSpec> ParseModelConfig(const std::string& json_text, const std::string& path) {
+  json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON"));
+  if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
+  Fields f(j, path);
+  ASSIGN_OR_RETURN(std::string model_type, f.String("model_type", std::nullopt));
+  absl::StatusOr<ModelSpec> spec;
+  if (model_type == "gpt_neox" || model_type == "gpt_neox_mlkv") {
+    spec = ParseGptNeox(f, model_type);
+  } else if (model_type == "llama" || model_type == "lckv-llama") {
+    spec = ParseLlama(f, model_type);
+  } else {
+    return f.Error("model_type", absl::StrCat("unsupported '", model_type,
+                                              "' (Strata reads gpt_neox, llama, lckv-llama)"));
+  }
+  if (!spec.ok()) return spec.status();
+  if (spec->num_heads * spec->head_dim <= 0) return f.Error("head_dim", "invalid");
+  return spec;
+}
+
+absl::StatusOr<ModelSpec> LoadModelConfig(const std::string& model_dir) {
+  const std::string path = model_dir + "/config.json";
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseModelConfig(ss.str(), path);
+}
+
+}  // namespace strata

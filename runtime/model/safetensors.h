@@ -1,0 +1,80 @@
+// File: runtime/model/safetensors.h
+// Memory-mapped reader and a writer for the safetensors format, plus the Hugging Face checkpoint
+// layout on top of it (one model.safetensors, or shards named by model.safetensors.index.json).
+// Tensor bytes are touched only when asked for (the mapping is lazy).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/base/dtype.h"
+
+namespace strata {
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  size_t offset = 0;  // from the start of the file
+  size_t nbytes = 0;
+  int64_t numel() const;
+};
+
+class SafetensorsFile {
+ public:
+  // Validates the header completely: size, JSON, dtypes, shapes, offsets, overlaps.
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
+  const uint8_t* data(const TensorInfo& t) const { return base_ + t.offset; }
+
+ private:
+  SafetensorsFile() = default;
+  std::string path_;
+  const uint8_t* base_ = nullptr;
+  size_t size_ = 0;
+  std::map<std::string, TensorInfo> tensors_;
+};
+
+struct TensorToWrite {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;  // already in `dtype`
+};
+absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors);
+
+// All tensors of a model directory.
+class Checkpoint {
+ public:
+  static absl::StatusOr<Checkpoint> Open(const std::string& model_dir);
+
+  bool Has(const std::string& name) const { return where_.count(name) > 0; }
+  std::vector<std::string> Names() const;
+  absl::StatusOr<const TensorInfo*> Info(const std::string& name) const;
+  // File holding `name`, for messages.
+  std::string FileOf(const std::string& name) const;
+  // Reads rows [row_begin, row_begin+row_count) of a tensor whose shape must equal `shape`
+  // (the first dim is rows; a 1-D tensor has one element per row), converted to float.
+  absl::StatusOr<std::vector<float>> ReadRows(const std::string& name,
+                                              const std::vector<int64_t>& shape,
+                                              int64_t row_begin, int64_t row_count) const;
+  absl::StatusOr<std::vector<float>> Read(const std::string& name,
+                                          const std::vector<int64_t>& shape) const;
+
+ private:
+  std::vector<std::shared_ptr<SafetensorsFile>> files_;
+  std::map<std::string, std::pair<int, const TensorInfo*>> where_;
+};
+
+std::string ShapeString(const std::vector<int64_t>& shape);
+
+}  // namespace strata

@@ -1,0 +1,224 @@
+#include "runtime/model_runner.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/base/status.h"
+
+namespace strata {
+
+ModelRunner::ModelRunner(const ModelSpec& spec, const ModelWeights& weights, Backend* backend, KvStorage* kv)
+    : spec_(spec), w_(weights), backend_(backend), kv_(kv), layout_(kv->layout()), plan_(IterationPlan(spec)) {
+  // cos/sin(pos * theta^(-2i/rotary_dims)), computed in double once.
+  const int half = spec.rotary_dims / 2;
+  const int max_pos = spec.max_position_embeddings;
+  std::vector<float> c(static_cast<size_t>(max_pos) * std::max(half, 1)), s(c.size());
+  for (int p = 0; p < max_pos; ++p)
+    for (int i = 0; i < half; ++i) {
+      const double inv_freq = 1.0 / std::pow(static_cast<double>(spec.rope_theta), 2.0 * i / spec.rotary_dims);
+      c[static_cast<size_t>(p) * half + i] = static_cast<float>(std::cos(p * inv_freq));
+      s[static_cast<size_t>(p) * half + i] = static_cast<float>(std::sin(p * inv_freq));
+    }
+  rope_cos_ = std::move(backend->Allocate(c.size() * 4)).value();
+  rope_sin_ = std::move(backend->Allocate(s.size() * 4)).value();
+  backend->CopyToDevice(rope_cos_.get(), c.data(), c.size() * 4);
+  backend->CopyToDevice(rope_sin_.get(), s.data(), s.size() * 4);
+  rope_ = {rope_cos_.f32(), rope_sin_.f32(), spec.rotary_dims, max_pos};
+}
+
+absl::Status ModelRunner::EnsureWorkspace(int tokens, int seqs, int max_blocks) {
+  auto alloc = [&](DeviceBuffer* b, size_t bytes) -> absl::Status {
+    ASSIGN_OR_RETURN(*b, backend_->Allocate(bytes));
+    return absl::OkStatus();
+  };
+  if (tokens > capacity_tokens_) {
+    const size_t t = static_cast<size_t>(tokens), h = spec_.hidden_size;
+    const size_t qd = static_cast<size_t>(spec_.num_heads) * spec_.head_dim, I = spec_.intermediate_size;
+    RETURN_IF_ERROR(alloc(&x_, t * h * 4));
+    RETURN_IF_ERROR(alloc(&x_block_in_, t * h * 4));
+    RETURN_IF_ERROR(alloc(&a_, t * h * 4));
+    RETURN_IF_ERROR(alloc(&a2_, t * h * 4));
+    RETURN_IF_ERROR(alloc(&q_, t * qd * 4));
+    RETURN_IF_ERROR(alloc(&attn_, t * qd * 4));
+    RETURN_IF_ERROR(alloc(&mlp_, t * I * 4));
+    RETURN_IF_ERROR(alloc(&mlp2_, t * 2 * I * 4));
+    RETURN_IF_ERROR(alloc(&positions_, t * 4));
+    RETURN_IF_ERROR(alloc(&ids_, t * 4));
+    step_k_.clear();
+    step_v_.clear();
+    for (const KvBank& b : layout_.banks) {
+      const size_t row = static_cast<size_t>(b.num_kv_heads) * b.head_dim * 4;
+      step_k_.emplace_back();
+      step_v_.emplace_back();
+      RETURN_IF_ERROR(alloc(&step_k_.back(), t * row));
+      RETURN_IF_ERROR(alloc(&step_v_.back(), t * row));
+    }
+    capacity_tokens_ = tokens;
+  }
+  if (seqs > capacity_seqs_) {
+    const size_t s = static_cast<size_t>(seqs);
+    RETURN_IF_ERROR(alloc(&token_start_, (s + 1) * 4));
+    RETURN_IF_ERROR(alloc(&context_len_, s * 4));
+    RETURN_IF_ERROR(alloc(&seq_slot_, s * 4));
+    RETURN_IF_ERROR(alloc(&last_rows_, s * 4));
+    RETURN_IF_ERROR(alloc(&last_, s * spec_.hidden_size * 4));
+    RETURN_IF_ERROR(alloc(&logits_, s * spec_.vocab_size * 4));
+    capacity_seqs_ = seqs;
+  }
+  const size_t table = static_cast<size_t>(seqs) * max_blocks;
+  if (table > block_table_capacity_) {
+    RETURN_IF_ERROR(alloc(&block_table_, table * 4));
+    block_table_capacity_ = table;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::Prepare(const std::vector<SequenceStep>& seqs) {
+  if (seqs.empty()) return absl::InvalidArgumentError("empty step");
+  std::vector<int> token_start = {0}, ctx, slot, positions, ids, last_rows;
+  int max_blocks = 1;
+  multi_token_ = false;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    const SequenceStep& q = seqs[s];
+    if (q.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " has no tokens"));
+    const int end = q.context_len + static_cast<int>(q.tokens.size());
+    if (end > spec_.max_position_embeddings)
+      return absl::OutOfRangeError(absl::StrCat("sequence ", s, " reaches position ", end,
+                                                " beyond max_position_embeddings ",
+                                                spec_.max_position_embeddings));
+    if (layout_.has_paged_banks() &&
+        (q.blocks == nullptr || static_cast<int64_t>(q.blocks->size()) * layout_.block_size < end))
+      return absl::InternalError(absl::StrCat("sequence ", s, ": block table too short for ", end, " tokens"));
+    for (size_t i = 0; i < q.tokens.size(); ++i) {
+      const int id = q.tokens[i];
+      if (id < 0 || id >= spec_.vocab_size)
+        return absl::InvalidArgumentError(absl::StrCat("token id ", id, " outside the vocabulary (0..",
+                                                       spec_.vocab_size - 1, ")"));
+      ids.push_back(id);
+      positions.push_back(q.context_len + static_cast<int>(i));
+    }
+    multi_token_ |= q.tokens.size() > 1;
+    token_start.push_back(static_cast<int>(ids.size()));
+    last_rows.push_back(static_cast<int>(ids.size()) - 1);
+    ctx.push_back(q.context_len);
+    slot.push_back(q.slot);
+    if (q.blocks) max_blocks = std::max(max_blocks, static_cast<int>(q.blocks->size()));
+  }
+  const int tokens = static_cast<int>(ids.size());
+  num_tokens_ = tokens;
+  num_seqs_ = static_cast<int>(seqs.size());
+  RETURN_IF_ERROR(EnsureWorkspace(tokens, num_seqs_, max_blocks));
+  std::vector<int> table(static_cast<size_t>(num_seqs_) * max_blocks, 0);
+  for (int s = 0; s < num_seqs_; ++s)
+    if (seqs[s].blocks) std::copy(seqs[s].blocks->begin(), seqs[s].blocks->end(), table.begin() + s * max_blocks);
+  backend_->CopyToDevice(token_start_.get(), token_start.data(), token_start.size() * 4);
+  backend_->CopyToDevice(context_len_.get(), ctx.data(), ctx.size() * 4);
+  backend_->CopyToDevice(seq_slot_.get(), slot.data(), slot.size() * 4);
+  backend_->CopyToDevice(last_rows_.get(), last_rows.data(), last_rows.size() * 4);
+  backend_->CopyToDevice(positions_.get(), positions.data(), positions.size() * 4);
+  backend_->CopyToDevice(ids_.get(), ids.data(), ids.size() * 4);
+  backend_->CopyToDevice(block_table_.get(), table.data(), table.size() * 4);
+  batch_ = {num_seqs_, token_start_.i32(), context_len_.i32(), block_table_.i32(), max_blocks, seq_slot_.i32()};
+  return absl::OkStatus();
+}
+
+void ModelRunner::RunLayer(int l, int T) {
+  const LayerSpec& ls = spec_.layers[l];
+  const LayerWeights& w = w_.layers[l];
+  const int h = spec_.hidden_size, qd = spec_.num_heads * spec_.head_dim, I = spec_.intermediate_size;
+  const NormType nt = spec_.norm == NormKind::kLayerNorm ? NormType::kLayerNorm : NormType::kRmsNorm;
+  const int bank = layout_.bank_of_layer[l];
+  const KvBank& kb = layout_.banks[bank];
+  const int kvd = kb.num_kv_heads * kb.head_dim;
+
+  backend_->Norm({nt, x_.f32(), w.norm1_w.f32(), w.norm1_b.f32(), a_.f32(), T, h, spec_.norm_eps});
+  if (spec_.parallel_residual)  // both norms read the layer input (§1.5)
+    backend_->Norm({nt, x_.f32(), w.norm2_w.f32(), w.norm2_b.f32(), a2_.f32(), T, h, spec_.norm_eps});
+
+  backend_->Linear({a_.f32(), w.q_w.f32(), w.q_b.f32(), q_.f32(), T, qd, h, false});
+  if (ls.is_producer) {  // only producers compute K/V, into their bank's step rows
+    backend_->Linear({a_.f32(), w.k_w.f32(), w.k_b.f32(), step_k_[bank].f32(), T, kvd, h, false});
+    backend_->Linear({a_.f32(), w.v_w.f32(), w.v_b.f32(), step_v_[bank].f32(), T, kvd, h, false});
+  }
+  if (spec_.rotary_dims > 0) {
+    backend_->Rotary({q_.f32(), positions_.i32(), T, spec_.num_heads, spec_.head_dim, rope_});
+    if (ls.is_producer && ls.rope_mode == KvRopeMode::kPost)
+      backend_->Rotary({step_k_[bank].f32(), positions_.i32(), T, kb.num_kv_heads, kb.head_dim, rope_});
+  }
+  AttentionArgs at;
+  at.q = q_.f32();
+  at.out = attn_.f32();
+  at.num_heads = spec_.num_heads;
+  at.step_k = step_k_[bank].f32();
+  at.step_v = step_v_[bank].f32();
+  at.bank = kv_->View(bank);
+  at.batch = batch_;
+  at.window = ls.window;
+  at.mask_diag = ls.mask_diag;
+  at.scale = 1.f / std::sqrt(static_cast<float>(spec_.head_dim));
+  // Raw-K banks (MLKV): the producer sees its keys rotated, readers see them raw (§1.4).
+  if (spec_.layers[ls.kv_source].rope_mode == KvRopeMode::kRaw && ls.kv_source == l) at.rope_on_read = rope_;
+  backend_->Attention(at);
+
+  // Attention output projection accumulates into the residual stream.
+  backend_->Linear({attn_.f32(), w.o_w.f32(), w.o_b.f32(), x_.f32(), T, h, qd, true});
+  if (!spec_.parallel_residual)
+    backend_->Norm({nt, x_.f32(), w.norm2_w.f32(), w.norm2_b.f32(), a2_.f32(), T, h, spec_.norm_eps});
+  if (spec_.activation == Activation::kSwiGlu) {
+    backend_->Linear({a2_.f32(), w.up_w.f32(), w.up_b.f32(), mlp2_.f32(), T, 2 * I, h, false});
+    backend_->Activation({ActivationType::kSwiGlu, mlp2_.f32(), mlp_.f32(), T, I});
+  } else {
+    backend_->Linear({a2_.f32(), w.up_w.f32(), w.up_b.f32(), mlp_.f32(), T, I, h, false});
+    const ActivationType at2 =
+        spec_.activation == Activation::kGeluErf ? ActivationType::kGeluErf : ActivationType::kGeluTanh;
+    backend_->Activation({at2, mlp_.f32(), mlp_.f32(), T, I});
+  }
+  backend_->Linear({mlp_.f32(), w.down_w.f32(), w.down_b.f32(), x_.f32(), T, h, I, true});
+}
+
+void ModelRunner::RunSegment(const PlanSegment& seg, int passes, int T) {
+  const size_t xbytes = static_cast<size_t>(T) * spec_.hidden_size * 4;
+  if (passes > 1) {
+    backend_->CopyDeviceToDevice(x_block_in_.get(), x_.get(), xbytes);
+    // Upward targets start from zero K/V for this step's tokens (§2.4 step 1).
+    for (int l = seg.first_layer; l <= seg.last_layer; ++l) {
+      const int p = spec_.layers[l].kv_source;
+      if (p > l) {
+        const int b = layout_.bank_of_layer[p];
+        const size_t row = static_cast<size_t>(layout_.banks[b].num_kv_heads) * layout_.banks[b].head_dim * 4;
+        backend_->Zero(step_k_[b].get(), T * row);
+        backend_->Zero(step_v_[b].get(), T * row);
+      }
+    }
+  }
+  for (int pass = 0; pass < passes; ++pass) {
+    // Each pass restarts from the block's input hidden state (§2.4 step 3).
+    if (pass > 0) backend_->CopyDeviceToDevice(x_.get(), x_block_in_.get(), xbytes);
+    for (int l = seg.first_layer; l <= seg.last_layer; ++l) RunLayer(l, T);
+  }
+}
+
+absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceStep>& seqs) {
+  RETURN_IF_ERROR(Prepare(seqs));
+  const int T = num_tokens_;
+  const int h = spec_.hidden_size;
+  backend_->Embedding({w_.embed.f32(), ids_.i32(), x_.f32(), T, h});
+  const int cyclic_passes = multi_token_ ? spec_.forward_passes + spec_.backward_passes : 1;
+  for (const PlanSegment& seg : plan_) RunSegment(seg, seg.cyclic ? cyclic_passes : 1, T);
+
+  // Commit the final pass's K/V rows of every bank (only producers wrote them).
+  for (size_t b = 0; b < layout_.banks.size(); ++b)
+    backend_->KvWrite({step_k_[b].f32(), step_v_[b].f32(), kv_->View(static_cast<int>(b)), batch_});
+
+  backend_->GatherRows({x_.f32(), last_rows_.i32(), last_.f32(), num_seqs_, h});
+  const NormType nt = spec_.norm == NormKind::kLayerNorm ? NormType::kLayerNorm : NormType::kRmsNorm;
+  backend_->Norm({nt, last_.f32(), w_.final_norm_w.f32(), w_.final_norm_b.f32(), last_.f32(), num_seqs_, h,
+                  spec_.norm_eps});
+  backend_->Linear({last_.f32(), w_.lm_head_ptr(), nullptr, logits_.f32(), num_seqs_, spec_.vocab_size, h, false});
+  std::vector<float> logits(static_cast<size_t>(num_seqs_) * spec_.vocab_size);
+  backend_->CopyToHost(logits.data(), logits_.get(), logits.size() * 4);
+  return logits;
+}
+
+}  // namespace strata

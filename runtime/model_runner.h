@@ -1,0 +1,68 @@
+// File: runtime/model_runner.h
+// Runs the model's layers over one step of a batch: each sequence brings its new tokens (a
+// prompt chunk or one decode token) and its place in the KV cache. Prefill and decode are the
+// same code path; LCKV cyclic blocks run forward_passes + backward_passes times when a step
+// carries multi-token chunks (§2.4, §6.3).
+//
+// KV protocol of a step (one owner: only producer layers write K/V):
+//   * a producer writes its K/V for the step's tokens into the bank's *step rows*;
+//   * attention reads positions < context_len from the bank and later ones from the step rows,
+//     so same-step readers see the producer's rows (§6.2 step 2) and upward readers can be
+//     zero-initialized and iterated (§2.4);
+//   * at the end of the step the step rows are committed to the bank (Commit).
+#pragma once
+
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cache/kv_storage.h"
+#include "kernels/backend.h"
+#include "runtime/model/model_spec.h"
+#include "runtime/weights.h"
+
+namespace strata {
+
+struct SequenceStep {
+  std::vector<int> tokens;  // new tokens of this step
+  int context_len = 0;      // tokens already in the cache
+  const std::vector<int>* blocks = nullptr;  // block table covering context_len + tokens.size()
+  int slot = 0;             // ring-bank slot
+};
+
+class ModelRunner {
+ public:
+  ModelRunner(const ModelSpec& spec, const ModelWeights& weights, Backend* backend, KvStorage* kv);
+
+  // Runs every layer for the step's tokens, commits the new K/V rows, and returns the logits of
+  // each sequence's last step token, [num_seqs * vocab].
+  absl::StatusOr<std::vector<float>> Step(const std::vector<SequenceStep>& seqs);
+
+ private:
+  absl::Status Prepare(const std::vector<SequenceStep>& seqs);
+  absl::Status EnsureWorkspace(int tokens, int seqs, int max_blocks);
+  void RunLayer(int layer, int tokens);
+  void RunSegment(const PlanSegment& seg, int passes, int tokens);
+
+  const ModelSpec& spec_;
+  const ModelWeights& w_;
+  Backend* backend_;
+  KvStorage* kv_;
+  KvLayout layout_;
+  std::vector<PlanSegment> plan_;
+  RopeTable rope_;
+  DeviceBuffer rope_cos_, rope_sin_;
+
+  // Step metadata on the device.
+  BatchLayout batch_;
+  DeviceBuffer token_start_, context_len_, block_table_, seq_slot_, positions_, ids_, last_rows_;
+  int num_seqs_ = 0;
+  int num_tokens_ = 0;
+  bool multi_token_ = false;
+  // Activations, sized for `capacity_tokens_`.
+  int capacity_tokens_ = 0, capacity_seqs_ = 0;
+  size_t block_table_capacity_ = 0;
+  DeviceBuffer x_, x_block_in_, a_, a2_, q_, attn_, mlp_, mlp2_, last_, logits_;
+  std::vector<DeviceBuffer> step_k_, step_v_;  // per bank
+};
+
+}  // namespace strata

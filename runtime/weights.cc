@@ -1,0 +1,136 @@
+#include "runtime/weights.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/base/status.h"
+#include "runtime/model/tensor_names.h"
+
+namespace strata {
+namespace {
+
+absl::StatusOr<DeviceBuffer> Upload(Backend* backend, const std::vector<float>& host, int64_t* bytes) {
+  ASSIGN_OR_RETURN(DeviceBuffer b, backend->Allocate(host.size() * sizeof(float)));
+  backend->CopyToDevice(b.get(), host.data(), host.size() * sizeof(float));
+  *bytes += static_cast<int64_t>(host.size() * sizeof(float));
+  return b;
+}
+
+class Loader {
+ public:
+  Loader(const Checkpoint& c, const ModelSpec& s, Backend* b) : ckpt_(c), spec_(s), backend_(b) {}
+
+  // Loads `name` (empty name: leaves `out` empty) with its expected shape.
+  absl::Status Load(const std::string& name, std::vector<int64_t> shape, DeviceBuffer* out) {
+    if (name.empty()) return absl::OkStatus();
+    ASSIGN_OR_RETURN(std::vector<float> host, ckpt_.Read(name, shape));
+    ASSIGN_OR_RETURN(*out, Upload(backend_, host, &bytes_));
+    return absl::OkStatus();
+  }
+
+  absl::Status LoadLayer(int l, LayerWeights* w) {
+    const LayerTensorNames n = LayerNames(spec_, l);
+    const int64_t h = spec_.hidden_size, hs = spec_.head_dim, H = spec_.num_heads;
+    const int64_t q = H * hs, kv = int64_t{spec_.layers[l].num_kv_heads} * hs, I = spec_.intermediate_size;
+    RETURN_IF_ERROR(Load(n.norm1_w, {h}, &w->norm1_w));
+    RETURN_IF_ERROR(Load(n.norm1_b, {h}, &w->norm1_b));
+    RETURN_IF_ERROR(Load(n.norm2_w, {h}, &w->norm2_w));
+    RETURN_IF_ERROR(Load(n.norm2_b, {h}, &w->norm2_b));
+    if (!n.qkv_w.empty()) {
+      // Stock GPT-NeoX: rows are [H, 3, hs]; split into Q, K, V (§1.2).
+      ASSIGN_OR_RETURN(std::vector<float> fw, ckpt_.Read(n.qkv_w, {3 * q, h}));
+      std::vector<float> fb;
+      if (!n.qkv_b.empty()) {
+        ASSIGN_OR_RETURN(fb, ckpt_.Read(n.qkv_b, {3 * q}));
+      }
+      std::vector<float> part[3], part_b[3];
+      for (int which = 0; which < 3; ++which) {
+        for (int64_t head = 0; head < H; ++head) {
+          const int64_t row0 = (head * 3 + which) * hs;
+          part[which].insert(part[which].end(), fw.begin() + row0 * h, fw.begin() + (row0 + hs) * h);
+          if (!fb.empty()) part_b[which].insert(part_b[which].end(), fb.begin() + row0, fb.begin() + row0 + hs);
+        }
+      }
+      DeviceBuffer* dst_w[3] = {&w->q_w, &w->k_w, &w->v_w};
+      DeviceBuffer* dst_b[3] = {&w->q_b, &w->k_b, &w->v_b};
+      for (int which = 0; which < 3; ++which) {
+        ASSIGN_OR_RETURN(*dst_w[which], Upload(backend_, part[which], &bytes_));
+        if (!fb.empty()) {
+          ASSIGN_OR_RETURN(*dst_b[which], Upload(backend_, part_b[which], &bytes_));
+        }
+      }
+    } else {
+      RETURN_IF_ERROR(Load(n.q_w, {q, h}, &w->q_w));
+      RETURN_IF_ERROR(Load(n.q_b, {q}, &w->q_b));
+      RETURN_IF_ERROR(Load(n.k_w, {kv, h}, &w->k_w));
+      RETURN_IF_ERROR(Load(n.k_b, {kv}, &w->k_b));
+      RETURN_IF_ERROR(Load(n.v_w, {kv, h}, &w->v_w));
+      RETURN_IF_ERROR(Load(n.v_b, {kv}, &w->v_b));
+    }
+    RETURN_IF_ERROR(Load(n.o_w, {h, q}, &w->o_w));
+    RETURN_IF_ERROR(Load(n.o_b, {h}, &w->o_b));
+    if (!n.gate_w.empty()) {
+      ASSIGN_OR_RETURN(std::vector<float> gate, ckpt_.Read(n.gate_w, {I, h}));
+      ASSIGN_OR_RETURN(std::vector<float> up, ckpt_.Read(n.up_w, {I, h}));
+      gate.insert(gate.end(), up.begin(), up.end());
+      ASSIGN_OR_RETURN(w->up_w, Upload(backend_, gate, &bytes_));
+      if (!n.up_b.empty())
+        return absl::UnimplementedError("llama mlp_bias is not supported");
+    } else {
+      RETURN_IF_ERROR(Load(n.up_w, {I, h}, &w->up_w));
+      RETURN_IF_ERROR(Load(n.up_b, {I}, &w->up_b));
+    }
+    RETURN_IF_ERROR(Load(n.down_w, {h, I}, &w->down_w));
+    RETURN_IF_ERROR(Load(n.down_b, {h}, &w->down_b));
+    return absl::OkStatus();
+  }
+
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  const Checkpoint& ckpt_;
+  const ModelSpec& spec_;
+  Backend* backend_;
+  int64_t bytes_ = 0;
+};
+
+}  // namespace
+
+absl::Status ValidateCheckpoint(const Checkpoint& ckpt, const ModelSpec& spec) {
+  std::set<std::string> expected;
+  for (const TensorDecl& t : ExpectedTensors(spec)) {
+    expected.insert(t.name);
+    auto info = ckpt.Info(t.name);
+    if (!info.ok())
+      return absl::NotFoundError(absl::StrCat("checkpoint is missing tensor '", t.name, "' (shape ",
+                                              ShapeString(t.shape), ")"));
+    if ((*info)->shape != t.shape)
+      return absl::InvalidArgumentError(absl::StrCat(ckpt.FileOf(t.name), ": tensor '", t.name,
+                                                     "' has shape ", ShapeString((*info)->shape),
+                                                     ", expected ", ShapeString(t.shape)));
+  }
+  for (const std::string& name : ckpt.Names())
+    if (!expected.count(name) && !IsIgnorableTensor(spec, name))
+      return absl::InvalidArgumentError(absl::StrCat(ckpt.FileOf(name), ": unexpected tensor '", name,
+                                                     "' for a ", spec.model_type, " model with ",
+                                                     spec.num_layers, " layers"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& ckpt, const ModelSpec& spec, Backend* backend) {
+  RETURN_IF_ERROR(ValidateCheckpoint(ckpt, spec));
+  Loader loader(ckpt, spec, backend);
+  ModelWeights w;
+  const GlobalTensorNames g = GlobalNames(spec);
+  const int64_t h = spec.hidden_size;
+  RETURN_IF_ERROR(loader.Load(g.embed, {spec.vocab_size, h}, &w.embed));
+  RETURN_IF_ERROR(loader.Load(g.final_norm_w, {h}, &w.final_norm_w));
+  RETURN_IF_ERROR(loader.Load(g.final_norm_b, {h}, &w.final_norm_b));
+  if (!spec.tie_word_embeddings) RETURN_IF_ERROR(loader.Load(g.lm_head, {spec.vocab_size, h}, &w.lm_head));
+  w.layers.resize(spec.num_layers);
+  for (int l = 0; l < spec.num_layers; ++l) RETURN_IF_ERROR(loader.LoadLayer(l, &w.layers[l]));
+  w.bytes = loader.bytes();
+  return w;
+}
+
+}  // namespace strata
