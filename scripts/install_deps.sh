@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs Strata's Debian 12 build and test dependencies; does nothing when all are present.
+# Run as root (or with sudo available). The CUDA toolkit, cuBLAS and NCCL are not Debian
+# packages: the build uses them from /usr/local/cuda when present and skips the CUDA targets
+# otherwise.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libabsl-dev libgtest-dev libgmock-dev
+  libopenmpi-dev openmpi-bin
+  prometheus-cpp-dev nlohmann-json3-dev libcpp-httplib-dev
+  libopenblas-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install_deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "install_deps: installing ${missing[*]}"
+sudo_cmd=""
+[ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+$sudo_cmd apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
