@@ -85,11 +85,26 @@ std::vector<SchemeCase> AllSchemes() {
   return s;
 }
 
+namespace {
+// Removes every directory TempDir made when the test binary exits.
+struct TempDirs {
+  std::vector<std::string> dirs;
+  ~TempDirs() {
+    for (const auto& d : dirs) std::filesystem::remove_all(d);
+  }
+};
+TempDirs& Made() {
+  static TempDirs t;
+  return t;
+}
+}  // namespace
+
 std::string TempDir(const std::string& tag) {
   const char* base = std::getenv("TMPDIR");
   std::string dir = std::string(base ? base : "/tmp") + "/strata-test-" + tag + "-" + std::to_string(::getpid());
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
+  Made().dirs.push_back(dir);
   return dir;
 }
 

@@ -18,11 +18,13 @@ int SeqOfToken(const BatchLayout& b, int token) {
   return s;
 }
 
-// Copies one key or value row (all heads) of the bank to float.
-void LoadBankRow(const KvBankView& bank, const void* base, size_t row, float* dst) {
-  const size_t n = static_cast<size_t>(bank.num_kv_heads) * bank.head_dim;
-  const char* p = static_cast<const char*>(base) + row * n * DTypeSize(bank.dtype);
-  ToFloat(bank.dtype, p, dst, n);
+// One KV head of one bank row as floats: a pointer into the bank for F32, else converted into
+// `scratch`.
+const float* BankHead(const KvBankView& bank, const void* base, size_t row, int head, float* scratch) {
+  const size_t offset = (row * bank.num_kv_heads + head) * bank.head_dim;
+  if (bank.dtype == DType::kF32) return static_cast<const float*>(base) + offset;
+  ToFloat(bank.dtype, static_cast<const char*>(base) + offset * DTypeSize(bank.dtype), scratch, bank.head_dim);
+  return scratch;
 }
 
 }  // namespace
@@ -50,13 +52,12 @@ void CpuBackend::Attention(const AttentionArgs& a) {
   const KvBankView& bank = a.bank;
   const int d = bank.head_dim, nkv = bank.num_kv_heads;
   const int group = a.num_heads / nkv;  // query heads per KV head (GQA), h -> h / group
-  const size_t kv_row = static_cast<size_t>(nkv) * d;
   const int tokens = a.batch.token_start[a.batch.num_seqs];
   const int half = a.rope_on_read.rotary_dims / 2;
 
 #pragma omp parallel
   {
-    std::vector<float> scores, krow(kv_row), rotated(d), acc(static_cast<size_t>(group) * d);
+    std::vector<float> scores, krow(d), rotated(d), acc(static_cast<size_t>(group) * d);
 #pragma omp for schedule(dynamic, 1) collapse(2)
     for (int i = 0; i < tokens; ++i) {
       for (int g = 0; g < nkv; ++g) {
@@ -78,8 +79,7 @@ void CpuBackend::Attention(const AttentionArgs& a) {
         for (int p = lo; p <= hi; ++p) {
           const float* k;
           if (p < ctx) {
-            LoadBankRow(bank, bank.k, KvRow(bank, a.batch, s, p), krow.data());
-            k = krow.data() + static_cast<size_t>(g) * d;
+            k = BankHead(bank, bank.k, KvRow(bank, a.batch, s, p), g, krow.data());
           } else {
             k = a.step_k + (static_cast<size_t>(begin + p - ctx) * nkv + g) * d;
           }
@@ -118,8 +118,7 @@ void CpuBackend::Attention(const AttentionArgs& a) {
         for (int p = lo; p <= hi; ++p) {
           const float* v;
           if (p < ctx) {
-            LoadBankRow(bank, bank.v, KvRow(bank, a.batch, s, p), krow.data());
-            v = krow.data() + static_cast<size_t>(g) * d;
+            v = BankHead(bank, bank.v, KvRow(bank, a.batch, s, p), g, krow.data());
           } else {
             v = a.step_v + (static_cast<size_t>(begin + p - ctx) * nkv + g) * d;
           }
