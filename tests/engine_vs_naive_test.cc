@@ -1,5 +1,5 @@
 // The engine's paged, incremental prefill and decode against the naive oracle (tests/naive_model.h)
-// for every sharing scheme, F32 and BF16 checkpoints: tokens identical (up to exact ties) and
+// for every sharing scheme, F32, BF16 and F16 checkpoints: tokens identical (up to exact ties) and
 // logprobs within 1e-4.
 #include <gtest/gtest.h>
 
@@ -81,7 +81,7 @@ TEST_P(EngineVsNaive, GreedyDecodeMatchesOracle) {
 std::vector<Param> Params() {
   std::vector<Param> out;
   for (const auto& s : AllSchemes())
-    for (const char* d : {"float32", "bfloat16"}) out.push_back({s, d});
+    for (const char* d : {"float32", "bfloat16", "float16"}) out.push_back({s, d});
   return out;
 }
 
