@@ -15,6 +15,7 @@ constexpr char kUsage[] =
     "  generate        generate tokens (--model --prompt-ids --max-tokens [--json])\n"
     "  inspect         show a model's KV groups and KV cost (--model)\n"
     "  bench offline   measure prefill/decode throughput (--model --batch --prompt-len --output-len)\n"
+    "  plan            place layers and KV groups on pipeline stages (--model --tp --pp --kv-memory)\n"
     "  demo            make a small model and generate from it\n"
     "Flags use dashes (--max-tokens); --helpfull lists them all.";
 }  // namespace
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
   if (cmd == "inspect") return strata::RunInspect(rest);
   if (cmd == "bench") return strata::RunBench(rest);
   if (cmd == "demo") return strata::RunDemo(rest);
+  if (cmd == "plan") return strata::RunPlan(rest);
   std::fprintf(stderr, "strata: unknown command '%s'\n%s\n", cmd.c_str(), kUsage);
   return 2;
 }

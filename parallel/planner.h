@@ -1,0 +1,82 @@
+// File: parallel/planner.h
+// The cache placement planner: the only code that maps layers to pipeline stages. Pure and
+// deterministic: the same ModelSpec, Topology and options give the same plan on every rank.
+//
+// It decides
+//   * the layer partition (contiguous ranges), chosen in this order of priority:
+//       1. the smallest largest per-rank KV bytes per token over the stages (the pipeline admits
+//          what its fullest stage can hold),
+//       2. the smallest largest per-stage compute (FLOPs per token; the LM head on the last stage),
+//       3. the fewest bytes moved per token between stages (cuts on KV-group boundaries move
+//          nothing; LCKV upward edges weigh forward_passes + backward_passes times, since
+//          iterative prefill makes each pass a round trip),
+//       4. the earliest cuts (determinism),
+//     or a forced partition;
+//   * each KV group's home: the stage of its producer, never anything else;
+//   * a mirror of the group on every other stage that holds one of its readers, and a transfer
+//     edge from the home stage to it carrying each step's new rows;
+//   * per rank: weight bytes, KV bytes per token, KV capacity in tokens for the memory budget.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "parallel/topology.h"
+#include "runtime/base/dtype.h"
+#include "runtime/model/model_spec.h"
+
+namespace strata {
+
+struct PlannerOptions {
+  int64_t kv_memory_bytes = int64_t{1} << 30;  // KV budget per rank
+  DType kv_dtype = DType::kF16;
+  DType weight_dtype = DType::kF16;
+  int block_size = 16;
+  int max_seqs = 256;
+  std::vector<std::pair<int, int>> forced_partition;  // inclusive layer ranges, one per stage
+};
+
+struct StagePlan {
+  int first_layer = 0, last_layer = 0;
+  std::vector<int> homes;    // producer layers of groups homed here
+  std::vector<int> mirrors;  // producer layers of groups mirrored here
+  int64_t weight_bytes_per_rank = 0;
+  int64_t kv_bytes_per_token_per_rank = 0;    // paged banks (homes + mirrors)
+  int64_t kv_bytes_per_sequence_per_rank = 0;  // sliding-window ring banks
+  int64_t kv_capacity_tokens = 0;
+  double gflops_per_token = 0;  // whole stage (all TP ranks)
+};
+
+struct TransferEdge {
+  int producer_layer = 0;
+  int from_stage = 0, to_stage = 0;
+  bool upward = false;  // to an earlier stage (LCKV): rows arrive for the next step
+  int64_t bytes_per_token_per_rank = 0;  // each TP rank sends its own KV heads
+  int64_t bytes_per_token = 0;           // all TP ranks together
+};
+
+struct PipelinePlan {
+  Topology topology;
+  std::vector<StagePlan> stages;
+  std::vector<TransferEdge> edges;
+  std::vector<int> stage_of_layer;
+  int64_t kv_capacity_tokens = 0;  // the smallest over stages
+  std::string partition_reason;
+};
+
+absl::StatusOr<PipelinePlan> PlanPipeline(const ModelSpec& spec, const Topology& topo,
+                                          const PlannerOptions& options);
+
+// KV heads each TP rank stores for a group of `kv_heads` heads (§7.1): partitioned when
+// kv_heads >= tp, replicated otherwise.
+int KvHeadsPerRank(int kv_heads, int tp);
+
+// "0-5,6-11" -> {{0,5},{6,11}}.
+absl::StatusOr<std::vector<std::pair<int, int>>> ParsePartition(const std::string& s);
+
+std::string PlanToText(const ModelSpec& spec, const PipelinePlan& plan);
+std::string PlanToJson(const ModelSpec& spec, const PipelinePlan& plan);
+
+}  // namespace strata
