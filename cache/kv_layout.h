@@ -35,8 +35,9 @@ struct KvLayout {
 
 // `layers`: restrict to the banks some layer in [first, last] reads (a pipeline stage's homes and
 // mirrors); the default is the whole model.
+// `tp`: the layout of one tensor-parallel rank (its share of each bank's KV heads, §7.1).
 KvLayout MakeKvLayout(const ModelSpec& spec, DType dtype, int block_size, int first_layer = 0,
-                      int last_layer = -1);
+                      int last_layer = -1, int tp = 1);
 
 // The semantics document's §8 formula, written independently of MakeKvLayout:
 // sum over full-attention producers of 2 * n_kv * head_dim * s.

@@ -116,10 +116,11 @@ struct GatherRowsArgs {
 };
 
 struct EmbeddingArgs {
-  const float* table = nullptr;  // [vocab, hidden]
+  const float* table = nullptr;  // [vocab_rows, hidden]: rows vocab_begin.. of the vocabulary
   const int* ids = nullptr;      // [tokens]
-  float* y = nullptr;            // [tokens, hidden]
+  float* y = nullptr;            // [tokens, hidden]; ids outside this table's rows give zeros
   int tokens = 0, hidden = 0;
+  int vocab_begin = 0, vocab_rows = 0;
 };
 
 class Backend;

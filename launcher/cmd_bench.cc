@@ -19,8 +19,19 @@ namespace strata {
 int RunBench(const std::vector<std::string>& args) {
   if (args.size() != 1 || args[0] != "offline") return Fail("bench", "usage: strata bench offline --model DIR ...", 2);
   const EngineOptions opts = EngineOptionsFromFlags();
-  auto engine = Engine::Create(absl::GetFlag(FLAGS_model), opts);
+  JobComms comms = CreateJobComms();
+  auto engine = CreateEngineOrAbort("bench", comms);
   if (!engine.ok()) return Fail("bench", std::string(engine.status().message()));
+  if (comms.world->rank() != 0) {
+    absl::Status st = (*engine)->RunWorker();
+    if (!st.ok()) comms.world->Abort(std::string(st.message()));
+    return 0;
+  }
+  // Rank 0 releases the workers however the measurement ends.
+  struct Release {
+    Engine* e;
+    ~Release() { (void)e->Shutdown(); }
+  } release{engine->get()};
   const int batch = absl::GetFlag(FLAGS_batch), plen = absl::GetFlag(FLAGS_prompt_len),
             olen = absl::GetFlag(FLAGS_output_len), repeat = std::max(1, absl::GetFlag(FLAGS_repeat));
   std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
@@ -53,7 +64,7 @@ int RunBench(const std::vector<std::string>& args) {
       {"config",
        {{"model", absl::GetFlag(FLAGS_model)}, {"model_type", spec.model_type}, {"layer_types", LayerTypesString(spec)},
         {"batch", batch}, {"prompt_len", plen}, {"output_len", olen}, {"repeat", repeat},
-        {"threads", opts.backend.threads}, {"device", opts.backend.device},
+        {"threads", opts.backend.threads}, {"device", opts.backend.device}, {"tp", opts.tp}, {"pp", opts.pp},
         {"kv_dtype", std::string(TorchDTypeName((*engine)->kv_layout().dtype))}, {"seed", absl::GetFlag(FLAGS_seed)}}}};
   if (absl::GetFlag(FLAGS_json)) {
     std::printf("%s\n", j.dump().c_str());

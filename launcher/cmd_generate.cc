@@ -22,8 +22,14 @@ int RunGenerate(const std::vector<std::string>& args) {
   if (absl::GetFlag(FLAGS_model).empty()) return Fail("generate", "--model is required", 2);
   auto prompt = ParseIntList(absl::GetFlag(FLAGS_prompt_ids), "prompt-ids");
   if (!prompt.ok()) return Fail("generate", std::string(prompt.status().message()), 2);
-  auto engine = Engine::Create(absl::GetFlag(FLAGS_model), EngineOptionsFromFlags());
+  JobComms comms = CreateJobComms();
+  auto engine = CreateEngineOrAbort("generate", comms);
   if (!engine.ok()) return Fail("generate", std::string(engine.status().message()));
+  if (comms.world->rank() != 0) {  // workers follow rank 0's steps; only rank 0 prints
+    absl::Status st = (*engine)->RunWorker();
+    if (!st.ok()) comms.world->Abort(std::string(st.message()));
+    return 0;
+  }
   GenerationRequest r;
   r.prompt = *prompt;
   r.max_tokens = absl::GetFlag(FLAGS_max_tokens);
@@ -33,6 +39,7 @@ int RunGenerate(const std::vector<std::string>& args) {
   r.sampling.seed = absl::GetFlag(FLAGS_seed);
   r.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
   auto results = (*engine)->Generate({r});
+  if (absl::Status st = (*engine)->Shutdown(); !st.ok()) comms.world->Abort(std::string(st.message()));
   if (!results.ok()) return Fail("generate", std::string(results.status().message()));
   const GenerationResult& g = (*results)[0];
   nlohmann::json j = {{"tokens", g.tokens}, {"logprobs", g.logprobs}};

@@ -8,8 +8,6 @@
 #include "parallel/planner.h"
 #include "runtime/model/config.h"
 
-ABSL_FLAG(int, tp, 1, "tensor-parallel ranks per pipeline stage");
-ABSL_FLAG(int, pp, 1, "pipeline stages");
 ABSL_FLAG(std::string, partition, "", "plan: forced layer ranges per stage, e.g. 0-5,6-11");
 
 namespace strata {

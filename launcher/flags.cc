@@ -1,6 +1,8 @@
 #include "launcher/flags.h"
 
 #include "absl/flags/flag.h"
+#include <algorithm>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -14,6 +16,8 @@ ABSL_FLAG(int, block_size, 16, "tokens per KV block");
 ABSL_FLAG(int, max_seqs, 256, "sequences running at once");
 ABSL_FLAG(bool, json, false, "print JSON");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
+ABSL_FLAG(int, tp, 1, "tensor-parallel ranks per pipeline stage");
+ABSL_FLAG(int, pp, 1, "pipeline stages");
 
 namespace strata {
 
@@ -41,7 +45,27 @@ EngineOptions EngineOptionsFromFlags() {
   o.kv_memory_bytes = absl::GetFlag(FLAGS_kv_memory);
   o.block_size = absl::GetFlag(FLAGS_block_size);
   o.max_seqs = absl::GetFlag(FLAGS_max_seqs);
+  o.tp = absl::GetFlag(FLAGS_tp);
+  o.pp = absl::GetFlag(FLAGS_pp);
   return o;
+}
+
+JobComms CreateJobComms() {
+  JobComms c;
+  c.world = CreateWorldHostComm();
+  const int tp = std::max(1, absl::GetFlag(FLAGS_tp));
+  // Ranks of one pipeline stage form a tensor-parallel group (rank = stage * tp + slice).
+  c.tp_group = c.world->Split(c.world->rank() / tp, c.world->rank() % tp);
+  c.tp = CreateDeviceComm(c.tp_group.get());
+  return c;
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> CreateEngineOrAbort(const std::string& command, JobComms& comms) {
+  auto engine = Engine::Create(absl::GetFlag(FLAGS_model), EngineOptionsFromFlags(), comms.engine());
+  // One rank that cannot start (a bad path on one host, too little memory) ends the whole job.
+  if (!engine.ok() && comms.world->size() > 1)
+    comms.world->Abort(absl::StrCat("strata ", command, ": ", engine.status().message()));
+  return engine;
 }
 
 absl::StatusOr<std::vector<int>> ParseIntList(const std::string& s, const std::string& flag) {

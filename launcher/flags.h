@@ -8,6 +8,7 @@
 
 #include "absl/flags/declare.h"
 #include "absl/status/statusor.h"
+#include "parallel/comm.h"
 #include "runtime/engine.h"
 
 ABSL_DECLARE_FLAG(std::string, model);
@@ -19,6 +20,8 @@ ABSL_DECLARE_FLAG(int, block_size);
 ABSL_DECLARE_FLAG(int, max_seqs);
 ABSL_DECLARE_FLAG(bool, json);
 ABSL_DECLARE_FLAG(uint64_t, seed);
+ABSL_DECLARE_FLAG(int, tp);
+ABSL_DECLARE_FLAG(int, pp);
 
 namespace strata {
 
@@ -27,6 +30,17 @@ std::vector<char*> NormalizeFlagDashes(int argc, char** argv, std::vector<std::s
 
 // EngineOptions from --device --threads --kv-dtype --kv-memory --block-size --max-seqs.
 EngineOptions EngineOptionsFromFlags();
+
+// The communicators of an mpirun job (single-rank ones otherwise).
+struct JobComms {
+  std::unique_ptr<HostComm> world, tp_group;
+  std::unique_ptr<DeviceComm> tp;
+  EngineComms engine() const { return {world.get(), tp.get()}; }
+};
+JobComms CreateJobComms();
+
+// Engine::Create from the flags; on a multi-rank job a failure aborts every rank with the message.
+absl::StatusOr<std::unique_ptr<Engine>> CreateEngineOrAbort(const std::string& command, JobComms& comms);
 
 // "1,2,3" -> {1,2,3}.
 absl::StatusOr<std::vector<int>> ParseIntList(const std::string& s, const std::string& flag);

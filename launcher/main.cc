@@ -7,6 +7,7 @@
 #include "absl/flags/usage.h"
 #include "launcher/commands.h"
 #include "launcher/flags.h"
+#include "parallel/comm.h"
 
 namespace {
 constexpr char kUsage[] =
@@ -38,12 +39,22 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = positional[1];
   std::vector<std::string> rest(positional.begin() + 2, positional.end());
-  if (cmd == "make-model") return strata::RunMakeModel(rest);
-  if (cmd == "generate") return strata::RunGenerate(rest);
-  if (cmd == "inspect") return strata::RunInspect(rest);
-  if (cmd == "bench") return strata::RunBench(rest);
-  if (cmd == "demo") return strata::RunDemo(rest);
-  if (cmd == "plan") return strata::RunPlan(rest);
-  std::fprintf(stderr, "strata: unknown command '%s'\n%s\n", cmd.c_str(), kUsage);
-  return 2;
+  int code = 2;
+  if (cmd == "make-model") {
+    code = strata::RunMakeModel(rest);
+  } else if (cmd == "generate") {
+    code = strata::RunGenerate(rest);
+  } else if (cmd == "inspect") {
+    code = strata::RunInspect(rest);
+  } else if (cmd == "bench") {
+    code = strata::RunBench(rest);
+  } else if (cmd == "demo") {
+    code = strata::RunDemo(rest);
+  } else if (cmd == "plan") {
+    code = strata::RunPlan(rest);
+  } else {
+    std::fprintf(stderr, "strata: unknown command '%s'\n%s\n", cmd.c_str(), kUsage);
+  }
+  strata::ShutdownComms();
+  return code;
 }

@@ -125,8 +125,6 @@ std::vector<int> Solve(const Costs& c, int L, int P, int64_t min_cap, double max
 
 }  // namespace
 
-int KvHeadsPerRank(int kv_heads, int tp) { return std::max(1, kv_heads / tp); }
-
 absl::StatusOr<std::vector<std::pair<int, int>>> ParsePartition(const std::string& s) {
   std::vector<std::pair<int, int>> out;
   for (absl::string_view part : absl::StrSplit(s, ',')) {

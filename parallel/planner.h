@@ -69,10 +69,6 @@ struct PipelinePlan {
 absl::StatusOr<PipelinePlan> PlanPipeline(const ModelSpec& spec, const Topology& topo,
                                           const PlannerOptions& options);
 
-// KV heads each TP rank stores for a group of `kv_heads` heads (§7.1): partitioned when
-// kv_heads >= tp, replicated otherwise.
-int KvHeadsPerRank(int kv_heads, int tp);
-
 // "0-5,6-11" -> {{0,5},{6,11}}.
 absl::StatusOr<std::vector<std::pair<int, int>>> ParsePartition(const std::string& s);
 

@@ -10,8 +10,17 @@
 
 namespace strata {
 
-absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_dir, const EngineOptions& o) {
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_dir, const EngineOptions& o,
+                                                       EngineComms comms) {
   std::unique_ptr<Engine> e(new Engine());
+  e->comms_ = comms;
+  const int world = comms.world ? comms.world->size() : 1;
+  if (o.tp < 1 || o.pp < 1 || o.tp * o.pp != world)
+    return absl::InvalidArgumentError(absl::StrCat("--tp ", o.tp, " x --pp ", o.pp, " must equal the ", world,
+                                                   " ranks of the job"));
+  if (o.pp > 1)
+    return absl::UnimplementedError("pipeline parallelism (--pp > 1) is planned (strata plan) but not executed yet");
+  const TensorSlice slice{comms.world ? comms.world->rank() % o.tp : 0, o.tp};
   ASSIGN_OR_RETURN(e->spec_, LoadModelConfig(model_dir));
   if (o.block_size < 1) return absl::InvalidArgumentError("--block-size must be positive");
   if (o.max_seqs < 1) return absl::InvalidArgumentError("--max-seqs must be positive");
@@ -21,8 +30,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   }
   ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(model_dir));
   ASSIGN_OR_RETURN(e->backend_, CreateBackend(o.backend));
-  ASSIGN_OR_RETURN(e->weights_, LoadWeights(ckpt, e->spec_, e->backend_.get()));
-  e->layout_ = MakeKvLayout(e->spec_, kv_dtype, o.block_size);
+  ASSIGN_OR_RETURN(e->weights_, LoadWeights(ckpt, e->spec_, e->backend_.get(), slice));
+  e->layout_ = MakeKvLayout(e->spec_, kv_dtype, o.block_size, 0, -1, o.tp);
   e->capacity_ = ComputeKvCapacity(e->layout_, o.kv_memory_bytes, o.max_seqs);
   if (e->capacity_.tokens <= 0)
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -32,7 +41,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   e->storage_ = std::make_unique<KvStorage>(std::move(storage));
   e->blocks_ = std::make_unique<BlockPool>(e->layout_.has_paged_banks() ? e->capacity_.num_blocks : 0);
   e->slots_ = std::make_unique<SlotPool>(o.max_seqs);
-  e->runner_ = std::make_unique<ModelRunner>(e->spec_, e->weights_, e->backend_.get(), e->storage_.get());
+  e->runner_ = std::make_unique<ModelRunner>(e->spec_, e->weights_, e->backend_.get(), e->storage_.get(), slice,
+                                             comms.tp);
   return e;
 }
 
@@ -118,7 +128,14 @@ absl::StatusOr<std::vector<GenerationResult>> Engine::Generate(const std::vector
       steps.push_back(std::move(st));
     }
     const auto t0 = Clock::now();
-    ASSIGN_OR_RETURN(std::vector<float> logits, runner_->Step(steps));
+    if (distributed()) {
+      bool stop = false;
+      RETURN_IF_ERROR(BroadcastSteps(&steps, nullptr, &stop));
+    }
+    auto step_logits = runner_->Step(steps);
+    // The other ranks are inside the same step's collectives: a failure here cannot be unwound.
+    if (!step_logits.ok() && distributed()) comms_.world->Abort(std::string(step_logits.status().message()));
+    ASSIGN_OR_RETURN(std::vector<float> logits, std::move(step_logits));
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     ++stats_.steps;
     (prefill ? stats_.prefill_seconds : stats_.decode_seconds) += secs;
@@ -157,6 +174,67 @@ absl::StatusOr<std::vector<GenerationResult>> Engine::Generate(const std::vector
     running = std::move(still);
   }
   return results;
+}
+
+// Step message: [stop, num_seqs, then per sequence: context_len, slot, n_tokens, n_blocks,
+// tokens..., blocks...], preceded by its length.
+absl::Status Engine::BroadcastSteps(std::vector<SequenceStep>* steps, std::vector<std::vector<int>>* blocks,
+                                    bool* stop) {
+  const bool root = comms_.world->rank() == 0;
+  std::vector<int32_t> msg;
+  if (root) {
+    msg = {*stop ? 1 : 0, static_cast<int32_t>(steps->size())};
+    for (const SequenceStep& s : *steps) {
+      const int nb = s.blocks ? static_cast<int>(s.blocks->size()) : 0;
+      msg.insert(msg.end(), {s.context_len, s.slot, static_cast<int32_t>(s.tokens.size()), nb});
+      msg.insert(msg.end(), s.tokens.begin(), s.tokens.end());
+      if (nb) msg.insert(msg.end(), s.blocks->begin(), s.blocks->end());
+    }
+  }
+  int64_t n = static_cast<int64_t>(msg.size());
+  RETURN_IF_ERROR(comms_.world->Broadcast(&n, sizeof(n), 0));
+  msg.resize(static_cast<size_t>(n));
+  RETURN_IF_ERROR(comms_.world->Broadcast(msg.data(), msg.size() * sizeof(int32_t), 0));
+  if (root) return absl::OkStatus();
+  *stop = msg[0] != 0;
+  const int num = msg[1];
+  steps->assign(num, SequenceStep{});
+  blocks->assign(num, {});
+  size_t at = 2;
+  for (int i = 0; i < num; ++i) {
+    SequenceStep& s = (*steps)[i];
+    s.context_len = msg[at];
+    s.slot = msg[at + 1];
+    const int nt = msg[at + 2], nb = msg[at + 3];
+    at += 4;
+    s.tokens.assign(msg.begin() + at, msg.begin() + at + nt);
+    at += nt;
+    (*blocks)[i].assign(msg.begin() + at, msg.begin() + at + nb);
+    at += nb;
+    s.blocks = &(*blocks)[i];
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::RunWorker() {
+  if (!distributed()) return absl::OkStatus();
+  std::vector<SequenceStep> steps;
+  std::vector<std::vector<int>> blocks;
+  for (;;) {
+    bool stop = false;
+    RETURN_IF_ERROR(BroadcastSteps(&steps, &blocks, &stop));
+    if (stop) return absl::OkStatus();
+    auto logits = runner_->Step(steps);
+    if (!logits.ok()) comms_.world->Abort(std::string(logits.status().message()));
+  }
+}
+
+absl::Status Engine::Shutdown() {
+  if (!distributed() || shut_down_ || comms_.world->rank() != 0) return absl::OkStatus();
+  shut_down_ = true;
+  std::vector<SequenceStep> none;
+  bool stop = true;
+  return BroadcastSteps(&none, nullptr, &stop);
 }
 
 }  // namespace strata

@@ -12,6 +12,7 @@
 #include "cache/kv_layout.h"
 #include "cache/kv_storage.h"
 #include "kernels/backend.h"
+#include "parallel/comm.h"
 #include "runtime/model/model_spec.h"
 #include "runtime/model_runner.h"
 #include "runtime/sampler.h"
@@ -25,6 +26,14 @@ struct EngineOptions {
   int64_t kv_memory_bytes = int64_t{1} << 30;
   int block_size = 16;
   int max_seqs = 256;  // sequences running at once
+  int tp = 1;          // tensor-parallel ranks (heads split across them)
+  int pp = 1;          // pipeline stages
+};
+
+// Where this process sits in a distributed job. Null communicators: a single rank.
+struct EngineComms {
+  HostComm* world = nullptr;   // every rank; rank 0 schedules and broadcasts each step
+  DeviceComm* tp = nullptr;    // this rank's tensor-parallel group
 };
 
 struct GenerationRequest {
@@ -48,9 +57,15 @@ struct EngineStats {
 
 class Engine {
  public:
-  static absl::StatusOr<std::unique_ptr<Engine>> Create(const std::string& model_dir, const EngineOptions& options);
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const std::string& model_dir, const EngineOptions& options,
+                                                        EngineComms comms = {});
 
+  // Rank 0 only: runs the requests to completion (every other rank runs RunWorker meanwhile).
   absl::StatusOr<std::vector<GenerationResult>> Generate(const std::vector<GenerationRequest>& requests);
+  // Ranks other than 0: execute the steps rank 0 broadcasts until it calls Shutdown.
+  absl::Status RunWorker();
+  // Rank 0: release the workers. Idempotent; a no-op on a single rank.
+  absl::Status Shutdown();
 
   const ModelSpec& spec() const { return spec_; }
   const KvLayout& kv_layout() const { return layout_; }
@@ -63,6 +78,8 @@ class Engine {
  private:
   Engine() = default;
   absl::Status Validate(const GenerationRequest& r) const;
+  bool distributed() const { return comms_.world != nullptr && comms_.world->size() > 1; }
+  absl::Status BroadcastSteps(std::vector<SequenceStep>* steps, std::vector<std::vector<int>>* blocks, bool* stop);
 
   ModelSpec spec_;
   std::unique_ptr<Backend> backend_;
@@ -74,6 +91,8 @@ class Engine {
   std::unique_ptr<SlotPool> slots_;
   std::unique_ptr<ModelRunner> runner_;
   EngineStats stats_;
+  EngineComms comms_;
+  bool shut_down_ = false;
 };
 
 }  // namespace strata

@@ -8,8 +8,18 @@
 
 namespace strata {
 
-ModelRunner::ModelRunner(const ModelSpec& spec, const ModelWeights& weights, Backend* backend, KvStorage* kv)
-    : spec_(spec), w_(weights), backend_(backend), kv_(kv), layout_(kv->layout()), plan_(IterationPlan(spec)) {
+ModelRunner::ModelRunner(const ModelSpec& spec, const ModelWeights& weights, Backend* backend, KvStorage* kv,
+                         TensorSlice slice, DeviceComm* tp_comm)
+    : spec_(spec),
+      w_(weights),
+      slice_(slice),
+      tp_comm_(tp_comm),
+      local_heads_(spec.num_heads / slice.size),
+      local_intermediate_(spec.intermediate_size / slice.size),
+      backend_(backend),
+      kv_(kv),
+      layout_(kv->layout()),
+      plan_(IterationPlan(spec)) {
   // cos/sin(pos * theta^(-2i/rotary_dims)), computed in double once.
   const int half = spec.rotary_dims / 2;
   const int max_pos = spec.max_position_embeddings;
@@ -34,7 +44,7 @@ absl::Status ModelRunner::EnsureWorkspace(int tokens, int seqs, int max_blocks) 
   };
   if (tokens > capacity_tokens_) {
     const size_t t = static_cast<size_t>(tokens), h = spec_.hidden_size;
-    const size_t qd = static_cast<size_t>(spec_.num_heads) * spec_.head_dim, I = spec_.intermediate_size;
+    const size_t qd = static_cast<size_t>(local_heads_) * spec_.head_dim, I = local_intermediate_;
     RETURN_IF_ERROR(alloc(&x_, t * h * 4));
     RETURN_IF_ERROR(alloc(&x_block_in_, t * h * 4));
     RETURN_IF_ERROR(alloc(&a_, t * h * 4));
@@ -43,6 +53,7 @@ absl::Status ModelRunner::EnsureWorkspace(int tokens, int seqs, int max_blocks) 
     RETURN_IF_ERROR(alloc(&attn_, t * qd * 4));
     RETURN_IF_ERROR(alloc(&mlp_, t * I * 4));
     RETURN_IF_ERROR(alloc(&mlp2_, t * 2 * I * 4));
+    RETURN_IF_ERROR(alloc(&out_, t * h * 4));
     RETURN_IF_ERROR(alloc(&positions_, t * 4));
     RETURN_IF_ERROR(alloc(&ids_, t * 4));
     step_k_.clear();
@@ -63,7 +74,8 @@ absl::Status ModelRunner::EnsureWorkspace(int tokens, int seqs, int max_blocks) 
     RETURN_IF_ERROR(alloc(&seq_slot_, s * 4));
     RETURN_IF_ERROR(alloc(&last_rows_, s * 4));
     RETURN_IF_ERROR(alloc(&last_, s * spec_.hidden_size * 4));
-    RETURN_IF_ERROR(alloc(&logits_, s * spec_.vocab_size * 4));
+    RETURN_IF_ERROR(alloc(&logits_, s * w_.vocab_rows_padded * 4));
+    RETURN_IF_ERROR(alloc(&gathered_, s * w_.vocab_rows_padded * slice_.size * 4));
     capacity_seqs_ = seqs;
   }
   const size_t table = static_cast<size_t>(seqs) * max_blocks;
@@ -123,14 +135,22 @@ absl::Status ModelRunner::Prepare(const std::vector<SequenceStep>& seqs) {
   return absl::OkStatus();
 }
 
+void ModelRunner::AllReduce(float* data, size_t count) {
+  if (tp_comm_ == nullptr) return;
+  absl::Status st = tp_comm_->AllReduceSum(data, count);
+  STRATA_CHECK(st.ok());  // a failed collective cannot be recovered from; the launcher aborts the job
+}
+
 void ModelRunner::RunLayer(int l, int T) {
   const LayerSpec& ls = spec_.layers[l];
   const LayerWeights& w = w_.layers[l];
-  const int h = spec_.hidden_size, qd = spec_.num_heads * spec_.head_dim, I = spec_.intermediate_size;
+  const int h = spec_.hidden_size, qd = local_heads_ * spec_.head_dim, I = local_intermediate_;
   const NormType nt = spec_.norm == NormKind::kLayerNorm ? NormType::kLayerNorm : NormType::kRmsNorm;
   const int bank = layout_.bank_of_layer[l];
   const KvBank& kb = layout_.banks[bank];
   const int kvd = kb.num_kv_heads * kb.head_dim;
+  // Row-parallel biases are added by slice 0 only, so the all-reduce adds them once.
+  const bool bias_here = slice_.rank == 0;
 
   backend_->Norm({nt, x_.f32(), w.norm1_w.f32(), w.norm1_b.f32(), a_.f32(), T, h, spec_.norm_eps});
   if (spec_.parallel_residual)  // both norms read the layer input (§1.5)
@@ -142,14 +162,14 @@ void ModelRunner::RunLayer(int l, int T) {
     backend_->Linear({a_.f32(), w.v_w.f32(), w.v_b.f32(), step_v_[bank].f32(), T, kvd, h, false});
   }
   if (spec_.rotary_dims > 0) {
-    backend_->Rotary({q_.f32(), positions_.i32(), T, spec_.num_heads, spec_.head_dim, rope_});
+    backend_->Rotary({q_.f32(), positions_.i32(), T, local_heads_, spec_.head_dim, rope_});
     if (ls.is_producer && ls.rope_mode == KvRopeMode::kPost)
       backend_->Rotary({step_k_[bank].f32(), positions_.i32(), T, kb.num_kv_heads, kb.head_dim, rope_});
   }
   AttentionArgs at;
   at.q = q_.f32();
   at.out = attn_.f32();
-  at.num_heads = spec_.num_heads;
+  at.num_heads = local_heads_;
   at.step_k = step_k_[bank].f32();
   at.step_v = step_v_[bank].f32();
   at.bank = kv_->View(bank);
@@ -161,10 +181,14 @@ void ModelRunner::RunLayer(int l, int T) {
   if (spec_.layers[ls.kv_source].rope_mode == KvRopeMode::kRaw && ls.kv_source == l) at.rope_on_read = rope_;
   backend_->Attention(at);
 
-  // Attention output projection accumulates into the residual stream.
-  backend_->Linear({attn_.f32(), w.o_w.f32(), w.o_b.f32(), x_.f32(), T, h, qd, true});
-  if (!spec_.parallel_residual)
+  // Attention output projection (row-parallel): a partial sum on each slice.
+  const size_t n = static_cast<size_t>(T) * h;
+  backend_->Linear({attn_.f32(), w.o_w.f32(), bias_here ? w.o_b.f32() : nullptr, out_.f32(), T, h, qd, false});
+  if (!spec_.parallel_residual) {
+    AllReduce(out_.f32(), n);
+    backend_->Add(x_.f32(), out_.f32(), n);
     backend_->Norm({nt, x_.f32(), w.norm2_w.f32(), w.norm2_b.f32(), a2_.f32(), T, h, spec_.norm_eps});
+  }
   if (spec_.activation == Activation::kSwiGlu) {
     backend_->Linear({a2_.f32(), w.up_w.f32(), w.up_b.f32(), mlp2_.f32(), T, 2 * I, h, false});
     backend_->Activation({ActivationType::kSwiGlu, mlp2_.f32(), mlp_.f32(), T, I});
@@ -174,7 +198,12 @@ void ModelRunner::RunLayer(int l, int T) {
         spec_.activation == Activation::kGeluErf ? ActivationType::kGeluErf : ActivationType::kGeluTanh;
     backend_->Activation({at2, mlp_.f32(), mlp_.f32(), T, I});
   }
-  backend_->Linear({mlp_.f32(), w.down_w.f32(), w.down_b.f32(), x_.f32(), T, h, I, true});
+  // MLP down projection (row-parallel). With a parallel residual it joins the attention partial
+  // sum, so one all-reduce serves the whole layer.
+  backend_->Linear({mlp_.f32(), w.down_w.f32(), bias_here ? w.down_b.f32() : nullptr, out_.f32(), T, h, I,
+                    spec_.parallel_residual});
+  AllReduce(out_.f32(), n);
+  backend_->Add(x_.f32(), out_.f32(), n);
 }
 
 void ModelRunner::RunSegment(const PlanSegment& seg, int passes, int T) {
@@ -203,7 +232,8 @@ absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceS
   RETURN_IF_ERROR(Prepare(seqs));
   const int T = num_tokens_;
   const int h = spec_.hidden_size;
-  backend_->Embedding({w_.embed.f32(), ids_.i32(), x_.f32(), T, h});
+  backend_->Embedding({w_.embed.f32(), ids_.i32(), x_.f32(), T, h, w_.vocab_begin, w_.vocab_rows});
+  AllReduce(x_.f32(), static_cast<size_t>(T) * h);  // vocabulary-parallel: one slice has each row
   const int cyclic_passes = multi_token_ ? spec_.forward_passes + spec_.backward_passes : 1;
   for (const PlanSegment& seg : plan_) RunSegment(seg, seg.cyclic ? cyclic_passes : 1, T);
 
@@ -215,9 +245,27 @@ absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceS
   const NormType nt = spec_.norm == NormKind::kLayerNorm ? NormType::kLayerNorm : NormType::kRmsNorm;
   backend_->Norm({nt, last_.f32(), w_.final_norm_w.f32(), w_.final_norm_b.f32(), last_.f32(), num_seqs_, h,
                   spec_.norm_eps});
-  backend_->Linear({last_.f32(), w_.lm_head_ptr(), nullptr, logits_.f32(), num_seqs_, spec_.vocab_size, h, false});
-  std::vector<float> logits(static_cast<size_t>(num_seqs_) * spec_.vocab_size);
-  backend_->CopyToHost(logits.data(), logits_.get(), logits.size() * 4);
+  // Vocabulary-parallel LM head: each slice computes its rows, then all slices gather them.
+  const int vp = w_.vocab_rows_padded, S = num_seqs_;
+  if (w_.vocab_rows < vp) backend_->Zero(logits_.get(), static_cast<size_t>(S) * vp * 4);
+  backend_->Linear({last_.f32(), w_.lm_head_ptr(), nullptr, logits_.f32(), S, w_.vocab_rows, h, false});
+  std::vector<float> local(static_cast<size_t>(S) * vp);
+  if (w_.vocab_rows < vp) {  // pad rows live at stride vp
+    std::vector<float> packed(static_cast<size_t>(S) * w_.vocab_rows);
+    backend_->CopyToHost(packed.data(), logits_.get(), packed.size() * 4);
+    for (int s = 0; s < S; ++s)
+      std::copy(packed.begin() + s * w_.vocab_rows, packed.begin() + (s + 1) * w_.vocab_rows, local.begin() + s * vp);
+  } else {
+    backend_->CopyToHost(local.data(), logits_.get(), local.size() * 4);
+  }
+  if (tp_comm_ == nullptr) return local;
+  std::vector<float> all(local.size() * slice_.size);
+  RETURN_IF_ERROR(tp_comm_->AllGather(local.data(), all.data(), local.size()));
+  std::vector<float> logits(static_cast<size_t>(S) * spec_.vocab_size);
+  for (int r = 0; r < slice_.size; ++r)
+    for (int s = 0; s < S; ++s)
+      for (int v = 0; v < vp && r * vp + v < spec_.vocab_size; ++v)
+        logits[static_cast<size_t>(s) * spec_.vocab_size + r * vp + v] = all[(static_cast<size_t>(r) * S + s) * vp + v];
   return logits;
 }
 

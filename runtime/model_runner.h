@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "cache/kv_storage.h"
 #include "kernels/backend.h"
+#include "parallel/comm.h"
 #include "runtime/model/model_spec.h"
 #include "runtime/weights.h"
 
@@ -31,7 +32,10 @@ struct SequenceStep {
 
 class ModelRunner {
  public:
-  ModelRunner(const ModelSpec& spec, const ModelWeights& weights, Backend* backend, KvStorage* kv);
+  // `tp_comm` joins the ranks of this tensor-parallel group (null when slice.size == 1);
+  // `weights` and `kv` hold this slice's share.
+  ModelRunner(const ModelSpec& spec, const ModelWeights& weights, Backend* backend, KvStorage* kv,
+              TensorSlice slice = {}, DeviceComm* tp_comm = nullptr);
 
   // Runs every layer for the step's tokens, commits the new K/V rows, and returns the logits of
   // each sequence's last step token, [num_seqs * vocab].
@@ -43,8 +47,14 @@ class ModelRunner {
   void RunLayer(int layer, int tokens);
   void RunSegment(const PlanSegment& seg, int passes, int tokens);
 
+  // Sums a row-parallel partial result over the tensor slices.
+  void AllReduce(float* data, size_t count);
+
   const ModelSpec& spec_;
   const ModelWeights& w_;
+  TensorSlice slice_;
+  DeviceComm* tp_comm_;
+  int local_heads_, local_intermediate_;
   Backend* backend_;
   KvStorage* kv_;
   KvLayout layout_;
@@ -61,7 +71,7 @@ class ModelRunner {
   // Activations, sized for `capacity_tokens_`.
   int capacity_tokens_ = 0, capacity_seqs_ = 0;
   size_t block_table_capacity_ = 0;
-  DeviceBuffer x_, x_block_in_, a_, a2_, q_, attn_, mlp_, mlp2_, last_, logits_;
+  DeviceBuffer x_, x_block_in_, a_, a2_, q_, attn_, mlp_, mlp2_, out_, last_, logits_, gathered_;
   std::vector<DeviceBuffer> step_k_, step_v_;  // per bank
 };
 

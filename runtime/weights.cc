@@ -1,5 +1,6 @@
 #include "runtime/weights.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -18,69 +19,74 @@ absl::StatusOr<DeviceBuffer> Upload(Backend* backend, const std::vector<float>& 
 
 class Loader {
  public:
-  Loader(const Checkpoint& c, const ModelSpec& s, Backend* b) : ckpt_(c), spec_(s), backend_(b) {}
+  Loader(const Checkpoint& c, const ModelSpec& s, Backend* b, TensorSlice t) : ckpt_(c), spec_(s), backend_(b), t_(t) {}
 
-  // Loads `name` (empty name: leaves `out` empty) with its expected shape.
-  absl::Status Load(const std::string& name, std::vector<int64_t> shape, DeviceBuffer* out) {
+  // Loads rows [r0, +rn) x columns [c0, +cn) of `name` (empty name: leaves `out` empty).
+  absl::Status Load(const std::string& name, std::vector<int64_t> shape, DeviceBuffer* out, int64_t r0 = 0,
+                    int64_t rn = -1, int64_t c0 = 0, int64_t cn = -1) {
     if (name.empty()) return absl::OkStatus();
-    ASSIGN_OR_RETURN(std::vector<float> host, ckpt_.Read(name, shape));
+    if (rn < 0) rn = shape[0];
+    if (cn < 0) cn = shape.size() == 2 ? shape[1] : 1;
+    ASSIGN_OR_RETURN(std::vector<float> host, ckpt_.ReadBlock(name, shape, r0, rn, c0, cn));
     ASSIGN_OR_RETURN(*out, Upload(backend_, host, &bytes_));
     return absl::OkStatus();
   }
 
   absl::Status LoadLayer(int l, LayerWeights* w) {
     const LayerTensorNames n = LayerNames(spec_, l);
+    const int T = t_.size, r = t_.rank;
     const int64_t h = spec_.hidden_size, hs = spec_.head_dim, H = spec_.num_heads;
-    const int64_t q = H * hs, kv = int64_t{spec_.layers[l].num_kv_heads} * hs, I = spec_.intermediate_size;
+    const int nkv = spec_.layers[l].num_kv_heads;
+    const int64_t Hl = H / T, kvl = KvHeadsPerRank(nkv, T), kv0 = FirstKvHeadOfRank(H, nkv, T, r);
+    const int64_t q = H * hs, kv = int64_t{nkv} * hs, I = spec_.intermediate_size, Il = I / T;
     RETURN_IF_ERROR(Load(n.norm1_w, {h}, &w->norm1_w));
     RETURN_IF_ERROR(Load(n.norm1_b, {h}, &w->norm1_b));
     RETURN_IF_ERROR(Load(n.norm2_w, {h}, &w->norm2_w));
     RETURN_IF_ERROR(Load(n.norm2_b, {h}, &w->norm2_b));
     if (!n.qkv_w.empty()) {
-      // Stock GPT-NeoX: rows are [H, 3, hs]; split into Q, K, V (§1.2).
-      ASSIGN_OR_RETURN(std::vector<float> fw, ckpt_.Read(n.qkv_w, {3 * q, h}));
-      std::vector<float> fb;
-      if (!n.qkv_b.empty()) {
-        ASSIGN_OR_RETURN(fb, ckpt_.Read(n.qkv_b, {3 * q}));
-      }
+      // Stock GPT-NeoX: rows are [H, 3, hs]; pick this slice's heads of Q, K and V (§1.2).
       std::vector<float> part[3], part_b[3];
       for (int which = 0; which < 3; ++which) {
-        for (int64_t head = 0; head < H; ++head) {
+        const int64_t first = which == 0 ? r * Hl : kv0, count = which == 0 ? Hl : kvl;
+        for (int64_t head = first; head < first + count; ++head) {
           const int64_t row0 = (head * 3 + which) * hs;
-          part[which].insert(part[which].end(), fw.begin() + row0 * h, fw.begin() + (row0 + hs) * h);
-          if (!fb.empty()) part_b[which].insert(part_b[which].end(), fb.begin() + row0, fb.begin() + row0 + hs);
+          ASSIGN_OR_RETURN(std::vector<float> rows, ckpt_.ReadRows(n.qkv_w, {3 * q, h}, row0, hs));
+          part[which].insert(part[which].end(), rows.begin(), rows.end());
+          if (!n.qkv_b.empty()) {
+            ASSIGN_OR_RETURN(std::vector<float> b, ckpt_.ReadRows(n.qkv_b, {3 * q}, row0, hs));
+            part_b[which].insert(part_b[which].end(), b.begin(), b.end());
+          }
         }
       }
       DeviceBuffer* dst_w[3] = {&w->q_w, &w->k_w, &w->v_w};
       DeviceBuffer* dst_b[3] = {&w->q_b, &w->k_b, &w->v_b};
       for (int which = 0; which < 3; ++which) {
         ASSIGN_OR_RETURN(*dst_w[which], Upload(backend_, part[which], &bytes_));
-        if (!fb.empty()) {
+        if (!n.qkv_b.empty()) {
           ASSIGN_OR_RETURN(*dst_b[which], Upload(backend_, part_b[which], &bytes_));
         }
       }
     } else {
-      RETURN_IF_ERROR(Load(n.q_w, {q, h}, &w->q_w));
-      RETURN_IF_ERROR(Load(n.q_b, {q}, &w->q_b));
-      RETURN_IF_ERROR(Load(n.k_w, {kv, h}, &w->k_w));
-      RETURN_IF_ERROR(Load(n.k_b, {kv}, &w->k_b));
-      RETURN_IF_ERROR(Load(n.v_w, {kv, h}, &w->v_w));
-      RETURN_IF_ERROR(Load(n.v_b, {kv}, &w->v_b));
+      RETURN_IF_ERROR(Load(n.q_w, {q, h}, &w->q_w, r * Hl * hs, Hl * hs));
+      RETURN_IF_ERROR(Load(n.q_b, {q}, &w->q_b, r * Hl * hs, Hl * hs));
+      RETURN_IF_ERROR(Load(n.k_w, {kv, h}, &w->k_w, kv0 * hs, kvl * hs));
+      RETURN_IF_ERROR(Load(n.k_b, {kv}, &w->k_b, kv0 * hs, kvl * hs));
+      RETURN_IF_ERROR(Load(n.v_w, {kv, h}, &w->v_w, kv0 * hs, kvl * hs));
+      RETURN_IF_ERROR(Load(n.v_b, {kv}, &w->v_b, kv0 * hs, kvl * hs));
     }
-    RETURN_IF_ERROR(Load(n.o_w, {h, q}, &w->o_w));
+    RETURN_IF_ERROR(Load(n.o_w, {h, q}, &w->o_w, 0, h, r * Hl * hs, Hl * hs));
     RETURN_IF_ERROR(Load(n.o_b, {h}, &w->o_b));
     if (!n.gate_w.empty()) {
-      ASSIGN_OR_RETURN(std::vector<float> gate, ckpt_.Read(n.gate_w, {I, h}));
-      ASSIGN_OR_RETURN(std::vector<float> up, ckpt_.Read(n.up_w, {I, h}));
+      ASSIGN_OR_RETURN(std::vector<float> gate, ckpt_.ReadRows(n.gate_w, {I, h}, r * Il, Il));
+      ASSIGN_OR_RETURN(std::vector<float> up, ckpt_.ReadRows(n.up_w, {I, h}, r * Il, Il));
       gate.insert(gate.end(), up.begin(), up.end());
       ASSIGN_OR_RETURN(w->up_w, Upload(backend_, gate, &bytes_));
-      if (!n.up_b.empty())
-        return absl::UnimplementedError("llama mlp_bias is not supported");
+      if (!n.up_b.empty()) return absl::UnimplementedError("llama mlp_bias is not supported");
     } else {
-      RETURN_IF_ERROR(Load(n.up_w, {I, h}, &w->up_w));
-      RETURN_IF_ERROR(Load(n.up_b, {I}, &w->up_b));
+      RETURN_IF_ERROR(Load(n.up_w, {I, h}, &w->up_w, r * Il, Il));
+      RETURN_IF_ERROR(Load(n.up_b, {I}, &w->up_b, r * Il, Il));
     }
-    RETURN_IF_ERROR(Load(n.down_w, {h, I}, &w->down_w));
+    RETURN_IF_ERROR(Load(n.down_w, {h, I}, &w->down_w, 0, h, r * Il, Il));
     RETURN_IF_ERROR(Load(n.down_b, {h}, &w->down_b));
     return absl::OkStatus();
   }
@@ -91,6 +97,7 @@ class Loader {
   const Checkpoint& ckpt_;
   const ModelSpec& spec_;
   Backend* backend_;
+  TensorSlice t_;
   int64_t bytes_ = 0;
 };
 
@@ -117,16 +124,32 @@ absl::Status ValidateCheckpoint(const Checkpoint& ckpt, const ModelSpec& spec) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& ckpt, const ModelSpec& spec, Backend* backend) {
+absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& ckpt, const ModelSpec& spec, Backend* backend,
+                                         TensorSlice slice) {
   RETURN_IF_ERROR(ValidateCheckpoint(ckpt, spec));
-  Loader loader(ckpt, spec, backend);
+  const int T = slice.size;
+  if (spec.num_heads % T != 0 || spec.intermediate_size % T != 0)
+    return absl::InvalidArgumentError(absl::StrCat("tensor parallelism ", T, " must divide num_attention_heads (",
+                                                   spec.num_heads, ") and intermediate_size (",
+                                                   spec.intermediate_size, ")"));
+  for (const LayerSpec& l : spec.layers)
+    if (l.num_kv_heads % T != 0 && T % l.num_kv_heads != 0)
+      return absl::InvalidArgumentError(absl::StrCat("tensor parallelism ", T, " and ", l.num_kv_heads,
+                                                     " KV heads: one must divide the other"));
+  Loader loader(ckpt, spec, backend, slice);
   ModelWeights w;
   const GlobalTensorNames g = GlobalNames(spec);
   const int64_t h = spec.hidden_size;
-  RETURN_IF_ERROR(loader.Load(g.embed, {spec.vocab_size, h}, &w.embed));
+  // Vocabulary-parallel embedding and LM head: ceil(V/T) rows per slice, fewer on the last.
+  const int64_t per = (spec.vocab_size + T - 1) / T;
+  w.vocab_begin = static_cast<int>(std::min<int64_t>(slice.rank * per, spec.vocab_size));
+  w.vocab_rows = static_cast<int>(std::min<int64_t>(per, spec.vocab_size - w.vocab_begin));
+  w.vocab_rows_padded = static_cast<int>(per);
+  RETURN_IF_ERROR(loader.Load(g.embed, {spec.vocab_size, h}, &w.embed, w.vocab_begin, w.vocab_rows));
   RETURN_IF_ERROR(loader.Load(g.final_norm_w, {h}, &w.final_norm_w));
   RETURN_IF_ERROR(loader.Load(g.final_norm_b, {h}, &w.final_norm_b));
-  if (!spec.tie_word_embeddings) RETURN_IF_ERROR(loader.Load(g.lm_head, {spec.vocab_size, h}, &w.lm_head));
+  if (!spec.tie_word_embeddings)
+    RETURN_IF_ERROR(loader.Load(g.lm_head, {spec.vocab_size, h}, &w.lm_head, w.vocab_begin, w.vocab_rows));
   w.layers.resize(spec.num_layers);
   for (int l = 0; l < spec.num_layers; ++l) RETURN_IF_ERROR(loader.LoadLayer(l, &w.layers[l]));
   w.bytes = loader.bytes();

@@ -27,6 +27,8 @@ struct ModelWeights {
   DeviceBuffer lm_head;  // empty when tied: use `embed`
   std::vector<LayerWeights> layers;  // indexed by layer; layers outside the loaded range are empty
   int64_t bytes = 0;
+  // This slice's vocabulary rows of the embedding and the LM head.
+  int vocab_begin = 0, vocab_rows = 0, vocab_rows_padded = 0;
 
   const float* lm_head_ptr() const { return lm_head.get() ? lm_head.f32() : embed.f32(); }
 };
@@ -35,6 +37,17 @@ struct ModelWeights {
 // with the right shapes. Errors name the file and the tensor.
 absl::Status ValidateCheckpoint(const Checkpoint& ckpt, const ModelSpec& spec);
 
-absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& ckpt, const ModelSpec& spec, Backend* backend);
+// This rank's share of a tensor-parallel group of `size` ranks: query heads
+// [rank*H/size, +H/size), their KV heads (replicated when there are fewer than `size`), MLP
+// columns [rank*I/size, +I/size), vocabulary rows [rank*ceil(V/size), ...). Row-parallel
+// projections (attention output, MLP down) keep their full bias, added by slice 0 only.
+struct TensorSlice {
+  int rank = 0;
+  int size = 1;
+};
+
+// Loads the weights of one tensor slice. Only that slice's bytes are read from the checkpoint.
+absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& ckpt, const ModelSpec& spec, Backend* backend,
+                                         TensorSlice slice = {});
 
 }  // namespace strata

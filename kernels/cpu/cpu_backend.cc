@@ -33,9 +33,15 @@ void CpuBackend::CopyDeviceToDevice(void* dst, const void* src, size_t bytes) { 
 void CpuBackend::Zero(void* dst, size_t bytes) { if (bytes) std::memset(dst, 0, bytes); }
 
 void CpuBackend::Embedding(const EmbeddingArgs& a) {
-  for (int t = 0; t < a.tokens; ++t)
-    std::memcpy(a.y + static_cast<size_t>(t) * a.hidden,
-                a.table + static_cast<size_t>(a.ids[t]) * a.hidden, sizeof(float) * a.hidden);
+  for (int t = 0; t < a.tokens; ++t) {
+    float* y = a.y + static_cast<size_t>(t) * a.hidden;
+    const int row = a.ids[t] - a.vocab_begin;
+    if (row < 0 || row >= a.vocab_rows) {  // another tensor slice holds this token's row
+      std::memset(y, 0, sizeof(float) * a.hidden);
+    } else {
+      std::memcpy(y, a.table + static_cast<size_t>(row) * a.hidden, sizeof(float) * a.hidden);
+    }
+  }
 }
 
 void CpuBackend::Linear(const LinearArgs& a) {

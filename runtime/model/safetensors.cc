@@ -212,9 +212,10 @@ absl::StatusOr<const TensorInfo*> Checkpoint::Info(const std::string& name) cons
   return it->second.second;
 }
 
-absl::StatusOr<std::vector<float>> Checkpoint::ReadRows(const std::string& name,
-                                                        const std::vector<int64_t>& shape,
-                                                        int64_t row_begin, int64_t row_count) const {
+absl::StatusOr<std::vector<float>> Checkpoint::ReadBlock(const std::string& name,
+                                                         const std::vector<int64_t>& shape, int64_t row_begin,
+                                                         int64_t row_count, int64_t col_begin,
+                                                         int64_t col_count) const {
   auto it = where_.find(name);
   if (it == where_.end())
     return absl::NotFoundError(absl::StrCat("checkpoint is missing tensor '", name, "'"));
@@ -225,13 +226,26 @@ absl::StatusOr<std::vector<float>> Checkpoint::ReadRows(const std::string& name,
                                                    ShapeString(t.shape), ", expected ",
                                                    ShapeString(shape)));
   const int64_t rows = shape.empty() ? 1 : shape[0];
-  if (row_begin < 0 || row_count < 0 || row_begin + row_count > rows)
-    return absl::OutOfRangeError(absl::StrCat(f.path(), ": tensor '", name, "': rows [", row_begin,
-                                              ", ", row_begin + row_count, ") outside ", rows));
-  const int64_t row_elems = rows == 0 ? 0 : t.numel() / rows;
-  std::vector<float> out(static_cast<size_t>(row_count * row_elems));
-  ToFloat(t.dtype, f.data(t) + row_begin * row_elems * DTypeSize(t.dtype), out.data(), out.size());
+  const int64_t cols = rows == 0 ? 0 : t.numel() / rows;
+  if (row_begin < 0 || row_count < 0 || row_begin + row_count > rows || col_begin < 0 || col_count < 0 ||
+      col_begin + col_count > cols)
+    return absl::OutOfRangeError(absl::StrCat(f.path(), ": tensor '", name, "': block [", row_begin, "+", row_count,
+                                              ", ", col_begin, "+", col_count, ") outside ", ShapeString(shape)));
+  // Only the block's bytes are touched: a tensor slice reads its own part of the mapping.
+  std::vector<float> out(static_cast<size_t>(row_count * col_count));
+  const size_t es = DTypeSize(t.dtype);
+  for (int64_t r = 0; r < row_count; ++r)
+    ToFloat(t.dtype, f.data(t) + ((row_begin + r) * cols + col_begin) * es, out.data() + r * col_count, col_count);
   return out;
+}
+
+absl::StatusOr<std::vector<float>> Checkpoint::ReadRows(const std::string& name,
+                                                        const std::vector<int64_t>& shape,
+                                                        int64_t row_begin, int64_t row_count) const {
+  const int64_t rows = shape.empty() ? 1 : shape[0];
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  return ReadBlock(name, shape, row_begin, row_count, 0, rows == 0 ? 0 : numel / rows);
 }
 
 absl::StatusOr<std::vector<float>> Checkpoint::Read(const std::string& name,

@@ -69,6 +69,11 @@ class Checkpoint {
                                               int64_t row_begin, int64_t row_count) const;
   absl::StatusOr<std::vector<float>> Read(const std::string& name,
                                           const std::vector<int64_t>& shape) const;
+  // Rows [row_begin, +row_count) x columns [col_begin, +col_count) (a 1-D tensor has one
+  // column per row).
+  absl::StatusOr<std::vector<float>> ReadBlock(const std::string& name, const std::vector<int64_t>& shape,
+                                               int64_t row_begin, int64_t row_count, int64_t col_begin,
+                                               int64_t col_count) const;
 
  private:
   std::vector<std::shared_ptr<SafetensorsFile>> files_;

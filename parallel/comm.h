@@ -1,0 +1,51 @@
+// File: parallel/comm.h
+// The two communicators (lmdeploy's split): HostComm is the control plane (step broadcasts,
+// barriers, aborts); DeviceComm is the data plane on device memory (all-reduce, all-gather,
+// send, recv). Every collective is issued in the same order on every rank of its group.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace strata {
+
+class HostComm {
+ public:
+  virtual ~HostComm() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual absl::Status Broadcast(void* data, size_t bytes, int root) = 0;
+  virtual absl::Status Barrier() = 0;
+  // Ranks with the same color form a group, ordered by key.
+  virtual std::unique_ptr<HostComm> Split(int color, int key) = 0;
+  // Ends the whole job (every rank) with a message; never returns.
+  [[noreturn]] virtual void Abort(const std::string& why) = 0;
+};
+
+class DeviceComm {
+ public:
+  virtual ~DeviceComm() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual absl::Status AllReduceSum(float* data, size_t count) = 0;
+  // recv = concatenation over ranks of each rank's `count` floats.
+  virtual absl::Status AllGather(const float* send, float* recv, size_t count) = 0;
+  virtual absl::Status Send(const void* data, size_t bytes, int peer) = 0;
+  virtual absl::Status Recv(void* data, size_t bytes, int peer) = 0;
+};
+
+// The world communicator: MPI when the process was started by mpirun (or srun), otherwise a
+// single-rank communicator. Initializes MPI on first use.
+std::unique_ptr<HostComm> CreateWorldHostComm();
+
+// The data-plane communicator over the same ranks as `host` ("mpi": host-staged, for the CPU
+// backend). Returns null for a single-rank group.
+std::unique_ptr<DeviceComm> CreateDeviceComm(HostComm* host);
+
+// Finalizes MPI if it was initialized (call once before exit).
+void ShutdownComms();
+
+}  // namespace strata
