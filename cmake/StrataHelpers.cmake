@@ -16,5 +16,6 @@ function(strata_cc_test)
   endif()
   gtest_discover_tests(${ARG_NAME}
     DISCOVERY_MODE PRE_TEST
-    PROPERTIES LABELS "${ARG_LABELS}" ENVIRONMENT "STRATA_BIN=$<TARGET_FILE:strata>")
+    PROPERTIES LABELS "${ARG_LABELS}"
+    ENVIRONMENT "STRATA_BIN=$<TARGET_FILE:strata>;STRATA_MPIEXEC=${MPIEXEC_EXECUTABLE}")
 endfunction()
