@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace strata {
 
@@ -47,5 +48,19 @@ std::unique_ptr<DeviceComm> CreateDeviceComm(HostComm* host);
 
 // Finalizes MPI if it was initialized (call once before exit).
 void ShutdownComms();
+
+}  // namespace strata
+
+namespace strata {
+
+// The NCCL data plane for the ranks of `host` on CUDA device `device`: the unique id is
+// broadcast over `host`, collectives run on the comm's own stream, and every wait polls
+// ncclCommGetAsyncError so that a broken peer aborts the communicator instead of hanging.
+// Unimplemented where NCCL was not compiled in.
+absl::StatusOr<std::unique_ptr<DeviceComm>> CreateNcclDeviceComm(HostComm* host, int device);
+
+// The NCCL bootstrap alone: rank 0 of `host` creates a unique id and broadcasts it; every rank
+// returns the same 128 bytes. Works without a GPU.
+absl::StatusOr<std::string> BootstrapNcclUniqueId(HostComm* host);
 
 }  // namespace strata

@@ -5,5 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
 scripts/build.sh
+# The CUDA-free configuration must keep building (headers never depend on build options).
+if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
+  STRATA_BUILD_DIR=build-nocuda scripts/build.sh -DSTRATA_WITH_CUDA=OFF
+fi
 cd "${STRATA_BUILD_DIR:-build}"
 ctest --output-on-failure -j "${STRATA_JOBS:-$(nproc)}" --timeout 600
