@@ -1,0 +1,97 @@
+// The in-process communicators: collectives against naive results, and tensor-parallel engines
+// running as threads against the single-rank engine (a fast companion of the mpirun tests).
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "parallel/thread_comm.h"
+#include "runtime/engine.h"
+#include "tests/test_models.h"
+
+namespace strata::testing {
+namespace {
+
+template <class F>
+void OnThreads(int n, F f) {
+  std::vector<std::thread> ts;
+  for (int r = 0; r < n; ++r) ts.emplace_back(f, r);
+  for (auto& t : ts) t.join();
+}
+
+TEST(ThreadComm, CollectivesAndSplit) {
+  auto comms = CreateThreadHostComms(4);
+  OnThreads(4, [&](int r) {
+    HostComm* h = comms[r].get();
+    int v = r == 2 ? 42 : -1;
+    ASSERT_TRUE(h->Broadcast(&v, sizeof(v), 2).ok());
+    EXPECT_EQ(v, 42);
+    auto d = CreateThreadDeviceComm(h);
+    std::vector<float> x = {float(r), float(r * r), 1.f};
+    ASSERT_TRUE(d->AllReduceSum(x.data(), x.size()).ok());
+    EXPECT_EQ(x, (std::vector<float>{6.f, 14.f, 4.f}));
+    std::vector<float> all(8);
+    const float mine[2] = {float(r), float(10 + r)};
+    ASSERT_TRUE(d->AllGather(mine, all.data(), 2).ok());
+    EXPECT_EQ(all, (std::vector<float>{0, 10, 1, 11, 2, 12, 3, 13}));
+    const int next = (r + 1) % 4, prev = (r + 3) % 4;
+    int out = r * 100, in = -1;
+    ASSERT_TRUE(d->Send(&out, sizeof(out), next).ok());
+    ASSERT_TRUE(d->Recv(&in, sizeof(in), prev).ok());
+    EXPECT_EQ(in, prev * 100);
+    auto sub = h->Split(r / 2, r % 2);  // {0,1} and {2,3}
+    EXPECT_EQ(sub->size(), 2);
+    EXPECT_EQ(sub->rank(), r % 2);
+    auto sd = CreateThreadDeviceComm(sub.get());
+    float s = float(r);
+    ASSERT_TRUE(sd->AllReduceSum(&s, 1).ok());
+    EXPECT_EQ(s, r < 2 ? 1.f : 5.f);
+  });
+}
+
+TEST(ThreadComm, TensorParallelEnginesMatchSingleRank) {
+  for (const auto& s : AllSchemes()) {
+    if (s.name != "MlkvUneven" && s.name != "LckvSmallIterations" && s.name != "YocoSlidingWindow" &&
+        s.name != "PythiaFused" && s.name != "MQA")
+      continue;
+    const std::string dir = MakeModel("threads-" + s.name, s.options);
+    GenerationRequest r;
+    r.prompt = {5, 17, 3, 250, 9, 42, 7, 1, 99, 12, 33};
+    r.max_tokens = 5;
+    r.ignore_eos = true;
+    EngineOptions eo;
+    eo.kv_dtype = "float32";
+    eo.block_size = 4;
+    eo.kv_memory_bytes = 16 << 20;
+    eo.backend.threads = 1;
+    auto single = Engine::Create(dir, eo);
+    ASSERT_TRUE(single.ok());
+    auto ref = (*single)->Generate({r});
+    ASSERT_TRUE(ref.ok());
+    for (int tp : {2, 4}) {
+      auto comms = CreateThreadHostComms(tp);
+      std::vector<GenerationResult> got;
+      OnThreads(tp, [&](int rank) {
+        auto dev = CreateThreadDeviceComm(comms[rank].get());
+        EngineOptions o = eo;
+        o.tp = tp;
+        auto e = Engine::Create(dir, o, {comms[rank].get(), dev.get()});
+        ASSERT_TRUE(e.ok()) << e.status();
+        if (rank == 0) {
+          auto out = (*e)->Generate({r});
+          ASSERT_TRUE((*e)->Shutdown().ok());
+          ASSERT_TRUE(out.ok());
+          got = *out;
+        } else {
+          ASSERT_TRUE((*e)->RunWorker().ok());
+        }
+      });
+      ASSERT_EQ(got.size(), 1u);
+      EXPECT_EQ(got[0].tokens, (*ref)[0].tokens) << s.name << " tp " << tp;
+      for (size_t i = 0; i < got[0].logprobs.size(); ++i)
+        EXPECT_NEAR(got[0].logprobs[i], (*ref)[0].logprobs[i], 1e-4) << s.name << " tp " << tp;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace strata::testing
