@@ -57,6 +57,7 @@ JobComms CreateJobComms() {
   // Ranks of one pipeline stage form a tensor-parallel group (rank = stage * tp + slice).
   c.tp_group = c.world->Split(c.world->rank() / tp, c.world->rank() % tp);
   c.tp = CreateDeviceComm(c.tp_group.get());
+  c.world_data = CreateDeviceComm(c.world.get());
   return c;
 }
 

@@ -34,8 +34,8 @@ EngineOptions EngineOptionsFromFlags();
 // The communicators of an mpirun job (single-rank ones otherwise).
 struct JobComms {
   std::unique_ptr<HostComm> world, tp_group;
-  std::unique_ptr<DeviceComm> tp;
-  EngineComms engine() const { return {world.get(), tp.get()}; }
+  std::unique_ptr<DeviceComm> tp, world_data;
+  EngineComms engine() const { return {world.get(), tp.get(), world_data.get()}; }
 };
 JobComms CreateJobComms();
 

@@ -18,9 +18,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   if (o.tp < 1 || o.pp < 1 || o.tp * o.pp != world)
     return absl::InvalidArgumentError(absl::StrCat("--tp ", o.tp, " x --pp ", o.pp, " must equal the ", world,
                                                    " ranks of the job"));
-  if (o.pp > 1)
-    return absl::UnimplementedError("pipeline parallelism (--pp > 1) is planned (strata plan) but not executed yet");
-  const TensorSlice slice{comms.world ? comms.world->rank() % o.tp : 0, o.tp};
+  const int rank = comms.world ? comms.world->rank() : 0;
+  const TensorSlice slice{rank % o.tp, o.tp};
+  const int stage = rank / o.tp;
   ASSIGN_OR_RETURN(e->spec_, LoadModelConfig(model_dir));
   if (o.block_size < 1) return absl::InvalidArgumentError("--block-size must be positive");
   if (o.max_seqs < 1) return absl::InvalidArgumentError("--max-seqs must be positive");
@@ -28,21 +28,44 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   if (o.kv_dtype != "auto") {
     ASSIGN_OR_RETURN(kv_dtype, ParseDTypeName(o.kv_dtype));
   }
+  // Only the planner maps layers to stages; every rank derives the same plan.
+  PlannerOptions po;
+  po.kv_memory_bytes = o.kv_memory_bytes;
+  po.kv_dtype = kv_dtype;
+  po.weight_dtype = e->spec_.torch_dtype;
+  po.block_size = o.block_size;
+  po.max_seqs = o.max_seqs;
+  ASSIGN_OR_RETURN(e->plan_, PlanPipeline(e->spec_, Topology{o.tp, o.pp}, po));
+  const StagePlan& mine = e->plan_.stages[stage];
   ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(model_dir));
   ASSIGN_OR_RETURN(e->backend_, CreateBackend(o.backend));
-  ASSIGN_OR_RETURN(e->weights_, LoadWeights(ckpt, e->spec_, e->backend_.get(), slice));
-  e->layout_ = MakeKvLayout(e->spec_, kv_dtype, o.block_size, 0, -1, o.tp);
+  ASSIGN_OR_RETURN(e->weights_, LoadWeights(ckpt, e->spec_, e->backend_.get(), slice,
+                                            LayerRange{mine.first_layer, mine.last_layer}));
+  e->layout_ = MakeKvLayout(e->spec_, kv_dtype, o.block_size, mine.first_layer, mine.last_layer, o.tp);
+  // One block id covers a sequence on every stage, so every rank allocates the number of blocks
+  // of the fullest stage.
   e->capacity_ = ComputeKvCapacity(e->layout_, o.kv_memory_bytes, o.max_seqs);
+  for (const StagePlan& s : e->plan_.stages) {
+    const KvLayout other = MakeKvLayout(e->spec_, kv_dtype, o.block_size, s.first_layer, s.last_layer, o.tp);
+    if (!other.has_paged_banks()) continue;
+    e->paged_ = true;
+    const KvCapacity c = ComputeKvCapacity(other, o.kv_memory_bytes, o.max_seqs);
+    if (!e->layout_.has_paged_banks() || c.num_blocks < e->capacity_.num_blocks) {
+      e->capacity_.num_blocks = c.num_blocks;
+      e->capacity_.tokens = c.tokens;
+    }
+  }
   if (e->capacity_.tokens <= 0)
     return absl::ResourceExhaustedError(absl::StrCat(
         "--kv-memory ", o.kv_memory_bytes, " bytes holds no KV block (", e->layout_.bytes_per_block(),
         " bytes per block plus ", e->layout_.bytes_per_sequence, " bytes of window banks per sequence)"));
   ASSIGN_OR_RETURN(KvStorage storage, KvStorage::Create(e->backend_.get(), e->layout_, e->capacity_));
   e->storage_ = std::make_unique<KvStorage>(std::move(storage));
-  e->blocks_ = std::make_unique<BlockPool>(e->layout_.has_paged_banks() ? e->capacity_.num_blocks : 0);
+  e->blocks_ = std::make_unique<BlockPool>(e->paged_ ? e->capacity_.num_blocks : 0);
   e->slots_ = std::make_unique<SlotPool>(o.max_seqs);
+  StageContext sc{stage, mine.first_layer, mine.last_layer, o.tp, o.pp > 1 ? &e->plan_ : nullptr, comms.world_data};
   e->runner_ = std::make_unique<ModelRunner>(e->spec_, e->weights_, e->backend_.get(), e->storage_.get(), slice,
-                                             comms.tp);
+                                             comms.tp, sc);
   return e;
 }
 
@@ -64,7 +87,7 @@ absl::Status Engine::Validate(const GenerationRequest& r) const {
     return absl::InvalidArgumentError(absl::StrCat("prompt (", r.prompt.size(), " tokens) plus max_tokens (",
                                                    r.max_tokens, ") exceeds the context length ",
                                                    spec_.max_position_embeddings));
-  if (layout_.has_paged_banks() && BlocksFor(total, layout_.block_size) > blocks_->num_blocks())
+  if (paged_ && BlocksFor(total, layout_.block_size) > blocks_->num_blocks())
     return absl::ResourceExhaustedError(absl::StrCat("the request needs ", BlocksFor(total, layout_.block_size),
                                                      " KV blocks; the cache has ", blocks_->num_blocks()));
   if (!(r.sampling.temperature >= 0) || !(r.sampling.top_p > 0 && r.sampling.top_p <= 1) || r.sampling.top_k < 0)
@@ -96,7 +119,7 @@ absl::StatusOr<std::vector<GenerationResult>> Engine::Generate(const std::vector
     // Admit in order while a slot and the request's whole KV reservation are free.
     while (!waiting.empty() && slots_->num_free() > 0) {
       const GenerationRequest& r = requests[waiting.front()];
-      const int64_t need = layout_.has_paged_banks()
+      const int64_t need = paged_
                                ? BlocksFor(static_cast<int64_t>(r.prompt.size()) + r.max_tokens, layout_.block_size)
                                : 0;
       if (need > blocks_->num_free()) break;

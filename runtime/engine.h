@@ -34,6 +34,7 @@ struct EngineOptions {
 struct EngineComms {
   HostComm* world = nullptr;   // every rank; rank 0 schedules and broadcasts each step
   DeviceComm* tp = nullptr;    // this rank's tensor-parallel group
+  DeviceComm* world_data = nullptr;  // every rank: hidden states and K/V rows between stages
 };
 
 struct GenerationRequest {
@@ -72,6 +73,10 @@ class Engine {
   const KvCapacity& kv_capacity() const { return capacity_; }
   int64_t weight_bytes() const { return weights_.bytes; }
   const EngineStats& stats() const { return stats_; }
+  // The pipeline plan this engine runs (every rank derives the same one).
+  const PipelinePlan& plan() const { return plan_; }
+  // KV bytes this rank sent per transfer edge (producer layer, destination stage).
+  const std::map<std::pair<int, int>, int64_t>& edge_bytes_sent() const { return runner_->edge_bytes_sent(); }
   // Whether prompts of this length are prefilled token by token (§2.4, decision (b)).
   bool SequentialPrefill(size_t prompt_len) const;
 
@@ -86,6 +91,8 @@ class Engine {
   ModelWeights weights_;
   KvLayout layout_;
   KvCapacity capacity_;
+  PipelinePlan plan_;
+  bool paged_ = false;  // some stage has paged banks: requests reserve blocks
   std::unique_ptr<KvStorage> storage_;
   std::unique_ptr<BlockPool> blocks_;
   std::unique_ptr<SlotPool> slots_;

@@ -9,11 +9,12 @@
 namespace strata {
 
 ModelRunner::ModelRunner(const ModelSpec& spec, const ModelWeights& weights, Backend* backend, KvStorage* kv,
-                         TensorSlice slice, DeviceComm* tp_comm)
+                         TensorSlice slice, DeviceComm* tp_comm, StageContext stage)
     : spec_(spec),
       w_(weights),
       slice_(slice),
       tp_comm_(tp_comm),
+      stage_(stage),
       local_heads_(spec.num_heads / slice.size),
       local_intermediate_(spec.intermediate_size / slice.size),
       backend_(backend),
@@ -35,6 +36,7 @@ ModelRunner::ModelRunner(const ModelSpec& spec, const ModelWeights& weights, Bac
   backend->CopyToDevice(rope_cos_.get(), c.data(), c.size() * 4);
   backend->CopyToDevice(rope_sin_.get(), s.data(), s.size() * 4);
   rope_ = {rope_cos_.f32(), rope_sin_.f32(), spec.rotary_dims, max_pos};
+  if (stage_.last_layer < 0) stage_.last_layer = spec.num_layers - 1;
 }
 
 absl::Status ModelRunner::EnsureWorkspace(int tokens, int seqs, int max_blocks) {
@@ -228,19 +230,102 @@ void ModelRunner::RunSegment(const PlanSegment& seg, int passes, int T) {
   }
 }
 
+absl::Status ModelRunner::SendRows(int bank, int peer, int tokens, int64_t* bytes) {
+  const KvBank& b = layout_.banks[bank];
+  const size_t n = static_cast<size_t>(tokens) * b.num_kv_heads * b.head_dim;
+  std::vector<float> rows(n);
+  std::vector<uint8_t> wire(n * DTypeSize(layout_.dtype));
+  for (const DeviceBuffer* src : {&step_k_[bank], &step_v_[bank]}) {
+    backend_->CopyToHost(rows.data(), src->get(), n * 4);
+    FromFloat(layout_.dtype, rows.data(), wire.data(), n);
+    RETURN_IF_ERROR(stage_.world->Send(wire.data(), wire.size(), peer));
+    *bytes += static_cast<int64_t>(wire.size());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::RecvRows(int bank, int peer, int tokens) {
+  const KvBank& b = layout_.banks[bank];
+  const size_t n = static_cast<size_t>(tokens) * b.num_kv_heads * b.head_dim;
+  std::vector<float> rows(n);
+  std::vector<uint8_t> wire(n * DTypeSize(layout_.dtype));
+  for (DeviceBuffer* dst : {&step_k_[bank], &step_v_[bank]}) {
+    RETURN_IF_ERROR(stage_.world->Recv(wire.data(), wire.size(), peer));
+    ToFloat(layout_.dtype, wire.data(), rows.data(), n);
+    backend_->CopyToDevice(dst->get(), rows.data(), n * 4);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceStep>& seqs) {
   RETURN_IF_ERROR(Prepare(seqs));
   const int T = num_tokens_;
   const int h = spec_.hidden_size;
-  backend_->Embedding({w_.embed.f32(), ids_.i32(), x_.f32(), T, h, w_.vocab_begin, w_.vocab_rows});
-  AllReduce(x_.f32(), static_cast<size_t>(T) * h);  // vocabulary-parallel: one slice has each row
-  const int cyclic_passes = multi_token_ ? spec_.forward_passes + spec_.backward_passes : 1;
-  for (const PlanSegment& seg : plan_) RunSegment(seg, seg.cyclic ? cyclic_passes : 1, T);
+  const int first = stage_.first_layer, last = stage_.last_layer;
+  const bool first_stage = first == 0, last_stage = last == spec_.num_layers - 1;
+  const int my_stage = stage_.stage;
+  // Producer p lives on the stage the plan gives it (this stage when there is only one).
+  auto home = [&](int p) { return stage_.plan ? stage_.plan->stage_of_layer[p] : my_stage; };
 
-  // Commit the final pass's K/V rows of every bank (only producers wrote them).
+  if (first_stage) {
+    backend_->Embedding({w_.embed.f32(), ids_.i32(), x_.f32(), T, h, w_.vocab_begin, w_.vocab_rows});
+    AllReduce(x_.f32(), static_cast<size_t>(T) * h);  // vocabulary-parallel: one slice has each row
+  } else {
+    RETURN_IF_ERROR(stage_.world->Recv(x_.get(), static_cast<size_t>(T) * h * 4, WorldRank(my_stage - 1)));
+  }
+  // Mirrors of groups homed on earlier stages: this step's rows, before any reader runs.
+  for (size_t b = 0; b < layout_.banks.size(); ++b) {
+    const int p = layout_.banks[b].producer_layer;
+    if (home(p) < my_stage) RETURN_IF_ERROR(RecvRows(static_cast<int>(b), WorldRank(home(p)), T));
+  }
+
+  const int cyclic_passes = multi_token_ ? spec_.forward_passes + spec_.backward_passes : 1;
+  for (const PlanSegment& seg : plan_) {
+    if (seg.last_layer < first || seg.first_layer > last) continue;
+    if (seg.cyclic && cyclic_passes > 1 && (seg.first_layer < first || seg.last_layer > last))
+      return absl::UnimplementedError(absl::StrCat(
+          "LCKV iterative prefill of a cyclic block (layers ", seg.first_layer, "-", seg.last_layer,
+          ") split across pipeline stages is not implemented yet; use --partition to keep the block on one stage"));
+    RunSegment({std::max(seg.first_layer, first), std::min(seg.last_layer, last), seg.cyclic},
+               seg.cyclic ? cyclic_passes : 1, T);
+  }
+
+  if (!last_stage)
+    RETURN_IF_ERROR(stage_.world->Send(x_.get(), static_cast<size_t>(T) * h * 4, WorldRank(my_stage + 1)));
+  if (stage_.plan) {
+    for (const TransferEdge& e : stage_.plan->edges) {  // sorted by (producer, destination)
+      if (e.from_stage != my_stage) continue;
+      RETURN_IF_ERROR(SendRows(layout_.bank_of_layer[e.producer_layer], WorldRank(e.to_stage), T,
+                               &edge_bytes_[{e.producer_layer, e.to_stage}]));
+    }
+  }
+  // Mirrors of groups homed on later stages (LCKV upward edges): rows arrive after this stage's
+  // layers, in time for the next step, which is the first to read them (§7.2).
+  for (size_t b = 0; b < layout_.banks.size(); ++b) {
+    const int p = layout_.banks[b].producer_layer;
+    if (home(p) > my_stage) RETURN_IF_ERROR(RecvRows(static_cast<int>(b), WorldRank(home(p)), T));
+  }
+
+  // Commit the final pass's K/V rows of every bank (producers here, or received from their home).
   for (size_t b = 0; b < layout_.banks.size(); ++b)
     backend_->KvWrite({step_k_[b].f32(), step_v_[b].f32(), kv_->View(static_cast<int>(b)), batch_});
 
+  const int world_rank = WorldRank(my_stage);
+  const size_t nlogits = static_cast<size_t>(num_seqs_) * spec_.vocab_size;
+  if (last_stage) {
+    ASSIGN_OR_RETURN(std::vector<float> logits, Logits());
+    if (world_rank == 0) return logits;
+    if (slice_.rank == 0) RETURN_IF_ERROR(stage_.world->Send(logits.data(), nlogits * 4, 0));
+    return std::vector<float>();
+  }
+  if (world_rank != 0) return std::vector<float>();
+  std::vector<float> logits(nlogits);
+  RETURN_IF_ERROR(stage_.world->Recv(logits.data(), nlogits * 4, WorldRank(stage_.plan->stages.size() - 1) - slice_.rank));
+  return logits;
+}
+
+absl::StatusOr<std::vector<float>> ModelRunner::Logits() {
+  const int h = spec_.hidden_size;
   backend_->GatherRows({x_.f32(), last_rows_.i32(), last_.f32(), num_seqs_, h});
   const NormType nt = spec_.norm == NormKind::kLayerNorm ? NormType::kLayerNorm : NormType::kRmsNorm;
   backend_->Norm({nt, last_.f32(), w_.final_norm_w.f32(), w_.final_norm_b.f32(), last_.f32(), num_seqs_, h,

@@ -12,12 +12,14 @@
 //   * at the end of the step the step rows are committed to the bank (Commit).
 #pragma once
 
+#include <map>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "cache/kv_storage.h"
 #include "kernels/backend.h"
 #include "parallel/comm.h"
+#include "parallel/planner.h"
 #include "runtime/model/model_spec.h"
 #include "runtime/weights.h"
 
@@ -30,16 +32,29 @@ struct SequenceStep {
   int slot = 0;             // ring-bank slot
 };
 
+// This rank's pipeline stage (the default: one stage holding the whole model).
+struct StageContext {
+  int stage = 0;
+  int first_layer = 0, last_layer = -1;  // -1: the last layer
+  int tp = 1;                            // world rank = stage * tp + tensor slice
+  const PipelinePlan* plan = nullptr;    // null for a single stage
+  DeviceComm* world = nullptr;           // point to point between stages and to rank 0
+};
+
 class ModelRunner {
  public:
   // `tp_comm` joins the ranks of this tensor-parallel group (null when slice.size == 1);
   // `weights` and `kv` hold this slice's share.
   ModelRunner(const ModelSpec& spec, const ModelWeights& weights, Backend* backend, KvStorage* kv,
-              TensorSlice slice = {}, DeviceComm* tp_comm = nullptr);
+              TensorSlice slice = {}, DeviceComm* tp_comm = nullptr, StageContext stage = {});
 
-  // Runs every layer for the step's tokens, commits the new K/V rows, and returns the logits of
-  // each sequence's last step token, [num_seqs * vocab].
+  // Runs this stage's layers for the step's tokens (receiving the hidden state and mirrored K/V
+  // rows from other stages, sending its own), commits the new K/V rows, and returns the logits of
+  // each sequence's last step token, [num_seqs * vocab], on world rank 0 (empty elsewhere).
   absl::StatusOr<std::vector<float>> Step(const std::vector<SequenceStep>& seqs);
+
+  // KV bytes this rank sent per transfer edge (producer layer, destination stage).
+  const std::map<std::pair<int, int>, int64_t>& edge_bytes_sent() const { return edge_bytes_; }
 
  private:
   absl::Status Prepare(const std::vector<SequenceStep>& seqs);
@@ -49,11 +64,18 @@ class ModelRunner {
 
   // Sums a row-parallel partial result over the tensor slices.
   void AllReduce(float* data, size_t count);
+  int WorldRank(int stage) const { return stage * stage_.tp + slice_.rank; }
+  // Step rows of bank `b` to or from another stage's rank, in the KV dtype on the wire.
+  absl::Status SendRows(int bank, int peer, int tokens, int64_t* bytes);
+  absl::Status RecvRows(int bank, int peer, int tokens);
+  absl::StatusOr<std::vector<float>> Logits();
 
   const ModelSpec& spec_;
   const ModelWeights& w_;
   TensorSlice slice_;
   DeviceComm* tp_comm_;
+  StageContext stage_;
+  std::map<std::pair<int, int>, int64_t> edge_bytes_;
   int local_heads_, local_intermediate_;
   Backend* backend_;
   KvStorage* kv_;

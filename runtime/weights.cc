@@ -125,7 +125,9 @@ absl::Status ValidateCheckpoint(const Checkpoint& ckpt, const ModelSpec& spec) {
 }
 
 absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& ckpt, const ModelSpec& spec, Backend* backend,
-                                         TensorSlice slice) {
+                                         TensorSlice slice, LayerRange range) {
+  if (range.last < 0) range.last = spec.num_layers - 1;
+  const bool first_stage = range.first == 0, last_stage = range.last == spec.num_layers - 1;
   RETURN_IF_ERROR(ValidateCheckpoint(ckpt, spec));
   const int T = slice.size;
   if (spec.num_heads % T != 0 || spec.intermediate_size % T != 0)
@@ -145,13 +147,16 @@ absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& ckpt, const ModelSpec
   w.vocab_begin = static_cast<int>(std::min<int64_t>(slice.rank * per, spec.vocab_size));
   w.vocab_rows = static_cast<int>(std::min<int64_t>(per, spec.vocab_size - w.vocab_begin));
   w.vocab_rows_padded = static_cast<int>(per);
-  RETURN_IF_ERROR(loader.Load(g.embed, {spec.vocab_size, h}, &w.embed, w.vocab_begin, w.vocab_rows));
-  RETURN_IF_ERROR(loader.Load(g.final_norm_w, {h}, &w.final_norm_w));
-  RETURN_IF_ERROR(loader.Load(g.final_norm_b, {h}, &w.final_norm_b));
-  if (!spec.tie_word_embeddings)
-    RETURN_IF_ERROR(loader.Load(g.lm_head, {spec.vocab_size, h}, &w.lm_head, w.vocab_begin, w.vocab_rows));
+  if (first_stage || (last_stage && spec.tie_word_embeddings))
+    RETURN_IF_ERROR(loader.Load(g.embed, {spec.vocab_size, h}, &w.embed, w.vocab_begin, w.vocab_rows));
+  if (last_stage) {
+    RETURN_IF_ERROR(loader.Load(g.final_norm_w, {h}, &w.final_norm_w));
+    RETURN_IF_ERROR(loader.Load(g.final_norm_b, {h}, &w.final_norm_b));
+    if (!spec.tie_word_embeddings)
+      RETURN_IF_ERROR(loader.Load(g.lm_head, {spec.vocab_size, h}, &w.lm_head, w.vocab_begin, w.vocab_rows));
+  }
   w.layers.resize(spec.num_layers);
-  for (int l = 0; l < spec.num_layers; ++l) RETURN_IF_ERROR(loader.LoadLayer(l, &w.layers[l]));
+  for (int l = range.first; l <= range.last; ++l) RETURN_IF_ERROR(loader.LoadLayer(l, &w.layers[l]));
   w.bytes = loader.bytes();
   return w;
 }

@@ -46,8 +46,15 @@ struct TensorSlice {
   int size = 1;
 };
 
+// The layers of one pipeline stage; the embedding is loaded by the first stage, the final norm
+// and LM head by the last.
+struct LayerRange {
+  int first = 0;
+  int last = -1;  // -1: the last layer
+};
+
 // Loads the weights of one tensor slice. Only that slice's bytes are read from the checkpoint.
 absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& ckpt, const ModelSpec& spec, Backend* backend,
-                                         TensorSlice slice = {});
+                                         TensorSlice slice = {}, LayerRange range = {});
 
 }  // namespace strata
