@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config git
+  build-essential cmake ninja-build pkg-config git procps
   libabsl-dev libgtest-dev libgmock-dev
   libopenmpi-dev openmpi-bin
   prometheus-cpp-dev nlohmann-json3-dev libcpp-httplib-dev
