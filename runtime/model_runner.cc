@@ -208,26 +208,56 @@ void ModelRunner::RunLayer(int l, int T) {
   backend_->Add(x_.f32(), out_.f32(), n);
 }
 
-void ModelRunner::RunSegment(const PlanSegment& seg, int passes, int T) {
+absl::Status ModelRunner::RunSegment(const PlanSegment& seg, int passes, int T) {
+  const int first = stage_.first_layer, last = stage_.last_layer, me = stage_.stage;
+  const int lo = std::max(seg.first_layer, first), hi = std::min(seg.last_layer, last);
+  // A cyclic block may span stages: then every pass flows through all of them, and between
+  // passes the upward targets' rows travel back to the stages that read them (§7.2).
+  const bool spans_before = seg.first_layer < first, spans_after = seg.last_layer > last;
   const size_t xbytes = static_cast<size_t>(T) * spec_.hidden_size * 4;
+  auto in_block_upward_edge = [&](const TransferEdge& e) {
+    return e.upward && e.producer_layer >= seg.first_layer && e.producer_layer <= seg.last_layer &&
+           stage_.plan->stage_of_layer[seg.first_layer] <= e.to_stage;
+  };
   if (passes > 1) {
-    backend_->CopyDeviceToDevice(x_block_in_.get(), x_.get(), xbytes);
-    // Upward targets start from zero K/V for this step's tokens (§2.4 step 1).
+    if (!spans_before) backend_->CopyDeviceToDevice(x_block_in_.get(), x_.get(), xbytes);
+    // Upward targets start from zero K/V for this step's tokens (§2.4 step 1), at home and on
+    // every mirror.
     for (int l = seg.first_layer; l <= seg.last_layer; ++l) {
       const int p = spec_.layers[l].kv_source;
-      if (p > l) {
-        const int b = layout_.bank_of_layer[p];
-        const size_t row = static_cast<size_t>(layout_.banks[b].num_kv_heads) * layout_.banks[b].head_dim * 4;
-        backend_->Zero(step_k_[b].get(), T * row);
-        backend_->Zero(step_v_[b].get(), T * row);
-      }
+      if (p <= l || layout_.bank_of_layer[p] < 0) continue;
+      const int b = layout_.bank_of_layer[p];
+      const size_t row = static_cast<size_t>(layout_.banks[b].num_kv_heads) * layout_.banks[b].head_dim * 4;
+      backend_->Zero(step_k_[b].get(), T * row);
+      backend_->Zero(step_v_[b].get(), T * row);
     }
   }
   for (int pass = 0; pass < passes; ++pass) {
-    // Each pass restarts from the block's input hidden state (§2.4 step 3).
-    if (pass > 0) backend_->CopyDeviceToDevice(x_.get(), x_block_in_.get(), xbytes);
-    for (int l = seg.first_layer; l <= seg.last_layer; ++l) RunLayer(l, T);
+    if (pass > 0) {
+      if (stage_.plan) {
+        for (const TransferEdge& e : stage_.plan->edges)
+          if (in_block_upward_edge(e) && e.to_stage == me)
+            RETURN_IF_ERROR(RecvRows(layout_.bank_of_layer[e.producer_layer], WorldRank(e.from_stage), T));
+      }
+      // Each pass restarts from the block's input hidden state (§2.4 step 3).
+      if (spans_before) {
+        RETURN_IF_ERROR(stage_.world->Recv(x_.get(), xbytes, WorldRank(me - 1)));
+      } else {
+        backend_->CopyDeviceToDevice(x_.get(), x_block_in_.get(), xbytes);
+      }
+    }
+    for (int l = lo; l <= hi; ++l) RunLayer(l, T);
+    if (pass + 1 < passes) {  // the final pass leaves through the stage's ordinary exit
+      if (spans_after) RETURN_IF_ERROR(stage_.world->Send(x_.get(), xbytes, WorldRank(me + 1)));
+      if (stage_.plan) {
+        for (const TransferEdge& e : stage_.plan->edges)
+          if (in_block_upward_edge(e) && e.from_stage == me)
+            RETURN_IF_ERROR(SendRows(layout_.bank_of_layer[e.producer_layer], WorldRank(e.to_stage), T,
+                                     &edge_bytes_[{e.producer_layer, e.to_stage}]));
+      }
+    }
   }
+  return absl::OkStatus();
 }
 
 absl::Status ModelRunner::SendRows(int bank, int peer, int tokens, int64_t* bytes) {
@@ -282,12 +312,7 @@ absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceS
   const int cyclic_passes = multi_token_ ? spec_.forward_passes + spec_.backward_passes : 1;
   for (const PlanSegment& seg : plan_) {
     if (seg.last_layer < first || seg.first_layer > last) continue;
-    if (seg.cyclic && cyclic_passes > 1 && (seg.first_layer < first || seg.last_layer > last))
-      return absl::UnimplementedError(absl::StrCat(
-          "LCKV iterative prefill of a cyclic block (layers ", seg.first_layer, "-", seg.last_layer,
-          ") split across pipeline stages is not implemented yet; use --partition to keep the block on one stage"));
-    RunSegment({std::max(seg.first_layer, first), std::min(seg.last_layer, last), seg.cyclic},
-               seg.cyclic ? cyclic_passes : 1, T);
+    RETURN_IF_ERROR(RunSegment(seg, seg.cyclic ? cyclic_passes : 1, T));
   }
 
   if (!last_stage)

@@ -60,7 +60,8 @@ class ModelRunner {
   absl::Status Prepare(const std::vector<SequenceStep>& seqs);
   absl::Status EnsureWorkspace(int tokens, int seqs, int max_blocks);
   void RunLayer(int layer, int tokens);
-  void RunSegment(const PlanSegment& seg, int passes, int tokens);
+  // This stage's part of one iteration-plan segment, `passes` times.
+  absl::Status RunSegment(const PlanSegment& seg, int passes, int tokens);
 
   // Sums a row-parallel partial result over the tensor slices.
   void AllReduce(float* data, size_t count);
