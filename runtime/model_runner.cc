@@ -77,7 +77,6 @@ absl::Status ModelRunner::EnsureWorkspace(int tokens, int seqs, int max_blocks) 
     RETURN_IF_ERROR(alloc(&last_rows_, s * 4));
     RETURN_IF_ERROR(alloc(&last_, s * spec_.hidden_size * 4));
     RETURN_IF_ERROR(alloc(&logits_, s * w_.vocab_rows_padded * 4));
-    RETURN_IF_ERROR(alloc(&gathered_, s * w_.vocab_rows_padded * slice_.size * 4));
     capacity_seqs_ = seqs;
   }
   const size_t table = static_cast<size_t>(seqs) * max_blocks;

@@ -94,7 +94,7 @@ class ModelRunner {
   // Activations, sized for `capacity_tokens_`.
   int capacity_tokens_ = 0, capacity_seqs_ = 0;
   size_t block_table_capacity_ = 0;
-  DeviceBuffer x_, x_block_in_, a_, a2_, q_, attn_, mlp_, mlp2_, out_, last_, logits_, gathered_;
+  DeviceBuffer x_, x_block_in_, a_, a2_, q_, attn_, mlp_, mlp2_, out_, last_, logits_;
   std::vector<DeviceBuffer> step_k_, step_v_;  // per bank
 };
 

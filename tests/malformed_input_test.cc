@@ -35,14 +35,17 @@ void ExpectError(const absl::Status& st, std::vector<std::string> needles) {
   for (const auto& n : needles) EXPECT_NE(std::string(st.message()).find(n), std::string::npos) << st.message();
 }
 
-std::string SmallModel(const std::string& tag) {
+MakeModelOptions SmallOptions(int shards = 1) {
   MakeModelOptions o;
   o.layers = 2;
   o.hidden = 32;
   o.heads = 2;
   o.vocab = 300;
-  return MakeModel(tag, o);
+  o.shards = shards;
+  return o;
 }
+
+std::string SmallModel(const std::string& tag) { return MakeModel(tag, SmallOptions()); }
 
 TEST(MalformedSafetensors, HeaderAndOffsets) {
   const std::string dir = TempDir("st");
@@ -136,26 +139,14 @@ TEST_F(MalformedCheckpoint, NoWeightFiles) {
 }
 
 TEST(MalformedShards, IndexNamesAMissingFile) {
-  MakeModelOptions o;
-  o.layers = 2;
-  o.hidden = 32;
-  o.heads = 2;
-  o.vocab = 300;
-  o.shards = 3;
-  const std::string dir = MakeModel("shards", o);
+  const std::string dir = MakeModel("shards", SmallOptions(3));
   ASSERT_TRUE(Engine::Create(dir, EngineOptions{}).ok());  // the sharded layout itself loads
   std::filesystem::remove(dir + "/model-00002-of-00003.safetensors");
   ExpectError(Engine::Create(dir, EngineOptions{}).status(), {"model-00002-of-00003.safetensors", "cannot open"});
 }
 
 TEST(MalformedShards, TensorInTheWrongShard) {
-  MakeModelOptions o;
-  o.layers = 2;
-  o.hidden = 32;
-  o.heads = 2;
-  o.vocab = 300;
-  o.shards = 2;
-  const std::string dir = MakeModel("shards2", o);
+  const std::string dir = MakeModel("shards2", SmallOptions(2));
   std::ifstream in(dir + "/model.safetensors.index.json");
   json idx = json::parse(in);
   const std::string where = idx["weight_map"]["model.norm.weight"];
