@@ -37,17 +37,6 @@ KvLayout MakeKvLayout(const ModelSpec& spec, DType dtype, int block_size, int fi
   return k;
 }
 
-int64_t KvBytesPerTokenFormula(const ModelSpec& spec, DType dtype) {
-  int64_t total = 0;
-  for (int p = 0; p < spec.num_layers; ++p) {
-    bool read = false;
-    for (int l = 0; l < spec.num_layers; ++l) read |= spec.layers[l].kv_source == p;
-    if (read && spec.layers[p].window == 0)
-      total += 2ll * spec.layers[p].num_kv_heads * spec.head_dim * static_cast<int64_t>(DTypeSize(dtype));
-  }
-  return total;
-}
-
 KvCapacity ComputeKvCapacity(const KvLayout& layout, int64_t memory_bytes, int max_seqs) {
   KvCapacity c;
   c.max_seqs = max_seqs;

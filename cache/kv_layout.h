@@ -39,10 +39,6 @@ struct KvLayout {
 KvLayout MakeKvLayout(const ModelSpec& spec, DType dtype, int block_size, int first_layer = 0,
                       int last_layer = -1, int tp = 1);
 
-// The semantics document's §8 formula, written independently of MakeKvLayout:
-// sum over full-attention producers of 2 * n_kv * head_dim * s.
-int64_t KvBytesPerTokenFormula(const ModelSpec& spec, DType dtype);
-
 struct KvCapacity {
   int64_t num_blocks = 0;
   int64_t tokens = 0;  // num_blocks * block_size

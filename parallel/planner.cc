@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "cache/kv_layout.h"
 #include "runtime/base/status.h"
 
 namespace strata {
@@ -35,8 +36,8 @@ class Costs {
   const RangeCost& at(int a, int b) const { return range_[a][b]; }
 
   int64_t RowBytesPerRank(int producer) const {
-    return 2ll * KvHeadsPerRank(s_.layers[producer].num_kv_heads, t_.tp) * s_.head_dim *
-           static_cast<int64_t>(DTypeSize(o_.kv_dtype));
+    const KvLayout k = MakeKvLayout(s_, o_.kv_dtype, o_.block_size, producer, producer, t_.tp);
+    return k.banks[k.bank_of_layer[producer]].bytes_per_row;
   }
 
  private:
@@ -45,10 +46,8 @@ class Costs {
     const int64_t h = s_.hidden_size, qd = int64_t{s_.num_heads} * s_.head_dim, I = s_.intermediate_size;
     const int64_t ws = static_cast<int64_t>(DTypeSize(o_.weight_dtype));
     const int T = t_.tp;
-    std::set<int> banks;
     for (int l = a; l <= b; ++l) {
       const LayerSpec& ls = s_.layers[l];
-      banks.insert(ls.kv_source);
       const int64_t kvd_rank = int64_t{KvHeadsPerRank(ls.num_kv_heads, T)} * s_.head_dim;
       const int64_t mlp = (s_.activation == Activation::kSwiGlu ? 3 : 2) * h * I;
       double params = static_cast<double>(h * qd * 2 + mlp);  // q, o, MLP
@@ -67,22 +66,16 @@ class Costs {
       c.weights += h * ws;  // final norm
       if (!s_.tie_word_embeddings || a != 0) c.weights += vocab_rank * h * ws;
     }
-    for (int p : banks) {
-      const int64_t row = RowBytesPerRank(p);
-      if (s_.layers[p].window > 0) {
-        c.kv_seq += row * s_.layers[p].window;
-      } else {
-        c.kv_tok += row;
-      }
-      if (p < a || p > b) c.move_cost += static_cast<double>(row) * (p > b ? s_.forward_passes + s_.backward_passes : 1);
-    }
-    const int64_t left = o_.kv_memory_bytes - c.kv_seq * o_.max_seqs;
-    if (left < 0) {
-      c.capacity = 0;
-    } else if (c.kv_tok == 0) {
-      c.capacity = kUnbounded;
-    } else {
-      c.capacity = left / (c.kv_tok * o_.block_size) * o_.block_size;
+    // KV costs come from the cache layer, the one owner of bank accounting: the banks of a stage
+    // are its homes and mirrors.
+    const KvLayout k = MakeKvLayout(s_, o_.kv_dtype, o_.block_size, a, b, t_.tp);
+    c.kv_tok = k.bytes_per_token;
+    c.kv_seq = k.bytes_per_sequence;
+    c.capacity = ComputeKvCapacity(k, o_.kv_memory_bytes, o_.max_seqs).tokens;
+    for (const KvBank& bank : k.banks) {
+      const int p = bank.producer_layer;
+      if (p < a || p > b)
+        c.move_cost += static_cast<double>(bank.bytes_per_row) * (p > b ? s_.forward_passes + s_.backward_passes : 1);
     }
     return c;
   }

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <deque>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status.h"
@@ -42,19 +43,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   ASSIGN_OR_RETURN(e->weights_, LoadWeights(ckpt, e->spec_, e->backend_.get(), slice,
                                             LayerRange{mine.first_layer, mine.last_layer}));
   e->layout_ = MakeKvLayout(e->spec_, kv_dtype, o.block_size, mine.first_layer, mine.last_layer, o.tp);
-  // One block id covers a sequence on every stage, so every rank allocates the number of blocks
-  // of the fullest stage.
-  e->capacity_ = ComputeKvCapacity(e->layout_, o.kv_memory_bytes, o.max_seqs);
-  for (const StagePlan& s : e->plan_.stages) {
-    const KvLayout other = MakeKvLayout(e->spec_, kv_dtype, o.block_size, s.first_layer, s.last_layer, o.tp);
-    if (!other.has_paged_banks()) continue;
-    e->paged_ = true;
-    const KvCapacity c = ComputeKvCapacity(other, o.kv_memory_bytes, o.max_seqs);
-    if (!e->layout_.has_paged_banks() || c.num_blocks < e->capacity_.num_blocks) {
-      e->capacity_.num_blocks = c.num_blocks;
-      e->capacity_.tokens = c.tokens;
-    }
-  }
+  // One block id covers a sequence on every stage, so every rank allocates the blocks of the
+  // fullest stage: the plan's smallest capacity (unbounded when no stage has paged banks).
+  e->paged_ = e->plan_.kv_capacity_tokens != std::numeric_limits<int64_t>::max();
+  e->capacity_.max_seqs = o.max_seqs;
+  e->capacity_.tokens = e->plan_.kv_capacity_tokens;
+  e->capacity_.num_blocks = e->paged_ ? e->plan_.kv_capacity_tokens / o.block_size : 0;
   if (e->capacity_.tokens <= 0)
     return absl::ResourceExhaustedError(absl::StrCat(
         "--kv-memory ", o.kv_memory_bytes, " bytes holds no KV block (", e->layout_.bytes_per_block(),

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status.h"
@@ -221,11 +222,13 @@ absl::Status ModelRunner::RunSegment(const PlanSegment& seg, int passes, int T) 
   if (passes > 1) {
     if (!spans_before) backend_->CopyDeviceToDevice(x_block_in_.get(), x_.get(), xbytes);
     // Upward targets start from zero K/V for this step's tokens (§2.4 step 1), at home and on
-    // every mirror.
+    // every mirror; each target once, however many layers read it.
+    std::set<int> targets;
     for (int l = seg.first_layer; l <= seg.last_layer; ++l) {
       const int p = spec_.layers[l].kv_source;
-      if (p <= l || layout_.bank_of_layer[p] < 0) continue;
-      const int b = layout_.bank_of_layer[p];
+      if (p > l && layout_.bank_of_layer[p] >= 0) targets.insert(layout_.bank_of_layer[p]);
+    }
+    for (int b : targets) {
       const size_t row = static_cast<size_t>(layout_.banks[b].num_kv_heads) * layout_.banks[b].head_dim * 4;
       backend_->Zero(step_k_[b].get(), T * row);
       backend_->Zero(step_v_[b].get(), T * row);

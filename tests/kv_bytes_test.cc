@@ -29,6 +29,19 @@ ModelSpec TinyLlama(const std::string& layer_types) {
   return ParseModelConfig(c.dump(), "tinyllama.json").value();
 }
 
+// §8, recomputed here from the layer map alone: the sum over layers that some layer reads
+// (full-attention ones) of 2 * n_kv * head_dim * s.
+int64_t KvBytesPerTokenFormula(const ModelSpec& spec, DType dtype) {
+  int64_t total = 0;
+  for (int p = 0; p < spec.num_layers; ++p) {
+    bool read = false;
+    for (int l = 0; l < spec.num_layers; ++l) read |= spec.layers[l].kv_source == p;
+    if (read && spec.layers[p].window == 0)
+      total += 2ll * spec.layers[p].num_kv_heads * spec.head_dim * static_cast<int64_t>(DTypeSize(dtype));
+  }
+  return total;
+}
+
 std::string Repeat(const std::string& tok, int n) {
   std::string s;
   for (int i = 0; i < n; ++i) s += (i ? "_" : "") + tok;
