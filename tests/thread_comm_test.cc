@@ -133,7 +133,9 @@ TEST(ThreadComm, EdgeBytesEqualThePlan) {
       });
       // On two stages these groups straddle every cut the planner can choose, so rows must move
       // (on three, LCKV w=2 gets a cut-free plan: [0] [1-6] [7]).
-      if (pp == 2 && (s.name == "MlkvUneven" || s.name == "LckvW2")) EXPECT_FALSE(plan.edges.empty()) << s.name << " tp " << tp << " pp " << pp;
+      if (pp == 2 && (s.name == "MlkvUneven" || s.name == "LckvW2")) {
+        EXPECT_FALSE(plan.edges.empty()) << s.name << " tp " << tp << " pp " << pp;
+      }
       std::map<std::pair<int, int>, int64_t> expected;
       for (const TransferEdge& e : plan.edges) expected[{e.producer_layer, e.to_stage}] = e.bytes_per_token_per_rank * tokens;
       for (int rank = 0; rank < n; ++rank) {
