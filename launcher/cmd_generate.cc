@@ -1,14 +1,16 @@
 // strata generate --model DIR --prompt-ids 1,2,3 --max-tokens N [--temperature --top-p --top-k
-// --seed] [--json]: prints {"tokens": [...], "logprobs": [...]} (a stable interface).
+// --seed] [--json]: prints {"tokens": [...], "logprobs": [...]} (a stable interface). Several
+// prompts separated by ';' run as one batch and print a JSON array of such objects.
 #include <cstdio>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_split.h"
 #include "launcher/commands.h"
 #include "launcher/flags.h"
 #include "nlohmann/json.hpp"
 #include "runtime/engine.h"
 
-ABSL_FLAG(std::string, prompt_ids, "", "generate: comma-separated prompt token ids");
+ABSL_FLAG(std::string, prompt_ids, "", "generate: comma-separated prompt token ids; ';' separates prompts of a batch");
 ABSL_FLAG(int, max_tokens, 16, "generate: tokens to generate");
 ABSL_FLAG(double, temperature, 0.0, "generate: sampling temperature (0: greedy)");
 ABSL_FLAG(double, top_p, 1.0, "generate: nucleus sampling mass");
@@ -20,8 +22,12 @@ namespace strata {
 int RunGenerate(const std::vector<std::string>& args) {
   if (!args.empty()) return Fail("generate", "takes no positional arguments", 2);
   if (absl::GetFlag(FLAGS_model).empty()) return Fail("generate", "--model is required", 2);
-  auto prompt = ParseIntList(absl::GetFlag(FLAGS_prompt_ids), "prompt-ids");
-  if (!prompt.ok()) return Fail("generate", std::string(prompt.status().message()), 2);
+  std::vector<std::vector<int>> prompts;
+  for (const std::string& part : std::vector<std::string>(absl::StrSplit(absl::GetFlag(FLAGS_prompt_ids), ';'))) {
+    auto prompt = ParseIntList(part, "prompt-ids");
+    if (!prompt.ok()) return Fail("generate", std::string(prompt.status().message()), 2);
+    prompts.push_back(*prompt);
+  }
   JobComms comms = CreateJobComms();
   auto engine = CreateEngineOrAbort("generate", comms);
   if (!engine.ok()) return Fail("generate", std::string(engine.status().message()));
@@ -31,24 +37,30 @@ int RunGenerate(const std::vector<std::string>& args) {
     return 0;
   }
   GenerationRequest r;
-  r.prompt = *prompt;
   r.max_tokens = absl::GetFlag(FLAGS_max_tokens);
   r.sampling.temperature = static_cast<float>(absl::GetFlag(FLAGS_temperature));
   r.sampling.top_p = static_cast<float>(absl::GetFlag(FLAGS_top_p));
   r.sampling.top_k = absl::GetFlag(FLAGS_top_k);
   r.sampling.seed = absl::GetFlag(FLAGS_seed);
   r.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
-  auto results = (*engine)->Generate({r});
+  std::vector<GenerationRequest> batch;
+  for (const std::vector<int>& p : prompts) {
+    batch.push_back(r);
+    batch.back().prompt = p;
+  }
+  auto results = (*engine)->Generate(batch);
   if (absl::Status st = (*engine)->Shutdown(); !st.ok()) comms.world->Abort(std::string(st.message()));
   if (!results.ok()) return Fail("generate", std::string(results.status().message()));
-  const GenerationResult& g = (*results)[0];
-  nlohmann::json j = {{"tokens", g.tokens}, {"logprobs", g.logprobs}};
-  if (absl::GetFlag(FLAGS_json)) {
-    std::printf("%s\n", j.dump().c_str());
-  } else {
-    std::printf("tokens:   %s\nlogprobs: %s\nfinish:   %s\n", j["tokens"].dump().c_str(),
-                j["logprobs"].dump().c_str(), g.finish_reason.c_str());
+  nlohmann::json all = nlohmann::json::array();
+  for (const GenerationResult& g : *results) {
+    nlohmann::json j = {{"tokens", g.tokens}, {"logprobs", g.logprobs}};
+    if (!absl::GetFlag(FLAGS_json)) {
+      std::printf("tokens:   %s\nlogprobs: %s\nfinish:   %s\n", j["tokens"].dump().c_str(),
+                  j["logprobs"].dump().c_str(), g.finish_reason.c_str());
+    }
+    all.push_back(std::move(j));
   }
+  if (absl::GetFlag(FLAGS_json)) std::printf("%s\n", (all.size() == 1 ? all[0] : all).dump().c_str());
   return 0;
 }
 

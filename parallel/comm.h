@@ -7,11 +7,27 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace strata {
+
+// Tags of HostComm's point-to-point messages. The MPI data plane uses tag 0 on the same ranks, so
+// control messages never match a data-plane receive.
+enum HostTag : int {
+  kTagStep = 1,    // a step plan travelling from rank 0 down the pipeline
+  kTagLogits = 2,  // last stage -> rank 0: one micro-batch's logits
+  kTagStats = 3,   // any rank -> rank 0: step statistics for the metrics
+};
+
+// A receive in progress (HostComm::RecvAsync).
+class PendingRecv {
+ public:
+  virtual ~PendingRecv() = default;
+  virtual absl::Status Wait() = 0;
+};
 
 class HostComm {
  public:
@@ -22,6 +38,13 @@ class HostComm {
   virtual absl::Status Barrier() = 0;
   // Ranks with the same color form a group, ordered by key.
   virtual std::unique_ptr<HostComm> Split(int color, int key) = 0;
+  // Point to point. Messages between one pair of ranks with one tag arrive in the order sent.
+  virtual absl::Status Send(const void* data, size_t bytes, int peer, int tag) = 0;
+  virtual absl::StatusOr<std::vector<char>> Recv(int peer, int tag) = 0;  // a message of any size
+  // Starts receiving exactly `bytes` into `data`; the data is there once Wait() returns OK.
+  virtual absl::StatusOr<std::unique_ptr<PendingRecv>> RecvAsync(void* data, size_t bytes, int peer, int tag) = 0;
+  // A message with `tag` from any rank if one has arrived (its sender in *source); never blocks.
+  virtual absl::StatusOr<bool> TryRecv(int tag, std::vector<char>* out, int* source) = 0;
   // Ends the whole job (every rank) with a message; never returns.
   [[noreturn]] virtual void Abort(const std::string& why) = 0;
 };

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "parallel/comm.h"
+#include "runtime/base/status.h"
 
 namespace strata {
 namespace {
@@ -38,6 +39,29 @@ class MpiHostComm : public HostComm {
     return Check(MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, comm_), "MPI_Bcast");
   }
   absl::Status Barrier() override { return Check(MPI_Barrier(comm_), "MPI_Barrier"); }
+  absl::Status Send(const void* data, size_t bytes, int peer, int tag) override {
+    return Check(MPI_Send(data, static_cast<int>(bytes), MPI_BYTE, peer, tag, comm_), "MPI_Send");
+  }
+  absl::StatusOr<std::vector<char>> Recv(int peer, int tag) override {
+    MPI_Status st;
+    RETURN_IF_ERROR(Check(MPI_Probe(peer, tag, comm_, &st), "MPI_Probe"));
+    return ReceiveProbed(st);
+  }
+  absl::StatusOr<std::unique_ptr<PendingRecv>> RecvAsync(void* data, size_t bytes, int peer, int tag) override {
+    auto p = std::make_unique<MpiPendingRecv>();
+    RETURN_IF_ERROR(Check(MPI_Irecv(data, static_cast<int>(bytes), MPI_BYTE, peer, tag, comm_, &p->request),
+                          "MPI_Irecv"));
+    return std::unique_ptr<PendingRecv>(std::move(p));
+  }
+  absl::StatusOr<bool> TryRecv(int tag, std::vector<char>* out, int* source) override {
+    int flag = 0;
+    MPI_Status st;
+    RETURN_IF_ERROR(Check(MPI_Iprobe(MPI_ANY_SOURCE, tag, comm_, &flag, &st), "MPI_Iprobe"));
+    if (!flag) return false;
+    *source = st.MPI_SOURCE;
+    ASSIGN_OR_RETURN(*out, ReceiveProbed(st));
+    return true;
+  }
   std::unique_ptr<HostComm> Split(int color, int key) override {
     MPI_Comm c;
     MPI_Comm_split(comm_, color, key, &c);
@@ -52,17 +76,40 @@ class MpiHostComm : public HostComm {
   MPI_Comm comm() const { return comm_; }
 
  private:
+  struct MpiPendingRecv : PendingRecv {
+    MPI_Request request = MPI_REQUEST_NULL;
+    ~MpiPendingRecv() override {
+      int finalized = 0;
+      MPI_Finalized(&finalized);
+      if (request != MPI_REQUEST_NULL && !finalized) MPI_Cancel(&request);
+    }
+    absl::Status Wait() override { return Check(MPI_Wait(&request, MPI_STATUS_IGNORE), "MPI_Wait"); }
+  };
+  absl::StatusOr<std::vector<char>> ReceiveProbed(const MPI_Status& st) {
+    int count = 0;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    std::vector<char> out(static_cast<size_t>(count));
+    RETURN_IF_ERROR(Check(MPI_Recv(out.data(), count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, comm_, MPI_STATUS_IGNORE),
+                          "MPI_Recv"));
+    return out;
+  }
   MPI_Comm comm_;
   bool owned_;
   int rank_ = 0, size_ = 1;
 };
 
 class SingleHostComm : public HostComm {
+  static absl::Status NoPeer() { return absl::FailedPreconditionError("a single-rank job has no peer"); }
+
  public:
   int rank() const override { return 0; }
   int size() const override { return 1; }
   absl::Status Broadcast(void*, size_t, int) override { return absl::OkStatus(); }
   absl::Status Barrier() override { return absl::OkStatus(); }
+  absl::Status Send(const void*, size_t, int, int) override { return NoPeer(); }
+  absl::StatusOr<std::vector<char>> Recv(int, int) override { return NoPeer(); }
+  absl::StatusOr<std::unique_ptr<PendingRecv>> RecvAsync(void*, size_t, int, int) override { return NoPeer(); }
+  absl::StatusOr<bool> TryRecv(int, std::vector<char>*, int*) override { return false; }
   std::unique_ptr<HostComm> Split(int, int) override { return std::make_unique<SingleHostComm>(); }
   [[noreturn]] void Abort(const std::string& why) override {
     std::fprintf(stderr, "strata: aborting: %s\n", why.c_str());

@@ -9,6 +9,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <tuple>
 
 namespace strata {
 namespace {
@@ -27,7 +28,39 @@ struct Group {
     std::condition_variable cv;
     std::deque<std::vector<char>> messages;
   };
-  std::vector<Mailbox> mail;  // [src * size + dst]
+  std::vector<Mailbox> mail;  // [src * size + dst], the data plane
+  // HostComm's tagged messages: (src, dst, tag) -> queue.
+  std::mutex ctrl_mu;
+  std::condition_variable ctrl_cv;
+  std::map<std::tuple<int, int, int>, std::deque<std::vector<char>>> ctrl;
+
+  std::vector<char> TakeControl(int src, int dst, int tag) {
+    std::unique_lock<std::mutex> lock(ctrl_mu);
+    auto& q = ctrl[{src, dst, tag}];
+    ctrl_cv.wait(lock, [&] { return !q.empty(); });
+    std::vector<char> m = std::move(q.front());
+    q.pop_front();
+    return m;
+  }
+};
+
+// Thread sends never block, so a receive can wait until Wait() without risking a deadlock.
+class ThreadPendingRecv : public PendingRecv {
+ public:
+  ThreadPendingRecv(Group* g, int src, int dst, int tag, void* data, size_t bytes)
+      : g_(g), src_(src), dst_(dst), tag_(tag), data_(data), bytes_(bytes) {}
+  absl::Status Wait() override {
+    std::vector<char> m = g_->TakeControl(src_, dst_, tag_);
+    if (m.size() != bytes_) return absl::InternalError("thread comm: message size does not match the receive");
+    std::memcpy(data_, m.data(), bytes_);
+    return absl::OkStatus();
+  }
+
+ private:
+  Group* g_;
+  int src_, dst_, tag_;
+  void* data_;
+  size_t bytes_;
 };
 
 class ThreadHostComm : public HostComm {
@@ -45,6 +78,28 @@ class ThreadHostComm : public HostComm {
   absl::Status Barrier() override {
     g_->barrier.arrive_and_wait();
     return absl::OkStatus();
+  }
+  absl::Status Send(const void* data, size_t bytes, int peer, int tag) override {
+    std::lock_guard<std::mutex> lock(g_->ctrl_mu);
+    g_->ctrl[{rank_, peer, tag}].emplace_back(static_cast<const char*>(data), static_cast<const char*>(data) + bytes);
+    g_->ctrl_cv.notify_all();
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<char>> Recv(int peer, int tag) override { return g_->TakeControl(peer, rank_, tag); }
+  absl::StatusOr<std::unique_ptr<PendingRecv>> RecvAsync(void* data, size_t bytes, int peer, int tag) override {
+    return std::unique_ptr<PendingRecv>(std::make_unique<ThreadPendingRecv>(g_.get(), peer, rank_, tag, data, bytes));
+  }
+  absl::StatusOr<bool> TryRecv(int tag, std::vector<char>* out, int* source) override {
+    std::lock_guard<std::mutex> lock(g_->ctrl_mu);
+    for (int src = 0; src < g_->size; ++src) {
+      auto it = g_->ctrl.find({src, rank_, tag});
+      if (it == g_->ctrl.end() || it->second.empty()) continue;
+      *out = std::move(it->second.front());
+      it->second.pop_front();
+      *source = src;
+      return true;
+    }
+    return false;
   }
   std::unique_ptr<HostComm> Split(int color, int key) override {
     g_->colors[rank_] = color;

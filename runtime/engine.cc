@@ -3,6 +3,7 @@
 #include <chrono>
 #include <deque>
 #include <limits>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status.h"
@@ -22,6 +23,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   const int rank = comms.world ? comms.world->rank() : 0;
   const TensorSlice slice{rank % o.tp, o.tp};
   const int stage = rank / o.tp;
+  e->stage_ = stage;
+  e->slice_ = slice.rank;
   ASSIGN_OR_RETURN(e->spec_, LoadModelConfig(model_dir));
   if (o.block_size < 1) return absl::InvalidArgumentError("--block-size must be positive");
   if (o.max_seqs < 1) return absl::InvalidArgumentError("--max-seqs must be positive");
@@ -45,213 +48,235 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   e->layout_ = MakeKvLayout(e->spec_, kv_dtype, o.block_size, mine.first_layer, mine.last_layer, o.tp);
   // One block id covers a sequence on every stage, so every rank allocates the blocks of the
   // fullest stage: the plan's smallest capacity (unbounded when no stage has paged banks).
-  e->paged_ = e->plan_.kv_capacity_tokens != std::numeric_limits<int64_t>::max();
+  const bool paged = e->plan_.kv_capacity_tokens != std::numeric_limits<int64_t>::max();
   e->capacity_.max_seqs = o.max_seqs;
   e->capacity_.tokens = e->plan_.kv_capacity_tokens;
-  e->capacity_.num_blocks = e->paged_ ? e->plan_.kv_capacity_tokens / o.block_size : 0;
+  e->capacity_.num_blocks = paged ? e->plan_.kv_capacity_tokens / o.block_size : 0;
   if (e->capacity_.tokens <= 0)
     return absl::ResourceExhaustedError(absl::StrCat(
         "--kv-memory ", o.kv_memory_bytes, " bytes holds no KV block (", e->layout_.bytes_per_block(),
         " bytes per block plus ", e->layout_.bytes_per_sequence, " bytes of window banks per sequence)"));
   ASSIGN_OR_RETURN(KvStorage storage, KvStorage::Create(e->backend_.get(), e->layout_, e->capacity_));
   e->storage_ = std::make_unique<KvStorage>(std::move(storage));
-  e->blocks_ = std::make_unique<BlockPool>(e->paged_ ? e->capacity_.num_blocks : 0);
-  e->slots_ = std::make_unique<SlotPool>(o.max_seqs);
   StageContext sc{stage, mine.first_layer, mine.last_layer, o.tp, o.pp > 1 ? &e->plan_ : nullptr, comms.world_data};
   e->runner_ = std::make_unique<ModelRunner>(e->spec_, e->weights_, e->backend_.get(), e->storage_.get(), slice,
                                              comms.tp, sc);
+  // As many micro-batches as stages keep every stage busy (one stage: one batch).
+  e->in_flight_.resize(o.pp);
+  if (rank == 0) {
+    SchedulerOptions so;
+    so.block_size = o.block_size;
+    so.num_blocks = e->capacity_.num_blocks;
+    so.max_seqs = o.max_seqs;
+    so.max_batched_tokens = o.max_batched_tokens;
+    so.micro_batches = o.pp;
+    e->scheduler_ = std::make_unique<Scheduler>(e->spec_, so);
+  }
+  e->started_ = e->last_report_ = std::chrono::steady_clock::now();
   return e;
 }
 
-bool Engine::SequentialPrefill(size_t prompt_len) const {
-  if (spec_.use_sequential) return true;
-  return spec_.HasUpwardEdges() &&
-         prompt_len <= static_cast<size_t>(spec_.forward_passes + spec_.backward_passes);
+absl::Status Engine::AddRequest(RequestId id, GenerationRequest r) {
+  if (!scheduler_) return absl::FailedPreconditionError("requests go to rank 0");
+  return scheduler_->Add(id, std::move(r));
 }
 
-absl::Status Engine::Validate(const GenerationRequest& r) const {
-  if (r.prompt.empty()) return absl::InvalidArgumentError("the prompt is empty");
-  for (int id : r.prompt)
-    if (id < 0 || id >= spec_.vocab_size)
-      return absl::InvalidArgumentError(absl::StrCat("prompt token id ", id, " outside the vocabulary (0..",
-                                                     spec_.vocab_size - 1, ")"));
-  if (r.max_tokens < 1) return absl::InvalidArgumentError("max_tokens must be at least 1");
-  const int64_t total = static_cast<int64_t>(r.prompt.size()) + r.max_tokens;
-  if (total > spec_.max_position_embeddings)
-    return absl::InvalidArgumentError(absl::StrCat("prompt (", r.prompt.size(), " tokens) plus max_tokens (",
-                                                   r.max_tokens, ") exceeds the context length ",
-                                                   spec_.max_position_embeddings));
-  if (paged_ && BlocksFor(total, layout_.block_size) > blocks_->num_blocks())
-    return absl::ResourceExhaustedError(absl::StrCat("the request needs ", BlocksFor(total, layout_.block_size),
-                                                     " KV blocks; the cache has ", blocks_->num_blocks()));
-  if (!(r.sampling.temperature >= 0) || !(r.sampling.top_p > 0 && r.sampling.top_p <= 1) || r.sampling.top_k < 0)
-    return absl::InvalidArgumentError("sampling: temperature >= 0, 0 < top_p <= 1, top_k >= 0");
+void Engine::AbortRequest(RequestId id) {
+  if (scheduler_) scheduler_->Abort(id);
+}
+
+bool Engine::HasWork() const {
+  if (!scheduler_) return false;
+  if (!scheduler_->Idle()) return true;
+  for (const InFlight& f : in_flight_)
+    if (f.active) return true;
+  return false;
+}
+
+absl::Status Engine::FailStep(const absl::Status& st) {
+  if (distributed()) comms_.world->Abort(std::string(st.message()));
+  return st;
+}
+
+absl::Status Engine::SendToChildren(const StepMessage& m) {
+  const std::vector<int32_t> words = EncodeStepMessage(m);
+  for (int child : ControlChildren(comms_.world->rank(), tp(), plan_.topology.pp))
+    RETURN_IF_ERROR(comms_.world->Send(words.data(), words.size() * 4, child, kTagStep));
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<RequestOutput>> Engine::Step() {
+  using Clock = std::chrono::steady_clock;
+  if (!scheduler_) return absl::FailedPreconditionError("steps are scheduled on rank 0");
+  const auto t0 = Clock::now();
+  std::vector<RequestOutput> outputs = scheduler_->TakeAborted();
+  const int mb = next_micro_batch_;
+  next_micro_batch_ = (next_micro_batch_ + 1) % static_cast<int>(in_flight_.size());
+  InFlight& f = in_flight_[mb];
+  if (f.active) {  // this micro-batch's previous step: its logits decide its next tokens
+    if (f.pending) {
+      if (absl::Status st = f.pending->Wait(); !st.ok()) return FailStep(st);
+      f.pending.reset();
+    }
+    std::vector<RequestOutput> done = scheduler_->Complete(f.step, f.logits.data());
+    outputs.insert(outputs.end(), done.begin(), done.end());
+    f.active = false;
+  }
+  ASSIGN_OR_RETURN(f.step, scheduler_->Schedule(mb));
+  if (f.step.empty()) return outputs;
+
+  StepMessage m;
+  m.step_id = next_step_id_++;
+  m.seqs = f.step.seqs;
+  if (distributed()) {
+    RETURN_IF_ERROR(DrainRankStats());
+    m.report = t0 - last_report_ > std::chrono::seconds(1);
+    if (m.report) last_report_ = t0;
+    if (!last_stage()) {  // receive before anything can block: the last stage may send early
+      f.logits.resize(f.step.seqs.size() * static_cast<size_t>(spec_.vocab_size));
+      const int from = Topology{tp(), plan_.topology.pp}.rank_of(plan_.topology.pp - 1, 0);
+      auto pending = comms_.world->RecvAsync(f.logits.data(), f.logits.size() * 4, from, kTagLogits);
+      if (!pending.ok()) return FailStep(pending.status());
+      f.pending = std::move(*pending);
+    }
+    if (absl::Status st = SendToChildren(m); !st.ok()) return FailStep(st);
+  }
+  const auto t1 = Clock::now();
+  auto logits = runner_->Step(f.step.seqs);
+  if (!logits.ok()) return FailStep(logits.status());
+  busy_seconds_ += std::chrono::duration<double>(Clock::now() - t1).count();
+  ++rank_steps_;
+  if (last_stage()) f.logits = std::move(*logits);
+  f.active = true;
+  int active = 0;
+  for (const InFlight& g : in_flight_) active += g.active;
+  stats_.max_in_flight = std::max(stats_.max_in_flight, active);
+
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  ++stats_.steps;
+  (f.step.prefill_tokens > 0 ? stats_.prefill_seconds : stats_.decode_seconds) += secs;
+  stats_.prefill_tokens += f.step.prefill_tokens;
+  stats_.decode_tokens += f.step.decode_tokens;
+  return outputs;
+}
+
 absl::StatusOr<std::vector<GenerationResult>> Engine::Generate(const std::vector<GenerationRequest>& requests) {
+  if (!scheduler_) return absl::FailedPreconditionError("requests go to rank 0");
   for (size_t i = 0; i < requests.size(); ++i) {
-    absl::Status st = Validate(requests[i]);
+    absl::Status st = scheduler_->Validate(requests[i]);
     if (!st.ok()) return absl::Status(st.code(), absl::StrCat("request ", i, ": ", st.message()));
   }
-  struct Running {
-    size_t index;
-    std::vector<int> blocks;
-    int slot;
-    int context_len = 0;  // tokens in the cache
-    size_t prompt_pos = 0;
-    SamplerRng rng;
-  };
+  if (HasWork()) return absl::FailedPreconditionError("Generate needs an idle engine");
   std::vector<GenerationResult> results(requests.size());
-  std::deque<size_t> waiting;
-  for (size_t i = 0; i < requests.size(); ++i) waiting.push_back(i);
-  std::vector<Running> running;
-  stats_ = {};
-  using Clock = std::chrono::steady_clock;
-
-  while (!waiting.empty() || !running.empty()) {
-    // Admit in order while a slot and the request's whole KV reservation are free.
-    while (!waiting.empty() && slots_->num_free() > 0) {
-      const GenerationRequest& r = requests[waiting.front()];
-      const int64_t need = paged_
-                               ? BlocksFor(static_cast<int64_t>(r.prompt.size()) + r.max_tokens, layout_.block_size)
-                               : 0;
-      if (need > blocks_->num_free()) break;
-      Running s{waiting.front(), {}, 0, 0, 0, SamplerRng(r.sampling.seed)};
-      ASSIGN_OR_RETURN(s.blocks, blocks_->Allocate(need));
-      ASSIGN_OR_RETURN(s.slot, slots_->Allocate());
-      running.push_back(std::move(s));
-      waiting.pop_front();
-    }
-    if (running.empty()) return absl::InternalError("no request fits the KV cache");
-
-    std::vector<SequenceStep> steps;
-    bool prefill = false;
-    int64_t step_tokens = 0;
-    for (const Running& s : running) {
-      const GenerationRequest& r = requests[s.index];
-      SequenceStep st;
-      if (s.prompt_pos < r.prompt.size()) {
-        const size_t n = SequentialPrefill(r.prompt.size()) ? 1 : r.prompt.size() - s.prompt_pos;
-        st.tokens.assign(r.prompt.begin() + s.prompt_pos, r.prompt.begin() + s.prompt_pos + n);
-        prefill = true;
-      } else {
-        st.tokens = {results[s.index].tokens.back()};
+  for (size_t i = 0; i < requests.size(); ++i) RETURN_IF_ERROR(AddRequest(static_cast<RequestId>(i), requests[i]));
+  while (HasWork()) {
+    ASSIGN_OR_RETURN(std::vector<RequestOutput> outs, Step());
+    for (const RequestOutput& o : outs) {
+      GenerationResult& r = results[static_cast<size_t>(o.id)];
+      if (o.token >= 0) {
+        r.tokens.push_back(o.token);
+        r.logprobs.push_back(o.logprob);
       }
-      st.context_len = s.context_len;
-      st.blocks = &s.blocks;
-      st.slot = s.slot;
-      step_tokens += static_cast<int64_t>(st.tokens.size());
-      steps.push_back(std::move(st));
+      if (o.finished) r.finish_reason = o.finish_reason;
     }
-    const auto t0 = Clock::now();
-    if (distributed()) {
-      bool stop = false;
-      RETURN_IF_ERROR(BroadcastSteps(&steps, nullptr, &stop));
-    }
-    auto step_logits = runner_->Step(steps);
-    // The other ranks are inside the same step's collectives: a failure here cannot be unwound.
-    if (!step_logits.ok() && distributed()) comms_.world->Abort(std::string(step_logits.status().message()));
-    ASSIGN_OR_RETURN(std::vector<float> logits, std::move(step_logits));
-    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-    ++stats_.steps;
-    (prefill ? stats_.prefill_seconds : stats_.decode_seconds) += secs;
-    (prefill ? stats_.prefill_tokens : stats_.decode_tokens) += step_tokens;
-
-    std::vector<Running> still;
-    for (size_t i = 0; i < running.size(); ++i) {
-      Running& s = running[i];
-      const GenerationRequest& r = requests[s.index];
-      GenerationResult& out = results[s.index];
-      s.context_len += static_cast<int>(steps[i].tokens.size());
-      bool done = false;
-      if (s.prompt_pos < r.prompt.size()) s.prompt_pos += steps[i].tokens.size();
-      if (s.prompt_pos >= r.prompt.size()) {  // the prompt is in: this step's logits give a token
-        const SampledToken t = SampleToken(logits.data() + i * spec_.vocab_size, spec_.vocab_size, r.sampling, &s.rng);
-        out.tokens.push_back(t.token);
-        out.logprobs.push_back(t.logprob);
-        const bool eos = !r.ignore_eos &&
-                         std::find(spec_.eos_token_ids.begin(), spec_.eos_token_ids.end(), t.token) !=
-                             spec_.eos_token_ids.end();
-        if (eos) {
-          out.finish_reason = "stop";
-          done = true;
-        } else if (static_cast<int>(out.tokens.size()) >= r.max_tokens) {
-          out.finish_reason = "length";
-          done = true;
-        }
-      }
-      if (done) {
-        blocks_->Free(s.blocks);
-        slots_->Free(s.slot);
-      } else {
-        still.push_back(std::move(s));
-      }
-    }
-    running = std::move(still);
   }
   return results;
 }
 
-// Step message: [stop, num_seqs, then per sequence: context_len, slot, n_tokens, n_blocks,
-// tokens..., blocks...], preceded by its length.
-absl::Status Engine::BroadcastSteps(std::vector<SequenceStep>* steps, std::vector<std::vector<int>>* blocks,
-                                    bool* stop) {
-  const bool root = comms_.world->rank() == 0;
-  std::vector<int32_t> msg;
-  if (root) {
-    msg = {*stop ? 1 : 0, static_cast<int32_t>(steps->size())};
-    for (const SequenceStep& s : *steps) {
-      const int nb = s.blocks ? static_cast<int>(s.blocks->size()) : 0;
-      msg.insert(msg.end(), {s.context_len, s.slot, static_cast<int32_t>(s.tokens.size()), nb});
-      msg.insert(msg.end(), s.tokens.begin(), s.tokens.end());
-      if (nb) msg.insert(msg.end(), s.blocks->begin(), s.blocks->end());
+RankStats Engine::OwnStats() const {
+  RankStats s;
+  s.rank = comms_.world ? comms_.world->rank() : 0;
+  s.stage = stage_;
+  s.slice = slice_;
+  s.steps = rank_steps_;
+  s.busy_seconds = busy_seconds_;
+  s.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  s.edge_bytes = runner_->edge_bytes_sent();
+  return s;
+}
+
+absl::Status Engine::DrainRankStats() {
+  rank_stats_[0] = OwnStats();
+  if (!distributed()) return absl::OkStatus();
+  std::vector<char> msg;
+  int source = 0;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool got, comms_.world->TryRecv(kTagStats, &msg, &source));
+    if (!got) return absl::OkStatus();
+    ASSIGN_OR_RETURN(RankStats s, DecodeRankStats(msg));
+    rank_stats_[source] = std::move(s);
+  }
+}
+
+absl::StatusOr<std::vector<RankStats>> Engine::CollectRankStats() {
+  if (!scheduler_) return absl::FailedPreconditionError("statistics are collected on rank 0");
+  if (distributed()) {
+    for (const InFlight& f : in_flight_)
+      if (f.active) return absl::FailedPreconditionError("statistics are collected between steps");
+    StepMessage m;  // no sequences: the workers only report
+    m.report = true;
+    m.step_id = next_step_id_++;
+    RETURN_IF_ERROR(SendToChildren(m));
+    for (int i = 1; i < comms_.world->size(); ++i) {
+      std::vector<char> msg;
+      int source = 0;
+      ASSIGN_OR_RETURN(bool got, comms_.world->TryRecv(kTagStats, &msg, &source));
+      if (!got) {  // not here yet: wait for any rank's report
+        --i;
+        std::this_thread::yield();
+        continue;
+      }
+      ASSIGN_OR_RETURN(RankStats s, DecodeRankStats(msg));
+      rank_stats_[source] = std::move(s);
     }
   }
-  int64_t n = static_cast<int64_t>(msg.size());
-  RETURN_IF_ERROR(comms_.world->Broadcast(&n, sizeof(n), 0));
-  msg.resize(static_cast<size_t>(n));
-  RETURN_IF_ERROR(comms_.world->Broadcast(msg.data(), msg.size() * sizeof(int32_t), 0));
-  if (root) return absl::OkStatus();
-  *stop = msg[0] != 0;
-  const int num = msg[1];
-  steps->assign(num, SequenceStep{});
-  blocks->assign(num, {});
-  size_t at = 2;
-  for (int i = 0; i < num; ++i) {
-    SequenceStep& s = (*steps)[i];
-    s.context_len = msg[at];
-    s.slot = msg[at + 1];
-    const int nt = msg[at + 2], nb = msg[at + 3];
-    at += 4;
-    s.tokens.assign(msg.begin() + at, msg.begin() + at + nt);
-    at += nt;
-    (*blocks)[i].assign(msg.begin() + at, msg.begin() + at + nb);
-    at += nb;
-    s.blocks = &(*blocks)[i];
-  }
-  return absl::OkStatus();
+  rank_stats_[0] = OwnStats();
+  std::vector<RankStats> out;
+  for (const auto& [rank, s] : rank_stats_) out.push_back(s);
+  return out;
 }
 
 absl::Status Engine::RunWorker() {
   if (!distributed()) return absl::OkStatus();
-  std::vector<SequenceStep> steps;
-  std::vector<std::vector<int>> blocks;
+  const int rank = comms_.world->rank();
+  const bool sends_logits = last_stage() && slice_ == 0;
   for (;;) {
-    bool stop = false;
-    RETURN_IF_ERROR(BroadcastSteps(&steps, &blocks, &stop));
-    if (stop) return absl::OkStatus();
-    auto logits = runner_->Step(steps);
-    if (!logits.ok()) comms_.world->Abort(std::string(logits.status().message()));
+    auto bytes = comms_.world->Recv(ControlParent(rank, tp()), kTagStep);
+    if (!bytes.ok()) comms_.world->Abort(std::string(bytes.status().message()));
+    for (int child : ControlChildren(rank, tp(), plan_.topology.pp)) {
+      absl::Status st = comms_.world->Send(bytes->data(), bytes->size(), child, kTagStep);
+      if (!st.ok()) comms_.world->Abort(std::string(st.message()));
+    }
+    auto m = DecodeStepMessage(*bytes);
+    if (!m.ok()) comms_.world->Abort(std::string(m.status().message()));
+    if (m->stop) return absl::OkStatus();
+    if (!m->seqs.empty()) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto logits = runner_->Step(m->seqs);
+      if (!logits.ok()) comms_.world->Abort(std::string(logits.status().message()));
+      busy_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      ++rank_steps_;
+      if (sends_logits) {
+        absl::Status st = comms_.world->Send(logits->data(), logits->size() * 4, 0, kTagLogits);
+        if (!st.ok()) comms_.world->Abort(std::string(st.message()));
+      }
+    }
+    if (m->report) {
+      const std::string s = EncodeRankStats(OwnStats());
+      absl::Status st = comms_.world->Send(s.data(), s.size(), 0, kTagStats);
+      if (!st.ok()) comms_.world->Abort(std::string(st.message()));
+    }
   }
 }
 
 absl::Status Engine::Shutdown() {
   if (!distributed() || shut_down_ || comms_.world->rank() != 0) return absl::OkStatus();
   shut_down_ = true;
-  std::vector<SequenceStep> none;
-  bool stop = true;
-  return BroadcastSteps(&none, nullptr, &stop);
+  for (InFlight& f : in_flight_)  // let the last stage's sends complete before the workers leave
+    if (f.pending) RETURN_IF_ERROR(f.pending->Wait());
+  StepMessage m;
+  m.stop = true;
+  return SendToChildren(m);
 }
 
 }  // namespace strata

@@ -1,8 +1,12 @@
 // File: runtime/engine.h
-// The single-rank engine: loads a model directory onto a backend, owns the paged KV cache, and
-// generates for a batch of requests (sequences join as blocks free up and leave when done).
+// The engine: loads this rank's share of a model onto a backend, owns its paged KV cache, and
+// runs steps. On rank 0 it also owns the scheduler: requests are added at any time, and each
+// Step() completes one micro-batch's previous step and launches its next, so that with P
+// pipeline stages P micro-batches are in flight. The other ranks run RunWorker().
 #pragma once
 
+#include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +20,8 @@
 #include "runtime/model/model_spec.h"
 #include "runtime/model_runner.h"
 #include "runtime/sampler.h"
+#include "runtime/scheduler.h"
+#include "runtime/step_message.h"
 #include "runtime/weights.h"
 
 namespace strata {
@@ -26,6 +32,7 @@ struct EngineOptions {
   int64_t kv_memory_bytes = int64_t{1} << 30;
   int block_size = 16;
   int max_seqs = 256;  // sequences running at once
+  int max_batched_tokens = 2048;  // tokens per micro-batch step (prefill is chunked to fit)
   int tp = 1;          // tensor-parallel ranks (heads split across them)
   int pp = 1;          // pipeline stages
 };
@@ -35,13 +42,6 @@ struct EngineComms {
   HostComm* world = nullptr;   // every rank; rank 0 schedules and broadcasts each step
   DeviceComm* tp = nullptr;    // this rank's tensor-parallel group
   DeviceComm* world_data = nullptr;  // every rank: hidden states and K/V rows between stages
-};
-
-struct GenerationRequest {
-  std::vector<int> prompt;
-  int max_tokens = 16;
-  SamplingParams sampling;
-  bool ignore_eos = false;
 };
 
 struct GenerationResult {
@@ -54,6 +54,7 @@ struct EngineStats {
   double prefill_seconds = 0, decode_seconds = 0;
   int64_t prefill_tokens = 0, decode_tokens = 0;
   int64_t steps = 0;
+  int max_in_flight = 0;  // most micro-batch steps launched and not yet completed at once
 };
 
 class Engine {
@@ -61,30 +62,56 @@ class Engine {
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const std::string& model_dir, const EngineOptions& options,
                                                         EngineComms comms = {});
 
-  // Rank 0 only: runs the requests to completion (every other rank runs RunWorker meanwhile).
+  // Rank 0. Requests join the scheduler at any time; Step() advances one micro-batch and returns
+  // what it produced. A failed step of a distributed job aborts every rank (the others are
+  // inside the same step's collectives and cannot be unwound).
+  absl::Status AddRequest(RequestId id, GenerationRequest r);
+  void AbortRequest(RequestId id);
+  bool HasWork() const;
+  absl::StatusOr<std::vector<RequestOutput>> Step();
+  // Rank 0: runs the requests to completion (convenience over AddRequest/Step; every other rank
+  // runs RunWorker meanwhile). Fails without running anything if a request is invalid.
   absl::StatusOr<std::vector<GenerationResult>> Generate(const std::vector<GenerationRequest>& requests);
-  // Ranks other than 0: execute the steps rank 0 broadcasts until it calls Shutdown.
+  // Ranks other than 0: execute the steps rank 0 sends until it calls Shutdown.
   absl::Status RunWorker();
   // Rank 0: release the workers. Idempotent; a no-op on a single rank.
   absl::Status Shutdown();
+  // Rank 0: every rank's statistics (rank 0's own included), fetched from the workers now.
+  // Only between steps (nothing in flight).
+  absl::StatusOr<std::vector<RankStats>> CollectRankStats();
+  // Rank 0: the latest statistics each rank reported (workers report about once a second).
+  const std::map<int, RankStats>& rank_stats() const { return rank_stats_; }
 
   const ModelSpec& spec() const { return spec_; }
   const KvLayout& kv_layout() const { return layout_; }
   const KvCapacity& kv_capacity() const { return capacity_; }
   int64_t weight_bytes() const { return weights_.bytes; }
   const EngineStats& stats() const { return stats_; }
+  void ResetStats() { stats_ = {}; }
+  const Scheduler& scheduler() const { return *scheduler_; }
+  int micro_batches() const { return static_cast<int>(in_flight_.size()); }
   // The pipeline plan this engine runs (every rank derives the same one).
   const PipelinePlan& plan() const { return plan_; }
   // KV bytes this rank sent per transfer edge (producer layer, destination stage).
   const std::map<std::pair<int, int>, int64_t>& edge_bytes_sent() const { return runner_->edge_bytes_sent(); }
-  // Whether prompts of this length are prefilled token by token (§2.4, decision (b)).
-  bool SequentialPrefill(size_t prompt_len) const;
 
  private:
   Engine() = default;
-  absl::Status Validate(const GenerationRequest& r) const;
   bool distributed() const { return comms_.world != nullptr && comms_.world->size() > 1; }
-  absl::Status BroadcastSteps(std::vector<SequenceStep>* steps, std::vector<std::vector<int>>* blocks, bool* stop);
+  bool last_stage() const { return stage_ == static_cast<int>(plan_.stages.size()) - 1; }
+  int tp() const { return static_cast<int>(plan_.topology.tp); }
+  absl::Status SendToChildren(const StepMessage& m);
+  RankStats OwnStats() const;
+  absl::Status DrainRankStats();
+  // A failure inside a distributed step ends the job; on one rank it is returned.
+  absl::Status FailStep(const absl::Status& st);
+
+  struct InFlight {
+    bool active = false;
+    ScheduledStep step;
+    std::vector<float> logits;
+    std::unique_ptr<PendingRecv> pending;  // logits on their way from the last stage
+  };
 
   ModelSpec spec_;
   std::unique_ptr<Backend> backend_;
@@ -92,11 +119,17 @@ class Engine {
   KvLayout layout_;
   KvCapacity capacity_;
   PipelinePlan plan_;
-  bool paged_ = false;  // some stage has paged banks: requests reserve blocks
+  int stage_ = 0, slice_ = 0;
   std::unique_ptr<KvStorage> storage_;
-  std::unique_ptr<BlockPool> blocks_;
-  std::unique_ptr<SlotPool> slots_;
   std::unique_ptr<ModelRunner> runner_;
+  std::unique_ptr<Scheduler> scheduler_;  // rank 0
+  std::vector<InFlight> in_flight_;       // one per micro-batch
+  int next_micro_batch_ = 0;
+  int64_t next_step_id_ = 0;
+  std::chrono::steady_clock::time_point started_, last_report_;
+  double busy_seconds_ = 0;
+  int64_t rank_steps_ = 0;
+  std::map<int, RankStats> rank_stats_;
   EngineStats stats_;
   EngineComms comms_;
   bool shut_down_ = false;

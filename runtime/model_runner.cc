@@ -337,18 +337,8 @@ absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceS
   for (size_t b = 0; b < layout_.banks.size(); ++b)
     backend_->KvWrite({step_k_[b].f32(), step_v_[b].f32(), kv_->View(static_cast<int>(b)), batch_});
 
-  const int world_rank = WorldRank(my_stage);
-  const size_t nlogits = static_cast<size_t>(num_seqs_) * spec_.vocab_size;
-  if (last_stage) {
-    ASSIGN_OR_RETURN(std::vector<float> logits, Logits());
-    if (world_rank == 0) return logits;
-    if (slice_.rank == 0) RETURN_IF_ERROR(stage_.world->Send(logits.data(), nlogits * 4, 0));
-    return std::vector<float>();
-  }
-  if (world_rank != 0) return std::vector<float>();
-  std::vector<float> logits(nlogits);
-  RETURN_IF_ERROR(stage_.world->Recv(logits.data(), nlogits * 4, WorldRank(stage_.plan->stages.size() - 1) - slice_.rank));
-  return logits;
+  if (!last_stage) return std::vector<float>();
+  return Logits();
 }
 
 absl::StatusOr<std::vector<float>> ModelRunner::Logits() {

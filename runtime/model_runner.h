@@ -50,7 +50,8 @@ class ModelRunner {
 
   // Runs this stage's layers for the step's tokens (receiving the hidden state and mirrored K/V
   // rows from other stages, sending its own), commits the new K/V rows, and returns the logits of
-  // each sequence's last step token, [num_seqs * vocab], on world rank 0 (empty elsewhere).
+  // each sequence's last step token, [num_seqs * vocab], on the last stage's ranks (empty on the
+  // others).
   absl::StatusOr<std::vector<float>> Step(const std::vector<SequenceStep>& seqs);
 
   // KV bytes this rank sent per transfer edge (producer layer, destination stage).

@@ -10,10 +10,13 @@ packages=(
   libabsl-dev libgtest-dev libgmock-dev
   libopenmpi-dev openmpi-bin
   prometheus-cpp-dev nlohmann-json3-dev libcpp-httplib-dev
-  libopenblas-dev
+  libopenblas-dev libpcre2-dev
+  curl prometheus nodejs shellcheck
 )
 
 missing=()
+# npm may come with a nodejs that is not Debian's; install Debian's only when none is there.
+command -v npm >/dev/null || missing+=(npm)
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done

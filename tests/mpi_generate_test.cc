@@ -39,24 +39,33 @@ std::string Mpirun(int np) {
 
 const char kArgs[] = " --prompt-ids 5,17,3,250,9,42,7,1,99,12,33,4,8 --max-tokens 6 --ignore-eos --json"
                      " --kv-dtype float32 --block-size 4 --threads 1";
+// A batch of three prompts of different lengths (1, 13 and 5 tokens).
+const char kBatchArgs[] = " --prompt-ids '11;5,17,3,250,9,42,7,1,99,12,33,4,8;7,3,9,2,200' --max-tokens 6"
+                          " --ignore-eos --json --kv-dtype float32 --block-size 4 --threads 1";
 TEST(MpiGenerate, LayoutsMatchSingleRankForEveryScheme) {
   for (const auto& s : AllSchemes()) {
     const std::string dir = MakeModel("mpi-" + s.name, s.options);
     for (auto [tp, pp] : std::vector<std::pair<int, int>>{{2, 1}, {1, 2}, {2, 2}, {1, 4}, {4, 1}}) {
       // 13 prompt tokens: longer than m+b of the small-iteration LCKV models, so their cyclic
       // blocks (split across stages by the planner) iterate across stages.
-      const char* args = kArgs;
+      // The batch runs as micro-batches on several stages at once.
+      const char* args = kBatchArgs;
       Result single = Shell(Bin() + " generate --model " + dir + args);
       ASSERT_EQ(single.code, 0) << s.name << ": " << single.out;
       const nlohmann::json ref = nlohmann::json::parse(single.out);
+      ASSERT_EQ(ref.size(), 3u);
       const std::string layout = " tp " + std::to_string(tp) + " pp " + std::to_string(pp);
       Result r = Shell(Mpirun(tp * pp) + Bin() + " generate --model " + dir + " --tp " + std::to_string(tp) +
                        " --pp " + std::to_string(pp) + args);
       ASSERT_EQ(r.code, 0) << s.name << layout << ": " << r.out;
       const nlohmann::json got = nlohmann::json::parse(r.out);  // printed once, by rank 0
-      EXPECT_EQ(got["tokens"], ref["tokens"]) << s.name << layout;
-      for (size_t i = 0; i < ref["logprobs"].size(); ++i)
-        EXPECT_NEAR(got["logprobs"][i].get<double>(), ref["logprobs"][i].get<double>(), 1e-4) << s.name << layout;
+      ASSERT_EQ(got.size(), ref.size()) << s.name << layout;
+      for (size_t q = 0; q < ref.size(); ++q) {
+        EXPECT_EQ(got[q]["tokens"], ref[q]["tokens"]) << s.name << layout << " prompt " << q;
+        for (size_t i = 0; i < ref[q]["logprobs"].size(); ++i)
+          EXPECT_NEAR(got[q]["logprobs"][i].get<double>(), ref[q]["logprobs"][i].get<double>(), 1e-4)
+              << s.name << layout << " prompt " << q;
+      }
     }
   }
 }

@@ -1,0 +1,232 @@
+#include "runtime/scheduler.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/base/status.h"
+
+namespace strata {
+
+Scheduler::Scheduler(const ModelSpec& spec, const SchedulerOptions& options)
+    : spec_(spec), o_(options), blocks_(options.num_blocks), slots_(options.max_seqs) {
+  o_.micro_batches = std::max(1, o_.micro_batches);
+  o_.max_batched_tokens = std::max(1, o_.max_batched_tokens);
+}
+
+absl::Status Scheduler::Validate(const GenerationRequest& r) const {
+  if (r.prompt.empty()) return absl::InvalidArgumentError("the prompt is empty");
+  for (int id : r.prompt)
+    if (id < 0 || id >= spec_.vocab_size)
+      return absl::InvalidArgumentError(absl::StrCat("prompt token id ", id, " outside the vocabulary (0..",
+                                                     spec_.vocab_size - 1, ")"));
+  if (r.max_tokens < 1) return absl::InvalidArgumentError("max_tokens must be at least 1");
+  const int64_t total = static_cast<int64_t>(r.prompt.size()) + r.max_tokens;
+  if (total > spec_.max_position_embeddings)
+    return absl::InvalidArgumentError(absl::StrCat("prompt (", r.prompt.size(), " tokens) plus max_tokens (",
+                                                   r.max_tokens, ") exceeds the context length ",
+                                                   spec_.max_position_embeddings));
+  if (Paged() && BlocksFor(total, o_.block_size) > blocks_.num_blocks())
+    return absl::ResourceExhaustedError(absl::StrCat("the request needs ", BlocksFor(total, o_.block_size),
+                                                     " KV blocks; the cache has ", blocks_.num_blocks()));
+  if (!(r.sampling.temperature >= 0) || !(r.sampling.top_p > 0 && r.sampling.top_p <= 1) || r.sampling.top_k < 0)
+    return absl::InvalidArgumentError("sampling: temperature >= 0, 0 < top_p <= 1, top_k >= 0");
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::Add(RequestId id, GenerationRequest r) {
+  RETURN_IF_ERROR(Validate(r));
+  if (seqs_.count(id)) return absl::AlreadyExistsError(absl::StrCat("request ", id, " is already scheduled"));
+  const uint64_t seed = r.sampling.seed;
+  auto s = std::make_unique<Seq>(Seq{id, next_order_++, std::move(r), {}, {}, -1, 0, -1, 0, false, SamplerRng(seed)});
+  seqs_[id] = std::move(s);
+  waiting_.push_back(id);
+  return absl::OkStatus();
+}
+
+int Scheduler::num_running() const {
+  int n = 0;
+  for (const auto& [id, s] : seqs_) n += s->micro_batch >= 0;
+  return n;
+}
+
+void Scheduler::Release(Seq* s) {
+  if (!s->blocks.empty()) blocks_.Free(s->blocks);
+  s->blocks.clear();
+  if (s->slot >= 0) slots_.Free(s->slot);
+  s->slot = -1;
+}
+
+void Scheduler::Abort(RequestId id) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return;
+  it->second->aborted = true;
+}
+
+void Scheduler::Preempt(Seq* s) {
+  Release(s);
+  s->computed = 0;
+  s->micro_batch = -1;
+  ++preemptions_;
+  // Back among the waiting in arrival order, so that it is readmitted before younger requests.
+  auto at = std::find_if(waiting_.begin(), waiting_.end(), [&](RequestId w) { return seqs_[w]->order > s->order; });
+  waiting_.insert(at, s->id);
+}
+
+int Scheduler::WantTokens(const Seq& s) const {
+  const int left = s.total() - s.computed;
+  if (left <= 1) return left;
+  if (spec_.use_sequential) return 1;
+  if (spec_.HasUpwardEdges()) {
+    // The prompt goes in one iterative-prefill step (or token by token when short, §2.4);
+    // generated tokens recomputed after a preemption go one at a time, as they were decoded.
+    const int prompt = static_cast<int>(s.req.prompt.size());
+    if (s.computed == 0 && prompt > spec_.forward_passes + spec_.backward_passes) return prompt;
+    return 1;
+  }
+  return left;  // chunkable: the token budget may cut it
+}
+
+std::vector<Scheduler::Seq*> Scheduler::MicroBatch(int mb) {
+  std::vector<Seq*> out;
+  for (auto& [id, s] : seqs_)
+    if (s->micro_batch == mb) out.push_back(s.get());
+  std::sort(out.begin(), out.end(), [](const Seq* a, const Seq* b) { return a->order < b->order; });
+  return out;
+}
+
+bool Scheduler::Admit(int mb) {
+  Seq* s = seqs_[waiting_.front()].get();
+  if (slots_.num_free() == 0) return false;
+  // The whole known prefix plus one token must fit, so it is not preempted on its first step.
+  const int64_t need = Paged() ? BlocksFor(s->total() + 1, o_.block_size) : 0;
+  if (need > blocks_.num_free()) return false;
+  if (need > 0) s->blocks = std::move(blocks_.Allocate(need)).value();
+  s->slot = std::move(slots_.Allocate()).value();
+  s->micro_batch = mb;
+  waiting_.pop_front();
+  return true;
+}
+
+absl::StatusOr<ScheduledStep> Scheduler::Schedule(int mb) {
+  ScheduledStep step;
+  step.micro_batch = mb;
+  // Admission: a fair share of running sequences per micro-batch.
+  const int share =
+      (num_running() + num_waiting() + o_.micro_batches - 1) / o_.micro_batches;
+  while (!waiting_.empty() && !seqs_[waiting_.front()]->aborted &&
+         static_cast<int>(MicroBatch(mb).size()) < std::max(share, 1) && Admit(mb)) {
+  }
+
+  std::vector<Seq*> members = MicroBatch(mb);
+  // Decodes first (one token each), then prefill chunks within the token budget.
+  std::stable_sort(members.begin(), members.end(),
+                   [&](const Seq* a, const Seq* b) { return (WantTokens(*a) == 1) > (WantTokens(*b) == 1); });
+  int budget = o_.max_batched_tokens;
+  for (Seq* s : members) {
+    if (s->aborted || s->micro_batch != mb) continue;  // preempted above as a victim
+    int n = WantTokens(*s);
+    if (n <= 0) continue;
+    const bool chunkable = !spec_.use_sequential && !spec_.HasUpwardEdges();
+    if (n > budget) {
+      if (chunkable && budget > 0) {
+        n = budget;
+      } else if (!step.seqs.empty() || budget <= 0) {
+        continue;  // an unsplittable prompt waits for a step of its own
+      }
+    }
+    // Blocks for the new rows; take them from the newest sequences of this micro-batch if needed.
+    if (Paged()) {
+      const int64_t need = BlocksFor(s->computed + n, o_.block_size) - static_cast<int64_t>(s->blocks.size());
+      while (need > blocks_.num_free()) {
+        std::vector<Seq*> now = MicroBatch(mb);
+        Seq* victim = nullptr;
+        for (auto it = now.rbegin(); it != now.rend(); ++it)
+          if ((*it)->in_flight == 0 && (*it)->order > s->order) {
+            victim = *it;
+            break;
+          }
+        if (victim == nullptr) break;
+        Preempt(victim);
+      }
+      if (need > blocks_.num_free()) {
+        Preempt(s);
+        continue;
+      }
+      if (need > 0) {
+        ASSIGN_OR_RETURN(std::vector<int> more, blocks_.Allocate(need));
+        s->blocks.insert(s->blocks.end(), more.begin(), more.end());
+      }
+    }
+    SequenceStep st;
+    for (int i = 0; i < n; ++i) st.tokens.push_back(s->token_at(s->computed + i));
+    st.context_len = s->computed;
+    st.slot = s->slot;
+    s->in_flight = n;
+    (n == 1 && s->computed + 1 == s->total() && !s->generated.empty() ? step.decode_tokens : step.prefill_tokens) += n;
+    budget -= n;
+    step.seqs.push_back(std::move(st));
+    step.blocks.push_back(s->blocks);
+    step.ids.push_back(s->id);
+  }
+  for (size_t i = 0; i < step.seqs.size(); ++i) step.seqs[i].blocks = Paged() ? &step.blocks[i] : nullptr;
+  return step;
+}
+
+std::vector<RequestOutput> Scheduler::Complete(const ScheduledStep& step, const float* logits) {
+  std::vector<RequestOutput> out;
+  for (size_t i = 0; i < step.ids.size(); ++i) {
+    auto it = seqs_.find(step.ids[i]);
+    if (it == seqs_.end()) continue;
+    Seq* s = it->second.get();
+    s->computed += s->in_flight;
+    s->in_flight = 0;
+    RequestOutput o;
+    o.id = s->id;
+    if (!s->aborted && s->computed == s->total()) {  // every known token is in: sample the next one
+      const SampledToken t = SampleToken(logits + i * spec_.vocab_size, spec_.vocab_size, s->req.sampling, &s->rng);
+      s->generated.push_back(t.token);
+      o.token = t.token;
+      o.logprob = t.logprob;
+      const auto& eos = spec_.eos_token_ids;
+      if (!s->req.ignore_eos && std::find(eos.begin(), eos.end(), t.token) != eos.end()) {
+        o.finished = true;
+        o.finish_reason = "stop";
+      } else if (static_cast<int>(s->generated.size()) >= s->req.max_tokens) {
+        o.finished = true;
+        o.finish_reason = "length";
+      }
+    }
+    if (s->aborted && !o.finished) {
+      o.finished = true;
+      o.finish_reason = "abort";
+    }
+    if (o.token >= 0 || o.finished) out.push_back(o);
+    if (o.finished) {
+      Release(s);
+      seqs_.erase(it);
+    }
+  }
+  return out;
+}
+
+std::vector<RequestOutput> Scheduler::TakeAborted() {
+  std::vector<RequestOutput> out;
+  for (auto it = seqs_.begin(); it != seqs_.end();) {
+    Seq* s = it->second.get();
+    if (s->aborted && s->in_flight == 0) {
+      RequestOutput o;
+      o.id = s->id;
+      o.finished = true;
+      o.finish_reason = "abort";
+      out.push_back(o);
+      Release(s);
+      waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), s->id), waiting_.end());
+      it = seqs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return out;
+}
+
+}  // namespace strata

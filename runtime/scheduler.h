@@ -1,0 +1,127 @@
+// File: runtime/scheduler.h
+// Rank 0's iteration-level scheduler (continuous batching). Requests join and leave the running
+// batch at every step; the running sequences are split into micro-batches, one per pipeline
+// stage, so that while one micro-batch is in stage 1 the next can run in stage 0.
+//
+// A sequence's tokens are prompt + generated; `computed` of them are in the KV cache. Each step
+// feeds the next tokens not yet computed: the last generated token when decoding, a prompt chunk
+// when prefilling, and after a preemption the whole prefix again (recompute), so no output is
+// lost or repeated. When the last fed token is the last known token, the step's logits give the
+// next one.
+//
+// Blocks are allocated as sequences grow; when none is free, the newest sequence of the same
+// micro-batch gives its blocks back and waits again (micro-batches in flight are never touched).
+#pragma once
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cache/block_pool.h"
+#include "runtime/model/model_spec.h"
+#include "runtime/model_runner.h"
+#include "runtime/sampler.h"
+
+namespace strata {
+
+using RequestId = int64_t;
+
+struct GenerationRequest {
+  std::vector<int> prompt;
+  int max_tokens = 16;
+  SamplingParams sampling;
+  bool ignore_eos = false;
+};
+
+struct SchedulerOptions {
+  int block_size = 16;
+  int64_t num_blocks = 0;        // 0: no paged bank anywhere, blocks are not needed
+  int max_seqs = 256;            // running sequences (ring-bank slots)
+  int max_batched_tokens = 2048; // tokens per step, decodes first, then prefill chunks
+  int micro_batches = 1;         // >= the number of pipeline stages
+};
+
+// What one step produced for one request.
+struct RequestOutput {
+  RequestId id = 0;
+  int token = -1;        // -1: no new token (a request aborted before it produced one)
+  float logprob = 0.f;
+  bool finished = false;
+  std::string finish_reason;  // "stop", "length" or "abort" when finished
+};
+
+// The steps of one micro-batch, with the blocks they address (SequenceStep points into them).
+struct ScheduledStep {
+  int micro_batch = 0;
+  std::vector<SequenceStep> seqs;
+  std::vector<std::vector<int>> blocks;  // per sequence
+  std::vector<RequestId> ids;            // per sequence
+  int64_t prefill_tokens = 0, decode_tokens = 0;
+  bool empty() const { return seqs.empty(); }
+};
+
+class Scheduler {
+ public:
+  Scheduler(const ModelSpec& spec, const SchedulerOptions& options);
+
+  // Checks the request against the model and the cache (a request that can never fit is an error).
+  absl::Status Validate(const GenerationRequest& r) const;
+  absl::Status Add(RequestId id, GenerationRequest r);
+  // Marks the request aborted: it is scheduled no more, and TakeAborted reports it (finish_reason
+  // "abort") and frees its blocks once no step of it is in flight.
+  void Abort(RequestId id);
+  std::vector<RequestOutput> TakeAborted();
+
+  // The next step of micro-batch `mb` (empty when it has nothing to run).
+  absl::StatusOr<ScheduledStep> Schedule(int mb);
+  // Consumes the logits ([num_seqs * vocab]) of micro-batch `step.micro_batch`'s step.
+  std::vector<RequestOutput> Complete(const ScheduledStep& step, const float* logits);
+
+  bool Idle() const { return waiting_.empty() && seqs_.empty(); }
+  int num_running() const;
+  int num_waiting() const { return static_cast<int>(waiting_.size()); }
+  int64_t num_preemptions() const { return preemptions_; }
+  int64_t blocks_used() const { return blocks_.num_blocks() - blocks_.num_free(); }
+  int64_t num_blocks() const { return blocks_.num_blocks(); }
+  const SchedulerOptions& options() const { return o_; }
+
+ private:
+  struct Seq {
+    RequestId id;
+    int64_t order;  // arrival order: older sequences win when blocks run out
+    GenerationRequest req;
+    std::vector<int> generated;
+    std::vector<int> blocks;
+    int slot = -1;
+    int computed = 0;      // tokens in the KV cache
+    int micro_batch = -1;  // -1: waiting
+    int in_flight = 0;     // tokens of a step not completed yet
+    bool aborted = false;
+    SamplerRng rng;
+    int total() const { return static_cast<int>(req.prompt.size() + generated.size()); }
+    int token_at(int i) const {
+      return i < static_cast<int>(req.prompt.size()) ? req.prompt[i] : generated[i - req.prompt.size()];
+    }
+  };
+  // Tokens to feed `s` next, before the token budget.
+  int WantTokens(const Seq& s) const;
+  bool Paged() const { return o_.num_blocks > 0; }
+  void Release(Seq* s);  // blocks and slot back to their pools
+  void Preempt(Seq* s);
+  bool Admit(int mb);    // moves the oldest waiting sequence into `mb`; false if it does not fit
+  std::vector<Seq*> MicroBatch(int mb);
+
+  const ModelSpec& spec_;
+  SchedulerOptions o_;
+  BlockPool blocks_;
+  SlotPool slots_;
+  std::map<RequestId, std::unique_ptr<Seq>> seqs_;  // waiting and running
+  std::deque<RequestId> waiting_;                   // by arrival (preempted ones back in order)
+  int64_t next_order_ = 0;
+  int64_t preemptions_ = 0;
+};
+
+}  // namespace strata
