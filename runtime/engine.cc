@@ -121,7 +121,12 @@ absl::StatusOr<std::vector<RequestOutput>> Engine::Step() {
     std::vector<RequestOutput> done = scheduler_->Complete(f.step, f.logits.data());
     outputs.insert(outputs.end(), done.begin(), done.end());
     f.active = false;
+    // Waiting for a step's logits is part of that step's time (with pipeline stages, of its
+    // later stages).
+    (f.step.prefill_tokens > 0 ? stats_.prefill_seconds : stats_.decode_seconds) +=
+        std::chrono::duration<double>(Clock::now() - t0).count();
   }
+  const auto t_launch = Clock::now();
   ASSIGN_OR_RETURN(f.step, scheduler_->Schedule(mb));
   if (f.step.empty()) return outputs;
 
@@ -152,7 +157,7 @@ absl::StatusOr<std::vector<RequestOutput>> Engine::Step() {
   for (const InFlight& g : in_flight_) active += g.active;
   stats_.max_in_flight = std::max(stats_.max_in_flight, active);
 
-  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double secs = std::chrono::duration<double>(Clock::now() - t_launch).count();
   ++stats_.steps;
   (f.step.prefill_tokens > 0 ? stats_.prefill_seconds : stats_.decode_seconds) += secs;
   stats_.prefill_tokens += f.step.prefill_tokens;
@@ -167,6 +172,7 @@ absl::StatusOr<std::vector<GenerationResult>> Engine::Generate(const std::vector
     if (!st.ok()) return absl::Status(st.code(), absl::StrCat("request ", i, ": ", st.message()));
   }
   if (HasWork()) return absl::FailedPreconditionError("Generate needs an idle engine");
+  stats_ = {};
   std::vector<GenerationResult> results(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) RETURN_IF_ERROR(AddRequest(static_cast<RequestId>(i), requests[i]));
   while (HasWork()) {
