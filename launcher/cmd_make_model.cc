@@ -1,8 +1,14 @@
 // strata make-model OUT --family gpt_neox|llama --layers N [--layer-types S | --kv-layers M] ...
+#include <fstream>
+
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "runtime/base/status.h"
 #include "launcher/commands.h"
 #include "launcher/flags.h"
 #include "runtime/model/model_writer.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, family, "llama", "make-model: gpt_neox or llama");
 ABSL_FLAG(int, layers, 4, "make-model: number of layers");
@@ -24,8 +30,36 @@ ABSL_FLAG(bool, sequential_residual, false, "make-model (gpt_neox): use_parallel
 ABSL_FLAG(double, rotary_pct, 0.25, "make-model (gpt_neox): rotary_pct");
 ABSL_FLAG(std::string, dtype, "float32", "make-model: float32, float16 or bfloat16");
 ABSL_FLAG(int, shards, 1, "make-model: number of safetensors shards");
+ABSL_FLAG(std::string, tokenizer, "",
+          "make-model: directory with a tokenizer (tokenizer.json, vocab.json + merges.txt, or GPT-2's "
+          "encoder.json + vocab.bpe) to place in the model instead of the generated one");
 
 namespace strata {
+namespace {
+
+// Writes the tokenizer of `src` as `dir`/tokenizer.json (plus its tokenizer_config.json) and
+// points config.json's eos/bos at its end-of-text token.
+absl::Status PlaceTokenizer(const std::string& src, const std::string& dir, int model_vocab) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, Tokenizer::Load(src));
+  if (tok->vocab_size() > model_vocab)
+    return absl::InvalidArgumentError(absl::StrCat("--tokenizer ", src, " has ", tok->vocab_size(),
+                                                   " tokens; --vocab is ", model_vocab));
+  std::ofstream(dir + "/tokenizer.json") << tok->ToTokenizerJson() << "\n";
+  if (std::ifstream cfg(src + "/tokenizer_config.json"); cfg) std::ofstream(dir + "/tokenizer_config.json") << cfg.rdbuf();
+  for (const char* eos : {"<|endoftext|>", "</s>", "<|end_of_text|>", "<|eot_id|>"}) {
+    const int id = tok->TokenId(eos);
+    if (id < 0) continue;
+    std::ifstream in(dir + "/config.json");
+    nlohmann::json c = nlohmann::json::parse(in);
+    c["eos_token_id"] = id;
+    c["bos_token_id"] = id;
+    std::ofstream(dir + "/config.json") << c.dump(2) << "\n";
+    break;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 int RunMakeModel(const std::vector<std::string>& args) {
   if (args.size() != 1) return Fail("make-model", "usage: strata make-model OUT_DIR --family ... --seed S", 2);
@@ -53,6 +87,10 @@ int RunMakeModel(const std::vector<std::string>& args) {
   o.seed = absl::GetFlag(FLAGS_seed);
   absl::Status st = WriteRandomModel(args[0], o);
   if (!st.ok()) return Fail("make-model", std::string(st.message()));
+  if (const std::string src = absl::GetFlag(FLAGS_tokenizer); !src.empty()) {
+    st = PlaceTokenizer(src, args[0], o.vocab);
+    if (!st.ok()) return Fail("make-model", std::string(st.message()));
+  }
   return 0;
 }
 

@@ -14,6 +14,7 @@ int RunInspect(const std::vector<std::string>& args);
 int RunBench(const std::vector<std::string>& args);
 int RunDemo(const std::vector<std::string>& args);
 int RunPlan(const std::vector<std::string>& args);
+int RunServe(const std::vector<std::string>& args);
 
 // Prints "strata <command>: <message>" to stderr and returns 1 (2 for usage errors).
 int Fail(const std::string& command, const std::string& message, int code = 1);

@@ -14,6 +14,7 @@ ABSL_FLAG(std::string, kv_dtype, "auto", "KV cache dtype: auto (the checkpoint's
 ABSL_FLAG(int64_t, kv_memory, int64_t{1} << 30, "bytes of KV cache memory");
 ABSL_FLAG(int, block_size, 16, "tokens per KV block");
 ABSL_FLAG(int, max_seqs, 256, "sequences running at once");
+ABSL_FLAG(int, max_batched_tokens, 2048, "tokens per micro-batch step (longer prompts are prefilled in chunks)");
 ABSL_FLAG(bool, json, false, "print JSON");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
 ABSL_FLAG(int, tp, 1, "tensor-parallel ranks per pipeline stage");
@@ -45,6 +46,7 @@ EngineOptions EngineOptionsFromFlags() {
   o.kv_memory_bytes = absl::GetFlag(FLAGS_kv_memory);
   o.block_size = absl::GetFlag(FLAGS_block_size);
   o.max_seqs = absl::GetFlag(FLAGS_max_seqs);
+  o.max_batched_tokens = absl::GetFlag(FLAGS_max_batched_tokens);
   o.tp = absl::GetFlag(FLAGS_tp);
   o.pp = absl::GetFlag(FLAGS_pp);
   return o;

@@ -17,6 +17,7 @@ constexpr char kUsage[] =
     "  inspect         show a model's KV groups and KV cost (--model)\n"
     "  bench offline   measure prefill/decode throughput (--model --batch --prompt-len --output-len)\n"
     "  plan            place layers and KV groups on pipeline stages (--model --tp --pp --kv-memory)\n"
+    "  serve           OpenAI-compatible HTTP server (--model [--tp --pp under mpirun] --host --port)\n"
     "  demo            make a small model and generate from it\n"
     "Flags use dashes (--max-tokens); --helpfull lists them all.";
 }  // namespace
@@ -50,6 +51,8 @@ int main(int argc, char** argv) {
     code = strata::RunBench(rest);
   } else if (cmd == "demo") {
     code = strata::RunDemo(rest);
+  } else if (cmd == "serve") {
+    code = strata::RunServe(rest);
   } else if (cmd == "plan") {
     code = strata::RunPlan(rest);
   } else {

@@ -66,6 +66,10 @@ class Engine {
   // what it produced. A failed step of a distributed job aborts every rank (the others are
   // inside the same step's collectives and cannot be unwound).
   absl::Status AddRequest(RequestId id, GenerationRequest r);
+  // Thread-safe: checks a request against the model and the cache without scheduling it.
+  absl::Status ValidateRequest(const GenerationRequest& r) const {
+    return scheduler_ ? scheduler_->Validate(r) : absl::FailedPreconditionError("requests go to rank 0");
+  }
   void AbortRequest(RequestId id);
   bool HasWork() const;
   absl::StatusOr<std::vector<RequestOutput>> Step();

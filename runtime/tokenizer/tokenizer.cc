@@ -151,6 +151,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromTokenizerJson(const st
       t->id_to_token_[id] = tok;
     }
     RETURN_IF_ERROR(t->Init(pattern));
+    t->source_json_ = text;
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: ", e.what()));
   }
@@ -184,10 +185,17 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& di
   }
   auto vocab = ReadFile(dir + "/vocab.json");
   auto merges = ReadFile(dir + "/merges.txt");
+  if (!vocab.ok() || !merges.ok()) {  // GPT-2's original release names them differently
+    vocab = ReadFile(dir + "/encoder.json");
+    merges = ReadFile(dir + "/vocab.bpe");
+  }
   if (!vocab.ok() || !merges.ok())
-    return absl::NotFoundError(absl::StrCat(dir, ": no tokenizer.json, nor vocab.json and merges.txt"));
+    return absl::NotFoundError(
+        absl::StrCat(dir, ": no tokenizer.json, nor vocab.json and merges.txt (or encoder.json and vocab.bpe)"));
   return FromVocabAndMerges(*vocab, *merges);
 }
+
+std::string Tokenizer::ToTokenizerJson() const { return source_json_; }
 
 int Tokenizer::TokenId(const std::string& token) const {
   auto it = token_to_id_.find(token);

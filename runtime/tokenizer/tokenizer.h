@@ -18,7 +18,8 @@ namespace strata {
 
 class Tokenizer {
  public:
-  // From a model directory: tokenizer.json, else vocab.json + merges.txt.
+  // From a directory: tokenizer.json, else vocab.json + merges.txt (or GPT-2's encoder.json +
+  // vocab.bpe).
   static absl::StatusOr<std::unique_ptr<Tokenizer>> Load(const std::string& dir);
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromTokenizerJson(const std::string& json_text);
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromVocabAndMerges(const std::string& vocab_json,
@@ -32,6 +33,8 @@ class Tokenizer {
   std::string Decode(const std::vector<int>& ids, bool skip_special = false) const {
     return DecodeBytes(ids, skip_special);
   }
+  // The tokenizer as a Hugging Face tokenizer.json (what make-model --tokenizer writes).
+  std::string ToTokenizerJson() const;
   int vocab_size() const { return static_cast<int>(id_to_token_.size()); }
   // The id of a special/added token's text, or -1.
   int TokenId(const std::string& token) const;
@@ -51,6 +54,7 @@ class Tokenizer {
   std::unordered_map<std::string, uint8_t> char_to_byte_;
   struct Regex;
   std::unique_ptr<Regex> regex_;
+  std::string source_json_;  // the tokenizer.json this was built from
   mutable std::unordered_map<std::string, std::vector<int>> cache_;
   mutable std::unique_ptr<std::mutex> cache_mu_;
 };

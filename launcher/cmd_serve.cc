@@ -1,0 +1,115 @@
+// strata serve --model DIR [--tp T --pp P] [--host 127.0.0.1] [--port 8000] [--api-key KEY]:
+// the OpenAI-compatible server. Under mpirun every rank loads its share; rank 0 serves HTTP and
+// schedules, the others follow its steps. SIGTERM drains: no new requests, in-flight ones finish,
+// then every rank exits 0.
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "launcher/commands.h"
+#include "launcher/flags.h"
+#include "runtime/serving/api_server.h"
+#include "runtime/serving/serve_loop.h"
+
+ABSL_FLAG(std::string, host, "127.0.0.1", "serve: address to listen on (0.0.0.0: every interface)");
+ABSL_FLAG(int, port, 8000, "serve: HTTP port");
+ABSL_FLAG(std::string, api_key, "", "serve: require 'Authorization: Bearer KEY' on /v1/* (or STRATA_API_KEY)");
+ABSL_FLAG(std::string, served_model_name, "", "serve: the model name clients send (default: the directory name)");
+ABSL_FLAG(int, max_pending, 512, "serve: unfinished requests accepted before answering 503");
+ABSL_FLAG(int64_t, max_body_bytes, 1 << 20, "serve: larger request bodies get 413");
+ABSL_FLAG(int, io_timeout, 30, "serve: seconds before a slow or idle connection is closed");
+ABSL_FLAG(int, http_threads, 128, "serve: connections served at once");
+
+namespace strata {
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+std::string LocalRank() {
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"})
+    if (const char* s = std::getenv(v)) return s;
+  return "0";
+}
+
+}  // namespace
+
+int RunServe(const std::vector<std::string>& args) {
+  if (!args.empty()) return Fail("serve", "takes no positional arguments", 2);
+  const std::string model = absl::GetFlag(FLAGS_model);
+  if (model.empty()) return Fail("serve", "--model is required", 2);
+  // Every rank drains on SIGTERM/SIGINT through rank 0 (mpirun forwards the signal to all).
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGPIPE, SIG_IGN);
+  JobComms comms = CreateJobComms();
+  const int rank = comms.world->rank(), tp = std::max(1, absl::GetFlag(FLAGS_tp));
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  const std::string device = absl::GetFlag(FLAGS_device);
+  std::fprintf(stderr, "strata rank %d/%d host %s stage %d slice %d device %s (local rank %s)\n", rank,
+               comms.world->size(), host, rank / tp, rank % tp,
+               device == "cuda" ? ("cuda:" + LocalRank()).c_str() : device.c_str(), LocalRank().c_str());
+
+  std::unique_ptr<RequestHub> hub;
+  std::unique_ptr<ApiServer> server;
+  std::string served_name;
+  if (rank == 0) {  // health answers while the weights load
+    ApiServerOptions so;
+    so.host = absl::GetFlag(FLAGS_host);
+    so.port = absl::GetFlag(FLAGS_port);
+    so.api_key = absl::GetFlag(FLAGS_api_key);
+    if (so.api_key.empty() && std::getenv("STRATA_API_KEY")) so.api_key = std::getenv("STRATA_API_KEY");
+    so.served_model_name = absl::GetFlag(FLAGS_served_model_name);
+    if (so.served_model_name.empty()) {
+      std::string m = model;
+      while (m.size() > 1 && m.back() == '/') m.pop_back();
+      so.served_model_name = m.substr(m.find_last_of('/') + 1);
+    }
+    served_name = so.served_model_name;
+    so.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes));
+    so.io_timeout_seconds = absl::GetFlag(FLAGS_io_timeout);
+    so.http_threads = absl::GetFlag(FLAGS_http_threads);
+    hub = std::make_unique<RequestHub>(absl::GetFlag(FLAGS_max_pending));
+    server = std::make_unique<ApiServer>(so, hub.get());
+    if (absl::Status st = server->Start(); !st.ok()) {
+      if (comms.world->size() > 1) comms.world->Abort(absl::StrCat("strata serve: ", st.message()));
+      return Fail("serve", std::string(st.message()));
+    }
+  }
+  auto engine = CreateEngineOrAbort("serve", comms);
+  if (!engine.ok()) return Fail("serve", std::string(engine.status().message()));
+  // Every rank has loaded its weights once all are past this point.
+  if (absl::Status st = comms.world->Barrier(); !st.ok()) comms.world->Abort(std::string(st.message()));
+  if (rank != 0) {
+    absl::Status st = (*engine)->RunWorker();
+    if (!st.ok()) comms.world->Abort(std::string(st.message()));
+    return 0;
+  }
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (auto t = Tokenizer::Load(model); t.ok()) {
+    tokenizer = std::move(*t);
+  } else {
+    std::fprintf(stderr, "strata serve: %s; prompts must be token ids\n", std::string(t.status().message()).c_str());
+  }
+  ServerMetrics metrics(**engine, served_name);
+  hub->set_observer([&metrics](const StreamEvent& ev, auto submitted, auto last, bool first) {
+    metrics.OnDelivery(ev, submitted, last, first);
+  });
+  server->SetReady(engine->get(), tokenizer.get(), &metrics);
+  std::fprintf(stderr, "strata serve: ready on http://%s:%d (tp %d x pp %d)\n", absl::GetFlag(FLAGS_host).c_str(),
+               server->port(), tp, absl::GetFlag(FLAGS_pp));
+  absl::Status st = RunServeLoop(**engine, *hub, metrics, g_stop);
+  if (!st.ok()) comms.world->Abort(std::string(st.message()));
+  server->Stop();
+  if (absl::Status s2 = (*engine)->Shutdown(); !s2.ok()) comms.world->Abort(std::string(s2.message()));
+  std::fprintf(stderr, "strata serve: drained and stopped\n");
+  return 0;
+}
+
+}  // namespace strata
