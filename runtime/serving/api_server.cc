@@ -70,7 +70,7 @@ absl::Status ApiServer::Start() {
 void ApiServer::Routes() {
   auto send_error = [this](httplib::Response& res, const ApiError& e) {
     res.status = e.status;
-    res.set_content(ErrorBody(e).dump(), "application/json");
+    res.set_content(Dump(ErrorBody(e)), "application/json");
     if (metrics_) metrics_->OnHttpError(e.status);
   };
   // Requests refused before any route: too large (413) or unauthenticated (401).
@@ -86,6 +86,21 @@ void ApiServer::Routes() {
     send_error(res, e);
     return httplib::Server::HandlerResponse::Handled;
   });
+  http_->set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    ApiError e;
+    e.status = 500;
+    e.type = "internal_error";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& x) {
+      e.message = x.what();
+    } catch (...) {
+      e.message = "unknown error";
+    }
+    res.status = 500;
+    res.set_content(Dump(ErrorBody(e)), "application/json");
+    if (metrics_) metrics_->OnHttpError(500);
+  });
   http_->set_error_handler([this](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;
     ApiError e;
@@ -94,7 +109,7 @@ void ApiServer::Routes() {
                 : res.status == 404 ? "no such route"
                                     : absl::StrCat("HTTP error ", res.status);
     if (res.status == 404) e.code = "not_found";
-    res.set_content(ErrorBody(e).dump(), "application/json");
+    res.set_content(Dump(ErrorBody(e)), "application/json");
   });
 
   http_->Get("/health", [](const httplib::Request&, httplib::Response& res) { res.set_content("{}", "application/json"); });
@@ -109,7 +124,7 @@ void ApiServer::Routes() {
   http_->Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
     json m = {{"id", o_.served_model_name}, {"object", "model"}, {"created", UnixNow()}, {"owned_by", "strata"}};
     if (engine_) m["max_model_len"] = engine_->spec().max_position_embeddings;
-    res.set_content(json{{"object", "list"}, {"data", json::array({m})}}.dump(), "application/json");
+    res.set_content(Dump(json{{"object", "list"}, {"data", json::array({m})}}), "application/json");
   });
 
   auto generate = [this, send_error](const httplib::Request& req, httplib::Response& res, bool chat) {
@@ -237,7 +252,7 @@ void ApiServer::Routes() {
       }
       json body = {{"id", id}, {"object", call->chat ? "chat.completion" : "text_completion"}, {"created", created},
                    {"model", model}, {"choices", out_choices}, {"usage", usage()}};
-      res.set_content(body.dump(), "application/json");
+      res.set_content(Dump(body), "application/json");
       return;
     }
 
@@ -251,7 +266,7 @@ void ApiServer::Routes() {
           auto chunk = [&](const json& choice) {
             json c = {{"id", id}, {"object", call->chat ? "chat.completion.chunk" : "text_completion"},
                       {"created", created}, {"model", model}, {"choices", json::array({choice})}};
-            const std::string s = "data: " + c.dump() + "\n\n";
+            const std::string s = "data: " + Dump(c) + "\n\n";
             return sink.write(s.data(), s.size());
           };
           if (!*started) {
@@ -270,7 +285,7 @@ void ApiServer::Routes() {
             const std::string piece = apply(ev);
             if (was_finished) continue;
             if (!c.error.empty()) {
-              const std::string s = "data: " + ErrorBody(ApiError{400, c.error, "invalid_request_error", "", ""}).dump() + "\n\n";
+              const std::string s = "data: " + Dump(ErrorBody(ApiError{400, c.error, "invalid_request_error", "", ""})) + "\n\n";
               if (!sink.write(s.data(), s.size())) return false;
               continue;
             }
@@ -302,7 +317,7 @@ void ApiServer::Routes() {
             if (call->include_usage) {
               json u = {{"id", id}, {"object", call->chat ? "chat.completion.chunk" : "text_completion"},
                         {"created", created}, {"model", model}, {"choices", json::array()}, {"usage", usage()}};
-              const std::string s = "data: " + u.dump() + "\n\n";
+              const std::string s = "data: " + Dump(u) + "\n\n";
               if (!sink.write(s.data(), s.size())) return false;
             }
             const std::string done = "data: [DONE]\n\n";

@@ -24,6 +24,12 @@ struct ApiError {
 };
 nlohmann::json ErrorBody(const ApiError& e);
 
+// Serializes a response. Token text may hold a piece of a UTF-8 character; it becomes U+FFFD
+// instead of an exception.
+inline std::string Dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 struct CompletionCall {
   bool chat = false;
   std::vector<std::vector<int>> prompts;  // token ids per choice
