@@ -107,14 +107,18 @@ class Serve : public ::testing::Test {
   }
 
   // A streamed request: the data payloads in order (without [DONE]), and whether [DONE] came.
-  static std::vector<json> Stream(const std::string& path, const json& body, bool* done) {
+  static std::vector<json> Stream(const std::string& path, const json& body, bool* done,
+                                  std::string* error = nullptr) {
     httplib::Client c("127.0.0.1", kPort);
     c.set_read_timeout(120, 0);
-    std::string buf;
     auto r = c.Post(path.c_str(), Auth(), body.dump(), "application/json");
     std::vector<json> out;
     *done = false;
-    if (!r) return out;
+    if (!r) {
+      if (error) *error = httplib::to_string(r.error());
+      return out;
+    }
+    if (error && r->status != 200) *error = "status " + std::to_string(r->status) + ": " + r->body;
     std::istringstream in(r->body);
     std::string line;
     while (std::getline(in, line)) {
@@ -219,18 +223,19 @@ TEST_F(Serve, SixtyFourConcurrentStreamingClientsEachAsAlone) {
   }
   std::vector<std::vector<int>> streamed(n);
   std::vector<bool> finished(n, false);
+  std::vector<std::string> errors(n);
   std::vector<std::thread> ts;
   for (int i = 0; i < n; ++i)
     ts.emplace_back([&, i] {
       bool done = false;
-      for (const json& c : Stream("/v1/completions", bodies[i], &done))
+      for (const json& c : Stream("/v1/completions", bodies[i], &done, &errors[i]))
         if (c["choices"][0].contains("token_ids"))
           for (int t : c["choices"][0]["token_ids"]) streamed[i].push_back(t);
       finished[i] = done;
     });
   for (auto& t : ts) t.join();
   for (int i = 0; i < n; ++i) {
-    ASSERT_TRUE(finished[i]) << "client " << i;
+    ASSERT_TRUE(finished[i]) << "client " << i << ": " << errors[i];
     json alone = bodies[i];
     alone["stream"] = false;
     const json r = Post("/v1/completions", alone);

@@ -323,8 +323,6 @@ void ApiServer::Routes() {
             const std::string done = "data: [DONE]\n\n";
             sink.write(done.data(), done.size());
             sink.done();
-          } else if (!sink.is_writable()) {
-            return false;
           }
           return true;
         },
