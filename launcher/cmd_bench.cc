@@ -17,7 +17,9 @@ ABSL_FLAG(int, repeat, 3, "bench: measured runs (the median is reported)");
 namespace strata {
 
 int RunBench(const std::vector<std::string>& args) {
-  if (args.size() != 1 || args[0] != "offline") return Fail("bench", "usage: strata bench offline --model DIR ...", 2);
+  if (args.size() == 1 && args[0] == "serve") return RunBenchServe();
+  if (args.size() != 1 || args[0] != "offline")
+    return Fail("bench", "usage: strata bench offline --model DIR ... | strata bench serve --url URL ...", 2);
   const EngineOptions opts = EngineOptionsFromFlags();
   JobComms comms = CreateJobComms();
   auto engine = CreateEngineOrAbort("bench", comms);

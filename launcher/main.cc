@@ -16,6 +16,7 @@ constexpr char kUsage[] =
     "  generate        generate tokens (--model --prompt-ids --max-tokens [--json])\n"
     "  inspect         show a model's KV groups and KV cost (--model)\n"
     "  bench offline   measure prefill/decode throughput (--model --batch --prompt-len --output-len)\n"
+    "  bench serve     HTTP load on an OpenAI-compatible server (--url --concurrency|--rate --num-prompts)\n"
     "  plan            place layers and KV groups on pipeline stages (--model --tp --pp --kv-memory)\n"
     "  serve           OpenAI-compatible HTTP server (--model [--tp --pp under mpirun] --host --port)\n"
     "  demo            make a small model and generate from it\n"

@@ -325,6 +325,46 @@ TEST_F(Serve, ADisconnectedStreamIsCancelled) {
   EXPECT_EQ(Post("/v1/completions", {{"model", "model"}, {"prompt", "y"}, {"max_tokens", 2}})["usage"]["completion_tokens"], 2);
 }
 
+// strata bench serve against this server: every request completes, the token counts match what
+// was asked, and the server's own counters moved by exactly what the generator reports.
+TEST_F(Serve, LoadGeneratorAgreesWithTheServersCounters) {
+  httplib::Client c("127.0.0.1", kPort);
+  auto counter = [&](const std::string& name) {
+    const std::string m = c.Get("/metrics")->body;
+    double sum = 0;
+    std::istringstream in(m);
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind(name, 0) == 0 && (line[name.size()] == '{' || line[name.size()] == ' '))
+        sum += std::stod(line.substr(line.rfind(' ') + 1));
+    return sum;
+  };
+  const double requests0 = counter("strata_requests_total"), tokens0 = counter("strata_generation_tokens_total");
+  for (const std::string mode : {"--concurrency 6", "--rate 40 --concurrency 16"}) {
+    const std::string out = RunCommand(Bin() + " bench serve --url http://127.0.0.1:" + std::to_string(kPort) +
+                                       " --api-key " + kKey + " " + mode +
+                                       " --num-prompts 12 --prompt-len 9 --output-len 7 --vocab-range 500 --seed 3 --json");
+    const json j = json::parse(out, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << out;
+    EXPECT_EQ(j["completed"], 12) << out;
+    EXPECT_EQ(j["errors"], 0) << out;
+    EXPECT_EQ(j["output_tokens"], 12 * 7);
+    EXPECT_EQ(j["prompt_tokens"], 12 * 9);
+    EXPECT_EQ(j["config"]["model"], "model");
+    EXPECT_GT(j["ttft_ms"]["p50"].get<double>(), 0);
+    EXPECT_LE(j["ttft_ms"]["p50"].get<double>(), j["ttft_ms"]["p99"].get<double>());
+    EXPECT_LE(j["e2e_ms"]["p50"].get<double>(), j["e2e_ms"]["p99"].get<double>());
+    EXPECT_GT(j["output_tokens_per_s"].get<double>(), 0);
+  }
+  EXPECT_EQ(counter("strata_requests_total") - requests0, 24);
+  EXPECT_EQ(counter("strata_generation_tokens_total") - tokens0, 24 * 7);
+  // A wrong key is reported as errors, with a non-zero exit.
+  const std::string bad = RunCommand(Bin() + " bench serve --url http://127.0.0.1:" + std::to_string(kPort) +
+                                     " --served-model-name model --api-key wrong --num-prompts 2 --json; echo rc=$?");
+  EXPECT_NE(bad.find("\"errors\":2"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("rc=1"), std::string::npos) << bad;
+}
+
 TEST_F(Serve, MetricsPassPromtoolAndARealPrometheusScrapesThem) {
   Post("/v1/completions", {{"model", "model"}, {"prompt", "metrics"}, {"max_tokens", 2}});
   const std::string d = Dir();
