@@ -8,6 +8,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -24,6 +26,9 @@ ABSL_FLAG(int, max_pending, 512, "serve: unfinished requests accepted before ans
 ABSL_FLAG(int64_t, max_body_bytes, 1 << 20, "serve: larger request bodies get 413");
 ABSL_FLAG(int, io_timeout, 30, "serve: seconds before a slow or idle connection is closed");
 ABSL_FLAG(int, http_threads, 128, "serve: connections served at once");
+ABSL_FLAG(std::string, chat_template, "auto",
+          "serve: auto (tokenizer_config.json's chat_template if any, else the built-in ChatML), builtin, or a "
+          "file holding a Jinja template");
 
 namespace strata {
 namespace {
@@ -97,11 +102,34 @@ int RunServe(const std::vector<std::string>& args) {
   } else {
     std::fprintf(stderr, "strata serve: %s; prompts must be token ids\n", std::string(t.status().message()).c_str());
   }
+  ModelChatTemplate chat;
+  const std::string which = absl::GetFlag(FLAGS_chat_template);
+  if (which == "auto") {
+    auto loaded = LoadChatTemplate(model);
+    if (!loaded.ok())
+      comms.world->Abort(absl::StrCat("strata serve: ", loaded.status().message(),
+                                      " (--chat-template builtin serves with the built-in template)"));
+    chat = std::move(*loaded);
+  } else if (which != "builtin") {
+    std::ifstream f(which);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    auto t = ChatTemplate::Parse(ss.str());
+    if (!f || !t.ok())
+      comms.world->Abort(absl::StrCat("strata serve: --chat-template ", which, ": ",
+                                      f ? std::string(t.status().message()) : "cannot read"));
+    chat.tmpl = std::move(*t);
+    if (auto loaded = LoadChatTemplate(model); loaded.ok()) {
+      chat.bos_token = loaded->bos_token;
+      chat.eos_token = loaded->eos_token;
+    }
+  }
+  std::fprintf(stderr, "strata serve: chat template: %s\n", chat.tmpl ? "the model's (Jinja)" : "built-in ChatML");
   ServerMetrics metrics(**engine, served_name);
   hub->set_observer([&metrics](const StreamEvent& ev, auto submitted, auto last, bool first) {
     metrics.OnDelivery(ev, submitted, last, first);
   });
-  server->SetReady(engine->get(), tokenizer.get(), &metrics);
+  server->SetReady(engine->get(), tokenizer.get(), &chat, &metrics);
   std::fprintf(stderr, "strata serve: ready on http://%s:%d (tp %d x pp %d)\n", absl::GetFlag(FLAGS_host).c_str(),
                server->port(), tp, absl::GetFlag(FLAGS_pp));
   absl::Status st = RunServeLoop(**engine, *hub, metrics, g_stop);

@@ -11,7 +11,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   prometheus-cpp-dev nlohmann-json3-dev libcpp-httplib-dev
   libopenblas-dev libpcre2-dev
-  curl prometheus nodejs shellcheck
+  curl prometheus nodejs shellcheck python3-jinja2
 )
 
 missing=()

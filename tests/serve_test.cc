@@ -53,6 +53,12 @@ class Serve : public ::testing::Test {
     ASSERT_EQ(std::system((Bin() + " make-model " + d + "/model --family gpt_neox --layers 4 --hidden 64 --heads 4 "
                            "--kv-layers 2 --vocab 512 --max-position 1024 --seed 5 > /dev/null").c_str()),
               0);
+    // A chat template of its own, so that the test can tell it from the built-in one.
+    std::ofstream(d + "/model/tokenizer_config.json")
+        << json{{"bos_token", "<s>"}, {"eos_token", {{"content", "</s>"}}},
+                {"chat_template", "{% for m in messages %}[{{ m['role'] | upper }}] {{ m['content'] | trim }}\n"
+                                  "{% endfor %}{% if add_generation_prompt %}{{ bos_token }}[ASSISTANT] {% endif %}"}}
+               .dump();
     const char* mpiexec = std::getenv("STRATA_MPIEXEC");
     const std::string cmd = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
                             "OMPI_MCA_rmaps_base_oversubscribe=1 " +
@@ -175,6 +181,11 @@ TEST_F(Serve, TextStreamingAndChat) {
                      {"temperature", 0}, {"ignore_eos", true}};
   const json c1 = Post("/v1/chat/completions", chat);
   ASSERT_EQ(c1["object"], "chat.completion") << c1.dump();
+  // The model's own chat template (tokenizer_config.json) made the prompt.
+  const json as_text = Post("/v1/completions", {{"model", "model"}, {"prompt", "[USER] Hi there\n<s>[ASSISTANT] "},
+                                                {"max_tokens", 8}, {"temperature", 0}, {"ignore_eos", true}});
+  EXPECT_EQ(c1["choices"][0]["message"]["content"], as_text["choices"][0]["text"]);
+  EXPECT_EQ(c1["usage"]["prompt_tokens"], as_text["usage"]["prompt_tokens"]);
   EXPECT_EQ(c1["choices"][0]["message"]["role"], "assistant");
   json cs = chat;
   cs["stream"] = true;

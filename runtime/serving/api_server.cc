@@ -39,9 +39,11 @@ ApiServer::ApiServer(ApiServerOptions options, RequestHub* hub)
 
 ApiServer::~ApiServer() { Stop(); }
 
-void ApiServer::SetReady(const Engine* engine, const Tokenizer* tokenizer, ServerMetrics* metrics) {
+void ApiServer::SetReady(const Engine* engine, const Tokenizer* tokenizer, const ModelChatTemplate* chat,
+                         ServerMetrics* metrics) {
   engine_ = engine;
   tokenizer_ = tokenizer;
+  chat_ = chat;
   metrics_ = metrics;
   metrics_->SetReady(true);
   ready_ = true;
@@ -135,7 +137,7 @@ void ApiServer::Routes() {
       e.message = hub_->draining() ? "the server is shutting down" : "the model is still loading";
       return send_error(res, e);
     }
-    ApiContext ctx{&engine_->spec(), tokenizer_, o_.served_model_name, ""};
+    ApiContext ctx{&engine_->spec(), tokenizer_, o_.served_model_name, chat_};
     auto parsed = ParseCompletionRequest(req.body, chat, ctx);
     if (auto* e = std::get_if<ApiError>(&parsed)) return send_error(res, *e);
     auto call = std::make_shared<CompletionCall>(std::get<CompletionCall>(std::move(parsed)));

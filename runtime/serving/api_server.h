@@ -37,7 +37,7 @@ class ApiServer {
   // Binds and starts serving on a thread of its own (health answers while the model loads).
   absl::Status Start();
   // Once every rank has loaded its weights: generation and /health/ready open.
-  void SetReady(const Engine* engine, const Tokenizer* tokenizer, ServerMetrics* metrics);
+  void SetReady(const Engine* engine, const Tokenizer* tokenizer, const ModelChatTemplate* chat, ServerMetrics* metrics);
   void Stop();
   int port() const { return bound_port_; }
 
@@ -51,6 +51,7 @@ class ApiServer {
   std::atomic<bool> ready_{false};
   const Engine* engine_ = nullptr;
   const Tokenizer* tokenizer_ = nullptr;
+  const ModelChatTemplate* chat_ = nullptr;
   ServerMetrics* metrics_ = nullptr;
 };
 

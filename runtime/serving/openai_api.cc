@@ -112,7 +112,25 @@ std::variant<CompletionCall, ApiError> ParseCompletionRequest(const std::string&
           if (!p.is_object() || p.value("type", "") != "text" || !p.contains("text") || !p["text"].is_string())
             return Bad("messages", "only text content parts are supported");
     }
-    const std::string text = RenderDefaultChatTemplate(j["messages"]);
+    std::string text;
+    if (ctx.chat && ctx.chat->tmpl) {
+      json messages = json::array();  // content parts joined: templates expect strings
+      for (const json& m : j["messages"]) {
+        json copy = m;
+        if (m["content"].is_array()) {
+          std::string joined;
+          for (const json& part : m["content"]) joined += part["text"].get<std::string>();
+          copy["content"] = joined;
+        }
+        messages.push_back(copy);
+      }
+      auto rendered = ctx.chat->tmpl->Render({{"messages", messages}, {"add_generation_prompt", true},
+                                              {"bos_token", ctx.chat->bos_token}, {"eos_token", ctx.chat->eos_token}});
+      if (!rendered.ok()) return Bad("messages", std::string(rendered.status().message()));
+      text = *rendered;
+    } else {
+      text = RenderDefaultChatTemplate(j["messages"]);
+    }
     auto ids = encode(text);
     if (auto* e = std::get_if<ApiError>(&ids)) return *e;
     c.prompts.push_back(std::get<std::vector<int>>(ids));

@@ -11,6 +11,7 @@
 #include "nlohmann/json.hpp"
 #include "runtime/model/model_spec.h"
 #include "runtime/scheduler.h"
+#include "runtime/serving/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 namespace strata {
@@ -47,7 +48,7 @@ struct ApiContext {
   const ModelSpec* spec = nullptr;
   const Tokenizer* tokenizer = nullptr;  // null: prompts must be token ids
   std::string served_model_name;
-  std::string chat_template_note;  // unused by parsing; documented default template
+  const ModelChatTemplate* chat = nullptr;  // null or no template: RenderDefaultChatTemplate
 };
 
 // Parses and validates a request body. Checks everything that does not need the engine.

@@ -1,0 +1,119 @@
+// Chat templates against real Jinja (python3-jinja2, set up as Hugging Face transformers does:
+// trim_blocks, lstrip_blocks, raise_exception): the templates of several model families render
+// byte-identical prompts for several conversations, and errors are errors in both.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "nlohmann/json.hpp"
+#include "runtime/serving/chat_template.h"
+
+namespace strata::testing {
+namespace {
+
+using json = nlohmann::json;
+
+const std::vector<std::string>& Templates() {
+  static const std::vector<std::string> t = {
+      // ChatML (Qwen, many fine-tunes)
+      "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
+      "'\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+      // Llama 3
+      "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
+      "message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 "
+      "%}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ "
+      "'<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}",
+      // Zephyr (relies on trim_blocks / lstrip_blocks)
+      "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\\n' + message['content'] + "
+      "eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\\n' + message['content'] + eos_token }}\n{% "
+      "elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\\n'  + message['content'] + eos_token }}\n{% endif "
+      "%}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}",
+      // Mistral style: optional system message, slices, alternation check with raise_exception
+      "{%- if messages[0]['role'] == 'system' %}\n    {%- set system_message = messages[0]['content'] %}\n    {%- set "
+      "loop_messages = messages[1:] %}\n{%- else %}\n    {%- set loop_messages = messages %}\n{%- endif %}\n\n{{- "
+      "bos_token }}\n{%- for message in loop_messages %}\n    {%- if (message['role'] == 'user') != (loop.index0 % 2 "
+      "== 0) %}\n        {{- raise_exception('roles must alternate user/assistant') }}\n    {%- endif %}\n    {%- if "
+      "message['role'] == 'user' %}\n        {%- if loop.first and system_message is defined %}\n            {{- ' "
+      "[INST] ' + system_message + '\\n\\n' + message['content'] + ' [/INST]' }}\n        {%- else %}\n            {{- "
+      "' [INST] ' + message['content'] + ' [/INST]' }}\n        {%- endif %}\n    {%- elif message['role'] == "
+      "'assistant' %}\n        {{- ' ' + message['content']|trim + eos_token}}\n    {%- else %}\n        {{- "
+      "raise_exception('Only user and assistant roles are supported') }}\n    {%- endif %}\n{%- endfor %}\n",
+      // Gemma style: role renaming with a conditional expression, method calls
+      "{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' else "
+      "message['role'] %}{{ '<start_of_turn>' + role + '\\n' + message['content'].strip() + '<end_of_turn>\\n' }}{% "
+      "endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}",
+  };
+  return t;
+}
+
+const std::vector<json>& Conversations() {
+  static const std::vector<json> c = {
+      json::array({{{"role", "user"}, {"content", "Hello!"}}}),
+      json::array({{{"role", "system"}, {"content", "Be brief."}},
+                   {{"role", "user"}, {"content", "  What is 2+2?  "}},
+                   {{"role", "assistant"}, {"content", "4 "}},
+                   {{"role", "user"}, {"content", "And 3+3?\nThanks"}}}),
+      json::array({{{"role", "user"}, {"content", "a"}}, {{"role", "user"}, {"content", "b"}}}),  // breaks alternation
+      json::array({{{"role", "user"}, {"content", "héllo 😀 \"quotes\" {braces}"}}}),
+  };
+  return c;
+}
+
+TEST(ChatTemplate, RendersLikeJinja2) {
+  const std::string dir = ::testing::TempDir();
+  json cases = json::array();
+  for (const auto& t : Templates())
+    for (const auto& m : Conversations()) cases.push_back({{"template", t}, {"messages", m}});
+  std::ofstream(dir + "/templates.json") << cases.dump();
+  std::ofstream(dir + "/render.py")
+      << "import json, sys\n"
+         "from jinja2.sandbox import ImmutableSandboxedEnvironment\n"
+         "def raise_exception(m):\n    raise Exception(m)\n"
+         "env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)\n"
+         "env.globals['raise_exception'] = raise_exception\n"
+         "out = []\n"
+         "for c in json.load(open(sys.argv[1])):\n"
+         "    try:\n"
+         "        out.append(env.from_string(c['template']).render(messages=c['messages'], add_generation_prompt=True,"
+         " bos_token='<s>', eos_token='</s>'))\n"
+         "    except Exception as e:\n"
+         "        out.append(None)\n"
+         "print(json.dumps(out))\n";
+  std::string text;
+  {
+    FILE* p = popen(("python3 " + dir + "/render.py " + dir + "/templates.json").c_str(), "r");
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) text.append(buf, n);
+    ASSERT_EQ(pclose(p), 0) << "python3 with jinja2 is needed (Debian: python3-jinja2)";
+  }
+  const json expected = json::parse(text);
+  ASSERT_EQ(expected.size(), cases.size());
+  int errors = 0;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    auto t = ChatTemplate::Parse(cases[i]["template"]);
+    ASSERT_TRUE(t.ok()) << t.status() << "\n" << cases[i]["template"];
+    auto got = (*t)->Render({{"messages", cases[i]["messages"]}, {"add_generation_prompt", true},
+                             {"bos_token", "<s>"}, {"eos_token", "</s>"}});
+    if (expected[i].is_null()) {
+      EXPECT_FALSE(got.ok()) << "case " << i << " should fail as in Jinja";
+      ++errors;
+    } else {
+      ASSERT_TRUE(got.ok()) << got.status() << " case " << i;
+      EXPECT_EQ(*got, expected[i].get<std::string>()) << "case " << i << "\n" << cases[i]["template"];
+    }
+  }
+  EXPECT_EQ(errors, 1);  // the Mistral template refuses the non-alternating conversation
+}
+
+TEST(ChatTemplate, UnsupportedSyntaxIsAnErrorNotAGuess) {
+  EXPECT_FALSE(ChatTemplate::Parse("{% macro m() %}x{% endmacro %}").ok());
+  EXPECT_FALSE(ChatTemplate::Parse("{% for m in messages %}").ok());
+  EXPECT_FALSE(ChatTemplate::Parse("{{ messages | frobnicate }}").ok() &&
+               (*ChatTemplate::Parse("{{ messages | frobnicate }}"))->Render({{"messages", 1}}).ok());
+  EXPECT_FALSE(ChatTemplate::Parse("{{ 'unterminated }}").ok());
+}
+
+}  // namespace
+}  // namespace strata::testing
