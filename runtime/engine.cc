@@ -195,7 +195,7 @@ RankStats Engine::OwnStats() const {
   s.stage = stage_;
   s.slice = slice_;
   s.steps = rank_steps_;
-  s.busy_seconds = busy_seconds_;
+  s.busy_seconds = busy_seconds_ - runner_->input_wait_seconds();
   s.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   s.edge_bytes = runner_->edge_bytes_sent();
   return s;

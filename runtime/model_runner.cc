@@ -1,6 +1,7 @@
 #include "runtime/model_runner.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <set>
 
@@ -303,7 +304,10 @@ absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceS
     backend_->Embedding({w_.embed.f32(), ids_.i32(), x_.f32(), T, h, w_.vocab_begin, w_.vocab_rows});
     AllReduce(x_.f32(), static_cast<size_t>(T) * h);  // vocabulary-parallel: one slice has each row
   } else {
+    // Time blocked here is the previous stage still working: pipeline bubble, not this stage's work.
+    const auto t0 = std::chrono::steady_clock::now();
     RETURN_IF_ERROR(stage_.world->Recv(x_.get(), static_cast<size_t>(T) * h * 4, WorldRank(my_stage - 1)));
+    input_wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   // Mirrors of groups homed on earlier stages: this step's rows, before any reader runs.
   for (size_t b = 0; b < layout_.banks.size(); ++b) {

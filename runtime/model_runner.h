@@ -56,6 +56,8 @@ class ModelRunner {
 
   // KV bytes this rank sent per transfer edge (producer layer, destination stage).
   const std::map<std::pair<int, int>, int64_t>& edge_bytes_sent() const { return edge_bytes_; }
+  // Seconds spent waiting for the previous stage's hidden state (idle, not work).
+  double input_wait_seconds() const { return input_wait_seconds_; }
 
  private:
   absl::Status Prepare(const std::vector<SequenceStep>& seqs);
@@ -78,6 +80,7 @@ class ModelRunner {
   DeviceComm* tp_comm_;
   StageContext stage_;
   std::map<std::pair<int, int>, int64_t> edge_bytes_;
+  double input_wait_seconds_ = 0;
   int local_heads_, local_intermediate_;
   Backend* backend_;
   KvStorage* kv_;

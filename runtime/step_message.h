@@ -35,7 +35,7 @@ absl::StatusOr<StepMessage> DecodeStepMessage(const std::vector<char>& bytes);
 struct RankStats {
   int rank = 0, stage = 0, slice = 0;
   int64_t steps = 0;
-  double busy_seconds = 0;  // inside this rank's part of steps
+  double busy_seconds = 0;  // working on steps (waits for the previous stage's output excluded)
   double wall_seconds = 0;  // since the engine started
   std::map<std::pair<int, int>, int64_t> edge_bytes;  // (producer layer, destination stage)
 };
