@@ -169,6 +169,12 @@ class Backend {
   virtual void GatherRows(const GatherRowsArgs& a) = 0;
   virtual void KvWrite(const KvWriteArgs& a) = 0;
   virtual void Attention(const AttentionArgs& a) = 0;
+
+  // Hardware figures measured with this backend's threads, for the benchmarks' floors:
+  // streaming-read bandwidth of device memory (bytes/s) over a buffer of `bytes`, and the FP32
+  // GEMM rate (FLOP/s) on an m x n x k product. Best of a few repetitions.
+  virtual double MeasureReadBandwidth(size_t bytes) = 0;
+  virtual double MeasureGemmFlops(int m, int n, int k) = 0;
 };
 
 struct BackendOptions {

@@ -1,6 +1,7 @@
 // strata bench offline --model DIR --batch B --prompt-len P --output-len O [--json]:
 // prefill and decode throughput of the engine on random prompts (seeded).
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 
 #include "absl/flags/flag.h"
@@ -58,16 +59,46 @@ int RunBench(const std::vector<std::string>& args) {
   std::sort(prefill.begin(), prefill.end());
   std::sort(decode.begin(), decode.end());
   const ModelSpec& spec = (*engine)->spec();
+  Engine& e = **engine;
+  // Per-rank figures (every rank reports through the step protocol).
+  auto ranks = e.CollectRankStats();
+  if (!ranks.ok()) return Fail("bench", std::string(ranks.status().message()));
+  nlohmann::json per_rank = nlohmann::json::array();
+  for (const RankStats& r : *ranks)
+    per_rank.push_back({{"rank", r.rank}, {"stage", r.stage}, {"slice", r.slice}, {"steps", r.steps},
+                        {"step_ms", r.steps ? 1e3 * r.busy_seconds / static_cast<double>(r.steps) : 0.0},
+                        {"weight_bytes", r.weight_bytes}, {"kv_bytes", r.kv_bytes}});
+  // The memory-bandwidth floor, measured in this run: a decode step reads the weights once and
+  // each sequence's cached K/V (mean context prompt + output/2); per token at batch B.
+  const double bandwidth = e.backend()->MeasureReadBandwidth(size_t{1} << 28);
+  const double gemm = e.backend()->MeasureGemmFlops(256, spec.intermediate_size, spec.hidden_size);
+  const double mean_context = plen + olen / 2.0;
+  const double bytes_per_token =
+      (static_cast<double>(e.decode_weight_bytes()) + batch * mean_context * e.kv_layout().bytes_per_token) / batch;
+  const bool one_rank = comms.world->size() == 1;
+  const double floor = bandwidth / bytes_per_token;
+  // Prefill FLOPs per token: 2 x the weights a token multiplies (the decode weights).
+  const double prefill_flops = 2.0 * static_cast<double>(e.decode_weight_bytes()) / 4.0;
+  const double prefill_tps = prefill[prefill.size() / 2], decode_tps = decode[decode.size() / 2];
   nlohmann::json j = {
-      {"prefill_tokens_per_s", prefill[prefill.size() / 2]},
-      {"decode_tokens_per_s", decode[decode.size() / 2]},
-      {"kv_bytes_per_token", (*engine)->kv_layout().bytes_per_token},
-      {"weight_bytes", (*engine)->weight_bytes()},
+      {"prefill_tokens_per_s", prefill_tps},
+      {"decode_tokens_per_s", decode_tps},
+      {"kv_bytes_per_token", e.kv_layout().bytes_per_token},
+      {"weight_bytes", e.weight_bytes()},
+      {"read_bandwidth_bytes_per_s", bandwidth},
+      {"decode_bytes_per_token", bytes_per_token},
+      {"bandwidth_floor_tokens_per_s", one_rank ? nlohmann::json(floor) : nlohmann::json(nullptr)},
+      {"decode_fraction_of_floor", one_rank ? nlohmann::json(decode_tps / floor) : nlohmann::json(nullptr)},
+      {"gemm_flops_per_s", gemm},
+      {"prefill_fraction_of_gemm", one_rank ? nlohmann::json(prefill_tps * prefill_flops / gemm) : nlohmann::json(nullptr)},
+      {"ranks", per_rank},
       {"config",
        {{"model", absl::GetFlag(FLAGS_model)}, {"model_type", spec.model_type}, {"layer_types", LayerTypesString(spec)},
         {"batch", batch}, {"prompt_len", plen}, {"output_len", olen}, {"repeat", repeat},
         {"threads", opts.backend.threads}, {"device", opts.backend.device}, {"tp", opts.tp}, {"pp", opts.pp},
-        {"kv_dtype", std::string(TorchDTypeName((*engine)->kv_layout().dtype))}, {"seed", absl::GetFlag(FLAGS_seed)}}}};
+        {"kv_dtype", std::string(TorchDTypeName(e.kv_layout().dtype))}, {"seed", absl::GetFlag(FLAGS_seed)},
+        {"weight_dtype", std::string(TorchDTypeName(spec.torch_dtype))},
+        {"openblas_coretype", std::getenv("OPENBLAS_CORETYPE") ? std::getenv("OPENBLAS_CORETYPE") : ""}}}};
   if (absl::GetFlag(FLAGS_json)) {
     std::printf("%s\n", j.dump().c_str());
   } else {
@@ -77,6 +108,15 @@ int RunBench(const std::vector<std::string>& args) {
     std::printf("KV       %lld bytes/token, weights %lld bytes\n",
                 static_cast<long long>((*engine)->kv_layout().bytes_per_token),
                 static_cast<long long>((*engine)->weight_bytes()));
+    std::printf("memory   %.1f GB/s read; decode reads %.0f bytes/token", bandwidth / 1e9, bytes_per_token);
+    if (one_rank) std::printf(": floor %.1f tokens/s, decode at %.0f%% of it", floor, 100 * decode_tps / floor);
+    std::printf("\ngemm     %.1f GFLOP/s", gemm / 1e9);
+    if (one_rank) std::printf("; prefill at %.0f%% of it", 100 * prefill_tps * prefill_flops / gemm);
+    std::printf("\n");
+    for (const auto& r : per_rank)
+      std::printf("rank %d   stage %d slice %d: %.2f ms/step, weights %lld B, KV %lld B\n", r["rank"].get<int>(),
+                  r["stage"].get<int>(), r["slice"].get<int>(), r["step_ms"].get<double>(),
+                  static_cast<long long>(r["weight_bytes"].get<int64_t>()), static_cast<long long>(r["kv_bytes"].get<int64_t>()));
   }
   return 0;
 }

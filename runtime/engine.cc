@@ -198,6 +198,8 @@ RankStats Engine::OwnStats() const {
   s.busy_seconds = busy_seconds_ - runner_->input_wait_seconds();
   s.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   s.edge_bytes = runner_->edge_bytes_sent();
+  s.weight_bytes = weights_.bytes;
+  s.kv_bytes = storage_->allocated_bytes();
   return s;
 }
 

@@ -90,6 +90,12 @@ class Engine {
   const KvLayout& kv_layout() const { return layout_; }
   const KvCapacity& kv_capacity() const { return capacity_; }
   int64_t weight_bytes() const { return weights_.bytes; }
+  // Weight bytes a decode step reads on this rank: all but the embedding (only its gathered
+  // rows are read), unless it doubles as the LM head.
+  int64_t decode_weight_bytes() const {
+    return weights_.bytes - (weights_.lm_head.get() && weights_.embed.get() ? static_cast<int64_t>(weights_.embed.bytes()) : 0);
+  }
+  Backend* backend() const { return backend_.get(); }
   const EngineStats& stats() const { return stats_; }
   void ResetStats() { stats_ = {}; }
   const Scheduler& scheduler() const { return *scheduler_; }

@@ -63,7 +63,7 @@ std::string EncodeRankStats(const RankStats& s) {
   return nlohmann::json{{"rank", s.rank},   {"stage", s.stage},
                         {"slice", s.slice}, {"steps", s.steps},
                         {"busy", s.busy_seconds}, {"wall", s.wall_seconds},
-                        {"edges", edges}}
+                        {"edges", edges}, {"weight_bytes", s.weight_bytes}, {"kv_bytes", s.kv_bytes}}
       .dump();
 }
 
@@ -78,6 +78,8 @@ absl::StatusOr<RankStats> DecodeRankStats(const std::vector<char>& bytes) {
     s.steps = j.at("steps").get<int64_t>();
     s.busy_seconds = j.at("busy").get<double>();
     s.wall_seconds = j.at("wall").get<double>();
+    s.weight_bytes = j.at("weight_bytes").get<int64_t>();
+    s.kv_bytes = j.at("kv_bytes").get<int64_t>();
     for (const auto& e : j.at("edges")) s.edge_bytes[{e.at(0).get<int>(), e.at(1).get<int>()}] = e.at(2).get<int64_t>();
     return s;
   } catch (const nlohmann::json::exception& e) {

@@ -38,6 +38,7 @@ struct RankStats {
   double busy_seconds = 0;  // working on steps (waits for the previous stage's output excluded)
   double wall_seconds = 0;  // since the engine started
   std::map<std::pair<int, int>, int64_t> edge_bytes;  // (producer layer, destination stage)
+  int64_t weight_bytes = 0, kv_bytes = 0;              // this rank's memory
 };
 std::string EncodeRankStats(const RankStats& s);
 absl::StatusOr<RankStats> DecodeRankStats(const std::vector<char>& bytes);

@@ -111,3 +111,33 @@ TEST(Cli, MakeModelPlacesARealTokenizer) {
 
 }  // namespace
 }  // namespace strata::testing
+
+namespace strata::testing {
+namespace {
+
+// bench offline --json: the fields other tools read, and the floor recomputed from its parts:
+// decode bytes/token = (weights minus the embedding + batch x mean context x KV bytes/token) / batch.
+TEST(Cli, BenchOfflineReportsItsFloorAndConfiguration) {
+  const std::string dir = TempDir("cli-bench");
+  ASSERT_EQ(Strata("make-model " + dir + " --family gpt_neox --layers 2 --hidden 64 --heads 4 --vocab 512 --seed 2").code, 0);
+  CliRun r = Strata("bench offline --model " + dir + " --batch 2 --prompt-len 8 --output-len 4 --repeat 1 --threads 1 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  for (const char* f : {"prefill_tokens_per_s", "decode_tokens_per_s", "kv_bytes_per_token", "bandwidth_floor_tokens_per_s",
+                        "read_bandwidth_bytes_per_s", "gemm_flops_per_s", "config", "ranks"})
+    EXPECT_TRUE(j.contains(f)) << f;
+  const double kv = j["kv_bytes_per_token"].get<double>();
+  EXPECT_EQ(kv, 2 * 2 * 64 * 4);  // 2 layers x K,V x 64 dims x float32
+  const double weights = j["weight_bytes"].get<double>() - 512.0 * 64 * 4;  // minus the embedding
+  const double per_token = (weights + 2 * (8 + 4 / 2.0) * kv) / 2;
+  EXPECT_NEAR(j["decode_bytes_per_token"].get<double>(), per_token, 1e-6 * per_token);
+  EXPECT_NEAR(j["bandwidth_floor_tokens_per_s"].get<double>(), j["read_bandwidth_bytes_per_s"].get<double>() / per_token,
+              1e-6 * j["bandwidth_floor_tokens_per_s"].get<double>());
+  EXPECT_GT(j["read_bandwidth_bytes_per_s"].get<double>(), 1e8);
+  EXPECT_EQ(j["config"]["batch"], 2);
+  ASSERT_EQ(j["ranks"].size(), 1u);
+  EXPECT_GT(j["ranks"][0]["steps"].get<int>(), 0);
+}
+
+}  // namespace
+}  // namespace strata::testing

@@ -3,7 +3,9 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <chrono>
 #include <cmath>
+#include <vector>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -130,6 +132,37 @@ void CpuBackend::GatherRows(const GatherRowsArgs& a) {
   for (int i = 0; i < a.count; ++i)
     std::memcpy(a.dst + static_cast<size_t>(i) * a.cols, a.src + static_cast<size_t>(a.rows[i]) * a.cols,
                 sizeof(float) * a.cols);
+}
+
+double CpuBackend::MeasureReadBandwidth(size_t bytes) {
+  // Integer XOR is associative, so the compiler vectorizes the loop: it runs at memory speed.
+  const size_t n = bytes / sizeof(uint64_t);
+  std::vector<uint64_t> buf(n);
+  for (size_t i = 0; i < n; ++i) buf[i] = i * 0x9E3779B97F4A7C15ull;
+  double best = 0;
+  volatile uint64_t sink = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    uint64_t acc = 0;
+#pragma omp parallel for num_threads(threads_) reduction(^ : acc) schedule(static)
+    for (size_t i = 0; i < n; ++i) acc ^= buf[i];
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    sink = sink ^ acc;
+    best = std::max(best, static_cast<double>(n * sizeof(uint64_t)) / s);
+  }
+  return best;
+}
+
+double CpuBackend::MeasureGemmFlops(int m, int n, int k) {
+  std::vector<float> a(static_cast<size_t>(m) * k, 0.5f), b(static_cast<size_t>(n) * k, 0.25f), c(static_cast<size_t>(m) * n);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.f, a.data(), k, b.data(), k, 0.f, c.data(), n);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, 2.0 * m * n * k / s);
+  }
+  return best;
 }
 
 }  // namespace strata

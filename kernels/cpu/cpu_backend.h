@@ -20,6 +20,8 @@ class CpuBackend : public Backend {
   void CopyDeviceToDevice(void* dst, const void* src, size_t bytes) override;
   void Zero(void* dst, size_t bytes) override;
   void Synchronize() override {}
+  double MeasureReadBandwidth(size_t bytes) override;
+  double MeasureGemmFlops(int m, int n, int k) override;
 
   void Embedding(const EmbeddingArgs& a) override;
   void Linear(const LinearArgs& a) override;
