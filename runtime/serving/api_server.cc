@@ -1,6 +1,9 @@
 #include "runtime/serving/api_server.h"
 
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <ctime>
@@ -31,6 +34,24 @@ struct Choice {
   std::string finish_reason;
   std::string error;
 };
+
+// Debian's cpp-httplib (0.11) is compiled with a listen backlog of 5: a burst of clients
+// overflows it and some connections are dropped. listen() again on the same socket raises the
+// backlog; the library does not expose the socket, so find it: the listening socket on `port`.
+void WidenListenBacklog(int port, int backlog) {
+  for (int fd = 0; fd < 4096; ++fd) {
+    int listening = 0;
+    socklen_t len = sizeof(listening);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    sockaddr_storage addr{};
+    socklen_t alen = sizeof(addr);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+    int p = -1;
+    if (addr.ss_family == AF_INET) p = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+    if (addr.ss_family == AF_INET6) p = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+    if (p == port) ::listen(fd, std::max(backlog, 128));
+  }
+}
 
 }  // namespace
 
@@ -65,6 +86,7 @@ absl::Status ApiServer::Start() {
   if (!http_->bind_to_port(o_.host.c_str(), o_.port))
     return absl::UnavailableError(absl::StrCat("cannot listen on ", o_.host, ":", o_.port));
   bound_port_ = o_.port;
+  WidenListenBacklog(o_.port, o_.http_threads);
   thread_ = std::thread([this] { http_->listen_after_bind(); });
   return absl::OkStatus();
 }
