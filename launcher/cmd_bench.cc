@@ -49,10 +49,12 @@ int RunBench(const std::vector<std::string>& args) {
   for (auto& r : warm) r.max_tokens = 2;
   if (auto w = (*engine)->Generate(warm); !w.ok()) return Fail("bench", std::string(w.status().message()));
   std::vector<double> prefill, decode;
+  int admitted = 0;
   for (int i = 0; i < repeat; ++i) {
     auto res = (*engine)->Generate(reqs);
     if (!res.ok()) return Fail("bench", std::string(res.status().message()));
     const EngineStats& s = (*engine)->stats();
+    admitted = std::max(admitted, s.peak_running);
     prefill.push_back(s.prefill_tokens / s.prefill_seconds);
     decode.push_back(s.decode_seconds > 0 ? s.decode_tokens / s.decode_seconds : 0);
   }
@@ -84,6 +86,8 @@ int RunBench(const std::vector<std::string>& args) {
       {"prefill_tokens_per_s", prefill_tps},
       {"decode_tokens_per_s", decode_tps},
       {"kv_bytes_per_token", e.kv_layout().bytes_per_token},
+      {"admitted_batch", admitted},
+      {"kv_capacity_tokens", e.kv_capacity().tokens},
       {"weight_bytes", e.weight_bytes()},
       {"read_bandwidth_bytes_per_s", bandwidth},
       {"decode_bytes_per_token", bytes_per_token},
@@ -104,7 +108,8 @@ int RunBench(const std::vector<std::string>& args) {
   } else {
     std::printf("config   %s\n", j["config"].dump().c_str());
     std::printf("prefill  %10.1f tokens/s\n", j["prefill_tokens_per_s"].get<double>());
-    std::printf("decode   %10.1f tokens/s (batch %d; median of %d)\n", j["decode_tokens_per_s"].get<double>(), batch, repeat);
+    std::printf("decode   %10.1f tokens/s (batch %d, at most %d admitted at once; median of %d)\n",
+                j["decode_tokens_per_s"].get<double>(), batch, admitted, repeat);
     std::printf("KV       %lld bytes/token, weights %lld bytes\n",
                 static_cast<long long>((*engine)->kv_layout().bytes_per_token),
                 static_cast<long long>((*engine)->weight_bytes()));

@@ -156,6 +156,7 @@ absl::StatusOr<std::vector<RequestOutput>> Engine::Step() {
   int active = 0;
   for (const InFlight& g : in_flight_) active += g.active;
   stats_.max_in_flight = std::max(stats_.max_in_flight, active);
+  stats_.peak_running = std::max(stats_.peak_running, scheduler_->num_running());
 
   const double secs = std::chrono::duration<double>(Clock::now() - t_launch).count();
   ++stats_.steps;

@@ -55,6 +55,7 @@ struct EngineStats {
   int64_t prefill_tokens = 0, decode_tokens = 0;
   int64_t steps = 0;
   int max_in_flight = 0;  // most micro-batch steps launched and not yet completed at once
+  int peak_running = 0;   // most sequences admitted at once (the batch the KV cache allowed)
 };
 
 class Engine {

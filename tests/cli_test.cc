@@ -137,6 +137,13 @@ TEST(Cli, BenchOfflineReportsItsFloorAndConfiguration) {
   EXPECT_EQ(j["config"]["batch"], 2);
   ASSERT_EQ(j["ranks"].size(), 1u);
   EXPECT_GT(j["ranks"][0]["steps"].get<int>(), 0);
+  EXPECT_EQ(j["admitted_batch"], 2);
+  // A 64 KiB budget holds 64 tokens of 1 KiB: four 16-token blocks, one per 12-token sequence,
+  // so 4 of 6 sequences run at once.
+  r = Strata("bench offline --model " + dir + " --batch 6 --prompt-len 8 --output-len 4 --repeat 1 --threads 1"
+             " --kv-memory 65536 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["admitted_batch"], 4);
 }
 
 }  // namespace
