@@ -1,14 +1,19 @@
-// strata plan --model DIR --tp T --pp P --kv-memory BYTES [--partition 0-5,6-11] [--json]:
-// where each layer and KV group goes, what every rank holds, and what moves between stages.
+// strata plan --model DIR --tp T --pp P --kv-memory BYTES [--partition 0-5,6-11] [--json]
+// [--memory-per-rank BYTES]: where each layer and KV group goes, what every rank holds, and what
+// moves between stages. With --memory-per-rank it also says, before any launch, whether every
+// rank fits (weights in the checkpoint's dtype + the KV budget) and exits 1 when one does not.
 #include <cstdio>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
 #include "launcher/commands.h"
 #include "launcher/flags.h"
 #include "parallel/planner.h"
 #include "runtime/model/config.h"
 
 ABSL_FLAG(std::string, partition, "", "plan: forced layer ranges per stage, e.g. 0-5,6-11");
+ABSL_FLAG(int64_t, memory_per_rank, 0, "plan: device memory of one rank in bytes; says whether the plan fits");
 
 namespace strata {
 
@@ -34,9 +39,38 @@ int RunPlan(const std::vector<std::string>& args) {
   }
   auto plan = PlanPipeline(*spec, Topology{absl::GetFlag(FLAGS_tp), absl::GetFlag(FLAGS_pp)}, o);
   if (!plan.ok()) return Fail("plan", std::string(plan.status().message()));
-  const std::string text = absl::GetFlag(FLAGS_json) ? PlanToJson(*spec, *plan) : PlanToText(*spec, *plan);
-  std::printf("%s\n", text.c_str());
-  return 0;
+  const int64_t memory = absl::GetFlag(FLAGS_memory_per_rank);
+  if (memory <= 0) {
+    const std::string text = absl::GetFlag(FLAGS_json) ? PlanToJson(*spec, *plan) : PlanToText(*spec, *plan);
+    std::printf("%s\n", text.c_str());
+    return 0;
+  }
+  // Every rank of a stage holds the same bytes: the stage's weights per rank plus the KV budget.
+  bool fits = true;
+  nlohmann::json verdicts = nlohmann::json::array();
+  std::string lines;
+  for (size_t st = 0; st < plan->stages.size(); ++st) {
+    const int64_t need = plan->stages[st].weight_bytes_per_rank + o.kv_memory_bytes;
+    fits &= need <= memory;
+    verdicts.push_back({{"stage", st}, {"weight_bytes_per_rank", plan->stages[st].weight_bytes_per_rank},
+                        {"kv_memory_bytes", o.kv_memory_bytes}, {"needed_bytes", need}, {"fits", need <= memory}});
+    lines += absl::StrFormat("stage %d: weights %.1f MiB + KV %.1f MiB = %.1f MiB of %.1f MiB per rank: %s\n",
+                             static_cast<int>(st), plan->stages[st].weight_bytes_per_rank / 1048576.0,
+                             o.kv_memory_bytes / 1048576.0, need / 1048576.0, memory / 1048576.0,
+                             need <= memory ? "fits" : absl::StrFormat("does not fit (short by %.1f MiB)",
+                                                                      (need - memory) / 1048576.0));
+  }
+  if (absl::GetFlag(FLAGS_json)) {
+    nlohmann::json j = nlohmann::json::parse(PlanToJson(*spec, *plan));
+    j["memory_per_rank"] = memory;
+    j["fits"] = fits;
+    j["stage_memory"] = verdicts;
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("%s\n%s%s\n", PlanToText(*spec, *plan).c_str(), lines.c_str(),
+                fits ? "the plan fits" : "the plan does not fit: lower --kv-memory, or add ranks (--tp/--pp)");
+  }
+  return fits ? 0 : 1;
 }
 
 }  // namespace strata

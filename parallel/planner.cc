@@ -46,6 +46,7 @@ class Costs {
     const int64_t h = s_.hidden_size, qd = int64_t{s_.num_heads} * s_.head_dim, I = s_.intermediate_size;
     const int64_t ws = static_cast<int64_t>(DTypeSize(o_.weight_dtype));
     const int T = t_.tp;
+    const int64_t norm_params = s_.norm == NormKind::kLayerNorm ? 2 * h : h;  // scale (+ shift)
     for (int l = a; l <= b; ++l) {
       const LayerSpec& ls = s_.layers[l];
       const int64_t kvd_rank = int64_t{KvHeadsPerRank(ls.num_kv_heads, T)} * s_.head_dim;
@@ -56,14 +57,17 @@ class Costs {
         params += 2.0 * h * ls.num_kv_heads * s_.head_dim;
         rank_params += 2 * h * kvd_rank;
       }
+      // Biases: column-parallel ones split with their weights, row-parallel ones (o, down) whole.
+      if (s_.attention_bias) rank_params += qd / T + h + (ls.is_producer ? 2 * kvd_rank : 0);
+      if (s_.mlp_bias) rank_params += (s_.activation == Activation::kSwiGlu ? 2 : 1) * I / T + h;
       c.flops += 2 * params;
-      c.weights += (rank_params + 2 * h) * ws;  // + the two norms (replicated)
+      c.weights += (rank_params + 2 * norm_params) * ws;  // + the two norms (replicated)
     }
     const int64_t vocab_rank = (int64_t{s_.vocab_size} + T - 1) / T;  // vocab-parallel embedding and head
     if (a == 0) c.weights += vocab_rank * h * ws;
     if (b == s_.num_layers - 1) {
       c.flops += 2.0 * h * s_.vocab_size;
-      c.weights += h * ws;  // final norm
+      c.weights += norm_params * ws;  // final norm
       if (!s_.tie_word_embeddings || a != 0) c.weights += vocab_rank * h * ws;
     }
     // KV costs come from the cache layer, the one owner of bank accounting: the banks of a stage

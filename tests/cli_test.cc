@@ -148,3 +148,32 @@ TEST(Cli, BenchOfflineReportsItsFloorAndConfiguration) {
 
 }  // namespace
 }  // namespace strata::testing
+
+namespace strata::testing {
+namespace {
+
+// plan --memory-per-rank: the verdict per stage is weights + KV budget against the memory, and
+// the exit code says whether every rank fits. The weights are recomputed here from the shapes.
+TEST(Cli, PlanSaysWhetherTheModelFits) {
+  const std::string dir = TempDir("cli-fit");
+  ASSERT_EQ(Strata("make-model " + dir + " --family gpt_neox --layers 2 --hidden 64 --heads 4 --intermediate 256"
+                   " --vocab 512 --seed 2").code, 0);
+  // F32 gpt_neox, one stage: embedding + LM head 2 x 512 x 64; per layer QKV 64x192 + 192,
+  // dense 64x64 + 64, MLP 64x256 + 256 and 256x64 + 64, two LayerNorms 4 x 64; final norm 2 x 64.
+  const int64_t layer = 64 * 192 + 192 + 64 * 64 + 64 + 64 * 256 + 256 + 256 * 64 + 64 + 4 * 64;
+  const int64_t weights = 4 * (2 * 512 * 64 + 2 * layer + 2 * 64);
+  const int64_t kv = 1 << 20;
+  CliRun ok = Strata("plan --model " + dir + " --kv-memory " + std::to_string(kv) +
+                     " --memory-per-rank " + std::to_string(weights + kv) + " --json");
+  ASSERT_EQ(ok.code, 0) << ok.out;
+  const nlohmann::json j = nlohmann::json::parse(ok.out);
+  EXPECT_EQ(j["fits"], true);
+  EXPECT_EQ(j["stage_memory"][0]["needed_bytes"], weights + kv);
+  CliRun tight = Strata("plan --model " + dir + " --kv-memory " + std::to_string(kv) +
+                        " --memory-per-rank " + std::to_string(weights + kv - 1));
+  EXPECT_EQ(tight.code, 1) << tight.out;
+  EXPECT_NE(tight.out.find("does not fit"), std::string::npos) << tight.out;
+}
+
+}  // namespace
+}  // namespace strata::testing
