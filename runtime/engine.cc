@@ -3,7 +3,6 @@
 #include <chrono>
 #include <deque>
 #include <limits>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status.h"
@@ -133,10 +132,14 @@ absl::StatusOr<std::vector<RequestOutput>> Engine::Step() {
   StepMessage m;
   m.step_id = next_step_id_++;
   m.seqs = f.step.seqs;
+  // About once a second every rank reports its statistics (rank 0 its own, here).
+  m.report = t0 - last_report_ > std::chrono::seconds(1);
+  if (m.report) {
+    last_report_ = t0;
+    rank_stats_[0] = OwnStats(m.step_id);
+  }
   if (distributed()) {
     RETURN_IF_ERROR(DrainRankStats());
-    m.report = t0 - last_report_ > std::chrono::seconds(1);
-    if (m.report) last_report_ = t0;
     if (!last_stage()) {  // receive before anything can block: the last stage may send early
       f.logits.resize(f.step.seqs.size() * static_cast<size_t>(spec_.vocab_size));
       const int from = Topology{tp(), plan_.topology.pp}.rank_of(plan_.topology.pp - 1, 0);
@@ -190,8 +193,9 @@ absl::StatusOr<std::vector<GenerationResult>> Engine::Generate(const std::vector
   return results;
 }
 
-RankStats Engine::OwnStats() const {
+RankStats Engine::OwnStats(int64_t step_id) const {
   RankStats s;
+  s.step_id = step_id;
   s.rank = comms_.world ? comms_.world->rank() : 0;
   s.stage = stage_;
   s.slice = slice_;
@@ -205,8 +209,6 @@ RankStats Engine::OwnStats() const {
 }
 
 absl::Status Engine::DrainRankStats() {
-  rank_stats_[0] = OwnStats();
-  if (!distributed()) return absl::OkStatus();
   std::vector<char> msg;
   int source = 0;
   for (;;) {
@@ -226,20 +228,15 @@ absl::StatusOr<std::vector<RankStats>> Engine::CollectRankStats() {
     m.report = true;
     m.step_id = next_step_id_++;
     RETURN_IF_ERROR(SendToChildren(m));
-    for (int i = 1; i < comms_.world->size(); ++i) {
-      std::vector<char> msg;
-      int source = 0;
-      ASSIGN_OR_RETURN(bool got, comms_.world->TryRecv(kTagStats, &msg, &source));
-      if (!got) {  // not here yet: wait for any rank's report
-        --i;
-        std::this_thread::yield();
-        continue;
-      }
-      ASSIGN_OR_RETURN(RankStats s, DecodeRankStats(msg));
-      rank_stats_[source] = std::move(s);
+    // Each rank's reports arrive in order; older periodic ones may still be queued before this one.
+    for (int r = 1; r < comms_.world->size(); ++r) {
+      do {
+        ASSIGN_OR_RETURN(std::vector<char> msg, comms_.world->Recv(r, kTagStats));
+        ASSIGN_OR_RETURN(rank_stats_[r], DecodeRankStats(msg));
+      } while (rank_stats_[r].step_id != m.step_id);
     }
   }
-  rank_stats_[0] = OwnStats();
+  rank_stats_[0] = OwnStats(next_step_id_ - 1);
   std::vector<RankStats> out;
   for (const auto& [rank, s] : rank_stats_) out.push_back(s);
   return out;
@@ -271,7 +268,7 @@ absl::Status Engine::RunWorker() {
       }
     }
     if (m->report) {
-      const std::string s = EncodeRankStats(OwnStats());
+      const std::string s = EncodeRankStats(OwnStats(m->step_id));
       absl::Status st = comms_.world->Send(s.data(), s.size(), 0, kTagStats);
       if (!st.ok()) comms_.world->Abort(std::string(st.message()));
     }

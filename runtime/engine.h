@@ -112,7 +112,7 @@ class Engine {
   bool last_stage() const { return stage_ == static_cast<int>(plan_.stages.size()) - 1; }
   int tp() const { return static_cast<int>(plan_.topology.tp); }
   absl::Status SendToChildren(const StepMessage& m);
-  RankStats OwnStats() const;
+  RankStats OwnStats(int64_t step_id) const;  // as reported for the plan `step_id`
   absl::Status DrainRankStats();
   // A failure inside a distributed step ends the job; on one rank it is returned.
   absl::Status FailStep(const absl::Status& st);

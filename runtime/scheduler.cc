@@ -113,20 +113,20 @@ absl::StatusOr<ScheduledStep> Scheduler::Schedule(int mb) {
   // Admission: a fair share of running sequences per micro-batch.
   const int share =
       (num_running() + num_waiting() + o_.micro_batches - 1) / o_.micro_batches;
-  while (!waiting_.empty() && !seqs_[waiting_.front()]->aborted &&
-         static_cast<int>(MicroBatch(mb).size()) < std::max(share, 1) && Admit(mb)) {
-  }
+  int size = static_cast<int>(MicroBatch(mb).size());
+  while (!waiting_.empty() && !seqs_[waiting_.front()]->aborted && size < std::max(share, 1) && Admit(mb)) ++size;
 
-  std::vector<Seq*> members = MicroBatch(mb);
+  const std::vector<Seq*> by_age = MicroBatch(mb);  // oldest first: victims are taken from the end
+  std::vector<Seq*> members = by_age;
   // Decodes first (one token each), then prefill chunks within the token budget.
   std::stable_sort(members.begin(), members.end(),
                    [&](const Seq* a, const Seq* b) { return (WantTokens(*a) == 1) > (WantTokens(*b) == 1); });
+  const bool chunkable = !spec_.use_sequential && !spec_.HasUpwardEdges();
   int budget = o_.max_batched_tokens;
   for (Seq* s : members) {
     if (s->aborted || s->micro_batch != mb) continue;  // preempted above as a victim
     int n = WantTokens(*s);
     if (n <= 0) continue;
-    const bool chunkable = !spec_.use_sequential && !spec_.HasUpwardEdges();
     if (n > budget) {
       if (chunkable && budget > 0) {
         n = budget;
@@ -137,16 +137,10 @@ absl::StatusOr<ScheduledStep> Scheduler::Schedule(int mb) {
     // Blocks for the new rows; take them from the newest sequences of this micro-batch if needed.
     if (Paged()) {
       const int64_t need = BlocksFor(s->computed + n, o_.block_size) - static_cast<int64_t>(s->blocks.size());
-      while (need > blocks_.num_free()) {
-        std::vector<Seq*> now = MicroBatch(mb);
-        Seq* victim = nullptr;
-        for (auto it = now.rbegin(); it != now.rend(); ++it)
-          if ((*it)->in_flight == 0 && (*it)->order > s->order) {
-            victim = *it;
-            break;
-          }
-        if (victim == nullptr) break;
-        Preempt(victim);
+      for (auto it = by_age.rbegin(); it != by_age.rend() && need > blocks_.num_free(); ++it) {
+        Seq* victim = *it;
+        if (victim->order <= s->order) break;  // only younger sequences give way
+        if (victim->micro_batch == mb && victim->in_flight == 0) Preempt(victim);
       }
       if (need > blocks_.num_free()) {
         Preempt(s);

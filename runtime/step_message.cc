@@ -60,7 +60,7 @@ absl::StatusOr<StepMessage> DecodeStepMessage(const std::vector<char>& bytes) {
 std::string EncodeRankStats(const RankStats& s) {
   nlohmann::json edges = nlohmann::json::array();
   for (const auto& [edge, bytes] : s.edge_bytes) edges.push_back({edge.first, edge.second, bytes});
-  return nlohmann::json{{"rank", s.rank},   {"stage", s.stage},
+  return nlohmann::json{{"step_id", s.step_id}, {"rank", s.rank},   {"stage", s.stage},
                         {"slice", s.slice}, {"steps", s.steps},
                         {"busy", s.busy_seconds}, {"wall", s.wall_seconds},
                         {"edges", edges}, {"weight_bytes", s.weight_bytes}, {"kv_bytes", s.kv_bytes}}
@@ -72,6 +72,7 @@ absl::StatusOr<RankStats> DecodeRankStats(const std::vector<char>& bytes) {
   if (j.is_discarded() || !j.is_object()) return absl::DataLossError("rank statistics: not a JSON object");
   try {
     RankStats s;
+    s.step_id = j.at("step_id").get<int64_t>();
     s.rank = j.at("rank").get<int>();
     s.stage = j.at("stage").get<int>();
     s.slice = j.at("slice").get<int>();

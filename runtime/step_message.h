@@ -33,6 +33,7 @@ absl::StatusOr<StepMessage> DecodeStepMessage(const std::vector<char>& bytes);
 
 // What a rank measured, for the metrics on rank 0.
 struct RankStats {
+  int64_t step_id = 0;  // the plan that asked for this report
   int rank = 0, stage = 0, slice = 0;
   int64_t steps = 0;
   double busy_seconds = 0;  // working on steps (waits for the previous stage's output excluded)

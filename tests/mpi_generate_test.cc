@@ -3,30 +3,19 @@
 // whole job with a message and a non-zero exit.
 #include <gtest/gtest.h>
 
-#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
 #include "nlohmann/json.hpp"
+#include "tests/shell.h"
 #include "tests/test_models.h"
 
 namespace strata::testing {
 namespace {
 
-struct Result {
-  int code;
-  std::string out;
-};
-
-Result Shell(const std::string& cmd) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WEXITSTATUS(status), out};
-}
+// Both output streams: failure messages are checked too.
+ShellResult Shell(const std::string& cmd) { return RunShell(cmd + " 2>&1"); }
 
 std::string Bin() { return std::getenv("STRATA_BIN") ? std::getenv("STRATA_BIN") : "strata"; }
 
@@ -50,12 +39,12 @@ TEST(MpiGenerate, LayoutsMatchSingleRankForEveryScheme) {
       // blocks (split across stages by the planner) iterate across stages.
       // The batch runs as micro-batches on several stages at once.
       const char* args = kBatchArgs;
-      Result single = Shell(Bin() + " generate --model " + dir + args);
+      ShellResult single = Shell(Bin() + " generate --model " + dir + args);
       ASSERT_EQ(single.code, 0) << s.name << ": " << single.out;
       const nlohmann::json ref = nlohmann::json::parse(single.out);
       ASSERT_EQ(ref.size(), 3u);
       const std::string layout = " tp " + std::to_string(tp) + " pp " + std::to_string(pp);
-      Result r = Shell(Mpirun(tp * pp) + Bin() + " generate --model " + dir + " --tp " + std::to_string(tp) +
+      ShellResult r = Shell(Mpirun(tp * pp) + Bin() + " generate --model " + dir + " --tp " + std::to_string(tp) +
                        " --pp " + std::to_string(pp) + args);
       ASSERT_EQ(r.code, 0) << s.name << layout << ": " << r.out;
       const nlohmann::json got = nlohmann::json::parse(r.out);  // printed once, by rank 0
@@ -76,7 +65,7 @@ TEST(MpiGenerate, ARankThatCannotStartEndsTheJob) {
   const std::string dir = MakeModel("mpi-fail", o);
   const auto t0 = std::chrono::steady_clock::now();
   // MPMD launch: rank 0 has the model, rank 1 a bad path.
-  Result r = Shell(Mpirun(1) + Bin() + " generate --tp 2 --model " + dir + kArgs + " : -np 1 " + Bin() +
+  ShellResult r = Shell(Mpirun(1) + Bin() + " generate --tp 2 --model " + dir + kArgs + " : -np 1 " + Bin() +
                    " generate --tp 2 --model /nonexistent-model" + kArgs);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_NE(r.code, 0) << r.out;
@@ -89,7 +78,7 @@ TEST(MpiGenerate, WrongWorldSizeIsAnError) {
   MakeModelOptions o;
   o.layers = 2;
   const std::string dir = MakeModel("mpi-size", o);
-  Result r = Shell(Mpirun(2) + Bin() + " generate --tp 4 --model " + dir + kArgs);
+  ShellResult r = Shell(Mpirun(2) + Bin() + " generate --tp 4 --model " + dir + kArgs);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.code, 124);
   EXPECT_NE(r.out.find("must equal the 2 ranks"), std::string::npos) << r.out;

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "nlohmann/json.hpp"
+#include "tests/shell.h"
 
 namespace strata::testing {
 namespace {
@@ -24,22 +25,6 @@ using json = nlohmann::json;
 
 std::string Bin() { return std::getenv("STRATA_BIN") ? std::getenv("STRATA_BIN") : "strata"; }
 std::string Dir() { return ::testing::TempDir() + "/serve-test-" + std::to_string(getpid()); }
-std::string Slurp(const std::string& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-std::string RunCommand(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
-}
-
 const int kPort = 20000 + getpid() % 20000;
 const char kKey[] = "test-key";
 
@@ -73,7 +58,7 @@ class Serve : public ::testing::Test {
       if (auto r = c.Get("/health/ready"); r && r->status == 200) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
-    FAIL() << "the server did not become ready: " << Slurp(d + "/log");
+    FAIL() << "the server did not become ready: " << ReadFile(d + "/log");
   }
 
   static void TearDownTestSuite() {
@@ -97,7 +82,7 @@ class Serve : public ::testing::Test {
     // Open MPI's mpirun itself exits 1 after forwarding a SIGTERM, however its ranks exit; the
     // ranks' own orderly exit is what is checked: a drain message and no abort or signal death.
     EXPECT_TRUE(std::ifstream(d + "/rc").good()) << "mpirun did not exit";
-    const std::string log = Slurp(d + "/log");
+    const std::string log = ReadFile(d + "/log");
     EXPECT_NE(log.find("drained and stopped"), std::string::npos) << log;
     EXPECT_EQ(log.find("aborting"), std::string::npos) << log;
     EXPECT_EQ(log.find("exited on signal"), std::string::npos) << log;
@@ -141,8 +126,8 @@ class Serve : public ::testing::Test {
 
 TEST_F(Serve, GreedyTokensEqualGenerate) {
   const std::vector<int> prompt = {5, 17, 3, 250, 9, 42, 7};
-  const json gen = json::parse(RunCommand(Bin() + " generate --model " + Dir() +
-                                   "/model --prompt-ids 5,17,3,250,9,42,7 --max-tokens 12 --ignore-eos --json --threads 1"));
+  const json gen = json::parse(RunShell(Bin() + " generate --model " + Dir() +
+                                   "/model --prompt-ids 5,17,3,250,9,42,7 --max-tokens 12 --ignore-eos --json --threads 1").out);
   int status = 0;
   const json r = Post("/v1/completions", {{"model", "model"}, {"prompt", prompt}, {"max_tokens", 12}, {"temperature", 0},
                                           {"ignore_eos", true}, {"return_token_ids", true}, {"logprobs", 1}},
@@ -352,9 +337,9 @@ TEST_F(Serve, LoadGeneratorAgreesWithTheServersCounters) {
   };
   const double requests0 = counter("strata_requests_total"), tokens0 = counter("strata_generation_tokens_total");
   for (const std::string mode : {"--concurrency 6", "--rate 40 --concurrency 16"}) {
-    const std::string out = RunCommand(Bin() + " bench serve --url http://127.0.0.1:" + std::to_string(kPort) +
+    const std::string out = RunShell(Bin() + " bench serve --url http://127.0.0.1:" + std::to_string(kPort) +
                                        " --api-key " + kKey + " " + mode +
-                                       " --num-prompts 12 --prompt-len 9 --output-len 7 --vocab-range 500 --seed 3 --json");
+                                       " --num-prompts 12 --prompt-len 9 --output-len 7 --vocab-range 500 --seed 3 --json").out;
     const json j = json::parse(out, nullptr, false);
     ASSERT_FALSE(j.is_discarded()) << out;
     EXPECT_EQ(j["completed"], 12) << out;
@@ -370,10 +355,10 @@ TEST_F(Serve, LoadGeneratorAgreesWithTheServersCounters) {
   EXPECT_EQ(counter("strata_requests_total") - requests0, 24);
   EXPECT_EQ(counter("strata_generation_tokens_total") - tokens0, 24 * 7);
   // A wrong key is reported as errors, with a non-zero exit.
-  const std::string bad = RunCommand(Bin() + " bench serve --url http://127.0.0.1:" + std::to_string(kPort) +
-                                     " --served-model-name model --api-key wrong --num-prompts 2 --json; echo rc=$?");
-  EXPECT_NE(bad.find("\"errors\":2"), std::string::npos) << bad;
-  EXPECT_NE(bad.find("rc=1"), std::string::npos) << bad;
+  const ShellResult bad = RunShell(Bin() + " bench serve --url http://127.0.0.1:" + std::to_string(kPort) +
+                                   " --served-model-name model --api-key wrong --num-prompts 2 --json");
+  EXPECT_NE(bad.out.find("\"errors\":2"), std::string::npos) << bad.out;
+  EXPECT_EQ(bad.code, 1) << bad.out;
 }
 
 TEST_F(Serve, MetricsPassPromtoolAndARealPrometheusScrapesThem) {
@@ -381,15 +366,15 @@ TEST_F(Serve, MetricsPassPromtoolAndARealPrometheusScrapesThem) {
   const std::string d = Dir();
   httplib::Client c("127.0.0.1", kPort);
   std::ofstream(d + "/metrics.txt") << c.Get("/metrics")->body;
-  const std::string check = RunCommand("promtool check metrics < " + d + "/metrics.txt 2>&1; echo rc=$?");
-  EXPECT_NE(check.find("rc=0"), std::string::npos) << check;
+  const ShellResult check = RunShell("promtool check metrics < " + d + "/metrics.txt 2>&1");
+  EXPECT_EQ(check.code, 0) << check.out;
   for (const char* name : {"strata_num_requests_running", "strata_num_requests_waiting", "strata_prompt_tokens_total",
                            "strata_generation_tokens_total", "strata_time_to_first_token_seconds_bucket",
                            "strata_time_per_output_token_seconds_bucket", "strata_e2e_request_latency_seconds_bucket",
                            "strata_num_preemptions_total", "strata_kv_cache_usage_perc", "strata_stage_kv_usage_tokens",
                            "strata_stage_kv_capacity_tokens", "strata_kv_bytes_per_token",
                            "strata_stage_step_seconds", "strata_pipeline_bubble_ratio", "strata_request_success_total"})
-    EXPECT_NE(Slurp(d + "/metrics.txt").find(name), std::string::npos) << name;
+    EXPECT_NE(ReadFile(d + "/metrics.txt").find(name), std::string::npos) << name;
 
   const int prom_port = kPort + 1;
   std::ofstream(d + "/prometheus.yml") << "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: strata\n"
@@ -414,7 +399,7 @@ TEST_F(Serve, MetricsPassPromtoolAndARealPrometheusScrapesThem) {
     requests = query("sum(strata_requests_total)");
   }
   std::system(("kill $(cat " + d + "/prometheus.pid)").c_str());
-  EXPECT_EQ(up, 1) << Slurp(d + "/prometheus.log");
+  EXPECT_EQ(up, 1) << ReadFile(d + "/prometheus.log");
   EXPECT_GT(requests, 0);
 }
 

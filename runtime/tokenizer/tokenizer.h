@@ -27,18 +27,14 @@ class Tokenizer {
   ~Tokenizer();
 
   std::vector<int> Encode(const std::string& text) const;
-  // Bytes of the tokens (special tokens as their text unless skip_special); may end inside a
-  // UTF-8 character.
-  std::string DecodeBytes(const std::vector<int>& ids, bool skip_special = false) const;
-  std::string Decode(const std::vector<int>& ids, bool skip_special = false) const {
-    return DecodeBytes(ids, skip_special);
-  }
+  // Bytes of the tokens (added tokens as their text, special ones skipped if asked); may end
+  // inside a UTF-8 character.
+  std::string Decode(const std::vector<int>& ids, bool skip_special = false) const;
   // The tokenizer as a Hugging Face tokenizer.json (what make-model --tokenizer writes).
   std::string ToTokenizerJson() const;
   int vocab_size() const { return static_cast<int>(id_to_token_.size()); }
   // The id of a special/added token's text, or -1.
   int TokenId(const std::string& token) const;
-  bool IsSpecial(int id) const { return special_ids_.count(id) > 0; }
 
  private:
   Tokenizer() = default;
@@ -48,8 +44,8 @@ class Tokenizer {
   std::unordered_map<std::string, int> token_to_id_;
   std::vector<std::string> id_to_token_;  // byte-level strings
   std::map<std::pair<std::string, std::string>, int> merge_rank_;
-  std::vector<std::pair<std::string, int>> added_;  // (content, id), longest first
-  std::map<int, bool> special_ids_;
+  std::vector<std::pair<std::string, int>> added_;  // (content, id), longest first, for Encode
+  std::unordered_map<int, bool> added_special_;     // added token id -> special, for Decode
   std::string byte_to_char_[256];
   std::unordered_map<std::string, uint8_t> char_to_byte_;
   struct Regex;
