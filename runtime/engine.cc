@@ -131,7 +131,6 @@ absl::StatusOr<std::vector<RequestOutput>> Engine::Step() {
 
   StepMessage m;
   m.step_id = next_step_id_++;
-  m.seqs = f.step.seqs;
   // About once a second every rank reports its statistics (rank 0 its own, here).
   m.report = t0 - last_report_ > std::chrono::seconds(1);
   if (m.report) {
@@ -147,6 +146,7 @@ absl::StatusOr<std::vector<RequestOutput>> Engine::Step() {
       if (!pending.ok()) return FailStep(pending.status());
       f.pending = std::move(*pending);
     }
+    m.seqs = f.step.seqs;  // the plan the other ranks run
     if (absl::Status st = SendToChildren(m); !st.ok()) return FailStep(st);
   }
   const auto t1 = Clock::now();

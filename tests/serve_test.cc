@@ -136,6 +136,17 @@ TEST_F(Serve, GreedyTokensEqualGenerate) {
   EXPECT_EQ(r["choices"][0]["token_ids"], gen["tokens"]);
   for (size_t i = 0; i < gen["logprobs"].size(); ++i)
     EXPECT_NEAR(r["choices"][0]["logprobs"]["token_logprobs"][i].get<double>(), gen["logprobs"][i].get<double>(), 1e-4);
+  // Streamed, each token's chunk carries its logprob: the same list.
+  json sb = {{"model", "model"}, {"prompt", prompt}, {"max_tokens", 12}, {"temperature", 0}, {"ignore_eos", true},
+             {"return_token_ids", true}, {"logprobs", 1}, {"stream", true}};
+  bool done = false;
+  std::vector<double> streamed;
+  for (const json& c : Stream("/v1/completions", sb, &done))
+    if (c["choices"][0]["logprobs"].is_object())
+      for (const json& lp : c["choices"][0]["logprobs"]["token_logprobs"]) streamed.push_back(lp.get<double>());
+  ASSERT_TRUE(done);
+  ASSERT_EQ(streamed.size(), gen["logprobs"].size());
+  for (size_t i = 0; i < streamed.size(); ++i) EXPECT_NEAR(streamed[i], gen["logprobs"][i].get<double>(), 1e-4);
   EXPECT_EQ(r["usage"]["prompt_tokens"], 7);
   EXPECT_EQ(r["usage"]["completion_tokens"], 12);
   EXPECT_EQ(r["choices"][0]["finish_reason"], "length");

@@ -234,23 +234,26 @@ void ApiServer::Routes() {
       for (const Choice& c : *choices) g += static_cast<int64_t>(c.tokens.size());
       return json{{"prompt_tokens", p}, {"completion_tokens", g}, {"total_tokens", p + g}};
     };
-    auto logprobs_json = [call](const Choice& c) -> json {
+    // The logprobs object of `logprobs` for tokens whose texts are `texts` (empty texts when the
+    // model has no tokenizer).
+    auto logprobs_json = [call](const std::vector<float>& logprobs,
+                                const std::vector<std::string>& texts) -> json {
       if (call->logprobs < 0) return nullptr;
       if (call->chat) {
         json content = json::array();
-        for (size_t i = 0; i < c.tokens.size(); ++i)
-          content.push_back({{"token", i < c.token_texts.size() ? c.token_texts[i] : ""},
-                             {"logprob", c.logprobs[i]},
+        for (size_t i = 0; i < logprobs.size(); ++i)
+          content.push_back({{"token", i < texts.size() ? texts[i] : ""},
+                             {"logprob", logprobs[i]},
                              {"top_logprobs", json::array()}});
         return {{"content", content}};
       }
       json offsets = json::array();
       size_t at = 0;
-      for (size_t i = 0; i < c.token_texts.size(); ++i) {
+      for (const std::string& t : texts) {
         offsets.push_back(at);
-        at += c.token_texts[i].size();
+        at += t.size();
       }
-      return {{"tokens", c.token_texts}, {"token_logprobs", c.logprobs}, {"top_logprobs", nullptr},
+      return {{"tokens", texts}, {"token_logprobs", logprobs}, {"top_logprobs", nullptr},
               {"text_offset", offsets}};
     };
 
@@ -265,7 +268,9 @@ void ApiServer::Routes() {
           e.message = c.error;
           return send_error(res, e);
         }
-        json ch = {{"index", i}, {"finish_reason", c.finish_reason}, {"logprobs", logprobs_json(c)}};
+        json ch = {{"index", i},
+                   {"finish_reason", c.finish_reason},
+                   {"logprobs", logprobs_json(c.logprobs, c.token_texts)}};
         if (call->chat) {
           ch["message"] = {{"role", "assistant"}, {"content", c.out}};
         } else {
@@ -316,11 +321,7 @@ void ApiServer::Routes() {
             if (!piece.empty() || ev.token >= 0) {
               json lp = nullptr;
               if (call->logprobs >= 0 && ev.token >= 0) {
-                Choice one(nullptr, {});
-                one.tokens = {ev.token};
-                one.logprobs = {ev.logprob};
-                one.token_texts = {c.token_texts.empty() ? "" : c.token_texts.back()};
-                lp = logprobs_json(one);
+                lp = logprobs_json({ev.logprob}, {c.token_texts.empty() ? "" : c.token_texts.back()});
               }
               json ch = call->chat ? json{{"index", ev.index}, {"delta", {{"content", piece}}}, {"logprobs", lp},
                                           {"finish_reason", nullptr}}
