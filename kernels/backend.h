@@ -25,6 +25,10 @@ struct BatchLayout {
   const int* block_table = nullptr;  // [num_seqs * max_blocks]: paged banks
   int max_blocks = 0;
   const int* seq_slot = nullptr;     // [num_seqs]: row of ring banks (sliding-window producers)
+  // Host-side sizes, so that a device backend can size its launches without reading the arrays:
+  // token_start[num_seqs], and the largest context_len + new tokens of any sequence.
+  int num_tokens = 0;
+  int max_seq_len = 0;
 };
 
 // One KV bank: storage for one producer layer. Paged banks hold `block_size` tokens per block;
@@ -49,11 +53,12 @@ struct RopeTable {
 
 struct LinearArgs {
   const float* x = nullptr;  // [m, k]
-  const float* w = nullptr;  // [n, k] (row-major, the Hugging Face layout)
+  const void* w = nullptr;   // [n, k] (row-major, the Hugging Face layout), in w_dtype
   const float* bias = nullptr;  // [n] or null
   float* y = nullptr;        // [m, n]
   int m = 0, n = 0, k = 0;
   bool accumulate = false;   // y += x W^T + b instead of y = ...
+  DType w_dtype = DType::kF32;  // the backend's MatrixDType
 };
 
 enum class NormType { kLayerNorm, kRmsNorm };
@@ -116,11 +121,12 @@ struct GatherRowsArgs {
 };
 
 struct EmbeddingArgs {
-  const float* table = nullptr;  // [vocab_rows, hidden]: rows vocab_begin.. of the vocabulary
+  const void* table = nullptr;   // [vocab_rows, hidden]: rows vocab_begin.. of the vocabulary
   const int* ids = nullptr;      // [tokens]
   float* y = nullptr;            // [tokens, hidden]; ids outside this table's rows give zeros
   int tokens = 0, hidden = 0;
   int vocab_begin = 0, vocab_rows = 0;
+  DType table_dtype = DType::kF32;  // the backend's MatrixDType
 };
 
 class Backend;
@@ -151,6 +157,14 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  // True when backend memory is ordinary host memory (the CPU backend): host-side data planes
+  // (MPI) can then use it directly; otherwise they stage through host buffers.
+  virtual bool host_addressable() const = 0;
+  // The element type this backend keeps weight matrices (projections, MLP, embedding, LM head)
+  // in, for a checkpoint stored as `checkpoint`. Norm weights and biases are always float32.
+  virtual DType MatrixDType(DType checkpoint) const = 0;
+  // Bytes of device memory free and in total (the CPU backend reports host memory).
+  virtual void MemoryInfo(size_t* free_bytes, size_t* total_bytes) = 0;
 
   virtual absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) = 0;
   virtual void Free(void* ptr) = 0;
@@ -159,6 +173,9 @@ class Backend {
   virtual void CopyDeviceToDevice(void* dst, const void* src, size_t bytes) = 0;
   virtual void Zero(void* dst, size_t bytes) = 0;
   virtual void Synchronize() = 0;
+  // Element conversions between float32 and `t` in backend memory (KV rows on the wire).
+  virtual void ConvertFromFloat(const float* src, void* dst, DType t, size_t n) = 0;
+  virtual void ConvertToFloat(const void* src, DType t, float* dst, size_t n) = 0;
 
   virtual void Embedding(const EmbeddingArgs& a) = 0;
   virtual void Linear(const LinearArgs& a) = 0;
@@ -180,7 +197,8 @@ class Backend {
 struct BackendOptions {
   std::string device = "cpu";  // "cpu" or "cuda"
   int threads = 0;             // CPU: 0 = every core
-  int device_index = 0;        // CUDA
+  int device_index = 0;        // CUDA: which of this host's devices
+  int rank = 0;                // for error messages
 };
 
 // The only place that knows which backends were compiled in.

@@ -54,6 +54,9 @@ class DeviceComm {
   virtual ~DeviceComm() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  // True when the pointers it takes are host memory (MPI, threads); false for device memory
+  // (NCCL). The runtime stages device buffers through host memory for host data planes.
+  virtual bool takes_host_memory() const = 0;
   virtual absl::Status AllReduceSum(float* data, size_t count) = 0;
   // recv = concatenation over ranks of each rank's `count` floats.
   virtual absl::Status AllGather(const float* send, float* recv, size_t count) = 0;

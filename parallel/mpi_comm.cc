@@ -126,6 +126,7 @@ class MpiDeviceComm : public DeviceComm {
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  bool takes_host_memory() const override { return true; }
   absl::Status AllReduceSum(float* data, size_t count) override {
     return Check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(count), MPI_FLOAT, MPI_SUM, comm_),
                  "MPI_Allreduce");

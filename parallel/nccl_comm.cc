@@ -34,6 +34,7 @@ class NcclDeviceComm : public DeviceComm {
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  bool takes_host_memory() const override { return false; }
 
   absl::Status AllReduceSum(float* data, size_t count) override {
     if (auto st = NcclStatus(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_), "ncclAllReduce",

@@ -140,6 +140,7 @@ class ThreadDeviceComm : public DeviceComm {
   ThreadDeviceComm(Group* g, int rank) : g_(g), rank_(rank) {}
   int rank() const override { return rank_; }
   int size() const override { return g_->size; }
+  bool takes_host_memory() const override { return true; }
   absl::Status AllReduceSum(float* data, size_t count) override {
     g_->slots[rank_] = data;
     g_->barrier.arrive_and_wait();

@@ -8,6 +8,7 @@
 #include "runtime/base/status.h"
 #include "runtime/model/config.h"
 #include "runtime/model/safetensors.h"
+#include "runtime/staged_device_comm.h"
 
 namespace strata {
 
@@ -57,9 +58,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
         " bytes per block plus ", e->layout_.bytes_per_sequence, " bytes of window banks per sequence)"));
   ASSIGN_OR_RETURN(KvStorage storage, KvStorage::Create(e->backend_.get(), e->layout_, e->capacity_));
   e->storage_ = std::make_unique<KvStorage>(std::move(storage));
-  StageContext sc{stage, mine.first_layer, mine.last_layer, o.tp, o.pp > 1 ? &e->plan_ : nullptr, comms.world_data};
+  // A host data plane (MPI) with device memory (CUDA) goes through host staging.
+  DeviceComm* tp_data = DataPlaneFor(comms.tp, e->backend_.get(), &e->staged_tp_);
+  DeviceComm* world_data = DataPlaneFor(comms.world_data, e->backend_.get(), &e->staged_world_);
+  StageContext sc{stage, mine.first_layer, mine.last_layer, o.tp, o.pp > 1 ? &e->plan_ : nullptr, world_data};
   e->runner_ = std::make_unique<ModelRunner>(e->spec_, e->weights_, e->backend_.get(), e->storage_.get(), slice,
-                                             comms.tp, sc);
+                                             tp_data, sc);
   // As many micro-batches as stages keep every stage busy (one stage: one batch).
   e->in_flight_.resize(o.pp);
   if (rank == 0) {

@@ -131,6 +131,8 @@ class Engine {
   KvCapacity capacity_;
   PipelinePlan plan_;
   int stage_ = 0, slice_ = 0;
+  // Host data planes wrapped for a device backend (StagedDeviceComm); outlive the runner.
+  std::unique_ptr<DeviceComm> staged_tp_, staged_world_;
   std::unique_ptr<KvStorage> storage_;
   std::unique_ptr<ModelRunner> runner_;
   std::unique_ptr<Scheduler> scheduler_;  // rank 0

@@ -62,6 +62,9 @@ absl::Status ModelRunner::EnsureWorkspace(int tokens, int seqs, int max_blocks) 
     RETURN_IF_ERROR(alloc(&ids_, t * 4));
     step_k_.clear();
     step_v_.clear();
+    size_t widest = 0;
+    for (const KvBank& b : layout_.banks) widest = std::max(widest, static_cast<size_t>(b.num_kv_heads) * b.head_dim);
+    RETURN_IF_ERROR(alloc(&wire_, std::max<size_t>(1, t * widest * DTypeSize(layout_.dtype))));
     for (const KvBank& b : layout_.banks) {
       const size_t row = static_cast<size_t>(b.num_kv_heads) * b.head_dim * 4;
       step_k_.emplace_back();
@@ -79,6 +82,7 @@ absl::Status ModelRunner::EnsureWorkspace(int tokens, int seqs, int max_blocks) 
     RETURN_IF_ERROR(alloc(&last_rows_, s * 4));
     RETURN_IF_ERROR(alloc(&last_, s * spec_.hidden_size * 4));
     RETURN_IF_ERROR(alloc(&logits_, s * w_.vocab_rows_padded * 4));
+    RETURN_IF_ERROR(alloc(&logits_all_, s * w_.vocab_rows_padded * slice_.size * 4));
     capacity_seqs_ = seqs;
   }
   const size_t table = static_cast<size_t>(seqs) * max_blocks;
@@ -134,12 +138,16 @@ absl::Status ModelRunner::Prepare(const std::vector<SequenceStep>& seqs) {
   backend_->CopyToDevice(positions_.get(), positions.data(), positions.size() * 4);
   backend_->CopyToDevice(ids_.get(), ids.data(), ids.size() * 4);
   backend_->CopyToDevice(block_table_.get(), table.data(), table.size() * 4);
-  batch_ = {num_seqs_, token_start_.i32(), context_len_.i32(), block_table_.i32(), max_blocks, seq_slot_.i32()};
+  int max_seq_len = 0;
+  for (const SequenceStep& q : seqs) max_seq_len = std::max(max_seq_len, q.context_len + static_cast<int>(q.tokens.size()));
+  batch_ = {num_seqs_,  token_start_.i32(), context_len_.i32(), block_table_.i32(), max_blocks, seq_slot_.i32(),
+            tokens, max_seq_len};
   return absl::OkStatus();
 }
 
 void ModelRunner::AllReduce(float* data, size_t count) {
   if (tp_comm_ == nullptr) return;
+  backend_->Synchronize();  // the data plane runs outside the backend's stream
   absl::Status st = tp_comm_->AllReduceSum(data, count);
   STRATA_CHECK(st.ok());  // a failed collective cannot be recovered from; the launcher aborts the job
 }
@@ -159,10 +167,10 @@ void ModelRunner::RunLayer(int l, int T) {
   if (spec_.parallel_residual)  // both norms read the layer input (§1.5)
     backend_->Norm({nt, x_.f32(), w.norm2_w.f32(), w.norm2_b.f32(), a2_.f32(), T, h, spec_.norm_eps});
 
-  backend_->Linear({a_.f32(), w.q_w.f32(), w.q_b.f32(), q_.f32(), T, qd, h, false});
+  backend_->Linear({a_.f32(), w.q_w.get(), w.q_b.f32(), q_.f32(), T, qd, h, false, w_.matrix_dtype});
   if (ls.is_producer) {  // only producers compute K/V, into their bank's step rows
-    backend_->Linear({a_.f32(), w.k_w.f32(), w.k_b.f32(), step_k_[bank].f32(), T, kvd, h, false});
-    backend_->Linear({a_.f32(), w.v_w.f32(), w.v_b.f32(), step_v_[bank].f32(), T, kvd, h, false});
+    backend_->Linear({a_.f32(), w.k_w.get(), w.k_b.f32(), step_k_[bank].f32(), T, kvd, h, false, w_.matrix_dtype});
+    backend_->Linear({a_.f32(), w.v_w.get(), w.v_b.f32(), step_v_[bank].f32(), T, kvd, h, false, w_.matrix_dtype});
   }
   if (spec_.rotary_dims > 0) {
     backend_->Rotary({q_.f32(), positions_.i32(), T, local_heads_, spec_.head_dim, rope_});
@@ -186,25 +194,25 @@ void ModelRunner::RunLayer(int l, int T) {
 
   // Attention output projection (row-parallel): a partial sum on each slice.
   const size_t n = static_cast<size_t>(T) * h;
-  backend_->Linear({attn_.f32(), w.o_w.f32(), bias_here ? w.o_b.f32() : nullptr, out_.f32(), T, h, qd, false});
+  backend_->Linear({attn_.f32(), w.o_w.get(), bias_here ? w.o_b.f32() : nullptr, out_.f32(), T, h, qd, false, w_.matrix_dtype});
   if (!spec_.parallel_residual) {
     AllReduce(out_.f32(), n);
     backend_->Add(x_.f32(), out_.f32(), n);
     backend_->Norm({nt, x_.f32(), w.norm2_w.f32(), w.norm2_b.f32(), a2_.f32(), T, h, spec_.norm_eps});
   }
   if (spec_.activation == Activation::kSwiGlu) {
-    backend_->Linear({a2_.f32(), w.up_w.f32(), w.up_b.f32(), mlp2_.f32(), T, 2 * I, h, false});
+    backend_->Linear({a2_.f32(), w.up_w.get(), w.up_b.f32(), mlp2_.f32(), T, 2 * I, h, false, w_.matrix_dtype});
     backend_->Activation({ActivationType::kSwiGlu, mlp2_.f32(), mlp_.f32(), T, I});
   } else {
-    backend_->Linear({a2_.f32(), w.up_w.f32(), w.up_b.f32(), mlp_.f32(), T, I, h, false});
+    backend_->Linear({a2_.f32(), w.up_w.get(), w.up_b.f32(), mlp_.f32(), T, I, h, false, w_.matrix_dtype});
     const ActivationType at2 =
         spec_.activation == Activation::kGeluErf ? ActivationType::kGeluErf : ActivationType::kGeluTanh;
     backend_->Activation({at2, mlp_.f32(), mlp_.f32(), T, I});
   }
   // MLP down projection (row-parallel). With a parallel residual it joins the attention partial
   // sum, so one all-reduce serves the whole layer.
-  backend_->Linear({mlp_.f32(), w.down_w.f32(), bias_here ? w.down_b.f32() : nullptr, out_.f32(), T, h, I,
-                    spec_.parallel_residual});
+  backend_->Linear({mlp_.f32(), w.down_w.get(), bias_here ? w.down_b.f32() : nullptr, out_.f32(), T, h, I,
+                    spec_.parallel_residual, w_.matrix_dtype});
   AllReduce(out_.f32(), n);
   backend_->Add(x_.f32(), out_.f32(), n);
 }
@@ -244,14 +252,14 @@ absl::Status ModelRunner::RunSegment(const PlanSegment& seg, int passes, int T) 
       }
       // Each pass restarts from the block's input hidden state (§2.4 step 3).
       if (spans_before) {
-        RETURN_IF_ERROR(stage_.world->Recv(x_.get(), xbytes, WorldRank(me - 1)));
+        RETURN_IF_ERROR(RecvFromStage(x_.get(), xbytes, WorldRank(me - 1)));
       } else {
         backend_->CopyDeviceToDevice(x_.get(), x_block_in_.get(), xbytes);
       }
     }
     for (int l = lo; l <= hi; ++l) RunLayer(l, T);
     if (pass + 1 < passes) {  // the final pass leaves through the stage's ordinary exit
-      if (spans_after) RETURN_IF_ERROR(stage_.world->Send(x_.get(), xbytes, WorldRank(me + 1)));
+      if (spans_after) RETURN_IF_ERROR(SendToStage(x_.get(), xbytes, WorldRank(me + 1)));
       if (stage_.plan) {
         for (const TransferEdge& e : stage_.plan->edges)
           if (in_block_upward_edge(e) && e.from_stage == me)
@@ -263,16 +271,24 @@ absl::Status ModelRunner::RunSegment(const PlanSegment& seg, int passes, int T) 
   return absl::OkStatus();
 }
 
+absl::Status ModelRunner::SendToStage(const void* data, size_t bytes, int peer) {
+  backend_->Synchronize();  // the data plane runs outside the backend's stream
+  return stage_.world->Send(data, bytes, peer);
+}
+
+absl::Status ModelRunner::RecvFromStage(void* data, size_t bytes, int peer) {
+  backend_->Synchronize();  // nothing may still be reading `data`
+  return stage_.world->Recv(data, bytes, peer);
+}
+
 absl::Status ModelRunner::SendRows(int bank, int peer, int tokens, int64_t* bytes) {
   const KvBank& b = layout_.banks[bank];
   const size_t n = static_cast<size_t>(tokens) * b.num_kv_heads * b.head_dim;
-  std::vector<float> rows(n);
-  std::vector<uint8_t> wire(n * DTypeSize(layout_.dtype));
+  const size_t wire = n * DTypeSize(layout_.dtype);
   for (const DeviceBuffer* src : {&step_k_[bank], &step_v_[bank]}) {
-    backend_->CopyToHost(rows.data(), src->get(), n * 4);
-    FromFloat(layout_.dtype, rows.data(), wire.data(), n);
-    RETURN_IF_ERROR(stage_.world->Send(wire.data(), wire.size(), peer));
-    *bytes += static_cast<int64_t>(wire.size());
+    backend_->ConvertFromFloat(src->f32(), wire_.get(), layout_.dtype, n);
+    RETURN_IF_ERROR(SendToStage(wire_.get(), wire, peer));
+    *bytes += static_cast<int64_t>(wire);
   }
   return absl::OkStatus();
 }
@@ -280,12 +296,9 @@ absl::Status ModelRunner::SendRows(int bank, int peer, int tokens, int64_t* byte
 absl::Status ModelRunner::RecvRows(int bank, int peer, int tokens) {
   const KvBank& b = layout_.banks[bank];
   const size_t n = static_cast<size_t>(tokens) * b.num_kv_heads * b.head_dim;
-  std::vector<float> rows(n);
-  std::vector<uint8_t> wire(n * DTypeSize(layout_.dtype));
   for (DeviceBuffer* dst : {&step_k_[bank], &step_v_[bank]}) {
-    RETURN_IF_ERROR(stage_.world->Recv(wire.data(), wire.size(), peer));
-    ToFloat(layout_.dtype, wire.data(), rows.data(), n);
-    backend_->CopyToDevice(dst->get(), rows.data(), n * 4);
+    RETURN_IF_ERROR(RecvFromStage(wire_.get(), n * DTypeSize(layout_.dtype), peer));
+    backend_->ConvertToFloat(wire_.get(), layout_.dtype, dst->f32(), n);
   }
   return absl::OkStatus();
 }
@@ -301,12 +314,12 @@ absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceS
   auto home = [&](int p) { return stage_.plan ? stage_.plan->stage_of_layer[p] : my_stage; };
 
   if (first_stage) {
-    backend_->Embedding({w_.embed.f32(), ids_.i32(), x_.f32(), T, h, w_.vocab_begin, w_.vocab_rows});
+    backend_->Embedding({w_.embed.get(), ids_.i32(), x_.f32(), T, h, w_.vocab_begin, w_.vocab_rows, w_.matrix_dtype});
     AllReduce(x_.f32(), static_cast<size_t>(T) * h);  // vocabulary-parallel: one slice has each row
   } else {
     // Time blocked here is the previous stage still working: pipeline bubble, not this stage's work.
     const auto t0 = std::chrono::steady_clock::now();
-    RETURN_IF_ERROR(stage_.world->Recv(x_.get(), static_cast<size_t>(T) * h * 4, WorldRank(my_stage - 1)));
+    RETURN_IF_ERROR(RecvFromStage(x_.get(), static_cast<size_t>(T) * h * 4, WorldRank(my_stage - 1)));
     input_wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   // Mirrors of groups homed on earlier stages: this step's rows, before any reader runs.
@@ -322,7 +335,7 @@ absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceS
   }
 
   if (!last_stage)
-    RETURN_IF_ERROR(stage_.world->Send(x_.get(), static_cast<size_t>(T) * h * 4, WorldRank(my_stage + 1)));
+    RETURN_IF_ERROR(SendToStage(x_.get(), static_cast<size_t>(T) * h * 4, WorldRank(my_stage + 1)));
   if (stage_.plan) {
     for (const TransferEdge& e : stage_.plan->edges) {  // sorted by (producer, destination)
       if (e.from_stage != my_stage) continue;
@@ -351,27 +364,28 @@ absl::StatusOr<std::vector<float>> ModelRunner::Logits() {
   const NormType nt = spec_.norm == NormKind::kLayerNorm ? NormType::kLayerNorm : NormType::kRmsNorm;
   backend_->Norm({nt, last_.f32(), w_.final_norm_w.f32(), w_.final_norm_b.f32(), last_.f32(), num_seqs_, h,
                   spec_.norm_eps});
-  // Vocabulary-parallel LM head: each slice computes its rows, then all slices gather them.
-  const int vp = w_.vocab_rows_padded, S = num_seqs_;
-  if (w_.vocab_rows < vp) backend_->Zero(logits_.get(), static_cast<size_t>(S) * vp * 4);
-  backend_->Linear({last_.f32(), w_.lm_head_ptr(), nullptr, logits_.f32(), S, w_.vocab_rows, h, false});
-  std::vector<float> local(static_cast<size_t>(S) * vp);
-  if (w_.vocab_rows < vp) {  // pad rows live at stride vp
-    std::vector<float> packed(static_cast<size_t>(S) * w_.vocab_rows);
-    backend_->CopyToHost(packed.data(), logits_.get(), packed.size() * 4);
-    for (int s = 0; s < S; ++s)
-      std::copy(packed.begin() + s * w_.vocab_rows, packed.begin() + (s + 1) * w_.vocab_rows, local.begin() + s * vp);
-  } else {
-    backend_->CopyToHost(local.data(), logits_.get(), local.size() * 4);
+  // Vocabulary-parallel LM head: each slice computes its rows, packed [S, vocab_rows] in a
+  // [S * vp] buffer, then all slices gather them in device memory; one copy brings them home.
+  const int vp = w_.vocab_rows_padded, S = num_seqs_, V = spec_.vocab_size;
+  const size_t per_slice = static_cast<size_t>(S) * vp;
+  if (w_.vocab_rows > 0)
+    backend_->Linear({last_.f32(), w_.lm_head_ptr(), nullptr, logits_.f32(), S, w_.vocab_rows, h, false,
+                      w_.matrix_dtype});
+  const DeviceBuffer* gathered = &logits_;
+  if (tp_comm_ != nullptr) {
+    backend_->Synchronize();  // the data plane runs outside the backend's stream
+    RETURN_IF_ERROR(tp_comm_->AllGather(logits_.f32(), logits_all_.f32(), per_slice));
+    gathered = &logits_all_;
   }
-  if (tp_comm_ == nullptr) return local;
-  std::vector<float> all(local.size() * slice_.size);
-  RETURN_IF_ERROR(tp_comm_->AllGather(local.data(), all.data(), local.size()));
-  std::vector<float> logits(static_cast<size_t>(S) * spec_.vocab_size);
-  for (int r = 0; r < slice_.size; ++r)
+  std::vector<float> all(per_slice * slice_.size);
+  backend_->CopyToHost(all.data(), gathered->get(), all.size() * 4);
+  std::vector<float> logits(static_cast<size_t>(S) * V);
+  for (int r = 0; r < slice_.size; ++r) {
+    const int rows = std::clamp(V - r * vp, 0, vp);  // slice r's vocabulary rows
     for (int s = 0; s < S; ++s)
-      for (int v = 0; v < vp && r * vp + v < spec_.vocab_size; ++v)
-        logits[static_cast<size_t>(s) * spec_.vocab_size + r * vp + v] = all[(static_cast<size_t>(r) * S + s) * vp + v];
+      std::copy_n(all.begin() + static_cast<size_t>(r) * per_slice + static_cast<size_t>(s) * rows, rows,
+                  logits.begin() + static_cast<size_t>(s) * V + static_cast<size_t>(r) * vp);
+  }
   return logits;
 }
 

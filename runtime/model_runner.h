@@ -71,6 +71,9 @@ class ModelRunner {
   int WorldRank(int stage) const { return stage * stage_.tp + slice_.rank; }
   // Step rows of bank `b` to or from another stage's rank, in the KV dtype on the wire.
   absl::Status SendRows(int bank, int peer, int tokens, int64_t* bytes);
+  // Point to point with another stage's rank, after the backend's queued work is done.
+  absl::Status SendToStage(const void* data, size_t bytes, int peer);
+  absl::Status RecvFromStage(void* data, size_t bytes, int peer);
   absl::Status RecvRows(int bank, int peer, int tokens);
   absl::StatusOr<std::vector<float>> Logits();
 
@@ -98,7 +101,8 @@ class ModelRunner {
   // Activations, sized for `capacity_tokens_`.
   int capacity_tokens_ = 0, capacity_seqs_ = 0;
   size_t block_table_capacity_ = 0;
-  DeviceBuffer x_, x_block_in_, a_, a2_, q_, attn_, mlp_, mlp2_, out_, last_, logits_;
+  DeviceBuffer x_, x_block_in_, a_, a2_, q_, attn_, mlp_, mlp2_, out_, last_, logits_, logits_all_;
+  DeviceBuffer wire_;  // step rows in the KV dtype, to and from other stages
   std::vector<DeviceBuffer> step_k_, step_v_;  // per bank
 };
 

@@ -10,16 +10,27 @@
 namespace strata {
 namespace {
 
-absl::StatusOr<DeviceBuffer> Upload(Backend* backend, const std::vector<float>& host, int64_t* bytes) {
-  ASSIGN_OR_RETURN(DeviceBuffer b, backend->Allocate(host.size() * sizeof(float)));
-  backend->CopyToDevice(b.get(), host.data(), host.size() * sizeof(float));
-  *bytes += static_cast<int64_t>(host.size() * sizeof(float));
+// Copies `host` to the backend as `dtype` (float32 for vectors, the backend's MatrixDType for
+// matrices).
+absl::StatusOr<DeviceBuffer> Upload(Backend* backend, const std::vector<float>& host, DType dtype, int64_t* bytes) {
+  const size_t size = host.size() * DTypeSize(dtype);
+  ASSIGN_OR_RETURN(DeviceBuffer b, backend->Allocate(size));
+  if (dtype == DType::kF32) {
+    backend->CopyToDevice(b.get(), host.data(), size);
+  } else {
+    std::vector<uint8_t> converted(size);
+    FromFloat(dtype, host.data(), converted.data(), host.size());
+    backend->CopyToDevice(b.get(), converted.data(), size);
+  }
+  *bytes += static_cast<int64_t>(size);
   return b;
 }
 
 class Loader {
  public:
-  Loader(const Checkpoint& c, const ModelSpec& s, Backend* b, TensorSlice t) : ckpt_(c), spec_(s), backend_(b), t_(t) {}
+  Loader(const Checkpoint& c, const ModelSpec& s, Backend* b, TensorSlice t)
+      : ckpt_(c), spec_(s), backend_(b), t_(t), matrix_dtype_(b->MatrixDType(s.torch_dtype)) {}
+  DType matrix_dtype() const { return matrix_dtype_; }
 
   // Loads rows [r0, +rn) x columns [c0, +cn) of `name` (empty name: leaves `out` empty).
   absl::Status Load(const std::string& name, std::vector<int64_t> shape, DeviceBuffer* out, int64_t r0 = 0,
@@ -28,7 +39,7 @@ class Loader {
     if (rn < 0) rn = shape[0];
     if (cn < 0) cn = shape.size() == 2 ? shape[1] : 1;
     ASSIGN_OR_RETURN(std::vector<float> host, ckpt_.ReadBlock(name, shape, r0, rn, c0, cn));
-    ASSIGN_OR_RETURN(*out, Upload(backend_, host, &bytes_));
+    ASSIGN_OR_RETURN(*out, Upload(backend_, host, shape.size() == 2 ? matrix_dtype_ : DType::kF32, &bytes_));
     return absl::OkStatus();
   }
 
@@ -61,9 +72,9 @@ class Loader {
       DeviceBuffer* dst_w[3] = {&w->q_w, &w->k_w, &w->v_w};
       DeviceBuffer* dst_b[3] = {&w->q_b, &w->k_b, &w->v_b};
       for (int which = 0; which < 3; ++which) {
-        ASSIGN_OR_RETURN(*dst_w[which], Upload(backend_, part[which], &bytes_));
+        ASSIGN_OR_RETURN(*dst_w[which], Upload(backend_, part[which], matrix_dtype_, &bytes_));
         if (!n.qkv_b.empty()) {
-          ASSIGN_OR_RETURN(*dst_b[which], Upload(backend_, part_b[which], &bytes_));
+          ASSIGN_OR_RETURN(*dst_b[which], Upload(backend_, part_b[which], DType::kF32, &bytes_));
         }
       }
     } else {
@@ -80,7 +91,7 @@ class Loader {
       ASSIGN_OR_RETURN(std::vector<float> gate, ckpt_.ReadRows(n.gate_w, {I, h}, r * Il, Il));
       ASSIGN_OR_RETURN(std::vector<float> up, ckpt_.ReadRows(n.up_w, {I, h}, r * Il, Il));
       gate.insert(gate.end(), up.begin(), up.end());
-      ASSIGN_OR_RETURN(w->up_w, Upload(backend_, gate, &bytes_));
+      ASSIGN_OR_RETURN(w->up_w, Upload(backend_, gate, matrix_dtype_, &bytes_));
       if (!n.up_b.empty()) return absl::UnimplementedError("llama mlp_bias is not supported");
     } else {
       RETURN_IF_ERROR(Load(n.up_w, {I, h}, &w->up_w, r * Il, Il));
@@ -98,6 +109,7 @@ class Loader {
   const ModelSpec& spec_;
   Backend* backend_;
   TensorSlice t_;
+  DType matrix_dtype_;
   int64_t bytes_ = 0;
 };
 
@@ -158,6 +170,7 @@ absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& ckpt, const ModelSpec
   w.layers.resize(spec.num_layers);
   for (int l = range.first; l <= range.last; ++l) RETURN_IF_ERROR(loader.LoadLayer(l, &w.layers[l]));
   w.bytes = loader.bytes();
+  w.matrix_dtype = loader.matrix_dtype();
   return w;
 }
 

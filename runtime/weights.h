@@ -1,7 +1,8 @@
 // File: runtime/weights.h
 // Loads a checkpoint's weights onto a backend, in the layout the model runner uses:
 // separate Q/K/V (the fused GPT-NeoX [H,3,hs] tensor is split on load), SwiGLU gate and up
-// concatenated into one [2I, hidden] matrix, float32 on the CPU backend.
+// concatenated into one [2I, hidden] matrix. Matrices in the backend's MatrixDType (float32 on
+// the CPU backend, BF16/F16 on CUDA), vectors in float32.
 #pragma once
 
 #include <vector>
@@ -29,8 +30,10 @@ struct ModelWeights {
   int64_t bytes = 0;
   // This slice's vocabulary rows of the embedding and the LM head.
   int vocab_begin = 0, vocab_rows = 0, vocab_rows_padded = 0;
+  // The element type of every matrix (the backend's MatrixDType); vectors are float32.
+  DType matrix_dtype = DType::kF32;
 
-  const float* lm_head_ptr() const { return lm_head.get() ? lm_head.f32() : embed.f32(); }
+  const void* lm_head_ptr() const { return lm_head.get() ? lm_head.get() : embed.get(); }
 };
 
 // Checks that the checkpoint holds exactly the tensors `spec` needs (ignorable extras aside),

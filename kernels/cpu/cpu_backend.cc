@@ -10,7 +10,10 @@
 #include <cstring>
 #include <thread>
 
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
+#include "runtime/base/status.h"
 
 namespace strata {
 
@@ -34,24 +37,34 @@ void CpuBackend::CopyToHost(void* dst, const void* src, size_t bytes) { if (byte
 void CpuBackend::CopyDeviceToDevice(void* dst, const void* src, size_t bytes) { if (bytes) std::memmove(dst, src, bytes); }
 void CpuBackend::Zero(void* dst, size_t bytes) { if (bytes) std::memset(dst, 0, bytes); }
 
+void CpuBackend::MemoryInfo(size_t* free_bytes, size_t* total_bytes) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  *free_bytes = static_cast<size_t>(sysconf(_SC_AVPHYS_PAGES)) * page;
+  *total_bytes = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * page;
+}
+
 void CpuBackend::Embedding(const EmbeddingArgs& a) {
+  STRATA_CHECK(a.table_dtype == DType::kF32);  // MatrixDType is always float32 here
+  const float* table = static_cast<const float*>(a.table);
   for (int t = 0; t < a.tokens; ++t) {
     float* y = a.y + static_cast<size_t>(t) * a.hidden;
     const int row = a.ids[t] - a.vocab_begin;
     if (row < 0 || row >= a.vocab_rows) {  // another tensor slice holds this token's row
       std::memset(y, 0, sizeof(float) * a.hidden);
     } else {
-      std::memcpy(y, a.table + static_cast<size_t>(row) * a.hidden, sizeof(float) * a.hidden);
+      std::memcpy(y, table + static_cast<size_t>(row) * a.hidden, sizeof(float) * a.hidden);
     }
   }
 }
 
 void CpuBackend::Linear(const LinearArgs& a) {
+  STRATA_CHECK(a.w_dtype == DType::kF32);
+  const float* w = static_cast<const float*>(a.w);
   const float beta = a.accumulate ? 1.f : 0.f;
   if (a.m == 1) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, a.n, a.k, 1.f, a.w, a.k, a.x, 1, beta, a.y, 1);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, a.n, a.k, 1.f, w, a.k, a.x, 1, beta, a.y, 1);
   } else {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a.m, a.n, a.k, 1.f, a.x, a.k, a.w, a.k,
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a.m, a.n, a.k, 1.f, a.x, a.k, w, a.k,
                 beta, a.y, a.n);
   }
   if (a.bias) {

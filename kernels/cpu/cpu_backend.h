@@ -11,6 +11,10 @@ class CpuBackend : public Backend {
  public:
   explicit CpuBackend(int threads);
   std::string name() const override { return "cpu"; }
+  bool host_addressable() const override { return true; }
+  // OpenBLAS multiplies float32: every checkpoint is converted on load.
+  DType MatrixDType(DType) const override { return DType::kF32; }
+  void MemoryInfo(size_t* free_bytes, size_t* total_bytes) override;
   int threads() const { return threads_; }
 
   absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) override;
@@ -20,6 +24,8 @@ class CpuBackend : public Backend {
   void CopyDeviceToDevice(void* dst, const void* src, size_t bytes) override;
   void Zero(void* dst, size_t bytes) override;
   void Synchronize() override {}
+  void ConvertFromFloat(const float* src, void* dst, DType t, size_t n) override { FromFloat(t, src, dst, n); }
+  void ConvertToFloat(const void* src, DType t, float* dst, size_t n) override { ToFloat(t, src, dst, n); }
   double MeasureReadBandwidth(size_t bytes) override;
   double MeasureGemmFlops(int m, int n, int k) override;
 

@@ -1,0 +1,252 @@
+// The CUDA backend's memory, copies, conversions, linear layers (cuBLAS) and measurements. The
+// other ops live in cuda_elementwise.cu and cuda_attention.cu.
+#include "kernels/cuda/cuda_backend.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_dtype.cuh"
+#include "kernels/cuda/cuda_factory.h"
+
+namespace strata {
+
+CudaErrorContext& CudaContextForErrors() {
+  static CudaErrorContext context;
+  return context;
+}
+
+void CudaFail(const char* call, const char* error, const char* file, int line) {
+  const CudaErrorContext& c = CudaContextForErrors();
+  std::fprintf(stderr, "strata: %s failed on CUDA device %d (rank %d): %s [%s:%d]\n", call, c.device, c.rank, error,
+               file, line);
+  std::fflush(stderr);
+  std::abort();
+}
+
+namespace {
+
+__global__ void FromFloatKernel(const float* src, void* dst, DType t, size_t n) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<size_t>(blockDim.x))
+    StoreFromFloat(dst, i, t, src[i]);
+}
+
+__global__ void ToFloatKernel(const void* src, DType t, float* dst, size_t n) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<size_t>(blockDim.x))
+    dst[i] = LoadAsFloat(src, i, t);
+}
+
+// y[r, :] += bias for every row.
+__global__ void AddBiasKernel(float* y, const float* bias, int rows, int cols) {
+  const size_t n = static_cast<size_t>(rows) * cols;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<size_t>(blockDim.x))
+    y[i] += bias[i % cols];
+}
+
+// XOR of 16-byte words, for the read-bandwidth measurement; one result per thread.
+__global__ void XorReadKernel(const uint4* p, size_t n, unsigned* out) {
+  unsigned acc = 0;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<size_t>(blockDim.x)) {
+    const uint4 v = p[i];
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (acc == 0x9e3779b9u) out[0] = acc;  // practically never: keeps the loads alive
+}
+
+cudaDataType_t CublasType(DType t) {
+  switch (t) {
+    case DType::kF16: return CUDA_R_16F;
+    case DType::kBF16: return CUDA_R_16BF;
+    default: return CUDA_R_32F;
+  }
+}
+
+}  // namespace
+
+int CudaDeviceCount() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky error for later callers
+    return 0;
+  }
+  return n;
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions& options) {
+  return CudaBackend::Create(options);
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> CudaBackend::Create(const BackendOptions& options) {
+  const int count = CudaDeviceCount();
+  if (count <= 0)
+    return absl::FailedPreconditionError("--device cuda: no CUDA device answers on this machine");
+  const int device = options.device_index;
+  if (device < 0 || device >= count)
+    return absl::InvalidArgumentError(
+        absl::StrCat("CUDA device ", device, " requested on rank ", options.rank, ", but this host has ", count));
+  CudaContextForErrors() = {device, options.rank};
+  if (cudaError_t e = cudaSetDevice(device); e != cudaSuccess)
+    return absl::InternalError(absl::StrCat("cudaSetDevice(", device, ") failed on rank ", options.rank, ": ",
+                                            cudaGetErrorString(e)));
+  int sm_count = 0;
+  STRATA_CUDA(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
+  cudaStream_t stream;
+  // A blocking stream: the legacy default stream (used by cudaMemcpy elsewhere) waits for it.
+  STRATA_CUDA(cudaStreamCreate(&stream));
+  cublasHandle_t cublas;
+  STRATA_CUBLAS(cublasCreate(&cublas));
+  STRATA_CUBLAS(cublasSetStream(cublas, stream));
+  // FP32 GEMMs stay FP32 (no TF32), so a float32 product matches the CPU reference closely.
+  STRATA_CUBLAS(cublasSetMathMode(cublas, CUBLAS_DEFAULT_MATH));
+  return std::unique_ptr<Backend>(new CudaBackend(device, stream, cublas, sm_count));
+}
+
+CudaBackend::~CudaBackend() {
+  cudaStreamSynchronize(stream_);
+  if (gemm_input_) cudaFree(gemm_input_);
+  if (attention_partials_) cudaFree(attention_partials_);
+  cublasDestroy(cublas_);
+  cudaStreamDestroy(stream_);
+}
+
+void CudaBackend::MemoryInfo(size_t* free_bytes, size_t* total_bytes) {
+  STRATA_CUDA(cudaMemGetInfo(free_bytes, total_bytes));
+}
+
+absl::StatusOr<DeviceBuffer> CudaBackend::Allocate(size_t bytes) {
+  void* p = nullptr;
+  if (bytes > 0) {
+    if (cudaError_t e = cudaMalloc(&p, bytes); e != cudaSuccess) {
+      cudaGetLastError();  // out of memory is not sticky: clear it and report
+      size_t free_bytes = 0, total = 0;
+      cudaMemGetInfo(&free_bytes, &total);
+      return absl::ResourceExhaustedError(absl::StrCat("cudaMalloc of ", bytes, " bytes failed on CUDA device ",
+                                                       device_, " (", free_bytes, " of ", total, " bytes free): ",
+                                                       cudaGetErrorString(e)));
+    }
+  }
+  return DeviceBuffer(this, p, bytes);
+}
+
+void CudaBackend::Free(void* ptr) {
+  STRATA_CUDA(cudaStreamSynchronize(stream_));  // no queued kernel may still use it
+  STRATA_CUDA(cudaFree(ptr));
+}
+
+void* CudaBackend::Scratch(void** buffer, size_t* capacity, size_t bytes) {
+  if (bytes > *capacity) {
+    STRATA_CUDA(cudaStreamSynchronize(stream_));
+    if (*buffer) STRATA_CUDA(cudaFree(*buffer));
+    const size_t grown = bytes + bytes / 2;
+    STRATA_CUDA(cudaMalloc(buffer, grown));
+    *capacity = grown;
+  }
+  return *buffer;
+}
+
+// Pageable host memory: cudaMemcpyAsync returns once the source is staged, so `src` may be
+// reused at once; copies to the host wait for the data.
+void CudaBackend::CopyToDevice(void* dst, const void* src, size_t bytes) {
+  if (bytes) STRATA_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+}
+void CudaBackend::CopyToHost(void* dst, const void* src, size_t bytes) {
+  if (!bytes) return;
+  STRATA_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+  STRATA_CUDA(cudaStreamSynchronize(stream_));
+}
+void CudaBackend::CopyDeviceToDevice(void* dst, const void* src, size_t bytes) {
+  if (bytes) STRATA_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+}
+void CudaBackend::Zero(void* dst, size_t bytes) {
+  if (bytes) STRATA_CUDA(cudaMemsetAsync(dst, 0, bytes, stream_));
+}
+void CudaBackend::Synchronize() { STRATA_CUDA(cudaStreamSynchronize(stream_)); }
+
+void CudaBackend::ConvertFromFloat(const float* src, void* dst, DType t, size_t n) {
+  if (n == 0) return;
+  FromFloatKernel<<<GridFor(n, 256), 256, 0, stream_>>>(src, dst, t, n);
+  STRATA_LAUNCHED("FromFloatKernel");
+}
+void CudaBackend::ConvertToFloat(const void* src, DType t, float* dst, size_t n) {
+  if (n == 0) return;
+  ToFloatKernel<<<GridFor(n, 256), 256, 0, stream_>>>(src, t, dst, n);
+  STRATA_LAUNCHED("ToFloatKernel");
+}
+
+// y[m, n] = x[m, k] W[n, k]^T (+ y) (+ bias), all row-major. cuBLAS is column-major: there the
+// row-major y is y^T = W x^T, i.e. C[n, m] = op(A = W as [k, n])^T * B (x as [k, m]).
+void CudaBackend::Linear(const LinearArgs& a) {
+  if (a.m == 0 || a.n == 0) return;
+  const float alpha = 1.f, beta = a.accumulate ? 1.f : 0.f;
+  const void* x = a.x;
+  if (a.w_dtype != DType::kF32) {  // tensor cores multiply like types: round the input once
+    const size_t count = static_cast<size_t>(a.m) * a.k;
+    void* converted = Scratch(&gemm_input_, &gemm_input_bytes_, count * DTypeSize(a.w_dtype));
+    ConvertFromFloat(a.x, converted, a.w_dtype, count);
+    x = converted;
+  }
+  const cudaDataType_t t = CublasType(a.w_dtype);
+  STRATA_CUBLAS(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, a.n, a.m, a.k, &alpha, a.w, t, a.k, x, t, a.k, &beta,
+                             a.y, CUDA_R_32F, a.n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  if (a.bias) {
+    const size_t n = static_cast<size_t>(a.m) * a.n;
+    AddBiasKernel<<<GridFor(n, 256), 256, 0, stream_>>>(a.y, a.bias, a.m, a.n);
+    STRATA_LAUNCHED("AddBiasKernel");
+  }
+}
+
+double CudaBackend::MeasureReadBandwidth(size_t bytes) {
+  const size_t n = bytes / sizeof(uint4);
+  auto buffer = Allocate(n * sizeof(uint4));
+  auto out = Allocate(sizeof(unsigned));
+  if (!buffer.ok() || !out.ok() || n == 0) return 0;
+  STRATA_CUDA(cudaMemsetAsync(buffer->get(), 1, n * sizeof(uint4), stream_));
+  cudaEvent_t start, stop;
+  STRATA_CUDA(cudaEventCreate(&start));
+  STRATA_CUDA(cudaEventCreate(&stop));
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    STRATA_CUDA(cudaEventRecord(start, stream_));
+    XorReadKernel<<<sm_count_ * 8, 512, 0, stream_>>>(static_cast<const uint4*>(buffer->get()), n,
+                                                       static_cast<unsigned*>(out->get()));
+    STRATA_LAUNCHED("XorReadKernel");
+    STRATA_CUDA(cudaEventRecord(stop, stream_));
+    STRATA_CUDA(cudaEventSynchronize(stop));
+    float ms = 0;
+    STRATA_CUDA(cudaEventElapsedTime(&ms, start, stop));
+    if (ms > 0) best = std::max(best, n * sizeof(uint4) / (ms * 1e-3));
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return best;
+}
+
+// The rate of the products Linear runs: BF16 inputs, FP32 accumulation.
+double CudaBackend::MeasureGemmFlops(int m, int n, int k) {
+  auto x = Allocate(static_cast<size_t>(m) * k * 4);
+  auto w = Allocate(static_cast<size_t>(n) * k * 2);
+  auto y = Allocate(static_cast<size_t>(m) * n * 4);
+  if (!x.ok() || !w.ok() || !y.ok()) return 0;
+  Zero(x->get(), x->bytes());
+  Zero(w->get(), w->bytes());
+  cudaEvent_t start, stop;
+  STRATA_CUDA(cudaEventCreate(&start));
+  STRATA_CUDA(cudaEventCreate(&stop));
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    STRATA_CUDA(cudaEventRecord(start, stream_));
+    Linear({x->f32(), w->get(), nullptr, y->f32(), m, n, k, false, DType::kBF16});
+    STRATA_CUDA(cudaEventRecord(stop, stream_));
+    STRATA_CUDA(cudaEventSynchronize(stop));
+    float ms = 0;
+    STRATA_CUDA(cudaEventElapsedTime(&ms, start, stop));
+    if (ms > 0) best = std::max(best, 2.0 * m * n * k / (ms * 1e-3));
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return best;
+}
+
+}  // namespace strata

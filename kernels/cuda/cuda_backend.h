@@ -1,0 +1,69 @@
+// File: kernels/cuda/cuda_backend.h
+// The CUDA backend: one device, one stream, cuBLAS for the linear layers (weights in BF16/F16,
+// FP32 accumulation), hand-written kernels for everything else. Activations stay float32 as on
+// the CPU reference; a GEMM's input is rounded to the weights' type just before the product.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "kernels/backend.h"
+
+namespace strata {
+
+class CudaBackend : public Backend {
+ public:
+  // Binds the calling thread to `options.device_index`.
+  static absl::StatusOr<std::unique_ptr<Backend>> Create(const BackendOptions& options);
+  ~CudaBackend() override;
+
+  std::string name() const override { return "cuda"; }
+  bool host_addressable() const override { return false; }
+  // Half-precision checkpoints stay as they are; float32 ones are rounded to BF16 on load.
+  DType MatrixDType(DType checkpoint) const override {
+    return checkpoint == DType::kF16 ? DType::kF16 : DType::kBF16;
+  }
+  void MemoryInfo(size_t* free_bytes, size_t* total_bytes) override;
+
+  absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) override;
+  void Free(void* ptr) override;
+  void CopyToDevice(void* dst, const void* src, size_t bytes) override;
+  void CopyToHost(void* dst, const void* src, size_t bytes) override;
+  void CopyDeviceToDevice(void* dst, const void* src, size_t bytes) override;
+  void Zero(void* dst, size_t bytes) override;
+  void Synchronize() override;
+  void ConvertFromFloat(const float* src, void* dst, DType t, size_t n) override;
+  void ConvertToFloat(const void* src, DType t, float* dst, size_t n) override;
+
+  void Embedding(const EmbeddingArgs& a) override;
+  void Linear(const LinearArgs& a) override;
+  void Norm(const NormArgs& a) override;
+  void Rotary(const RotaryArgs& a) override;
+  void Activation(const ActivationArgs& a) override;
+  void Add(float* y, const float* x, size_t n) override;
+  void GatherRows(const GatherRowsArgs& a) override;
+  void KvWrite(const KvWriteArgs& a) override;
+  void Attention(const AttentionArgs& a) override;
+
+  double MeasureReadBandwidth(size_t bytes) override;
+  double MeasureGemmFlops(int m, int n, int k) override;
+
+  cudaStream_t stream() const { return stream_; }
+
+ private:
+  CudaBackend(int device, cudaStream_t stream, cublasHandle_t cublas, int sm_count)
+      : device_(device), stream_(stream), cublas_(cublas), sm_count_(sm_count) {}
+  // Device scratch of at least `bytes`, reused between calls (grown with the stream drained).
+  void* Scratch(void** buffer, size_t* capacity, size_t bytes);
+
+  int device_;
+  cudaStream_t stream_;
+  cublasHandle_t cublas_;
+  int sm_count_;
+  void* gemm_input_ = nullptr;  // a GEMM's activations in the weights' type
+  size_t gemm_input_bytes_ = 0;
+  void* attention_partials_ = nullptr;  // split-K partial results
+  size_t attention_partials_bytes_ = 0;
+};
+
+}  // namespace strata
