@@ -36,12 +36,6 @@ namespace {
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 
-std::string LocalRank() {
-  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"})
-    if (const char* s = std::getenv(v)) return s;
-  return "0";
-}
-
 }  // namespace
 
 int RunServe(const std::vector<std::string>& args) {
@@ -57,9 +51,10 @@ int RunServe(const std::vector<std::string>& args) {
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
   const std::string device = absl::GetFlag(FLAGS_device);
-  std::fprintf(stderr, "strata rank %d/%d host %s stage %d slice %d device %s (local rank %s)\n", rank,
-               comms.world->size(), host, rank / tp, rank % tp,
-               device == "cuda" ? ("cuda:" + LocalRank()).c_str() : device.c_str(), LocalRank().c_str());
+  const std::string where = device == "cuda" ? absl::StrCat("cuda:", CudaDeviceOfThisRank()) : device;
+  std::fprintf(stderr, "strata rank %d/%d host %s stage %d slice %d device %s (local rank %d) data plane %s\n", rank,
+               comms.world->size(), host, rank / tp, rank % tp, where.c_str(), LocalRank(),
+               comms.data_plane.c_str());
 
   std::unique_ptr<RequestHub> hub;
   std::unique_ptr<ApiServer> server;

@@ -2,10 +2,12 @@
 
 #include "absl/flags/flag.h"
 #include <algorithm>
+#include <cstdlib>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "kernels/backend.h"
 
 ABSL_FLAG(std::string, model, "", "model directory (config.json + safetensors)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
@@ -38,9 +40,28 @@ std::vector<char*> NormalizeFlagDashes(int argc, char** argv, std::vector<std::s
   return out;
 }
 
+int LocalRank() {
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "LOCAL_RANK"}) {
+    int r = 0;
+    if (const char* s = std::getenv(v); s && absl::SimpleAtoi(s, &r)) return r;
+  }
+  return 0;
+}
+
+int LocalSize() {
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "LOCAL_WORLD_SIZE"}) {
+    int n = 0;
+    if (const char* s = std::getenv(v); s && absl::SimpleAtoi(s, &n) && n > 0) return n;
+  }
+  return 1;
+}
+
+int CudaDeviceOfThisRank() { return LocalRank() % std::max(1, CudaDeviceCount()); }
+
 EngineOptions EngineOptionsFromFlags() {
   EngineOptions o;
   o.backend.device = absl::GetFlag(FLAGS_device);
+  if (o.backend.device == "cuda") o.backend.device_index = CudaDeviceOfThisRank();
   o.backend.threads = absl::GetFlag(FLAGS_threads);
   o.kv_dtype = absl::GetFlag(FLAGS_kv_dtype);
   o.kv_memory_bytes = absl::GetFlag(FLAGS_kv_memory);
@@ -58,13 +79,35 @@ JobComms CreateJobComms() {
   const int tp = std::max(1, absl::GetFlag(FLAGS_tp));
   // Ranks of one pipeline stage form a tensor-parallel group (rank = stage * tp + slice).
   c.tp_group = c.world->Split(c.world->rank() / tp, c.world->rank() % tp);
+  c.data_plane = "mpi";
+  if (absl::GetFlag(FLAGS_device) == "cuda" && c.world->size() > 1) {
+    const int gpus = CudaDeviceCount(), local = LocalSize();
+    // NCCL needs a GPU per rank: ranks sharing one (a single lent GPU, tests) use MPI, staged
+    // through host memory by the engine. Every rank decides alike: the environment is the same.
+    if (NcclAvailable() && gpus >= local) {
+      const int device = CudaDeviceOfThisRank();
+      auto nccl_tp = c.tp_group->size() > 1 ? CreateNcclDeviceComm(c.tp_group.get(), device)
+                                            : absl::StatusOr<std::unique_ptr<DeviceComm>>(nullptr);
+      if (!nccl_tp.ok()) c.world->Abort(absl::StrCat("NCCL for the tensor-parallel group: ", nccl_tp.status().message()));
+      auto nccl_world = CreateNcclDeviceComm(c.world.get(), device);
+      if (!nccl_world.ok()) c.world->Abort(absl::StrCat("NCCL for the pipeline: ", nccl_world.status().message()));
+      c.tp = std::move(nccl_tp).value();
+      c.world_data = std::move(nccl_world).value();
+      c.data_plane = "nccl";
+      return c;
+    }
+    c.data_plane = absl::StrCat("mpi with host staging (", local, " ranks on this host, ", gpus, " GPUs",
+                                NcclAvailable() ? "" : ", no NCCL in this build", ")");
+  }
   c.tp = CreateDeviceComm(c.tp_group.get());
   c.world_data = CreateDeviceComm(c.world.get());
   return c;
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> CreateEngineOrAbort(const std::string& command, JobComms& comms) {
-  auto engine = Engine::Create(absl::GetFlag(FLAGS_model), EngineOptionsFromFlags(), comms.engine());
+  EngineOptions options = EngineOptionsFromFlags();
+  options.backend.rank = comms.world->rank();
+  auto engine = Engine::Create(absl::GetFlag(FLAGS_model), options, comms.engine());
   // One rank that cannot start (a bad path on one host, too little memory) ends the whole job.
   if (!engine.ok() && comms.world->size() > 1)
     comms.world->Abort(absl::StrCat("strata ", command, ": ", engine.status().message()));

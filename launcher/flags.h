@@ -28,13 +28,24 @@ namespace strata {
 // "--prompt-ids=1" -> "--prompt_ids=1"; values are left alone.
 std::vector<char*> NormalizeFlagDashes(int argc, char** argv, std::vector<std::string>* storage);
 
+// This rank's place on its host, from the launcher's environment (Open MPI, Slurm, MPICH,
+// torchrun spellings); 0 and 1 outside a launcher.
+int LocalRank();
+int LocalSize();
+// The CUDA device this rank uses: its local rank modulo the host's devices.
+int CudaDeviceOfThisRank();
+
 // EngineOptions from --device --threads --kv-dtype --kv-memory --block-size --max-seqs.
 EngineOptions EngineOptionsFromFlags();
 
 // The communicators of an mpirun job (single-rank ones otherwise).
+// With --device cuda the data plane is NCCL when every local rank has its own GPU, else MPI
+// (staged through host memory by the engine).
 struct JobComms {
   std::unique_ptr<HostComm> world, tp_group;
   std::unique_ptr<DeviceComm> tp, world_data;
+  std::string data_plane;  // "nccl", "mpi", or "mpi with host staging (...)"
+
   EngineComms engine() const { return {world.get(), tp.get(), world_data.get()}; }
 };
 JobComms CreateJobComms();

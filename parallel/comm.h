@@ -85,6 +85,9 @@ namespace strata {
 // Unimplemented where NCCL was not compiled in.
 absl::StatusOr<std::unique_ptr<DeviceComm>> CreateNcclDeviceComm(HostComm* host, int device);
 
+// Whether this build has NCCL.
+bool NcclAvailable();
+
 // The NCCL bootstrap alone: rank 0 of `host` creates a unique id and broadcasts it; every rank
 // returns the same 128 bytes. Works without a GPU.
 absl::StatusOr<std::string> BootstrapNcclUniqueId(HostComm* host);

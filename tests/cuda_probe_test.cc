@@ -11,10 +11,13 @@ TEST(CudaProbe, DeviceCountAndBackendRequest) {
   const int n = CudaDeviceCount();
   if (n <= 0) GTEST_SKIP() << "no CUDA device answers on this machine";
   EXPECT_GT(n, 0);
-  auto backend = CreateBackend({"cuda", 0, 0});
-  // The CUDA kernels are not in this build yet: asking for them must fail loudly, never silently
-  // fall back to the CPU.
-  EXPECT_FALSE(backend.ok());
+  BackendOptions o;
+  o.device = "cuda";
+  auto backend = CreateBackend(o);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  EXPECT_EQ((*backend)->name(), "cuda");
+  o.device_index = n;  // one past the last device: a clear error, never a crash
+  EXPECT_FALSE(CreateBackend(o).ok());
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include "parallel/thread_comm.h"
 #include "runtime/engine.h"
+#include "runtime/staged_device_comm.h"
 #include "tests/test_models.h"
 
 namespace strata::testing {
@@ -55,6 +56,47 @@ TEST(ThreadComm, CollectivesAndSplit) {
     float s = float(r);
     ASSERT_TRUE(sd->AllReduceSum(&s, 1).ok());
     EXPECT_EQ(s, r < 2 ? 1.f : 5.f);
+  });
+}
+
+// The staging wrapper a device backend puts around a host data plane: every collective through
+// it gives what the host path gives. (With the CPU backend the copies are memcpy; the CUDA
+// whole-model test runs the same code with device memory.)
+TEST(ThreadComm, StagedDataPlaneMatchesTheHostPath) {
+  auto comms = CreateThreadHostComms(3);
+  OnThreads(3, [&](int r) {
+    auto host_path = CreateThreadDeviceComm(comms[r].get());
+    auto backend = std::move(CreateBackend({})).value();
+    StagedDeviceComm staged(host_path.get(), backend.get());
+    EXPECT_FALSE(staged.takes_host_memory());
+    EXPECT_EQ(staged.rank(), r);
+    DeviceBuffer x = std::move(backend->Allocate(4 * sizeof(float))).value();
+    const std::vector<float> mine = {float(r), 1.f, float(r * r), -2.f};
+    backend->CopyToDevice(x.get(), mine.data(), 16);
+    ASSERT_TRUE(staged.AllReduceSum(x.f32(), 4).ok());
+    std::vector<float> sum(4);
+    backend->CopyToHost(sum.data(), x.get(), 16);
+    EXPECT_EQ(sum, (std::vector<float>{3.f, 3.f, 5.f, -6.f}));
+    DeviceBuffer all = std::move(backend->Allocate(6 * sizeof(float))).value();
+    const std::vector<float> two = {float(r), float(10 + r)};
+    backend->CopyToDevice(x.get(), two.data(), 8);
+    ASSERT_TRUE(staged.AllGather(x.f32(), all.f32(), 2).ok());
+    std::vector<float> gathered(6);
+    backend->CopyToHost(gathered.data(), all.get(), 24);
+    EXPECT_EQ(gathered, (std::vector<float>{0, 10, 1, 11, 2, 12}));
+    // A ring of sends of different sizes: rank r sends r + 1 ints.
+    std::vector<int> out(r + 1, 100 + r), in((r + 2) % 3 + 1, -1);
+    DeviceBuffer dout = std::move(backend->Allocate(out.size() * 4)).value();
+    DeviceBuffer din = std::move(backend->Allocate(in.size() * 4)).value();
+    backend->CopyToDevice(dout.get(), out.data(), out.size() * 4);
+    ASSERT_TRUE(staged.Send(dout.get(), out.size() * 4, (r + 1) % 3).ok());
+    ASSERT_TRUE(staged.Recv(din.get(), in.size() * 4, (r + 2) % 3).ok());
+    backend->CopyToHost(in.data(), din.get(), in.size() * 4);
+    EXPECT_EQ(in, std::vector<int>(in.size(), 100 + (r + 2) % 3));
+    // A host-addressable backend needs no wrapper.
+    std::unique_ptr<DeviceComm> holder;
+    EXPECT_EQ(DataPlaneFor(host_path.get(), backend.get(), &holder), host_path.get());
+    EXPECT_EQ(holder, nullptr);
   });
 }
 
