@@ -14,6 +14,9 @@ ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
 ABSL_FLAG(int, threads, 0, "CPU threads (0: every core)");
 ABSL_FLAG(std::string, kv_dtype, "auto", "KV cache dtype: auto (the checkpoint's), float32, float16, bfloat16");
 ABSL_FLAG(int64_t, kv_memory, int64_t{1} << 30, "bytes of KV cache memory");
+ABSL_FLAG(double, gpu_memory_fraction, 0,
+          "> 0: size the KV cache as this fraction of the device's memory less the weights and activations "
+          "(overrides --kv-memory)");
 ABSL_FLAG(int, block_size, 16, "tokens per KV block");
 ABSL_FLAG(int, max_seqs, 256, "sequences running at once");
 ABSL_FLAG(int, max_batched_tokens, 2048, "tokens per micro-batch step (longer prompts are prefilled in chunks)");
@@ -65,6 +68,7 @@ EngineOptions EngineOptionsFromFlags() {
   o.backend.threads = absl::GetFlag(FLAGS_threads);
   o.kv_dtype = absl::GetFlag(FLAGS_kv_dtype);
   o.kv_memory_bytes = absl::GetFlag(FLAGS_kv_memory);
+  o.gpu_memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
   o.block_size = absl::GetFlag(FLAGS_block_size);
   o.max_seqs = absl::GetFlag(FLAGS_max_seqs);
   o.max_batched_tokens = absl::GetFlag(FLAGS_max_batched_tokens);

@@ -12,6 +12,41 @@
 
 namespace strata {
 
+namespace {
+
+// Device memory every rank keeps beyond weights and KV: activations of the largest step (the
+// runner's float32 buffers), the logits of a full batch, and the CUDA context and library
+// workspaces.
+int64_t ActivationReserveBytes(const ModelSpec& s, const EngineOptions& o) {
+  const int64_t tokens = o.max_batched_tokens, seqs = o.max_seqs;
+  const int64_t per_token = 8 * int64_t{s.hidden_size} + 3 * int64_t{s.intermediate_size} / o.tp;
+  return 4 * (tokens * per_token + 2 * seqs * int64_t{s.vocab_size}) + (int64_t{256} << 20);
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> KvBudgetFromDevice(const ModelSpec& spec, const EngineOptions& o, PlannerOptions po,
+                                           HostComm* world, Backend* backend) {
+  if (o.gpu_memory_fraction > 1)
+    return absl::InvalidArgumentError(absl::StrCat("--gpu-memory-fraction ", o.gpu_memory_fraction,
+                                                   " must be in (0, 1]"));
+  size_t free_bytes = 0, total = 0;
+  backend->MemoryInfo(&free_bytes, &total);
+  // Every rank must plan alike: rank 0's device decides.
+  if (world && world->size() > 1) RETURN_IF_ERROR(world->Broadcast(&total, sizeof(total), 0));
+  ASSIGN_OR_RETURN(PipelinePlan sizing, PlanPipeline(spec, Topology{o.tp, o.pp}, po));
+  int64_t weights = 0;
+  for (const StagePlan& st : sizing.stages) weights = std::max(weights, st.weight_bytes_per_rank);
+  const int64_t usable = static_cast<int64_t>(o.gpu_memory_fraction * static_cast<double>(total));
+  const int64_t reserve = ActivationReserveBytes(spec, o);
+  const int64_t kv = usable - weights - reserve;
+  if (kv <= 0)
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "--gpu-memory-fraction ", o.gpu_memory_fraction, " of ", total, " bytes (", usable, ") leaves no KV cache: ",
+        weights, " bytes of weights per rank and ", reserve, " bytes of activations; raise the fraction or add ranks"));
+  return kv;
+}
+
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_dir, const EngineOptions& o,
                                                        EngineComms comms) {
   std::unique_ptr<Engine> e(new Engine());
@@ -39,10 +74,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   po.weight_dtype = e->spec_.torch_dtype;
   po.block_size = o.block_size;
   po.max_seqs = o.max_seqs;
+  ASSIGN_OR_RETURN(e->backend_, CreateBackend(o.backend));
+  if (o.gpu_memory_fraction > 0) {
+    ASSIGN_OR_RETURN(po.kv_memory_bytes, KvBudgetFromDevice(e->spec_, o, po, comms.world, e->backend_.get()));
+  }
   ASSIGN_OR_RETURN(e->plan_, PlanPipeline(e->spec_, Topology{o.tp, o.pp}, po));
   const StagePlan& mine = e->plan_.stages[stage];
   ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(model_dir));
-  ASSIGN_OR_RETURN(e->backend_, CreateBackend(o.backend));
   ASSIGN_OR_RETURN(e->weights_, LoadWeights(ckpt, e->spec_, e->backend_.get(), slice,
                                             LayerRange{mine.first_layer, mine.last_layer}));
   e->layout_ = MakeKvLayout(e->spec_, kv_dtype, o.block_size, mine.first_layer, mine.last_layer, o.tp);

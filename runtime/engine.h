@@ -30,6 +30,10 @@ struct EngineOptions {
   BackendOptions backend;
   std::string kv_dtype = "auto";  // auto = the checkpoint's torch_dtype
   int64_t kv_memory_bytes = int64_t{1} << 30;
+  // > 0: size the KV cache from the device instead: this fraction of rank 0's device memory,
+  // less the largest stage's weights per rank and an activation reserve (vLLM's
+  // gpu_memory_utilization). The CPU backend's device memory is the host's.
+  double gpu_memory_fraction = 0;
   int block_size = 16;
   int max_seqs = 256;  // sequences running at once
   int max_batched_tokens = 2048;  // tokens per micro-batch step (prefill is chunked to fit)
@@ -57,6 +61,10 @@ struct EngineStats {
   int max_in_flight = 0;  // most micro-batch steps launched and not yet completed at once
   int peak_running = 0;   // most sequences admitted at once (the batch the KV cache allowed)
 };
+
+// The per-rank KV budget --gpu-memory-fraction gives (see EngineOptions).
+absl::StatusOr<int64_t> KvBudgetFromDevice(const ModelSpec& spec, const EngineOptions& o, PlannerOptions po,
+                                           HostComm* world, Backend* backend);
 
 class Engine {
  public:

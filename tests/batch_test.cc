@@ -71,3 +71,45 @@ TEST(Batch, ChunkedPrefillGivesTheSameResults) {
 
 }  // namespace
 }  // namespace strata::testing
+
+namespace strata::testing {
+namespace {
+
+// --gpu-memory-fraction sizes the KV cache from the backend's memory (host memory for the CPU
+// backend): weights plus KV stay within the fraction, a larger fraction holds more, and a
+// fraction too small for the weights and activations is a clear error.
+TEST(MemoryFraction, KvCacheFillsTheFractionLeftByWeights) {
+  MakeModelOptions o;
+  o.layers = 4;
+  o.hidden = 64;
+  o.heads = 4;
+  o.vocab = 300;
+  const std::string dir = MakeModel("memory-fraction", o);
+  auto backend = std::move(CreateBackend({})).value();
+  size_t free_bytes = 0, total = 0;
+  backend->MemoryInfo(&free_bytes, &total);
+  ASSERT_GT(total, size_t{4} << 30) << "the test assumes a few GiB of memory";
+  int64_t previous = 0;
+  for (double fraction : {0.03, 0.06}) {
+    EngineOptions eo;
+    eo.gpu_memory_fraction = fraction;
+    eo.backend.threads = 1;
+    auto e = Engine::Create(dir, eo);
+    ASSERT_TRUE(e.ok()) << e.status();
+    const int64_t kv = (*e)->kv_capacity().num_blocks * (*e)->kv_layout().bytes_per_block();
+    EXPECT_GT(kv, 0);
+    EXPECT_LE(kv + (*e)->weight_bytes(), static_cast<int64_t>(fraction * static_cast<double>(total)));
+    EXPECT_GT(kv, previous);
+    previous = kv;
+  }
+  EngineOptions tiny;
+  tiny.gpu_memory_fraction = 1e-5;
+  auto e = Engine::Create(dir, tiny);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(std::string(e.status().message()).find("--gpu-memory-fraction"), std::string::npos) << e.status();
+  tiny.gpu_memory_fraction = 1.5;
+  EXPECT_FALSE(Engine::Create(dir, tiny).ok());
+}
+
+}  // namespace
+}  // namespace strata::testing
