@@ -163,6 +163,8 @@ class Backend {
   // The element type this backend keeps weight matrices (projections, MLP, embedding, LM head)
   // in, for a checkpoint stored as `checkpoint`. Norm weights and biases are always float32.
   virtual DType MatrixDType(DType checkpoint) const = 0;
+  // The largest attention head dimension the kernels handle.
+  virtual int max_head_dim() const = 0;
   // Bytes of device memory free and in total (the CPU backend reports host memory).
   virtual void MemoryInfo(size_t* free_bytes, size_t* total_bytes) = 0;
 

@@ -75,6 +75,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   po.block_size = o.block_size;
   po.max_seqs = o.max_seqs;
   ASSIGN_OR_RETURN(e->backend_, CreateBackend(o.backend));
+  if (e->spec_.head_dim > e->backend_->max_head_dim())
+    return absl::UnimplementedError(absl::StrCat("head_dim ", e->spec_.head_dim, " is larger than the ",
+                                                 e->backend_->name(), " backend's attention supports (",
+                                                 e->backend_->max_head_dim(), ")"));
   if (o.gpu_memory_fraction > 0) {
     ASSIGN_OR_RETURN(po.kv_memory_bytes, KvBudgetFromDevice(e->spec_, o, po, comms.world, e->backend_.get()));
   }

@@ -15,6 +15,7 @@ class CpuBackend : public Backend {
   // OpenBLAS multiplies float32: every checkpoint is converted on load.
   DType MatrixDType(DType) const override { return DType::kF32; }
   void MemoryInfo(size_t* free_bytes, size_t* total_bytes) override;
+  int max_head_dim() const override { return 1 << 20; }
   int threads() const { return threads_; }
 
   absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) override;

@@ -163,12 +163,14 @@ __global__ void AttentionMergeKernel(const float* partials, float* out, int spli
 }  // namespace
 
 void CudaBackend::KvWrite(const KvWriteArgs& a) {
+  Bind();
   if (a.batch.num_tokens == 0) return;
   KvWriteKernel<<<a.batch.num_tokens, 128, 0, stream_>>>(a.step_k, a.step_v, a.bank, a.batch);
   STRATA_LAUNCHED("KvWriteKernel");
 }
 
 void CudaBackend::Attention(const AttentionArgs& a) {
+  Bind();
   const int tokens = a.batch.num_tokens, d = a.bank.head_dim;
   if (tokens == 0) return;
   if (d > kMaxHeadDim || d % 2 != 0)

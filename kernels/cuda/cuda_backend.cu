@@ -103,7 +103,10 @@ absl::StatusOr<std::unique_ptr<Backend>> CudaBackend::Create(const BackendOption
   return std::unique_ptr<Backend>(new CudaBackend(device, stream, cublas, sm_count));
 }
 
+void CudaBackend::Bind() const { STRATA_CUDA(cudaSetDevice(device_)); }
+
 CudaBackend::~CudaBackend() {
+  cudaSetDevice(device_);
   cudaStreamSynchronize(stream_);
   if (gemm_input_) cudaFree(gemm_input_);
   if (attention_partials_) cudaFree(attention_partials_);
@@ -112,10 +115,12 @@ CudaBackend::~CudaBackend() {
 }
 
 void CudaBackend::MemoryInfo(size_t* free_bytes, size_t* total_bytes) {
+  Bind();
   STRATA_CUDA(cudaMemGetInfo(free_bytes, total_bytes));
 }
 
 absl::StatusOr<DeviceBuffer> CudaBackend::Allocate(size_t bytes) {
+  Bind();
   void* p = nullptr;
   if (bytes > 0) {
     if (cudaError_t e = cudaMalloc(&p, bytes); e != cudaSuccess) {
@@ -131,6 +136,7 @@ absl::StatusOr<DeviceBuffer> CudaBackend::Allocate(size_t bytes) {
 }
 
 void CudaBackend::Free(void* ptr) {
+  Bind();
   STRATA_CUDA(cudaStreamSynchronize(stream_));  // no queued kernel may still use it
   STRATA_CUDA(cudaFree(ptr));
 }
@@ -149,27 +155,36 @@ void* CudaBackend::Scratch(void** buffer, size_t* capacity, size_t bytes) {
 // Pageable host memory: cudaMemcpyAsync returns once the source is staged, so `src` may be
 // reused at once; copies to the host wait for the data.
 void CudaBackend::CopyToDevice(void* dst, const void* src, size_t bytes) {
+  Bind();
   if (bytes) STRATA_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
 }
 void CudaBackend::CopyToHost(void* dst, const void* src, size_t bytes) {
+  Bind();
   if (!bytes) return;
   STRATA_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
   STRATA_CUDA(cudaStreamSynchronize(stream_));
 }
 void CudaBackend::CopyDeviceToDevice(void* dst, const void* src, size_t bytes) {
+  Bind();
   if (bytes) STRATA_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
 }
 void CudaBackend::Zero(void* dst, size_t bytes) {
+  Bind();
   if (bytes) STRATA_CUDA(cudaMemsetAsync(dst, 0, bytes, stream_));
 }
-void CudaBackend::Synchronize() { STRATA_CUDA(cudaStreamSynchronize(stream_)); }
+void CudaBackend::Synchronize() {
+  Bind();
+  STRATA_CUDA(cudaStreamSynchronize(stream_));
+}
 
 void CudaBackend::ConvertFromFloat(const float* src, void* dst, DType t, size_t n) {
+  Bind();
   if (n == 0) return;
   FromFloatKernel<<<GridFor(n, 256), 256, 0, stream_>>>(src, dst, t, n);
   STRATA_LAUNCHED("FromFloatKernel");
 }
 void CudaBackend::ConvertToFloat(const void* src, DType t, float* dst, size_t n) {
+  Bind();
   if (n == 0) return;
   ToFloatKernel<<<GridFor(n, 256), 256, 0, stream_>>>(src, t, dst, n);
   STRATA_LAUNCHED("ToFloatKernel");
@@ -178,6 +193,7 @@ void CudaBackend::ConvertToFloat(const void* src, DType t, float* dst, size_t n)
 // y[m, n] = x[m, k] W[n, k]^T (+ y) (+ bias), all row-major. cuBLAS is column-major: there the
 // row-major y is y^T = W x^T, i.e. C[n, m] = op(A = W as [k, n])^T * B (x as [k, m]).
 void CudaBackend::Linear(const LinearArgs& a) {
+  Bind();
   if (a.m == 0 || a.n == 0) return;
   const float alpha = 1.f, beta = a.accumulate ? 1.f : 0.f;
   const void* x = a.x;
@@ -198,6 +214,7 @@ void CudaBackend::Linear(const LinearArgs& a) {
 }
 
 double CudaBackend::MeasureReadBandwidth(size_t bytes) {
+  Bind();
   const size_t n = bytes / sizeof(uint4);
   auto buffer = Allocate(n * sizeof(uint4));
   auto out = Allocate(sizeof(unsigned));
@@ -225,6 +242,7 @@ double CudaBackend::MeasureReadBandwidth(size_t bytes) {
 
 // The rate of the products Linear runs: BF16 inputs, FP32 accumulation.
 double CudaBackend::MeasureGemmFlops(int m, int n, int k) {
+  Bind();
   auto x = Allocate(static_cast<size_t>(m) * k * 4);
   auto w = Allocate(static_cast<size_t>(n) * k * 2);
   auto y = Allocate(static_cast<size_t>(m) * n * 4);

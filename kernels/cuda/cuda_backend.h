@@ -24,6 +24,7 @@ class CudaBackend : public Backend {
     return checkpoint == DType::kF16 ? DType::kF16 : DType::kBF16;
   }
   void MemoryInfo(size_t* free_bytes, size_t* total_bytes) override;
+  int max_head_dim() const override { return 256; }  // cuda_attention.cu's kMaxHeadDim
 
   absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) override;
   void Free(void* ptr) override;
@@ -53,6 +54,9 @@ class CudaBackend : public Backend {
  private:
   CudaBackend(int device, cudaStream_t stream, cublasHandle_t cublas, int sm_count)
       : device_(device), stream_(stream), cublas_(cublas), sm_count_(sm_count) {}
+  // Makes this backend's device current on the calling thread (engines may be driven from a
+  // thread other than the one that created them).
+  void Bind() const;
   // Device scratch of at least `bytes`, reused between calls (grown with the stream drained).
   void* Scratch(void** buffer, size_t* capacity, size_t bytes);
 

@@ -97,6 +97,7 @@ __global__ void GatherRowsKernel(const float* src, const int* rows, float* dst, 
 }  // namespace
 
 void CudaBackend::Embedding(const EmbeddingArgs& a) {
+  Bind();
   if (a.tokens == 0) return;
   EmbeddingKernel<<<a.tokens, kRowThreads, 0, stream_>>>(a.table, a.table_dtype, a.ids, a.y, a.hidden, a.vocab_begin,
                                                          a.vocab_rows);
@@ -104,12 +105,14 @@ void CudaBackend::Embedding(const EmbeddingArgs& a) {
 }
 
 void CudaBackend::Norm(const NormArgs& a) {
+  Bind();
   if (a.rows == 0) return;
   NormKernel<<<a.rows, kRowThreads, 0, stream_>>>(a.type, a.x, a.weight, a.bias, a.y, a.cols, a.eps);
   STRATA_LAUNCHED("NormKernel");
 }
 
 void CudaBackend::Rotary(const RotaryArgs& a) {
+  Bind();
   const int half = a.rope.rotary_dims / 2;
   const size_t n = static_cast<size_t>(a.tokens) * a.heads * half;
   if (n == 0) return;
@@ -119,6 +122,7 @@ void CudaBackend::Rotary(const RotaryArgs& a) {
 }
 
 void CudaBackend::Activation(const ActivationArgs& a) {
+  Bind();
   const size_t n = static_cast<size_t>(a.rows) * a.cols;
   if (n == 0) return;
   ActivationKernel<<<GridFor(n, 256), 256, 0, stream_>>>(a.type, a.x, a.y, a.rows, a.cols);
@@ -126,12 +130,14 @@ void CudaBackend::Activation(const ActivationArgs& a) {
 }
 
 void CudaBackend::Add(float* y, const float* x, size_t n) {
+  Bind();
   if (n == 0) return;
   AddKernel<<<GridFor(n, 256), 256, 0, stream_>>>(y, x, n);
   STRATA_LAUNCHED("AddKernel");
 }
 
 void CudaBackend::GatherRows(const GatherRowsArgs& a) {
+  Bind();
   if (a.count == 0) return;
   GatherRowsKernel<<<a.count, kRowThreads, 0, stream_>>>(a.src, a.rows, a.dst, a.cols);
   STRATA_LAUNCHED("GatherRowsKernel");
