@@ -20,6 +20,10 @@ command -v npm >/dev/null || missing+=(npm)
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# kubectl is no Debian 12 package of a usable age (bookworm's kubernetes-client 1.20 bundles a
+# kustomize too old for deploy/k8s); Deploy.KubernetesAndDocker needs one with kustomize v5.
+command -v kubectl >/dev/null ||
+  echo "install_deps: kubectl with kustomize v5 (the Kubernetes apt repository's) is needed by the deploy test" >&2
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install_deps: all ${#packages[@]} packages present"
   exit 0

