@@ -96,7 +96,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   e->capacity_.num_blocks = paged ? e->plan_.kv_capacity_tokens / o.block_size : 0;
   if (e->capacity_.tokens <= 0)
     return absl::ResourceExhaustedError(absl::StrCat(
-        "--kv-memory ", o.kv_memory_bytes, " bytes holds no KV block (", e->layout_.bytes_per_block(),
+        "the KV budget (--kv-memory or --gpu-memory-fraction) of ", po.kv_memory_bytes, " bytes holds no KV block (", e->layout_.bytes_per_block(),
         " bytes per block plus ", e->layout_.bytes_per_sequence, " bytes of window banks per sequence)"));
   ASSIGN_OR_RETURN(KvStorage storage, KvStorage::Create(e->backend_.get(), e->layout_, e->capacity_));
   e->storage_ = std::make_unique<KvStorage>(std::move(storage));

@@ -52,7 +52,6 @@ class CudaKernels : public ::testing::Test {
     b->CopyToDevice(d.get(), host.data(), host.size() * sizeof(T));
     return d;
   }
-  static DeviceBuffer PutBytes(Backend* b, const std::vector<uint8_t>& host) { return Put(b, host); }
   // A buffer of `n` floats filled with NaN.
   static DeviceBuffer Poisoned(Backend* b, size_t n) {
     return Put(b, std::vector<float>(std::max<size_t>(n, 1), std::numeric_limits<float>::quiet_NaN()));
@@ -96,7 +95,7 @@ TEST_F(CudaKernels, EmbeddingGathersThisSlicesRows) {
   std::vector<uint8_t> table_bf16(table.size() * 2);
   FromFloat(DType::kBF16, table.data(), table_bf16.data(), table.size());
   DeviceBuffer ct = Put(cpu_.get(), table), ci = Put(cpu_.get(), ids), cy = Poisoned(cpu_.get(), tokens * hidden);
-  DeviceBuffer gt = PutBytes(gpu_.get(), table_bf16), gi = Put(gpu_.get(), ids), gy = Poisoned(gpu_.get(), tokens * hidden);
+  DeviceBuffer gt = Put(gpu_.get(), table_bf16), gi = Put(gpu_.get(), ids), gy = Poisoned(gpu_.get(), tokens * hidden);
   cpu_->Embedding({ct.get(), ci.i32(), cy.f32(), tokens, hidden, vocab_begin, vocab_rows, DType::kF32});
   gpu_->Embedding({gt.get(), gi.i32(), gy.f32(), tokens, hidden, vocab_begin, vocab_rows, DType::kBF16});
   ExpectClose(Get(cpu_.get(), cy, tokens * hidden), Get(gpu_.get(), gy, tokens * hidden), 0.f, 0.f, "embedding");
@@ -115,7 +114,7 @@ TEST_F(CudaKernels, LinearMatchesOpenBlas) {
           std::vector<uint8_t> w_packed(w.size() * DTypeSize(wt));
           FromFloat(wt, w.data(), w_packed.data(), w.size());
           DeviceBuffer cx = Put(cpu_.get(), x), cw = Put(cpu_.get(), w), cb = Put(cpu_.get(), bias), cy = Put(cpu_.get(), y0);
-          DeviceBuffer gx = Put(gpu_.get(), x), gw = PutBytes(gpu_.get(), w_packed), gb = Put(gpu_.get(), bias);
+          DeviceBuffer gx = Put(gpu_.get(), x), gw = Put(gpu_.get(), w_packed), gb = Put(gpu_.get(), bias);
           DeviceBuffer gy = accumulate ? Put(gpu_.get(), y0) : Poisoned(gpu_.get(), y0.size());
           cpu_->Linear({cx.f32(), cw.get(), with_bias ? cb.f32() : nullptr, cy.f32(), s.m, s.n, s.k, accumulate, DType::kF32});
           gpu_->Linear({gx.f32(), gw.get(), with_bias ? gb.f32() : nullptr, gy.f32(), s.m, s.n, s.k, accumulate, wt});
@@ -267,7 +266,7 @@ class CudaAttention : public CudaKernels {
     for (int which = 0; which < 2; ++which) {
       Backend* b = backends[which];
       DeviceBuffer dts = Put(b, token_start), dctx = Put(b, c.context), dtab = Put(b, table), dslot = Put(b, slots);
-      DeviceBuffer dk = PutBytes(b, bank_k), dv = PutBytes(b, bank_v), dq = Put(b, q), dsk = Put(b, sk), dsv = Put(b, sv);
+      DeviceBuffer dk = Put(b, bank_k), dv = Put(b, bank_v), dq = Put(b, q), dsk = Put(b, sk), dsv = Put(b, sv);
       DeviceBuffer dcos = Put(b, rope.cos), dsin = Put(b, rope.sin), dout = Poisoned(b, q.size());
       BatchLayout batch{seqs, dts.i32(), dctx.i32(), dtab.i32(), max_blocks, dslot.i32(), tokens, max_len};
       KvBankView bank{dk.get(), dv.get(), c.dtype, nkv, d, c.block_size, c.ring};

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -213,6 +214,25 @@ void CudaBackend::Linear(const LinearArgs& a) {
   }
 }
 
+float CudaBackend::BestMilliseconds(const std::function<void()>& launch) {
+  cudaEvent_t start, stop;
+  STRATA_CUDA(cudaEventCreate(&start));
+  STRATA_CUDA(cudaEventCreate(&stop));
+  float best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    STRATA_CUDA(cudaEventRecord(start, stream_));
+    launch();
+    STRATA_CUDA(cudaEventRecord(stop, stream_));
+    STRATA_CUDA(cudaEventSynchronize(stop));
+    float ms = 0;
+    STRATA_CUDA(cudaEventElapsedTime(&ms, start, stop));
+    if (ms > 0 && (best == 0 || ms < best)) best = ms;
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return best;
+}
+
 double CudaBackend::MeasureReadBandwidth(size_t bytes) {
   Bind();
   const size_t n = bytes / sizeof(uint4);
@@ -220,24 +240,12 @@ double CudaBackend::MeasureReadBandwidth(size_t bytes) {
   auto out = Allocate(sizeof(unsigned));
   if (!buffer.ok() || !out.ok() || n == 0) return 0;
   STRATA_CUDA(cudaMemsetAsync(buffer->get(), 1, n * sizeof(uint4), stream_));
-  cudaEvent_t start, stop;
-  STRATA_CUDA(cudaEventCreate(&start));
-  STRATA_CUDA(cudaEventCreate(&stop));
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    STRATA_CUDA(cudaEventRecord(start, stream_));
+  const float ms = BestMilliseconds([&] {
     XorReadKernel<<<sm_count_ * 8, 512, 0, stream_>>>(static_cast<const uint4*>(buffer->get()), n,
                                                        static_cast<unsigned*>(out->get()));
     STRATA_LAUNCHED("XorReadKernel");
-    STRATA_CUDA(cudaEventRecord(stop, stream_));
-    STRATA_CUDA(cudaEventSynchronize(stop));
-    float ms = 0;
-    STRATA_CUDA(cudaEventElapsedTime(&ms, start, stop));
-    if (ms > 0) best = std::max(best, n * sizeof(uint4) / (ms * 1e-3));
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return best;
+  });
+  return ms > 0 ? n * sizeof(uint4) / (ms * 1e-3) : 0;
 }
 
 // The rate of the products Linear runs: BF16 inputs, FP32 accumulation.
@@ -249,22 +257,9 @@ double CudaBackend::MeasureGemmFlops(int m, int n, int k) {
   if (!x.ok() || !w.ok() || !y.ok()) return 0;
   Zero(x->get(), x->bytes());
   Zero(w->get(), w->bytes());
-  cudaEvent_t start, stop;
-  STRATA_CUDA(cudaEventCreate(&start));
-  STRATA_CUDA(cudaEventCreate(&stop));
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    STRATA_CUDA(cudaEventRecord(start, stream_));
-    Linear({x->f32(), w->get(), nullptr, y->f32(), m, n, k, false, DType::kBF16});
-    STRATA_CUDA(cudaEventRecord(stop, stream_));
-    STRATA_CUDA(cudaEventSynchronize(stop));
-    float ms = 0;
-    STRATA_CUDA(cudaEventElapsedTime(&ms, start, stop));
-    if (ms > 0) best = std::max(best, 2.0 * m * n * k / (ms * 1e-3));
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return best;
+  const float ms = BestMilliseconds(
+      [&] { Linear({x->f32(), w->get(), nullptr, y->f32(), m, n, k, false, DType::kBF16}); });
+  return ms > 0 ? 2.0 * m * n * k / (ms * 1e-3) : 0;
 }
 
 }  // namespace strata

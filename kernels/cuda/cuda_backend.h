@@ -7,6 +7,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <functional>
+
 #include "kernels/backend.h"
 
 namespace strata {
@@ -49,14 +51,14 @@ class CudaBackend : public Backend {
   double MeasureReadBandwidth(size_t bytes) override;
   double MeasureGemmFlops(int m, int n, int k) override;
 
-  cudaStream_t stream() const { return stream_; }
-
  private:
   CudaBackend(int device, cudaStream_t stream, cublasHandle_t cublas, int sm_count)
       : device_(device), stream_(stream), cublas_(cublas), sm_count_(sm_count) {}
   // Makes this backend's device current on the calling thread (engines may be driven from a
   // thread other than the one that created them).
   void Bind() const;
+  // The shortest of five timed runs of `launch` on the stream, in milliseconds (0 if none timed).
+  float BestMilliseconds(const std::function<void()>& launch);
   // Device scratch of at least `bytes`, reused between calls (grown with the stream drained).
   void* Scratch(void** buffer, size_t* capacity, size_t bytes);
 
