@@ -80,7 +80,8 @@ int RunBench(const std::vector<std::string>& args) {
   const bool one_rank = comms.world->size() == 1;
   const double floor = bandwidth / bytes_per_token;
   // Prefill FLOPs per token: 2 x the weights a token multiplies (the decode weights).
-  const double prefill_flops = 2.0 * static_cast<double>(e.decode_weight_bytes()) / 4.0;
+  const double prefill_flops =
+      2.0 * static_cast<double>(e.decode_weight_bytes()) / static_cast<double>(DTypeSize(e.matrix_dtype()));
   const double prefill_tps = prefill[prefill.size() / 2], decode_tps = decode[decode.size() / 2];
   nlohmann::json j = {
       {"prefill_tokens_per_s", prefill_tps},

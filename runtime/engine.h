@@ -104,6 +104,8 @@ class Engine {
   int64_t decode_weight_bytes() const {
     return weights_.bytes - (weights_.lm_head.get() && weights_.embed.get() ? static_cast<int64_t>(weights_.embed.bytes()) : 0);
   }
+  // The element type of this rank's weight matrices (the backend's MatrixDType).
+  DType matrix_dtype() const { return weights_.matrix_dtype; }
   Backend* backend() const { return backend_.get(); }
   const EngineStats& stats() const { return stats_; }
   void ResetStats() { stats_ = {}; }

@@ -1,8 +1,8 @@
 // File: runtime/weights.h
 // Loads a checkpoint's weights onto a backend, in the layout the model runner uses:
 // separate Q/K/V (the fused GPT-NeoX [H,3,hs] tensor is split on load), SwiGLU gate and up
-// concatenated into one [2I, hidden] matrix. Matrices in the backend's MatrixDType (float32 on
-// the CPU backend, BF16/F16 on CUDA), vectors in float32.
+// concatenated into one [2I, hidden] matrix. Matrices in the backend's MatrixDType (the
+// checkpoint's type on the CPU backend, BF16/F16 on CUDA), vectors in float32.
 #pragma once
 
 #include <vector>

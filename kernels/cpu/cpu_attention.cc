@@ -18,13 +18,38 @@ int SeqOfToken(const BatchLayout& b, int token) {
   return s;
 }
 
-// One KV head of one bank row as floats: a pointer into the bank for F32, else converted into
+// One KV head of one bank row as floats: a pointer into the bank for F32, else widened into
 // `scratch`.
-const float* BankHead(const KvBankView& bank, const void* base, size_t row, int head, float* scratch) {
+const float* BankHead(CpuIsa isa, const KvBankView& bank, const void* base, size_t row, int head, float* scratch) {
   const size_t offset = (row * bank.num_kv_heads + head) * bank.head_dim;
   if (bank.dtype == DType::kF32) return static_cast<const float*>(base) + offset;
-  ToFloat(bank.dtype, static_cast<const char*>(base) + offset * DTypeSize(bank.dtype), scratch, bank.head_dim);
+  Widen(isa, bank.dtype, static_cast<const char*>(base) + offset * DTypeSize(bank.dtype), scratch, bank.head_dim);
   return scratch;
+}
+
+// Consecutive positions of one KV head lie a whole row (num_kv_heads x head_dim) apart, a
+// stride the hardware prefetcher does not follow across paged blocks: the loops ask for the
+// head's bytes this many positions ahead (decode attention ran at a third of its speed without).
+constexpr int kPrefetchPositions = 8;
+
+void PrefetchBankHead(const KvBankView& bank, const void* base, size_t row, int head) {
+  const size_t bytes = static_cast<size_t>(bank.head_dim) * DTypeSize(bank.dtype);
+  const char* p = static_cast<const char*>(base) + (row * bank.num_kv_heads + head) * bytes;
+  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
+}
+
+// The two inner loops, written so the compiler vectorizes them (`omp simd` allows the
+// reassociated sum).
+float Dot(const float* a, const float* b, int n) {
+  float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+  for (int j = 0; j < n; ++j) sum += a[j] * b[j];
+  return sum;
+}
+
+void AddScaled(float w, const float* x, float* y, int n) {
+#pragma omp simd
+  for (int j = 0; j < n; ++j) y[j] += w * x[j];
 }
 
 }  // namespace
@@ -55,7 +80,7 @@ void CpuBackend::Attention(const AttentionArgs& a) {
   const int tokens = a.batch.token_start[a.batch.num_seqs];
   const int half = a.rope_on_read.rotary_dims / 2;
 
-#pragma omp parallel
+#pragma omp parallel num_threads(threads_)
   {
     std::vector<float> scores, krow(d), rotated(d), acc(static_cast<size_t>(group) * d);
 #pragma omp for schedule(dynamic, 1) collapse(2)
@@ -78,8 +103,10 @@ void CpuBackend::Attention(const AttentionArgs& a) {
         // Scores: q . k for every visible key position.
         for (int p = lo; p <= hi; ++p) {
           const float* k;
+          if (p + kPrefetchPositions < ctx && p + kPrefetchPositions <= hi)
+            PrefetchBankHead(bank, bank.k, KvRow(bank, a.batch, s, p + kPrefetchPositions), g);
           if (p < ctx) {
-            k = BankHead(bank, bank.k, KvRow(bank, a.batch, s, p), g, krow.data());
+            k = BankHead(isa_, bank, bank.k, KvRow(bank, a.batch, s, p), g, krow.data());
           } else {
             k = a.step_k + (static_cast<size_t>(begin + p - ctx) * nkv + g) * d;
           }
@@ -93,12 +120,8 @@ void CpuBackend::Attention(const AttentionArgs& a) {
             }
             k = rotated.data();
           }
-          for (int h = 0; h < group; ++h) {
-            const float* qh = q + static_cast<size_t>(h) * d;
-            float dot = 0.f;
-            for (int j = 0; j < d; ++j) dot += qh[j] * k[j];
-            scores[static_cast<size_t>(h) * nk + (p - lo)] = dot * a.scale;
-          }
+          for (int h = 0; h < group; ++h)
+            scores[static_cast<size_t>(h) * nk + (p - lo)] = Dot(q + static_cast<size_t>(h) * d, k, d) * a.scale;
         }
         // Softmax per head.
         for (int h = 0; h < group; ++h) {
@@ -117,16 +140,15 @@ void CpuBackend::Attention(const AttentionArgs& a) {
         std::fill(acc.begin(), acc.end(), 0.f);
         for (int p = lo; p <= hi; ++p) {
           const float* v;
+          if (p + kPrefetchPositions < ctx && p + kPrefetchPositions <= hi)
+            PrefetchBankHead(bank, bank.v, KvRow(bank, a.batch, s, p + kPrefetchPositions), g);
           if (p < ctx) {
-            v = BankHead(bank, bank.v, KvRow(bank, a.batch, s, p), g, krow.data());
+            v = BankHead(isa_, bank, bank.v, KvRow(bank, a.batch, s, p), g, krow.data());
           } else {
             v = a.step_v + (static_cast<size_t>(begin + p - ctx) * nkv + g) * d;
           }
-          for (int h = 0; h < group; ++h) {
-            const float w = scores[static_cast<size_t>(h) * nk + (p - lo)];
-            float* o = acc.data() + static_cast<size_t>(h) * d;
-            for (int j = 0; j < d; ++j) o[j] += w * v[j];
-          }
+          for (int h = 0; h < group; ++h)
+            AddScaled(scores[static_cast<size_t>(h) * nk + (p - lo)], v, acc.data() + static_cast<size_t>(h) * d, d);
         }
         std::memcpy(out, acc.data(), sizeof(float) * group * d);
       }

@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <vector>
@@ -17,7 +18,7 @@
 
 namespace strata {
 
-CpuBackend::CpuBackend(int threads) {
+CpuBackend::CpuBackend(int threads) : isa_(DetectCpuIsa()) {
   threads_ = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
   if (threads_ < 1) threads_ = 1;
   omp_set_num_threads(threads_);
@@ -44,28 +45,38 @@ void CpuBackend::MemoryInfo(size_t* free_bytes, size_t* total_bytes) {
 }
 
 void CpuBackend::Embedding(const EmbeddingArgs& a) {
-  STRATA_CHECK(a.table_dtype == DType::kF32);  // MatrixDType is always float32 here
-  const float* table = static_cast<const float*>(a.table);
+  const size_t row_bytes = static_cast<size_t>(a.hidden) * DTypeSize(a.table_dtype);
   for (int t = 0; t < a.tokens; ++t) {
     float* y = a.y + static_cast<size_t>(t) * a.hidden;
     const int row = a.ids[t] - a.vocab_begin;
     if (row < 0 || row >= a.vocab_rows) {  // another tensor slice holds this token's row
       std::memset(y, 0, sizeof(float) * a.hidden);
     } else {
-      std::memcpy(y, table + static_cast<size_t>(row) * a.hidden, sizeof(float) * a.hidden);
+      ToFloat(a.table_dtype, static_cast<const char*>(a.table) + static_cast<size_t>(row) * row_bytes, y, a.hidden);
     }
   }
 }
 
+// Weight rows widened per SGEMM call for half-precision weights: 256 x 768 floats are 768 KiB,
+// within this CPU's L2, and the GEMM's m rows amortize the widening.
+constexpr int kWidenTileRows = 256;
+
 void CpuBackend::Linear(const LinearArgs& a) {
-  STRATA_CHECK(a.w_dtype == DType::kF32);
-  const float* w = static_cast<const float*>(a.w);
   const float beta = a.accumulate ? 1.f : 0.f;
   if (a.m == 1) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, a.n, a.k, 1.f, w, a.k, a.x, 1, beta, a.y, 1);
+    MatVec(isa_, a.w_dtype, a.w, a.n, a.k, a.x, a.y, a.accumulate, threads_);
+  } else if (a.w_dtype == DType::kF32) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a.m, a.n, a.k, 1.f, a.x, a.k, static_cast<const float*>(a.w),
+                a.k, beta, a.y, a.n);
   } else {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a.m, a.n, a.k, 1.f, a.x, a.k, w, a.k,
-                beta, a.y, a.n);
+    std::vector<float> tile(static_cast<size_t>(std::min(kWidenTileRows, a.n)) * a.k);
+    for (int r = 0; r < a.n; r += kWidenTileRows) {
+      const int rows = std::min(kWidenTileRows, a.n - r);
+      Widen(isa_, a.w_dtype, static_cast<const char*>(a.w) + static_cast<size_t>(r) * a.k * DTypeSize(a.w_dtype),
+            tile.data(), static_cast<size_t>(rows) * a.k);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a.m, rows, a.k, 1.f, a.x, a.k, tile.data(), a.k, beta,
+                  a.y + r, a.n);
+    }
   }
   if (a.bias) {
     for (int i = 0; i < a.m; ++i) {
@@ -76,7 +87,7 @@ void CpuBackend::Linear(const LinearArgs& a) {
 }
 
 void CpuBackend::Norm(const NormArgs& a) {
-#pragma omp parallel for if (a.rows > 4)
+#pragma omp parallel for num_threads(threads_) if (a.rows > 4)
   for (int r = 0; r < a.rows; ++r) {
     const float* x = a.x + static_cast<size_t>(r) * a.cols;
     float* y = a.y + static_cast<size_t>(r) * a.cols;
@@ -100,7 +111,7 @@ void CpuBackend::Norm(const NormArgs& a) {
 
 void CpuBackend::Rotary(const RotaryArgs& a) {
   const int half = a.rope.rotary_dims / 2;
-#pragma omp parallel for if (a.tokens > 4)
+#pragma omp parallel for num_threads(threads_) if (a.tokens > 4)
   for (int t = 0; t < a.tokens; ++t) {
     const float* c = a.rope.cos + static_cast<size_t>(a.positions[t]) * half;
     const float* s = a.rope.sin + static_cast<size_t>(a.positions[t]) * half;
@@ -116,7 +127,7 @@ void CpuBackend::Rotary(const RotaryArgs& a) {
 }
 
 void CpuBackend::Activation(const ActivationArgs& a) {
-#pragma omp parallel for if (a.rows > 4)
+#pragma omp parallel for num_threads(threads_) if (a.rows > 4)
   for (int r = 0; r < a.rows; ++r) {
     float* y = a.y + static_cast<size_t>(r) * a.cols;
     if (a.type == ActivationType::kSwiGlu) {

@@ -1,9 +1,12 @@
 // File: kernels/cpu/cpu_backend.h
-// The reference backend: readable loops (OpenMP across rows and heads) plus OpenBLAS for GEMM.
-// It is the oracle for every CUDA kernel, so clarity wins over cleverness here.
+// The reference backend: readable loops (OpenMP across rows and heads), OpenBLAS for GEMM and
+// one vectorized matrix-vector kernel (cpu_matvec.h) for single-row products, where decode
+// spends its time. It is the oracle for every CUDA kernel, so clarity wins over cleverness
+// everywhere else.
 #pragma once
 
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu_matvec.h"
 
 namespace strata {
 
@@ -12,8 +15,9 @@ class CpuBackend : public Backend {
   explicit CpuBackend(int threads);
   std::string name() const override { return "cpu"; }
   bool host_addressable() const override { return true; }
-  // OpenBLAS multiplies float32: every checkpoint is converted on load.
-  DType MatrixDType(DType) const override { return DType::kF32; }
+  // Half-precision checkpoints stay half precision (half the bytes each decode step reads; the
+  // kernels widen to float32 as they read), float32 ones stay float32.
+  DType MatrixDType(DType checkpoint) const override { return checkpoint; }
   void MemoryInfo(size_t* free_bytes, size_t* total_bytes) override;
   int max_head_dim() const override { return 1 << 20; }
   int threads() const { return threads_; }
@@ -42,6 +46,7 @@ class CpuBackend : public Backend {
 
  private:
   int threads_;
+  CpuIsa isa_;
 };
 
 }  // namespace strata

@@ -1,0 +1,27 @@
+// Products with weight matrices stored as F32, BF16 or F16 rows (the nn.Linear layout: W is
+// n x k, y = x W^T), for the CPU backend.
+//
+// Why not only OpenBLAS: Debian's OpenBLAS 0.3.21 is built without its BF16 routines and has no
+// F16 ones, and its SGEMV reached 24-26 GB/s here where the AVX-512 loop below, reading four rows
+// at once with a software prefetch, reached 27-33 GB/s (docs/benchmarks.md). GEMMs with several
+// activation rows stay OpenBLAS SGEMMs, over float32 tiles widened from half-precision weights.
+#pragma once
+
+#include "runtime/base/dtype.h"
+
+namespace strata {
+
+// The instruction sets the CPU kernels can use; kPortable works everywhere (the tests run both).
+enum class CpuIsa { kPortable, kAvx512 };
+
+// The best set this CPU supports, unless STRATA_CPU_ISA=portable asks for the portable one.
+CpuIsa DetectCpuIsa();
+
+// y[0..n) = W x (+ y when `accumulate`) for one activation row x[0..k), on `threads` threads.
+void MatVec(CpuIsa isa, DType w_dtype, const void* w, int n, int k, const float* x, float* y, bool accumulate,
+            int threads);
+
+// n elements of type `t` widened to float32 (weight tiles, KV cache rows).
+void Widen(CpuIsa isa, DType t, const void* src, float* dst, size_t n);
+
+}  // namespace strata
