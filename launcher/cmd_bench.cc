@@ -48,20 +48,32 @@ int RunBench(const std::vector<std::string>& args) {
   std::vector<GenerationRequest> warm = reqs;
   for (auto& r : warm) r.max_tokens = 2;
   if (auto w = (*engine)->Generate(warm); !w.ok()) return Fail("bench", std::string(w.status().message()));
-  std::vector<double> prefill, decode;
+  const ModelSpec& spec = (*engine)->spec();
+  Engine& e = **engine;
+  // The memory-bandwidth floor: a decode step reads the weights once and each sequence's cached
+  // K/V (mean context prompt + output/2); per token at batch B. The read bandwidth is measured
+  // before every run and each run is set against its own measurement: on a shared machine the
+  // bandwidth drifts by a third within minutes (docs/benchmarks.md).
+  const double mean_context = plen + olen / 2.0;
+  const double bytes_per_token =
+      (static_cast<double>(e.decode_weight_bytes()) + batch * mean_context * e.kv_layout().bytes_per_token) / batch;
+  std::vector<double> prefill, decode, bandwidth, fraction;
   int admitted = 0;
   for (int i = 0; i < repeat; ++i) {
-    auto res = (*engine)->Generate(reqs);
+    bandwidth.push_back(e.backend()->MeasureReadBandwidth(size_t{1} << 28));
+    auto res = e.Generate(reqs);
     if (!res.ok()) return Fail("bench", std::string(res.status().message()));
-    const EngineStats& s = (*engine)->stats();
+    const EngineStats& s = e.stats();
     admitted = std::max(admitted, s.peak_running);
     prefill.push_back(s.prefill_tokens / s.prefill_seconds);
     decode.push_back(s.decode_seconds > 0 ? s.decode_tokens / s.decode_seconds : 0);
+    fraction.push_back(decode.back() * bytes_per_token / bandwidth.back());
   }
+  const nlohmann::json bandwidth_runs = bandwidth, fraction_runs = fraction, decode_runs = decode;
+  std::sort(bandwidth.begin(), bandwidth.end());
+  std::sort(fraction.begin(), fraction.end());
   std::sort(prefill.begin(), prefill.end());
   std::sort(decode.begin(), decode.end());
-  const ModelSpec& spec = (*engine)->spec();
-  Engine& e = **engine;
   // Per-rank figures (every rank reports through the step protocol).
   auto ranks = e.CollectRankStats();
   if (!ranks.ok()) return Fail("bench", std::string(ranks.status().message()));
@@ -70,15 +82,10 @@ int RunBench(const std::vector<std::string>& args) {
     per_rank.push_back({{"rank", r.rank}, {"stage", r.stage}, {"slice", r.slice}, {"steps", r.steps},
                         {"step_ms", r.steps ? 1e3 * r.busy_seconds / static_cast<double>(r.steps) : 0.0},
                         {"weight_bytes", r.weight_bytes}, {"kv_bytes", r.kv_bytes}});
-  // The memory-bandwidth floor, measured in this run: a decode step reads the weights once and
-  // each sequence's cached K/V (mean context prompt + output/2); per token at batch B.
-  const double bandwidth = e.backend()->MeasureReadBandwidth(size_t{1} << 28);
+  const double read_bandwidth = bandwidth[bandwidth.size() / 2];
   const double gemm = e.backend()->MeasureGemmFlops(256, spec.intermediate_size, spec.hidden_size);
-  const double mean_context = plen + olen / 2.0;
-  const double bytes_per_token =
-      (static_cast<double>(e.decode_weight_bytes()) + batch * mean_context * e.kv_layout().bytes_per_token) / batch;
   const bool one_rank = comms.world->size() == 1;
-  const double floor = bandwidth / bytes_per_token;
+  const double floor = read_bandwidth / bytes_per_token, floor_fraction = fraction[fraction.size() / 2];
   // Prefill FLOPs per token: 2 x the weights a token multiplies (the decode weights).
   const double prefill_flops =
       2.0 * static_cast<double>(e.decode_weight_bytes()) / static_cast<double>(DTypeSize(e.matrix_dtype()));
@@ -90,10 +97,13 @@ int RunBench(const std::vector<std::string>& args) {
       {"admitted_batch", admitted},
       {"kv_capacity_tokens", e.kv_capacity().tokens},
       {"weight_bytes", e.weight_bytes()},
-      {"read_bandwidth_bytes_per_s", bandwidth},
+      {"decode_tokens_per_s_runs", decode_runs},
+      {"read_bandwidth_bytes_per_s", read_bandwidth},
+      {"read_bandwidth_bytes_per_s_runs", bandwidth_runs},
       {"decode_bytes_per_token", bytes_per_token},
       {"bandwidth_floor_tokens_per_s", one_rank ? nlohmann::json(floor) : nlohmann::json(nullptr)},
-      {"decode_fraction_of_floor", one_rank ? nlohmann::json(decode_tps / floor) : nlohmann::json(nullptr)},
+      {"decode_fraction_of_floor", one_rank ? nlohmann::json(floor_fraction) : nlohmann::json(nullptr)},
+      {"decode_fraction_of_floor_runs", one_rank ? fraction_runs : nlohmann::json(nullptr)},
       {"gemm_flops_per_s", gemm},
       {"prefill_fraction_of_gemm", one_rank ? nlohmann::json(prefill_tps * prefill_flops / gemm) : nlohmann::json(nullptr)},
       {"ranks", per_rank},
@@ -114,8 +124,11 @@ int RunBench(const std::vector<std::string>& args) {
     std::printf("KV       %lld bytes/token, weights %lld bytes\n",
                 static_cast<long long>((*engine)->kv_layout().bytes_per_token),
                 static_cast<long long>((*engine)->weight_bytes()));
-    std::printf("memory   %.1f GB/s read; decode reads %.0f bytes/token", bandwidth / 1e9, bytes_per_token);
-    if (one_rank) std::printf(": floor %.1f tokens/s, decode at %.0f%% of it", floor, 100 * decode_tps / floor);
+    std::printf("memory   %.1f GB/s read (median of %d, one before each run); decode reads %.0f bytes/token",
+                read_bandwidth / 1e9, repeat, bytes_per_token);
+    if (one_rank)
+      std::printf(": floor %.1f tokens/s, decode at %.0f%% of it (median over runs, each against its own bandwidth)",
+                  floor, 100 * floor_fraction);
     std::printf("\ngemm     %.1f GFLOP/s", gemm / 1e9);
     if (one_rank) std::printf("; prefill at %.0f%% of it", 100 * prefill_tps * prefill_flops / gemm);
     std::printf("\n");

@@ -18,35 +18,18 @@ int SeqOfToken(const BatchLayout& b, int token) {
   return s;
 }
 
-// One KV head of one bank row as floats: a pointer into the bank for F32, else widened into
-// `scratch`.
-const float* BankHead(CpuIsa isa, const KvBankView& bank, const void* base, size_t row, int head, float* scratch) {
-  const size_t offset = (row * bank.num_kv_heads + head) * bank.head_dim;
+// KV heads [g0, g1) of one bank row as floats (contiguous): a pointer into the bank for F32,
+// else widened into `scratch`.
+const float* BankHeads(CpuIsa isa, const KvBankView& bank, const void* base, size_t row, int g0, int g1,
+                       float* scratch) {
+  const size_t offset = (row * bank.num_kv_heads + g0) * bank.head_dim;
   if (bank.dtype == DType::kF32) return static_cast<const float*>(base) + offset;
-  Widen(isa, bank.dtype, static_cast<const char*>(base) + offset * DTypeSize(bank.dtype), scratch, bank.head_dim);
+  Widen(isa, bank.dtype, static_cast<const char*>(base) + offset * DTypeSize(bank.dtype), scratch,
+        static_cast<size_t>(g1 - g0) * bank.head_dim);
   return scratch;
 }
 
-// Consecutive positions of one KV head lie a whole row (num_kv_heads x head_dim) apart, a
-// stride the hardware prefetcher does not follow across paged blocks: the loops ask for the
-// head's bytes this many positions ahead (decode attention ran at a third of its speed without).
-constexpr int kPrefetchPositions = 8;
-
-void PrefetchBankHead(const KvBankView& bank, const void* base, size_t row, int head) {
-  const size_t bytes = static_cast<size_t>(bank.head_dim) * DTypeSize(bank.dtype);
-  const char* p = static_cast<const char*>(base) + (row * bank.num_kv_heads + head) * bytes;
-  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
-}
-
-// The two inner loops, written so the compiler vectorizes them (`omp simd` allows the
-// reassociated sum).
-float Dot(const float* a, const float* b, int n) {
-  float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-  for (int j = 0; j < n; ++j) sum += a[j] * b[j];
-  return sum;
-}
-
+// The value loop, written so the compiler vectorizes it.
 void AddScaled(float w, const float* x, float* y, int n) {
 #pragma omp simd
   for (int j = 0; j < n; ++j) y[j] += w * x[j];
@@ -79,52 +62,58 @@ void CpuBackend::Attention(const AttentionArgs& a) {
   const int group = a.num_heads / nkv;  // query heads per KV head (GQA), h -> h / group
   const int tokens = a.batch.token_start[a.batch.num_seqs];
   const int half = a.rope_on_read.rotary_dims / 2;
+  // Work items are (token, run of KV heads). Within one, keys are visited position by position
+  // and every head of the run is served from the same row, so K and V are read as contiguous
+  // rows rather than one head-sized piece per row and head. The runs split the heads only when
+  // there are fewer tokens than threads (decode at small batch).
+  const int runs = std::min(nkv, std::max(1, (threads_ + tokens - 1) / tokens));
 
 #pragma omp parallel num_threads(threads_)
   {
-    std::vector<float> scores, krow(d), rotated(d), acc(static_cast<size_t>(group) * d);
+    std::vector<float> scores, kvrow(static_cast<size_t>(nkv) * d), rotated(d), acc;
 #pragma omp for schedule(dynamic, 1) collapse(2)
     for (int i = 0; i < tokens; ++i) {
-      for (int g = 0; g < nkv; ++g) {
+      for (int run = 0; run < runs; ++run) {
+        const int g0 = nkv * run / runs, g1 = nkv * (run + 1) / runs;  // KV heads [g0, g1)
+        const int heads = (g1 - g0) * group;                            // query heads served
         const int s = SeqOfToken(a.batch, i);
         const int begin = a.batch.token_start[s];
         const int ctx = a.batch.context_len[s];
         const int t = ctx + (i - begin);
         const int hi = a.mask_diag ? t - 1 : t;
         const int lo = a.window > 0 ? std::max(0, t - a.window + 1) : 0;
-        float* out = a.out + (static_cast<size_t>(i) * a.num_heads + static_cast<size_t>(g) * group) * d;
+        const size_t first = static_cast<size_t>(i) * a.num_heads + static_cast<size_t>(g0) * group;
+        float* out = a.out + first * d;
         if (hi < lo) {  // nothing visible: the output is the zero vector (§2.1, decision (b))
-          std::memset(out, 0, sizeof(float) * group * d);
+          std::memset(out, 0, sizeof(float) * heads * d);
           continue;
         }
         const int nk = hi - lo + 1;
-        scores.assign(static_cast<size_t>(group) * nk, 0.f);
-        const float* q = a.q + (static_cast<size_t>(i) * a.num_heads + static_cast<size_t>(g) * group) * d;
+        scores.assign(static_cast<size_t>(heads) * nk, 0.f);
+        const float* q = a.q + first * d;  // query head h of this run at q + h * d
         // Scores: q . k for every visible key position.
         for (int p = lo; p <= hi; ++p) {
-          const float* k;
-          if (p + kPrefetchPositions < ctx && p + kPrefetchPositions <= hi)
-            PrefetchBankHead(bank, bank.k, KvRow(bank, a.batch, s, p + kPrefetchPositions), g);
-          if (p < ctx) {
-            k = BankHead(isa_, bank, bank.k, KvRow(bank, a.batch, s, p), g, krow.data());
-          } else {
-            k = a.step_k + (static_cast<size_t>(begin + p - ctx) * nkv + g) * d;
-          }
-          if (half > 0) {  // raw-K producer: rotate the key to its own position on read
-            std::memcpy(rotated.data(), k, sizeof(float) * d);
-            const float* c = a.rope_on_read.cos + static_cast<size_t>(p) * half;
-            const float* sn = a.rope_on_read.sin + static_cast<size_t>(p) * half;
-            for (int j = 0; j < half; ++j) {
-              rotated[j] = k[j] * c[j] - k[j + half] * sn[j];
-              rotated[j + half] = k[j + half] * c[j] + k[j] * sn[j];
+          // Heads [g0, g1) of key row p, from the bank or from this step's rows.
+          const float* krow = p < ctx ? BankHeads(isa_, bank, bank.k, KvRow(bank, a.batch, s, p), g0, g1, kvrow.data())
+                                      : a.step_k + (static_cast<size_t>(begin + p - ctx) * nkv + g0) * d;
+          for (int g = g0; g < g1; ++g) {
+            const float* k = krow + static_cast<size_t>(g - g0) * d;
+            if (half > 0) {  // raw-K producer: rotate the key to its own position on read
+              std::memcpy(rotated.data(), k, sizeof(float) * d);
+              const float* c = a.rope_on_read.cos + static_cast<size_t>(p) * half;
+              const float* sn = a.rope_on_read.sin + static_cast<size_t>(p) * half;
+              for (int j = 0; j < half; ++j) {
+                rotated[j] = k[j] * c[j] - k[j + half] * sn[j];
+                rotated[j + half] = k[j + half] * c[j] + k[j] * sn[j];
+              }
+              k = rotated.data();
             }
-            k = rotated.data();
+            for (int h = (g - g0) * group; h < (g - g0 + 1) * group; ++h)
+              scores[static_cast<size_t>(h) * nk + (p - lo)] = Dot(isa_, q + static_cast<size_t>(h) * d, k, d) * a.scale;
           }
-          for (int h = 0; h < group; ++h)
-            scores[static_cast<size_t>(h) * nk + (p - lo)] = Dot(q + static_cast<size_t>(h) * d, k, d) * a.scale;
         }
         // Softmax per head.
-        for (int h = 0; h < group; ++h) {
+        for (int h = 0; h < heads; ++h) {
           float* sc = scores.data() + static_cast<size_t>(h) * nk;
           float mx = sc[0];
           for (int j = 1; j < nk; ++j) mx = std::max(mx, sc[j]);
@@ -137,20 +126,17 @@ void CpuBackend::Attention(const AttentionArgs& a) {
           for (int j = 0; j < nk; ++j) sc[j] *= inv;
         }
         // Weighted sum of values.
-        std::fill(acc.begin(), acc.end(), 0.f);
+        acc.assign(static_cast<size_t>(heads) * d, 0.f);
         for (int p = lo; p <= hi; ++p) {
-          const float* v;
-          if (p + kPrefetchPositions < ctx && p + kPrefetchPositions <= hi)
-            PrefetchBankHead(bank, bank.v, KvRow(bank, a.batch, s, p + kPrefetchPositions), g);
-          if (p < ctx) {
-            v = BankHead(isa_, bank, bank.v, KvRow(bank, a.batch, s, p), g, krow.data());
-          } else {
-            v = a.step_v + (static_cast<size_t>(begin + p - ctx) * nkv + g) * d;
+          const float* vrow = p < ctx ? BankHeads(isa_, bank, bank.v, KvRow(bank, a.batch, s, p), g0, g1, kvrow.data())
+                                      : a.step_v + (static_cast<size_t>(begin + p - ctx) * nkv + g0) * d;
+          for (int g = g0; g < g1; ++g) {
+            const float* v = vrow + static_cast<size_t>(g - g0) * d;
+            for (int h = (g - g0) * group; h < (g - g0 + 1) * group; ++h)
+              AddScaled(scores[static_cast<size_t>(h) * nk + (p - lo)], v, acc.data() + static_cast<size_t>(h) * d, d);
           }
-          for (int h = 0; h < group; ++h)
-            AddScaled(scores[static_cast<size_t>(h) * nk + (p - lo)], v, acc.data() + static_cast<size_t>(h) * d, d);
         }
-        std::memcpy(out, acc.data(), sizeof(float) * group * d);
+        std::memcpy(out, acc.data(), sizeof(float) * heads * d);
       }
     }
   }

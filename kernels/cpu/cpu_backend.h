@@ -5,6 +5,9 @@
 // everywhere else.
 #pragma once
 
+#include <mutex>
+#include <unordered_map>
+
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_matvec.h"
 
@@ -47,6 +50,8 @@ class CpuBackend : public Backend {
  private:
   int threads_;
   CpuIsa isa_;
+  std::mutex mapped_mu_;
+  std::unordered_map<void*, size_t> mapped_;  // buffers from mmap, and their mapped length
 };
 
 }  // namespace strata

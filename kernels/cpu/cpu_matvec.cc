@@ -114,6 +114,20 @@ STRATA_AVX512 void MatVecAvx512(const void* w, int n, int k, const float* x, flo
   }
 }
 
+STRATA_AVX512 float DotAvx512(const float* x, const float* y, int n) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+  int j = 0;
+  for (; j + 32 <= n; j += 32) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + j), _mm512_loadu_ps(y + j), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + j + 16), _mm512_loadu_ps(y + j + 16), acc1);
+  }
+  for (; j < n; j += 16) {
+    const __mmask16 mask = static_cast<__mmask16>(n - j >= 16 ? 0xFFFF : (1u << (n - j)) - 1);
+    acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, x + j), _mm512_maskz_loadu_ps(mask, y + j), acc0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
 template <DType T>
 STRATA_AVX512 void WidenAvx512(const void* src, float* dst, size_t n) {
   const char* base = static_cast<const char*>(src);
@@ -153,6 +167,13 @@ void MatVec(CpuIsa isa, DType w_dtype, const void* w, int n, int k, const float*
     case DType::kF16: return MatVecAvx512<DType::kF16>(w, n, k, x, y, accumulate, threads);
     case DType::kBF16: return MatVecAvx512<DType::kBF16>(w, n, k, x, y, accumulate, threads);
   }
+}
+
+float Dot(CpuIsa isa, const float* x, const float* y, int n) {
+  if (isa == CpuIsa::kAvx512) return DotAvx512(x, y, n);
+  float sum = 0.f;
+  for (int j = 0; j < n; ++j) sum += x[j] * y[j];
+  return sum;
 }
 
 void Widen(CpuIsa isa, DType t, const void* src, float* dst, size_t n) {

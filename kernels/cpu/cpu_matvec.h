@@ -21,6 +21,9 @@ CpuIsa DetectCpuIsa();
 void MatVec(CpuIsa isa, DType w_dtype, const void* w, int n, int k, const float* x, float* y, bool accumulate,
             int threads);
 
+// sum x[j] y[j] over j < n, in float32 (attention scores).
+float Dot(CpuIsa isa, const float* x, const float* y, int n);
+
 // n elements of type `t` widened to float32 (weight tiles, KV cache rows).
 void Widen(CpuIsa isa, DType t, const void* src, float* dst, size_t n);
 
