@@ -12,7 +12,6 @@
 #include "parallel/planner.h"
 #include "runtime/model/config.h"
 
-ABSL_FLAG(std::string, partition, "", "plan: forced layer ranges per stage, e.g. 0-5,6-11");
 ABSL_FLAG(int64_t, memory_per_rank, 0, "plan: device memory of one rank in bytes; says whether the plan fits");
 
 namespace strata {

@@ -24,6 +24,8 @@ ABSL_FLAG(bool, json, false, "print JSON");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
 ABSL_FLAG(int, tp, 1, "tensor-parallel ranks per pipeline stage");
 ABSL_FLAG(int, pp, 1, "pipeline stages");
+ABSL_FLAG(std::string, partition, "",
+          "forced layer ranges per pipeline stage, e.g. 0-5,6-11 (default: the planner's placement)");
 
 namespace strata {
 
@@ -74,6 +76,7 @@ EngineOptions EngineOptionsFromFlags() {
   o.max_batched_tokens = absl::GetFlag(FLAGS_max_batched_tokens);
   o.tp = absl::GetFlag(FLAGS_tp);
   o.pp = absl::GetFlag(FLAGS_pp);
+  o.partition = absl::GetFlag(FLAGS_partition);
   return o;
 }
 

@@ -22,6 +22,7 @@ ABSL_DECLARE_FLAG(bool, json);
 ABSL_DECLARE_FLAG(uint64_t, seed);
 ABSL_DECLARE_FLAG(int, tp);
 ABSL_DECLARE_FLAG(int, pp);
+ABSL_DECLARE_FLAG(std::string, partition);
 
 namespace strata {
 

@@ -74,6 +74,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   po.weight_dtype = e->spec_.torch_dtype;
   po.block_size = o.block_size;
   po.max_seqs = o.max_seqs;
+  if (!o.partition.empty()) {
+    ASSIGN_OR_RETURN(po.forced_partition, ParsePartition(o.partition));
+  }
   ASSIGN_OR_RETURN(e->backend_, CreateBackend(o.backend));
   if (e->spec_.head_dim > e->backend_->max_head_dim())
     return absl::UnimplementedError(absl::StrCat("head_dim ", e->spec_.head_dim, " is larger than the ",

@@ -39,6 +39,8 @@ struct EngineOptions {
   int max_batched_tokens = 2048;  // tokens per micro-batch step (prefill is chunked to fit)
   int tp = 1;          // tensor-parallel ranks (heads split across them)
   int pp = 1;          // pipeline stages
+  // Forced layer ranges per stage ("0-5,6-11"), for comparing plans; empty: the planner's own.
+  std::string partition;
 };
 
 // Where this process sits in a distributed job. Null communicators: a single rank.

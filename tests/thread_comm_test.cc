@@ -196,6 +196,56 @@ TEST(ThreadComm, EdgeBytesEqualThePlan) {
   }
 }
 
+// A forced partition (--partition, for comparing plans) is the layout the engine runs, and
+// an even split that cuts MLKV groups still generates what one rank does.
+TEST(ThreadComm, ForcedPartitionMatchesSingleRank) {
+  MakeModelOptions options;
+  for (const auto& s : AllSchemes())
+    if (s.name == "MlkvUneven") options = s.options;  // 12 layers, producers 0, 2, 4, 7, 9
+  const std::string dir = MakeModel("forced-partition", options);
+  GenerationRequest r;
+  r.prompt = {5, 17, 3, 250, 9, 42};
+  r.max_tokens = 4;
+  r.ignore_eos = true;
+  const EngineOptions eo = SmallEngineOptions();
+  auto single = Engine::Create(dir, eo);
+  ASSERT_TRUE(single.ok()) << single.status();
+  auto ref = (*single)->Generate({r});
+  ASSERT_TRUE(ref.ok());
+  auto comms = CreateThreadHostComms(2);
+  std::vector<GenerationResult> got;
+  PipelinePlan plan;
+  OnThreads(2, [&](int rank) {
+    auto world = CreateThreadDeviceComm(comms[rank].get());
+    EngineOptions o = eo;
+    o.pp = 2;
+    o.partition = "0-2,3-11";  // cuts the group of producer 2 (layers 2-3)
+    auto e = Engine::Create(dir, o, {comms[rank].get(), nullptr, world.get()});
+    ASSERT_TRUE(e.ok()) << e.status();
+    if (rank == 0) {
+      auto out = (*e)->Generate({r});
+      ASSERT_TRUE((*e)->Shutdown().ok());
+      ASSERT_TRUE(out.ok());
+      got = *out;
+      plan = (*e)->plan();
+    } else {
+      ASSERT_TRUE((*e)->RunWorker().ok());
+    }
+  });
+  ASSERT_EQ(plan.stages.size(), 2u);
+  EXPECT_EQ(plan.stages[0].last_layer, 2);
+  EXPECT_EQ(plan.stages[1].first_layer, 3);
+  EXPECT_FALSE(plan.edges.empty());
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].tokens, (*ref)[0].tokens);
+
+  EngineOptions bad = eo;
+  bad.partition = "0-3,x";
+  auto e = Engine::Create(dir, bad);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(std::string(e.status().message()).find("--partition: 'x'"), std::string::npos) << e.status();
+}
+
 // Pipeline stages overlap: with P stages, P micro-batches are in flight at once, and a batch of
 // sequences of different lengths (greedy and seeded sampling, sharing schemes whose groups cross
 // stage boundaries) gives exactly the single-rank results. Every rank reports its statistics.
