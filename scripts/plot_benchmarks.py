@@ -2,7 +2,8 @@
 """Plots for docs/benchmarks.md from the raw `strata bench offline --json` lines kept in
 docs/results (each line: "<name> <json>"). Needs Debian's python3-matplotlib.
 
-  scripts/plot_benchmarks.py docs/results/capacity-2026-11-23.txt docs/img/capacity.png
+  scripts/plot_benchmarks.py capacity docs/results/capacity-2026-11-23.txt docs/img/capacity.png
+  scripts/plot_benchmarks.py roofline docs/results/roofline-2026-11-23.txt docs/img/roofline.png
 """
 import json
 import sys
@@ -13,11 +14,35 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def main(src, out):
-    names, admitted, decode, kv = [], [], [], []
+def load(src):
     for line in open(src):
         name, _, rest = line.partition(" ")
-        j = json.loads(rest)
+        yield name, json.loads(rest)
+
+
+def roofline(src, out):
+    """Batch-1 decode per run against the floor measured just before that run."""
+    rows = list(load(src))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, (name, j) in enumerate(rows):
+        per_token = j["decode_bytes_per_token"]
+        floors = [bw / per_token for bw in j["read_bandwidth_bytes_per_s_runs"]]
+        runs = j["decode_tokens_per_s_runs"]
+        ax.bar(i - 0.2, sorted(floors)[len(floors) // 2], 0.4, color="tab:gray", label="bandwidth floor" if i == 0 else None)
+        ax.bar(i + 0.2, sorted(runs)[len(runs) // 2], 0.4, color="tab:blue", label="decode (median)" if i == 0 else None)
+        ax.plot([i + 0.2] * len(runs), runs, "k.", markersize=4, label="each run" if i == 0 else None)
+        ax.text(i + 0.2, max(runs), f"{100 * j['decode_fraction_of_floor']:.0f}%", ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(range(len(rows)), [f"{n}\n{j['config']['weight_dtype']}" for n, j in rows])
+    ax.set_ylabel("tokens/s, batch 1, 1 thread")
+    ax.set_title("Pythia-160M decode against the read-bandwidth floor (% = median of per-run fractions)")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def capacity(src, out):
+    names, admitted, decode, kv = [], [], [], []
+    for name, j in load(src):
         names.append(name)
         admitted.append(j["admitted_batch"])
         decode.append(j["decode_tokens_per_s"])
@@ -42,4 +67,4 @@ def main(src, out):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    {"capacity": capacity, "roofline": roofline}[sys.argv[1]](sys.argv[2], sys.argv[3])

@@ -2,6 +2,8 @@
 // interface, and bad input exits non-zero with a message.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -110,7 +112,7 @@ namespace {
 TEST(Cli, BenchOfflineReportsItsFloorAndConfiguration) {
   const std::string dir = TempDir("cli-bench");
   ASSERT_EQ(Strata("make-model " + dir + " --family gpt_neox --layers 2 --hidden 64 --heads 4 --vocab 512 --seed 2").code, 0);
-  ShellResult r = Strata("bench offline --model " + dir + " --batch 2 --prompt-len 8 --output-len 4 --repeat 1 --threads 1 --json");
+  ShellResult r = Strata("bench offline --model " + dir + " --batch 2 --prompt-len 8 --output-len 4 --repeat 3 --threads 1 --json");
   ASSERT_EQ(r.code, 0) << r.out;
   const nlohmann::json j = nlohmann::json::parse(r.out);
   for (const char* f : {"prefill_tokens_per_s", "decode_tokens_per_s", "kv_bytes_per_token", "bandwidth_floor_tokens_per_s",
@@ -124,6 +126,21 @@ TEST(Cli, BenchOfflineReportsItsFloorAndConfiguration) {
   EXPECT_NEAR(j["bandwidth_floor_tokens_per_s"].get<double>(), j["read_bandwidth_bytes_per_s"].get<double>() / per_token,
               1e-6 * j["bandwidth_floor_tokens_per_s"].get<double>());
   EXPECT_GT(j["read_bandwidth_bytes_per_s"].get<double>(), 1e8);
+  // Each run is set against the bandwidth measured just before it; the report is the median.
+  const auto& decode_runs = j["decode_tokens_per_s_runs"];
+  const auto& bandwidth_runs = j["read_bandwidth_bytes_per_s_runs"];
+  const auto& fraction_runs = j["decode_fraction_of_floor_runs"];
+  ASSERT_EQ(decode_runs.size(), 3u);
+  ASSERT_EQ(bandwidth_runs.size(), 3u);
+  ASSERT_EQ(fraction_runs.size(), 3u);
+  std::vector<double> fractions;
+  for (int i = 0; i < 3; ++i) {
+    const double want = decode_runs[i].get<double>() * per_token / bandwidth_runs[i].get<double>();
+    EXPECT_NEAR(fraction_runs[i].get<double>(), want, 1e-9 * want) << "run " << i;
+    fractions.push_back(want);
+  }
+  std::sort(fractions.begin(), fractions.end());
+  EXPECT_NEAR(j["decode_fraction_of_floor"].get<double>(), fractions[1], 1e-9 * fractions[1]);
   EXPECT_EQ(j["config"]["batch"], 2);
   ASSERT_EQ(j["ranks"].size(), 1u);
   EXPECT_GT(j["ranks"][0]["steps"].get<int>(), 0);
