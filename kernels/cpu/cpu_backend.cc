@@ -169,11 +169,11 @@ void CpuBackend::Activation(const ActivationArgs& a) {
       for (int c = 0; c < a.cols; ++c) y[c] = g[c] / (1.f + std::exp(-g[c])) * u[c];
     } else {
       const float* x = a.x + static_cast<size_t>(r) * a.cols;
-      for (int c = 0; c < a.cols; ++c) {
-        const float v = x[c];
-        if (a.type == ActivationType::kGeluErf) {
-          y[c] = 0.5f * v * (1.f + std::erf(v * 0.70710678118654752f));
-        } else {
+      if (a.type == ActivationType::kGeluErf) {
+        GeluErf(isa_, x, y, a.cols);
+      } else {
+        for (int c = 0; c < a.cols; ++c) {
+          const float v = x[c];
           y[c] = 0.5f * v * (1.f + std::tanh(0.79788456080286536f * (v + 0.044715f * v * v * v)));
         }
       }

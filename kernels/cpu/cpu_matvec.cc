@@ -10,6 +10,7 @@
 #pragma GCC diagnostic pop
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -114,6 +115,20 @@ STRATA_AVX512 void MatVecAvx512(const void* w, int n, int k, const float* x, flo
   }
 }
 
+// glibc's 16-lane erff (libmvec, x86-64 vector function ABI, glibc >= 2.35).
+extern "C" __m512 _ZGVeN16v_erff(__m512 x);
+
+STRATA_AVX512 void GeluErfAvx512(const float* x, float* y, size_t n) {
+  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.f), rsqrt2 = _mm512_set1_ps(0.70710678118654752f);
+  size_t i = 0;
+  for (; i < n; i += 16) {
+    const __mmask16 mask = static_cast<__mmask16>(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(mask, x + i);
+    const __m512 e = _ZGVeN16v_erff(_mm512_mul_ps(v, rsqrt2));
+    _mm512_mask_storeu_ps(y + i, mask, _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, e)));
+  }
+}
+
 STRATA_AVX512 float DotAvx512(const float* x, const float* y, int n) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
   int j = 0;
@@ -167,6 +182,11 @@ void MatVec(CpuIsa isa, DType w_dtype, const void* w, int n, int k, const float*
     case DType::kF16: return MatVecAvx512<DType::kF16>(w, n, k, x, y, accumulate, threads);
     case DType::kBF16: return MatVecAvx512<DType::kBF16>(w, n, k, x, y, accumulate, threads);
   }
+}
+
+void GeluErf(CpuIsa isa, const float* x, float* y, size_t n) {
+  if (isa == CpuIsa::kAvx512) return GeluErfAvx512(x, y, n);
+  for (size_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.f + std::erf(x[i] * 0.70710678118654752f));
 }
 
 float Dot(CpuIsa isa, const float* x, const float* y, int n) {

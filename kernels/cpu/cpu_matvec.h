@@ -24,6 +24,10 @@ void MatVec(CpuIsa isa, DType w_dtype, const void* w, int n, int k, const float*
 // sum x[j] y[j] over j < n, in float32 (attention scores).
 float Dot(CpuIsa isa, const float* x, const float* y, int n);
 
+// y[i] = GELU(x[i]) with the exact (erf) form; the AVX-512 path evaluates erf 16 lanes at a time
+// with glibc's vector math library (libmvec), the portable path calls erff.
+void GeluErf(CpuIsa isa, const float* x, float* y, size_t n);
+
 // n elements of type `t` widened to float32 (weight tiles, KV cache rows).
 void Widen(CpuIsa isa, DType t, const void* src, float* dst, size_t n);
 
