@@ -1,5 +1,6 @@
 // strata bench offline --model DIR --batch B --prompt-len P --output-len O [--json]:
 // prefill and decode throughput of the engine on random prompts (seeded).
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -16,6 +17,15 @@ ABSL_FLAG(int, output_len, 64, "bench: generated tokens per sequence");
 ABSL_FLAG(int, repeat, 3, "bench: measured runs (the median is reported)");
 
 namespace strata {
+namespace {
+
+// The middle value (the upper one of an even count); `v` is taken by value, runs stay in order.
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
 
 int RunBench(const std::vector<std::string>& args) {
   if (args.size() == 1 && args[0] == "serve") return RunBenchServe();
@@ -35,21 +45,21 @@ int RunBench(const std::vector<std::string>& args) {
     Engine* e;
     ~Release() { (void)e->Shutdown(); }
   } release{engine->get()};
+  Engine& e = **engine;
   const int batch = absl::GetFlag(FLAGS_batch), plen = absl::GetFlag(FLAGS_prompt_len),
             olen = absl::GetFlag(FLAGS_output_len), repeat = std::max(1, absl::GetFlag(FLAGS_repeat));
   std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
   std::vector<GenerationRequest> reqs(batch);
   for (auto& r : reqs) {
-    for (int i = 0; i < plen; ++i) r.prompt.push_back(static_cast<int>(rng() % (*engine)->spec().vocab_size));
+    for (int i = 0; i < plen; ++i) r.prompt.push_back(static_cast<int>(rng() % e.spec().vocab_size));
     r.max_tokens = olen;
     r.ignore_eos = true;
   }
   // Warm-up (page faults, BLAS thread start), then `repeat` measured runs.
   std::vector<GenerationRequest> warm = reqs;
   for (auto& r : warm) r.max_tokens = 2;
-  if (auto w = (*engine)->Generate(warm); !w.ok()) return Fail("bench", std::string(w.status().message()));
-  const ModelSpec& spec = (*engine)->spec();
-  Engine& e = **engine;
+  if (auto w = e.Generate(warm); !w.ok()) return Fail("bench", std::string(w.status().message()));
+  const ModelSpec& spec = e.spec();
   // The memory-bandwidth floor: a decode step reads the weights once and each sequence's cached
   // K/V (mean context prompt + output/2); per token at batch B. The read bandwidth is measured
   // before every run and each run is set against its own measurement: on a shared machine the
@@ -69,11 +79,6 @@ int RunBench(const std::vector<std::string>& args) {
     decode.push_back(s.decode_seconds > 0 ? s.decode_tokens / s.decode_seconds : 0);
     fraction.push_back(decode.back() * bytes_per_token / bandwidth.back());
   }
-  const nlohmann::json bandwidth_runs = bandwidth, fraction_runs = fraction, decode_runs = decode;
-  std::sort(bandwidth.begin(), bandwidth.end());
-  std::sort(fraction.begin(), fraction.end());
-  std::sort(prefill.begin(), prefill.end());
-  std::sort(decode.begin(), decode.end());
   // Per-rank figures (every rank reports through the step protocol).
   auto ranks = e.CollectRankStats();
   if (!ranks.ok()) return Fail("bench", std::string(ranks.status().message()));
@@ -82,14 +87,14 @@ int RunBench(const std::vector<std::string>& args) {
     per_rank.push_back({{"rank", r.rank}, {"stage", r.stage}, {"slice", r.slice}, {"steps", r.steps},
                         {"step_ms", r.steps ? 1e3 * r.busy_seconds / static_cast<double>(r.steps) : 0.0},
                         {"weight_bytes", r.weight_bytes}, {"kv_bytes", r.kv_bytes}});
-  const double read_bandwidth = bandwidth[bandwidth.size() / 2];
+  const double read_bandwidth = Median(bandwidth);
   const double gemm = e.backend()->MeasureGemmFlops(256, spec.intermediate_size, spec.hidden_size);
   const bool one_rank = comms.world->size() == 1;
-  const double floor = read_bandwidth / bytes_per_token, floor_fraction = fraction[fraction.size() / 2];
+  const double floor = read_bandwidth / bytes_per_token, floor_fraction = Median(fraction);
   // Prefill FLOPs per token: 2 x the weights a token multiplies (the decode weights).
   const double prefill_flops =
       2.0 * static_cast<double>(e.decode_weight_bytes()) / static_cast<double>(DTypeSize(e.matrix_dtype()));
-  const double prefill_tps = prefill[prefill.size() / 2], decode_tps = decode[decode.size() / 2];
+  const double prefill_tps = Median(prefill), decode_tps = Median(decode);
   nlohmann::json j = {
       {"prefill_tokens_per_s", prefill_tps},
       {"decode_tokens_per_s", decode_tps},
@@ -97,13 +102,13 @@ int RunBench(const std::vector<std::string>& args) {
       {"admitted_batch", admitted},
       {"kv_capacity_tokens", e.kv_capacity().tokens},
       {"weight_bytes", e.weight_bytes()},
-      {"decode_tokens_per_s_runs", decode_runs},
+      {"decode_tokens_per_s_runs", decode},
       {"read_bandwidth_bytes_per_s", read_bandwidth},
-      {"read_bandwidth_bytes_per_s_runs", bandwidth_runs},
+      {"read_bandwidth_bytes_per_s_runs", bandwidth},
       {"decode_bytes_per_token", bytes_per_token},
       {"bandwidth_floor_tokens_per_s", one_rank ? nlohmann::json(floor) : nlohmann::json(nullptr)},
       {"decode_fraction_of_floor", one_rank ? nlohmann::json(floor_fraction) : nlohmann::json(nullptr)},
-      {"decode_fraction_of_floor_runs", one_rank ? fraction_runs : nlohmann::json(nullptr)},
+      {"decode_fraction_of_floor_runs", one_rank ? nlohmann::json(fraction) : nlohmann::json(nullptr)},
       {"gemm_flops_per_s", gemm},
       {"prefill_fraction_of_gemm", one_rank ? nlohmann::json(prefill_tps * prefill_flops / gemm) : nlohmann::json(nullptr)},
       {"ranks", per_rank},
@@ -122,8 +127,8 @@ int RunBench(const std::vector<std::string>& args) {
     std::printf("decode   %10.1f tokens/s (batch %d, at most %d admitted at once; median of %d)\n",
                 j["decode_tokens_per_s"].get<double>(), batch, admitted, repeat);
     std::printf("KV       %lld bytes/token, weights %lld bytes\n",
-                static_cast<long long>((*engine)->kv_layout().bytes_per_token),
-                static_cast<long long>((*engine)->weight_bytes()));
+                static_cast<long long>(e.kv_layout().bytes_per_token),
+                static_cast<long long>(e.weight_bytes()));
     std::printf("memory   %.1f GB/s read (median of %d, one before each run); decode reads %.0f bytes/token",
                 read_bandwidth / 1e9, repeat, bytes_per_token);
     if (one_rank)

@@ -19,6 +19,18 @@ void OnThreads(int n, F f) {
   for (auto& t : ts) t.join();
 }
 
+// Rank 0 runs `lead` (the generation under test) and then shuts the job down; the other ranks
+// serve as workers until it does.
+template <class F>
+void LeadOrWork(Engine& e, int rank, F lead) {
+  if (rank == 0) {
+    lead();
+    ASSERT_TRUE(e.Shutdown().ok());
+  } else {
+    ASSERT_TRUE(e.RunWorker().ok());
+  }
+}
+
 // Small F32 caches, one thread per rank: the options every engine of these tests shares.
 EngineOptions SmallEngineOptions() {
   EngineOptions eo;
@@ -124,14 +136,11 @@ TEST(ThreadComm, TensorParallelEnginesMatchSingleRank) {
         o.tp = tp;
         auto e = Engine::Create(dir, o, {comms[rank].get(), dev.get()});
         ASSERT_TRUE(e.ok()) << e.status();
-        if (rank == 0) {
+        LeadOrWork(**e, rank, [&] {
           auto out = (*e)->Generate({r});
-          ASSERT_TRUE((*e)->Shutdown().ok());
           ASSERT_TRUE(out.ok());
           got = *out;
-        } else {
-          ASSERT_TRUE((*e)->RunWorker().ok());
-        }
+        });
       });
       ASSERT_EQ(got.size(), 1u);
       EXPECT_EQ(got[0].tokens, (*ref)[0].tokens) << s.name << " tp " << tp;
@@ -170,13 +179,10 @@ TEST(ThreadComm, EdgeBytesEqualThePlan) {
         o.pp = pp;
         auto e = Engine::Create(dir, o, {comms[rank].get(), tpc.get(), world.get()});
         ASSERT_TRUE(e.ok()) << e.status();
-        if (rank == 0) {
+        LeadOrWork(**e, rank, [&] {
           ASSERT_TRUE((*e)->Generate({r}).ok());
-          ASSERT_TRUE((*e)->Shutdown().ok());
           plan = (*e)->plan();
-        } else {
-          ASSERT_TRUE((*e)->RunWorker().ok());
-        }
+        });
         sent[rank] = (*e)->edge_bytes_sent();
       });
       // On two stages these groups straddle every cut the planner can choose, so rows must move
@@ -222,15 +228,12 @@ TEST(ThreadComm, ForcedPartitionMatchesSingleRank) {
     o.partition = "0-2,3-11";  // cuts the group of producer 2 (layers 2-3)
     auto e = Engine::Create(dir, o, {comms[rank].get(), nullptr, world.get()});
     ASSERT_TRUE(e.ok()) << e.status();
-    if (rank == 0) {
+    LeadOrWork(**e, rank, [&] {
       auto out = (*e)->Generate({r});
-      ASSERT_TRUE((*e)->Shutdown().ok());
       ASSERT_TRUE(out.ok());
       got = *out;
       plan = (*e)->plan();
-    } else {
-      ASSERT_TRUE((*e)->RunWorker().ok());
-    }
+    });
   });
   ASSERT_EQ(plan.stages.size(), 2u);
   EXPECT_EQ(plan.stages[0].last_layer, 2);
@@ -281,18 +284,15 @@ TEST(ThreadComm, PipelineKeepsMicroBatchesInFlight) {
         o.pp = pp;
         auto e = Engine::Create(dir, o, {comms[rank].get(), nullptr, world.get()});
         ASSERT_TRUE(e.ok()) << e.status();
-        if (rank == 0) {
+        LeadOrWork(**e, rank, [&] {
           auto out = (*e)->Generate(reqs);
           auto rs = (*e)->CollectRankStats();
-          ASSERT_TRUE((*e)->Shutdown().ok());
           ASSERT_TRUE(out.ok()) << out.status();
           ASSERT_TRUE(rs.ok()) << rs.status();
           got = *out;
           stats = (*e)->stats();
           ranks = *rs;
-        } else {
-          ASSERT_TRUE((*e)->RunWorker().ok());
-        }
+        });
       });
       ASSERT_EQ(got.size(), reqs.size());
       EXPECT_EQ(stats.max_in_flight, pp) << s.name << " pp " << pp;

@@ -1,6 +1,6 @@
 // File: kernels/cpu/cpu_backend.h
 // The reference backend: readable loops (OpenMP across rows and heads), OpenBLAS for GEMM and
-// one vectorized matrix-vector kernel (cpu_matvec.h) for single-row products, where decode
+// one vectorized matrix-vector kernel (cpu_vector_ops.h) for single-row products, where decode
 // spends its time. It is the oracle for every CUDA kernel, so clarity wins over cleverness
 // everywhere else.
 #pragma once
@@ -9,7 +9,7 @@
 #include <unordered_map>
 
 #include "kernels/backend.h"
-#include "kernels/cpu/cpu_matvec.h"
+#include "kernels/cpu/cpu_vector_ops.h"
 
 namespace strata {
 

@@ -1,4 +1,4 @@
-#include "kernels/cpu/cpu_matvec.h"
+#include "kernels/cpu/cpu_vector_ops.h"
 
 #include <cblas.h>
 
@@ -49,9 +49,10 @@ void MatVecPortable(DType t, const void* w, int n, int k, const float* x, float*
 // OpenBLAS's SGEMV.
 constexpr int kPrefetchBytes = 8192;
 
-// 16 weights from element j of a row, widened to float32; `mask` selects a tail.
+// 16 weights from element j of a row, widened to float32; `mask` selects a tail (a constant
+// full mask compiles to a plain load).
 template <DType T>
-STRATA_AVX512 inline __m512 Load16(const void* row, int j, __mmask16 mask) {
+STRATA_AVX512 inline __m512 Load16(const void* row, int j, __mmask16 mask = 0xFFFF) {
   if constexpr (T == DType::kF32) {
     return _mm512_maskz_loadu_ps(mask, static_cast<const float*>(row) + j);
   } else {
@@ -59,20 +60,6 @@ STRATA_AVX512 inline __m512 Load16(const void* row, int j, __mmask16 mask) {
     if constexpr (T == DType::kF16) {
       return _mm512_cvtph_ps(h);
     } else {  // BF16 is the top half of a float32
-      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    }
-  }
-}
-
-template <DType T>
-STRATA_AVX512 inline __m512 Load16(const void* row, int j) {
-  if constexpr (T == DType::kF32) {
-    return _mm512_loadu_ps(static_cast<const float*>(row) + j);
-  } else {
-    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + j));
-    if constexpr (T == DType::kF16) {
-      return _mm512_cvtph_ps(h);
-    } else {
       return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     }
   }

@@ -1,7 +1,7 @@
 // The CPU matrix-vector kernel and the widening conversion against a naive double-precision
 // recompute, for every weight type, both instruction-set paths and awkward shapes (tails of the
 // 64-wide unrolled loop, single rows, more rows than threads).
-#include "kernels/cpu/cpu_matvec.h"
+#include "kernels/cpu/cpu_vector_ops.h"
 
 #include <gtest/gtest.h>
 

@@ -1,10 +1,12 @@
-// Products with weight matrices stored as F32, BF16 or F16 rows (the nn.Linear layout: W is
-// n x k, y = x W^T), for the CPU backend.
+// The CPU backend's vectorized pieces, each with an AVX-512 path and a portable one: the
+// matrix-vector product over weights stored as F32, BF16 or F16 rows (the nn.Linear layout: W is
+// n x k, y = x W^T), widening of half-precision data, a dot product and the erf GELU.
 //
 // Why not only OpenBLAS: Debian's OpenBLAS 0.3.21 is built without its BF16 routines and has no
-// F16 ones, and its SGEMV reached 24-26 GB/s here where the AVX-512 loop below, reading four rows
-// at once with a software prefetch, reached 27-33 GB/s (docs/benchmarks.md). GEMMs with several
-// activation rows stay OpenBLAS SGEMMs, over float32 tiles widened from half-precision weights.
+// F16 ones, and its SGEMV read at 60-75% of the machine's streaming rate where the AVX-512 loop,
+// one row at a time with a non-temporal prefetch, reads at 93-96% (docs/benchmarks.md). GEMMs
+// with several activation rows stay OpenBLAS SGEMMs, over float32 tiles widened from
+// half-precision weights.
 #pragma once
 
 #include "runtime/base/dtype.h"
