@@ -14,6 +14,12 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
   return *this;
 }
 
+absl::StatusOr<DeviceBuffer> Backend::AllocateZeroed(size_t bytes) {
+  absl::StatusOr<DeviceBuffer> b = Allocate(bytes);
+  if (b.ok()) Zero(b->get(), bytes);
+  return b;
+}
+
 DeviceBuffer::~DeviceBuffer() {
   if (owner_ && ptr_) owner_->Free(ptr_);
 }

@@ -165,10 +165,15 @@ class Backend {
   virtual DType MatrixDType(DType checkpoint) const = 0;
   // The largest attention head dimension the kernels handle.
   virtual int max_head_dim() const = 0;
+  // Host threads the backend computes with (the CPU backend's pool; 1 for a device backend,
+  // whose host thread only launches work).
+  virtual int threads() const { return 1; }
   // Bytes of device memory free and in total (the CPU backend reports host memory).
   virtual void MemoryInfo(size_t* free_bytes, size_t* total_bytes) = 0;
 
   virtual absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) = 0;
+  // Memory that reads as zeros (the default: Allocate, then Zero).
+  virtual absl::StatusOr<DeviceBuffer> AllocateZeroed(size_t bytes);
   virtual void Free(void* ptr) = 0;
   virtual void CopyToDevice(void* dst, const void* src, size_t bytes) = 0;
   virtual void CopyToHost(void* dst, const void* src, size_t bytes) = 0;
@@ -198,7 +203,8 @@ class Backend {
 
 struct BackendOptions {
   std::string device = "cpu";  // "cpu" or "cuda"
-  int threads = 0;             // CPU: 0 = every core
+  int threads = 0;             // CPU: 0 = the CPUs this process may use / ranks_on_host
+  int ranks_on_host = 1;       // CPU: ranks of the job sharing this host's cores
   int device_index = 0;        // CUDA: which of this host's devices
   int rank = 0;                // for error messages
 };

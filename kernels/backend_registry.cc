@@ -7,7 +7,7 @@
 namespace strata {
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& options) {
-  if (options.device == "cpu") return std::unique_ptr<Backend>(new CpuBackend(options.threads));
+  if (options.device == "cpu") return std::unique_ptr<Backend>(new CpuBackend(options.threads, options.ranks_on_host));
   if (options.device == "cuda") return CreateCudaBackend(options);
   return absl::InvalidArgumentError(absl::StrCat("unknown device '", options.device, "' (cpu or cuda)"));
 }

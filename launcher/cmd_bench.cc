@@ -9,6 +9,7 @@
 #include "launcher/commands.h"
 #include "launcher/flags.h"
 #include "nlohmann/json.hpp"
+#include "kernels/cpu/cpu_isa.h"
 #include "runtime/engine.h"
 
 ABSL_FLAG(int, batch, 1, "bench: sequences per batch");
@@ -101,6 +102,7 @@ int RunBench(const std::vector<std::string>& args) {
       {"kv_bytes_per_token", e.kv_layout().bytes_per_token},
       {"admitted_batch", admitted},
       {"kv_capacity_tokens", e.kv_capacity().tokens},
+      {"kv_budget", e.kv_budget()},
       {"weight_bytes", e.weight_bytes()},
       {"decode_tokens_per_s_runs", decode},
       {"read_bandwidth_bytes_per_s", read_bandwidth},
@@ -115,10 +117,10 @@ int RunBench(const std::vector<std::string>& args) {
       {"config",
        {{"model", absl::GetFlag(FLAGS_model)}, {"model_type", spec.model_type}, {"layer_types", LayerTypesString(spec)},
         {"batch", batch}, {"prompt_len", plen}, {"output_len", olen}, {"repeat", repeat},
-        {"threads", opts.backend.threads}, {"device", opts.backend.device}, {"tp", opts.tp}, {"pp", opts.pp},
+        {"threads", e.backend()->threads()}, {"device", opts.backend.device}, {"tp", opts.tp}, {"pp", opts.pp},
         {"kv_dtype", std::string(TorchDTypeName(e.kv_layout().dtype))}, {"seed", absl::GetFlag(FLAGS_seed)},
         {"weight_dtype", std::string(TorchDTypeName(spec.torch_dtype))},
-        {"openblas_coretype", std::getenv("OPENBLAS_CORETYPE") ? std::getenv("OPENBLAS_CORETYPE") : ""}}}};
+        {"cpu", CpuModelName()}, {"cpu_isa", e.backend()->name() == "cpu" ? CpuIsaName(DetectCpuIsa()) : ""}}}};
   if (absl::GetFlag(FLAGS_json)) {
     std::printf("%s\n", j.dump().c_str());
   } else {
@@ -126,6 +128,7 @@ int RunBench(const std::vector<std::string>& args) {
     std::printf("prefill  %10.1f tokens/s\n", j["prefill_tokens_per_s"].get<double>());
     std::printf("decode   %10.1f tokens/s (batch %d, at most %d admitted at once; median of %d)\n",
                 j["decode_tokens_per_s"].get<double>(), batch, admitted, repeat);
+    std::printf("%s\n", e.kv_budget().c_str());
     std::printf("KV       %lld bytes/token, weights %lld bytes\n",
                 static_cast<long long>(e.kv_layout().bytes_per_token),
                 static_cast<long long>(e.weight_bytes()));

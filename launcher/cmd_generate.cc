@@ -43,6 +43,7 @@ int RunGenerate(const std::vector<std::string>& args) {
   r.sampling.top_k = absl::GetFlag(FLAGS_top_k);
   r.sampling.seed = absl::GetFlag(FLAGS_seed);
   r.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
+  if (!absl::GetFlag(FLAGS_json)) std::printf("%s\n", (*engine)->kv_budget().c_str());
   std::vector<GenerationRequest> batch;
   for (const std::vector<int>& p : prompts) {
     batch.push_back(r);

@@ -23,7 +23,8 @@ int RunInspect(const std::vector<std::string>& args) {
     dtype = *d;
   }
   const KvLayout layout = MakeKvLayout(*spec, dtype, absl::GetFlag(FLAGS_block_size));
-  const KvCapacity cap = ComputeKvCapacity(layout, absl::GetFlag(FLAGS_kv_memory), absl::GetFlag(FLAGS_max_seqs));
+  const int64_t kv_memory = KvMemoryFromFlags(*spec, dtype, 1);
+  const KvCapacity cap = ComputeKvCapacity(layout, kv_memory, absl::GetFlag(FLAGS_max_seqs));
   nlohmann::json groups = nlohmann::json::array();
   for (const KvBank& b : layout.banks)
     groups.push_back({{"producer", b.producer_layer},
@@ -38,7 +39,7 @@ int RunInspect(const std::vector<std::string>& args) {
                       {"kv_groups", groups},
                       {"kv_bytes_per_token", layout.bytes_per_token},
                       {"kv_bytes_per_sequence_windows", layout.bytes_per_sequence},
-                      {"kv_memory", absl::GetFlag(FLAGS_kv_memory)},
+                      {"kv_memory", kv_memory},
                       {"kv_capacity_tokens", cap.tokens},
                       {"kv_blocks", cap.num_blocks}};
   if (absl::GetFlag(FLAGS_json)) {
@@ -56,7 +57,7 @@ int RunInspect(const std::vector<std::string>& args) {
   std::printf("KV bytes/token %lld   window banks/sequence %lld bytes\n",
               static_cast<long long>(layout.bytes_per_token), static_cast<long long>(layout.bytes_per_sequence));
   std::printf("capacity     %lld tokens in %lld bytes\n", static_cast<long long>(cap.tokens),
-              static_cast<long long>(absl::GetFlag(FLAGS_kv_memory)));
+              static_cast<long long>(kv_memory));
   return 0;
 }
 

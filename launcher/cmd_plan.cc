@@ -21,7 +21,6 @@ int RunPlan(const std::vector<std::string>& args) {
   auto spec = LoadModelConfig(absl::GetFlag(FLAGS_model));
   if (!spec.ok()) return Fail("plan", std::string(spec.status().message()));
   PlannerOptions o;
-  o.kv_memory_bytes = absl::GetFlag(FLAGS_kv_memory);
   o.block_size = absl::GetFlag(FLAGS_block_size);
   o.max_seqs = absl::GetFlag(FLAGS_max_seqs);
   o.weight_dtype = spec->torch_dtype;
@@ -31,6 +30,7 @@ int RunPlan(const std::vector<std::string>& args) {
     if (!d.ok()) return Fail("plan", std::string(d.status().message()), 2);
     o.kv_dtype = *d;
   }
+  o.kv_memory_bytes = KvMemoryFromFlags(*spec, o.kv_dtype, absl::GetFlag(FLAGS_tp));
   if (!absl::GetFlag(FLAGS_partition).empty()) {
     auto p = ParsePartition(absl::GetFlag(FLAGS_partition));
     if (!p.ok()) return Fail("plan", std::string(p.status().message()), 2);

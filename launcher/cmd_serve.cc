@@ -119,6 +119,7 @@ int RunServe(const std::vector<std::string>& args) {
       chat.eos_token = loaded->eos_token;
     }
   }
+  std::fprintf(stderr, "strata serve: %s\n", (*engine)->kv_budget().c_str());
   std::fprintf(stderr, "strata serve: chat template: %s\n", chat.tmpl ? "the model's (Jinja)" : "built-in ChatML");
   ServerMetrics metrics(**engine, served_name);
   hub->set_observer([&metrics](const StreamEvent& ev, auto submitted, auto last, bool first) {

@@ -11,9 +11,11 @@
 
 ABSL_FLAG(std::string, model, "", "model directory (config.json + safetensors)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
-ABSL_FLAG(int, threads, 0, "CPU threads (0: every core)");
+ABSL_FLAG(int, threads, 0, "CPU threads per rank (0: the CPUs this process may use, shared among the ranks on the host)");
 ABSL_FLAG(std::string, kv_dtype, "auto", "KV cache dtype: auto (the checkpoint's), float32, float16, bfloat16");
-ABSL_FLAG(int64_t, kv_memory, int64_t{1} << 30, "bytes of KV cache memory");
+ABSL_FLAG(int64_t, kv_memory, 0,
+          "bytes of KV cache memory per rank (0: max-seqs sequences of the model's full context, within half of "
+          "the device's memory)");
 ABSL_FLAG(double, gpu_memory_fraction, 0,
           "> 0: size the KV cache as this fraction of the device's memory less the weights and activations "
           "(overrides --kv-memory)");
@@ -68,6 +70,7 @@ EngineOptions EngineOptionsFromFlags() {
   o.backend.device = absl::GetFlag(FLAGS_device);
   if (o.backend.device == "cuda") o.backend.device_index = CudaDeviceOfThisRank();
   o.backend.threads = absl::GetFlag(FLAGS_threads);
+  o.backend.ranks_on_host = LocalSize();
   o.kv_dtype = absl::GetFlag(FLAGS_kv_dtype);
   o.kv_memory_bytes = absl::GetFlag(FLAGS_kv_memory);
   o.gpu_memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
@@ -119,6 +122,12 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngineOrAbort(const std::string& c
   if (!engine.ok() && comms.world->size() > 1)
     comms.world->Abort(absl::StrCat("strata ", command, ": ", engine.status().message()));
   return engine;
+}
+
+int64_t KvMemoryFromFlags(const ModelSpec& spec, DType kv_dtype, int tp) {
+  if (const int64_t bytes = absl::GetFlag(FLAGS_kv_memory); bytes > 0) return bytes;
+  return ContextKvBytes(MakeKvLayout(spec, kv_dtype, absl::GetFlag(FLAGS_block_size), 0, -1, std::max(1, tp)),
+                        spec.max_position_embeddings, absl::GetFlag(FLAGS_max_seqs));
 }
 
 absl::StatusOr<std::vector<int>> ParseIntList(const std::string& s, const std::string& flag) {

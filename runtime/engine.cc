@@ -1,10 +1,12 @@
 #include "runtime/engine.h"
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "runtime/base/status.h"
 #include "runtime/model/config.h"
 #include "runtime/model/safetensors.h"
@@ -25,11 +27,10 @@ int64_t ActivationReserveBytes(const ModelSpec& s, const EngineOptions& o) {
 
 }  // namespace
 
-absl::StatusOr<int64_t> KvBudgetFromDevice(const ModelSpec& spec, const EngineOptions& o, PlannerOptions po,
-                                           HostComm* world, Backend* backend) {
-  if (o.gpu_memory_fraction > 1)
-    return absl::InvalidArgumentError(absl::StrCat("--gpu-memory-fraction ", o.gpu_memory_fraction,
-                                                   " must be in (0, 1]"));
+absl::StatusOr<int64_t> KvBudgetFromDevice(const ModelSpec& spec, const EngineOptions& o, double fraction,
+                                           PlannerOptions po, HostComm* world, Backend* backend) {
+  if (fraction > 1)
+    return absl::InvalidArgumentError(absl::StrCat("--gpu-memory-fraction ", fraction, " must be in (0, 1]"));
   size_t free_bytes = 0, total = 0;
   backend->MemoryInfo(&free_bytes, &total);
   // Every rank must plan alike: rank 0's device decides.
@@ -37,12 +38,12 @@ absl::StatusOr<int64_t> KvBudgetFromDevice(const ModelSpec& spec, const EngineOp
   ASSIGN_OR_RETURN(PipelinePlan sizing, PlanPipeline(spec, Topology{o.tp, o.pp}, po));
   int64_t weights = 0;
   for (const StagePlan& st : sizing.stages) weights = std::max(weights, st.weight_bytes_per_rank);
-  const int64_t usable = static_cast<int64_t>(o.gpu_memory_fraction * static_cast<double>(total));
+  const int64_t usable = static_cast<int64_t>(fraction * static_cast<double>(total));
   const int64_t reserve = ActivationReserveBytes(spec, o);
   const int64_t kv = usable - weights - reserve;
   if (kv <= 0)
     return absl::ResourceExhaustedError(absl::StrCat(
-        "--gpu-memory-fraction ", o.gpu_memory_fraction, " of ", total, " bytes (", usable, ") leaves no KV cache: ",
+        "--gpu-memory-fraction ", fraction, " of ", total, " bytes (", usable, ") leaves no KV cache: ",
         weights, " bytes of weights per rank and ", reserve, " bytes of activations; raise the fraction or add ranks"));
   return kv;
 }
@@ -82,8 +83,19 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
     return absl::UnimplementedError(absl::StrCat("head_dim ", e->spec_.head_dim, " is larger than the ",
                                                  e->backend_->name(), " backend's attention supports (",
                                                  e->backend_->max_head_dim(), ")"));
+  std::string budget_source = "--kv-memory";
   if (o.gpu_memory_fraction > 0) {
-    ASSIGN_OR_RETURN(po.kv_memory_bytes, KvBudgetFromDevice(e->spec_, o, po, comms.world, e->backend_.get()));
+    ASSIGN_OR_RETURN(po.kv_memory_bytes, KvBudgetFromDevice(e->spec_, o, o.gpu_memory_fraction, po, comms.world,
+                                                            e->backend_.get()));
+    budget_source = absl::StrCat("--gpu-memory-fraction ", o.gpu_memory_fraction);
+  } else if (o.kv_memory_bytes <= 0) {
+    // Default: a full context for every sequence slot, within half of the device's memory.
+    const int64_t want = ContextKvBytes(MakeKvLayout(e->spec_, kv_dtype, o.block_size, 0, -1, o.tp),
+                                        e->spec_.max_position_embeddings, o.max_seqs);
+    ASSIGN_OR_RETURN(const int64_t cap, KvBudgetFromDevice(e->spec_, o, 0.5, po, comms.world, e->backend_.get()));
+    po.kv_memory_bytes = std::min(want, cap);
+    budget_source = absl::StrCat("default: ", o.max_seqs, " sequences x ", e->spec_.max_position_embeddings,
+                                 " tokens", want > cap ? ", capped at half of the device's memory" : "");
   }
   ASSIGN_OR_RETURN(e->plan_, PlanPipeline(e->spec_, Topology{o.tp, o.pp}, po));
   const StagePlan& mine = e->plan_.stages[stage];
@@ -101,6 +113,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
     return absl::ResourceExhaustedError(absl::StrCat(
         "the KV budget (--kv-memory or --gpu-memory-fraction) of ", po.kv_memory_bytes, " bytes holds no KV block (", e->layout_.bytes_per_block(),
         " bytes per block plus ", e->layout_.bytes_per_sequence, " bytes of window banks per sequence)"));
+  e->kv_budget_ = absl::StrFormat("KV cache %.1f MiB per rank (%s): %lld tokens, %d sequences at once",
+                                   po.kv_memory_bytes / 1048576.0, budget_source,
+                                   static_cast<long long>(e->capacity_.tokens), o.max_seqs);
   ASSIGN_OR_RETURN(KvStorage storage, KvStorage::Create(e->backend_.get(), e->layout_, e->capacity_));
   e->storage_ = std::make_unique<KvStorage>(std::move(storage));
   // A host data plane (MPI) with device memory (CUDA) goes through host staging.

@@ -29,7 +29,10 @@ namespace strata {
 struct EngineOptions {
   BackendOptions backend;
   std::string kv_dtype = "auto";  // auto = the checkpoint's torch_dtype
-  int64_t kv_memory_bytes = int64_t{1} << 30;
+  // KV bytes per rank; 0: room for max_seqs sequences of the model's full context
+  // (ContextKvBytes), capped at half of rank 0's device memory less weights and activations.
+  // The CPU backend maps KV memory lazily, so only what sequences fill is resident.
+  int64_t kv_memory_bytes = 0;
   // > 0: size the KV cache from the device instead: this fraction of rank 0's device memory,
   // less the largest stage's weights per rank and an activation reserve (vLLM's
   // gpu_memory_utilization). The CPU backend's device memory is the host's.
@@ -64,9 +67,10 @@ struct EngineStats {
   int peak_running = 0;   // most sequences admitted at once (the batch the KV cache allowed)
 };
 
-// The per-rank KV budget --gpu-memory-fraction gives (see EngineOptions).
-absl::StatusOr<int64_t> KvBudgetFromDevice(const ModelSpec& spec, const EngineOptions& o, PlannerOptions po,
-                                           HostComm* world, Backend* backend);
+// The per-rank KV budget `fraction` of rank 0's device memory gives, less the largest stage's
+// weights and the activation reserve (--gpu-memory-fraction; half for the default cap).
+absl::StatusOr<int64_t> KvBudgetFromDevice(const ModelSpec& spec, const EngineOptions& o, double fraction,
+                                           PlannerOptions po, HostComm* world, Backend* backend);
 
 class Engine {
  public:
@@ -100,6 +104,8 @@ class Engine {
   const ModelSpec& spec() const { return spec_; }
   const KvLayout& kv_layout() const { return layout_; }
   const KvCapacity& kv_capacity() const { return capacity_; }
+  // The KV budget in words: its size, where it came from, the tokens and sequences it holds.
+  const std::string& kv_budget() const { return kv_budget_; }
   int64_t weight_bytes() const { return weights_.bytes; }
   // Weight bytes a decode step reads on this rank: all but the embedding (only its gathered
   // rows are read), unless it doubles as the LM head.
@@ -141,6 +147,7 @@ class Engine {
   ModelWeights weights_;
   KvLayout layout_;
   KvCapacity capacity_;
+  std::string kv_budget_;
   PipelinePlan plan_;
   int stage_ = 0, slice_ = 0;
   // Host data planes wrapped for a device backend (StagedDeviceComm); outlive the runner.

@@ -10,21 +10,36 @@
 namespace strata {
 namespace {
 
-// Copies `host` to the backend as `dtype` (float32 for vectors, the backend's MatrixDType for
-// matrices).
-absl::StatusOr<DeviceBuffer> Upload(Backend* backend, const std::vector<float>& host, DType dtype, int64_t* bytes) {
-  const size_t size = host.size() * DTypeSize(dtype);
-  ASSIGN_OR_RETURN(DeviceBuffer b, backend->Allocate(size));
-  if (dtype == DType::kF32) {
-    backend->CopyToDevice(b.get(), host.data(), size);
-  } else {
-    std::vector<uint8_t> converted(size);
-    FromFloat(dtype, host.data(), converted.data(), host.size());
-    backend->CopyToDevice(b.get(), converted.data(), size);
+// Where checkpoint bytes are written on their way to the backend: straight into the backend's
+// buffer when its memory is host memory (the CPU), else into a host buffer copied over once.
+class UploadTarget {
+ public:
+  UploadTarget(Backend* backend, DType dtype, size_t elements)
+      : backend_(backend), dtype_(dtype), bytes_(elements * DTypeSize(dtype)) {}
+  absl::Status Init() {
+    ASSIGN_OR_RETURN(buffer_, backend_->Allocate(bytes_));
+    if (!backend_->host_addressable()) staging_.resize(bytes_);
+    return absl::OkStatus();
   }
-  *bytes += static_cast<int64_t>(size);
-  return b;
-}
+  DType dtype() const { return dtype_; }
+  // Host address of element `i`.
+  void* at(size_t i) {
+    char* base = staging_.empty() ? static_cast<char*>(buffer_.get()) : reinterpret_cast<char*>(staging_.data());
+    return base + i * DTypeSize(dtype_);
+  }
+  DeviceBuffer Finish(int64_t* bytes) {
+    if (!staging_.empty()) backend_->CopyToDevice(buffer_.get(), staging_.data(), bytes_);
+    *bytes += static_cast<int64_t>(bytes_);
+    return std::move(buffer_);
+  }
+
+ private:
+  Backend* backend_;
+  DType dtype_;
+  size_t bytes_;
+  DeviceBuffer buffer_;
+  std::vector<uint8_t> staging_;
+};
 
 class Loader {
  public:
@@ -32,14 +47,41 @@ class Loader {
       : ckpt_(c), spec_(s), backend_(b), t_(t), matrix_dtype_(b->MatrixDType(s.torch_dtype)) {}
   DType matrix_dtype() const { return matrix_dtype_; }
 
+  // Matrices in the backend's MatrixDType, vectors (norms, biases) in float32.
+  DType DTypeFor(const std::vector<int64_t>& shape) const { return shape.size() == 2 ? matrix_dtype_ : DType::kF32; }
+
   // Loads rows [r0, +rn) x columns [c0, +cn) of `name` (empty name: leaves `out` empty).
   absl::Status Load(const std::string& name, std::vector<int64_t> shape, DeviceBuffer* out, int64_t r0 = 0,
                     int64_t rn = -1, int64_t c0 = 0, int64_t cn = -1) {
     if (name.empty()) return absl::OkStatus();
     if (rn < 0) rn = shape[0];
     if (cn < 0) cn = shape.size() == 2 ? shape[1] : 1;
-    ASSIGN_OR_RETURN(std::vector<float> host, ckpt_.ReadBlock(name, shape, r0, rn, c0, cn));
-    ASSIGN_OR_RETURN(*out, Upload(backend_, host, shape.size() == 2 ? matrix_dtype_ : DType::kF32, &bytes_));
+    UploadTarget target(backend_, DTypeFor(shape), static_cast<size_t>(rn * cn));
+    RETURN_IF_ERROR(target.Init());
+    RETURN_IF_ERROR(ckpt_.CopyBlock(name, shape, r0, rn, c0, cn, target.dtype(), target.at(0)));
+    *out = target.Finish(&bytes_);
+    return absl::OkStatus();
+  }
+
+  // Several row ranges {name, shape, first row, rows} of whole rows, one after the other in one
+  // buffer (this slice's heads of a fused QKV tensor; SwiGLU's gate and up).
+  struct Rows {
+    const std::string* name;
+    std::vector<int64_t> shape;
+    int64_t first, count;
+  };
+  absl::Status LoadConcatenated(const std::vector<Rows>& parts, DeviceBuffer* out) {
+    const int64_t cols = parts[0].shape.size() == 2 ? parts[0].shape[1] : 1;
+    int64_t rows = 0;
+    for (const Rows& p : parts) rows += p.count;
+    UploadTarget target(backend_, DTypeFor(parts[0].shape), static_cast<size_t>(rows * cols));
+    RETURN_IF_ERROR(target.Init());
+    size_t at = 0;
+    for (const Rows& p : parts) {
+      RETURN_IF_ERROR(ckpt_.CopyBlock(*p.name, p.shape, p.first, p.count, 0, cols, target.dtype(), target.at(at)));
+      at += static_cast<size_t>(p.count * cols);
+    }
+    *out = target.Finish(&bytes_);
     return absl::OkStatus();
   }
 
@@ -56,26 +98,18 @@ class Loader {
     RETURN_IF_ERROR(Load(n.norm2_b, {h}, &w->norm2_b));
     if (!n.qkv_w.empty()) {
       // Stock GPT-NeoX: rows are [H, 3, hs]; pick this slice's heads of Q, K and V (§1.2).
-      std::vector<float> part[3], part_b[3];
-      for (int which = 0; which < 3; ++which) {
-        const int64_t first = which == 0 ? r * Hl : kv0, count = which == 0 ? Hl : kvl;
-        for (int64_t head = first; head < first + count; ++head) {
-          const int64_t row0 = (head * 3 + which) * hs;
-          ASSIGN_OR_RETURN(std::vector<float> rows, ckpt_.ReadRows(n.qkv_w, {3 * q, h}, row0, hs));
-          part[which].insert(part[which].end(), rows.begin(), rows.end());
-          if (!n.qkv_b.empty()) {
-            ASSIGN_OR_RETURN(std::vector<float> b, ckpt_.ReadRows(n.qkv_b, {3 * q}, row0, hs));
-            part_b[which].insert(part_b[which].end(), b.begin(), b.end());
-          }
-        }
-      }
       DeviceBuffer* dst_w[3] = {&w->q_w, &w->k_w, &w->v_w};
       DeviceBuffer* dst_b[3] = {&w->q_b, &w->k_b, &w->v_b};
       for (int which = 0; which < 3; ++which) {
-        ASSIGN_OR_RETURN(*dst_w[which], Upload(backend_, part[which], matrix_dtype_, &bytes_));
-        if (!n.qkv_b.empty()) {
-          ASSIGN_OR_RETURN(*dst_b[which], Upload(backend_, part_b[which], DType::kF32, &bytes_));
+        const int64_t first = which == 0 ? r * Hl : kv0, count = which == 0 ? Hl : kvl;
+        std::vector<Rows> weight_rows, bias_rows;
+        for (int64_t head = first; head < first + count; ++head) {
+          const int64_t row0 = (head * 3 + which) * hs;
+          weight_rows.push_back({&n.qkv_w, {3 * q, h}, row0, hs});
+          bias_rows.push_back({&n.qkv_b, {3 * q}, row0, hs});
         }
+        RETURN_IF_ERROR(LoadConcatenated(weight_rows, dst_w[which]));
+        if (!n.qkv_b.empty()) RETURN_IF_ERROR(LoadConcatenated(bias_rows, dst_b[which]));
       }
     } else {
       RETURN_IF_ERROR(Load(n.q_w, {q, h}, &w->q_w, r * Hl * hs, Hl * hs));
@@ -88,10 +122,7 @@ class Loader {
     RETURN_IF_ERROR(Load(n.o_w, {h, q}, &w->o_w, 0, h, r * Hl * hs, Hl * hs));
     RETURN_IF_ERROR(Load(n.o_b, {h}, &w->o_b));
     if (!n.gate_w.empty()) {
-      ASSIGN_OR_RETURN(std::vector<float> gate, ckpt_.ReadRows(n.gate_w, {I, h}, r * Il, Il));
-      ASSIGN_OR_RETURN(std::vector<float> up, ckpt_.ReadRows(n.up_w, {I, h}, r * Il, Il));
-      gate.insert(gate.end(), up.begin(), up.end());
-      ASSIGN_OR_RETURN(w->up_w, Upload(backend_, gate, matrix_dtype_, &bytes_));
+      RETURN_IF_ERROR(LoadConcatenated({{&n.gate_w, {I, h}, r * Il, Il}, {&n.up_w, {I, h}, r * Il, Il}}, &w->up_w));
       if (!n.up_b.empty()) return absl::UnimplementedError("llama mlp_bias is not supported");
     } else {
       RETURN_IF_ERROR(Load(n.up_w, {I, h}, &w->up_w, r * Il, Il));

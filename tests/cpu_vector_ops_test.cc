@@ -1,8 +1,7 @@
-// The CPU matrix-vector kernel and the widening conversion against a naive double-precision
-// recompute, for every weight type, both instruction-set paths and awkward shapes (tails of the
-// 64-wide unrolled loop, single rows, more rows than threads).
-#include "kernels/cpu/cpu_vector_ops.h"
-
+// The CPU kernels against a naive double-precision recompute, for every weight type, every
+// instruction-set path this CPU runs (portable, AVX2, AVX-512) and awkward shapes: tails of the
+// vector width and of the register tiles, single rows, activation row counts around each tile
+// height and the k/m blocks, more columns than threads.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,6 +9,8 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/cpu_gemm.h"
+#include "kernels/cpu/cpu_vector_ops.h"
 
 namespace strata {
 namespace {
@@ -21,16 +22,12 @@ struct Case {
 
 std::vector<Case> Cases() {
   std::vector<Case> out;
-  std::vector<CpuIsa> isas = {CpuIsa::kPortable};
-  if (DetectCpuIsa() == CpuIsa::kAvx512) isas.push_back(CpuIsa::kAvx512);
-  for (CpuIsa isa : isas)
+  for (CpuIsa isa : SupportedCpuIsas())
     for (DType t : {DType::kF32, DType::kBF16, DType::kF16}) out.push_back({isa, t});
   return out;
 }
 
-std::string Name(const Case& c) {
-  return std::string(c.isa == CpuIsa::kAvx512 ? "avx512_" : "portable_") + DTypeName(c.dtype);
-}
+std::string Name(const Case& c) { return std::string(CpuIsaName(c.isa)) + "_" + DTypeName(c.dtype); }
 
 // Random weights stored as `t`, and their exact float32 values.
 void RandomWeights(DType t, size_t count, std::mt19937& rng, std::vector<char>* stored, std::vector<float>* exact) {
@@ -43,42 +40,56 @@ void RandomWeights(DType t, size_t count, std::mt19937& rng, std::vector<char>* 
   ToFloat(t, stored->data(), exact->data(), count);
 }
 
-class MatVecTest : public ::testing::TestWithParam<Case> {};
+class KernelTest : public ::testing::TestWithParam<Case> {};
 
-TEST_P(MatVecTest, MatchesADoubleRecompute) {
-  const Case c = GetParam();
-  std::mt19937 rng(7);
+// y = x W^T (+ y0) for m activation rows, against a double recompute; float32 accumulation in
+// another order is allowed an error relative to the sum of magnitudes.
+void CheckGemm(const Case& c, int m, int n, int k, std::mt19937& rng) {
   std::normal_distribution<float> dist(0.f, 1.f);
-  const int shapes[][2] = {{1, 1}, {3, 15}, {5, 16}, {7, 17}, {4, 63}, {9, 64}, {33, 65},
-                           {64, 100}, {129, 768}, {300, 1000}, {16, 3072}};
-  for (const auto& shape : shapes) {
-    const int n = shape[0], k = shape[1];
-    std::vector<char> w;
-    std::vector<float> exact;
-    RandomWeights(c.dtype, static_cast<size_t>(n) * k, rng, &w, &exact);
-    std::vector<float> x(k), y0(n);
-    for (float& v : x) v = dist(rng);
-    for (float& v : y0) v = dist(rng);
-    for (bool accumulate : {false, true}) {
-      for (int threads : {1, 2}) {
-        std::vector<float> y = y0;
-        MatVec(c.isa, c.dtype, w.data(), n, k, x.data(), y.data(), accumulate, threads);
+  std::vector<char> w;
+  std::vector<float> exact;
+  RandomWeights(c.dtype, static_cast<size_t>(n) * k, rng, &w, &exact);
+  std::vector<float> x(static_cast<size_t>(m) * k), y0(static_cast<size_t>(m) * n);
+  for (float& v : x) v = dist(rng);
+  for (float& v : y0) v = dist(rng);
+  for (bool accumulate : {false, true}) {
+    for (int threads : {1, 2, 3}) {
+      std::vector<float> y = y0;
+      Gemm(c.isa, c.dtype, x.data(), m, w.data(), n, k, y.data(), accumulate, threads);
+      for (int i = 0; i < m; ++i) {
         for (int r = 0; r < n; ++r) {
-          double want = accumulate ? y0[r] : 0.0, magnitude = std::fabs(want);
+          const size_t o = static_cast<size_t>(i) * n + r;
+          double want = accumulate ? y0[o] : 0.0, magnitude = std::fabs(want);
           for (int j = 0; j < k; ++j) {
-            want += static_cast<double>(exact[static_cast<size_t>(r) * k + j]) * x[j];
-            magnitude += std::fabs(static_cast<double>(exact[static_cast<size_t>(r) * k + j]) * x[j]);
+            const double term = static_cast<double>(exact[static_cast<size_t>(r) * k + j]) * x[static_cast<size_t>(i) * k + j];
+            want += term;
+            magnitude += std::fabs(term);
           }
-          // float32 accumulation in another order: relative to the sum of magnitudes.
-          ASSERT_NEAR(y[r], want, 1e-5 * magnitude + 1e-6)
-              << "n=" << n << " k=" << k << " row " << r << " accumulate=" << accumulate << " threads=" << threads;
+          ASSERT_NEAR(y[o], want, 1e-5 * magnitude + 1e-6) << "m=" << m << " n=" << n << " k=" << k << " row " << i
+                                                          << " column " << r << " accumulate=" << accumulate
+                                                          << " threads=" << threads;
         }
       }
     }
   }
 }
 
-TEST_P(MatVecTest, WidenIsExact) {
+TEST_P(KernelTest, GemmOneRowMatchesADoubleRecompute) {
+  std::mt19937 rng(7);
+  const int shapes[][2] = {{1, 1}, {3, 15}, {5, 16}, {7, 17}, {4, 63}, {9, 64}, {33, 65},
+                           {64, 100}, {129, 768}, {300, 1000}, {16, 3072}};
+  for (const auto& shape : shapes) CheckGemm(GetParam(), 1, shape[0], shape[1], rng);
+}
+
+TEST_P(KernelTest, GemmManyRowsMatchesADoubleRecompute) {
+  std::mt19937 rng(9);
+  // Row counts around every tile height (3 and 4) and past a k block (512) and an m block (256).
+  for (int m : {2, 3, 4, 5, 7, 8, 9, 13, 16}) CheckGemm(GetParam(), m, 53, 40, rng);
+  CheckGemm(GetParam(), 6, 50, 1100, rng);
+  CheckGemm(GetParam(), 261, 31, 520, rng);
+}
+
+TEST_P(KernelTest, WidenIsExact) {
   const Case c = GetParam();
   std::mt19937 rng(11);
   for (size_t count : {size_t{0}, size_t{1}, size_t{15}, size_t{16}, size_t{17}, size_t{1000}}) {
@@ -92,29 +103,45 @@ TEST_P(MatVecTest, WidenIsExact) {
   }
 }
 
+TEST_P(KernelTest, DotMatchesADoubleRecompute) {
+  if (GetParam().dtype != DType::kF32) GTEST_SKIP() << "Dot is float32 only";
+  std::mt19937 rng(13);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  for (int n : {0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 64, 100, 128}) {
+    std::vector<float> x(n), y(n);
+    for (float& v : x) v = dist(rng);
+    for (float& v : y) v = dist(rng);
+    double want = 0, magnitude = 0;
+    for (int j = 0; j < n; ++j) {
+      want += static_cast<double>(x[j]) * y[j];
+      magnitude += std::fabs(static_cast<double>(x[j]) * y[j]);
+    }
+    ASSERT_NEAR(Dot(GetParam().isa, x.data(), y.data(), n), want, 1e-6 * magnitude + 1e-7) << "n=" << n;
+  }
+}
+
 // 0.5 x (1 + erf(x / sqrt 2)) in float32 loses the small negative tail to cancellation: the
 // tolerance allows an erf a few ulp off (libmvec's erff is within 4 ulp) times x / 2.
 TEST(CpuGelu, ErfFormMatchesDoublePrecisionOnBothPaths) {
   std::vector<float> x;
   for (float v = -9.f; v <= 9.f; v += 0.037f) x.push_back(v);  // 487 values: a ragged tail
   x.push_back(0.f);
-  for (CpuIsa isa : {CpuIsa::kPortable, DetectCpuIsa()}) {
+  for (CpuIsa isa : SupportedCpuIsas()) {
     std::vector<float> y(x.size() + 1, -7.f);
     GeluErf(isa, x.data(), y.data(), x.size());
     for (size_t i = 0; i < x.size(); ++i) {
       const double want = 0.5 * x[i] * (1.0 + std::erf(x[i] / std::sqrt(2.0)));
       ASSERT_NEAR(y[i], want, 1e-6 * std::fabs(want) + 1.5e-7 * std::fabs(x[i]) + 1e-7)
-          << "x = " << x[i] << (isa == CpuIsa::kAvx512 ? " (avx512)" : " (portable)");
+          << "x = " << x[i] << " (" << CpuIsaName(isa) << ")";
     }
     EXPECT_EQ(y[x.size()], -7.f) << "wrote past the end";
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllPaths, MatVecTest, ::testing::ValuesIn(Cases()),
+INSTANTIATE_TEST_SUITE_P(AllPaths, KernelTest, ::testing::ValuesIn(Cases()),
                          [](const auto& info) { return Name(info.param); });
 
-// The backend's Linear over half-precision weights (the widened-tile SGEMM for several rows,
-// the matrix-vector kernel for one) against the same recompute, with bias.
+// The backend's Linear (its own instruction set, bias added) against the same recompute.
 TEST(CpuLinear, HalfPrecisionWeightsAnyRowCount) {
   CpuBackend backend(1);
   std::mt19937 rng(3);

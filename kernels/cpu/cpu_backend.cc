@@ -13,21 +13,38 @@
 #include <mutex>
 #include <thread>
 
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cpu/cpu_gemm.h"
 #include "runtime/base/status.h"
 
 namespace strata {
 
 constexpr size_t kHugePage = size_t{2} << 20;
 
-CpuBackend::CpuBackend(int threads) : isa_(DetectCpuIsa()) {
-  threads_ = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
-  if (threads_ < 1) threads_ = 1;
+namespace {
+
+// CPUs this process may run on (taskset, cgroups, mpirun's binding), not every CPU online.
+int AvailableCpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(int threads, int ranks_on_host) : isa_(DetectCpuIsa()) {
+  // Default: the CPUs this rank may use, shared with the other ranks on the host, so that ranks
+  // never oversubscribe the cores between them.
+  threads_ = threads > 0 ? threads : std::max(1, AvailableCpus() / std::max(1, ranks_on_host));
+  // One thread pool: every parallel loop (GEMM, attention, element-wise) runs on OpenMP's team;
+  // OpenBLAS, used on the portable path only, runs single-threaded inside those threads, so its
+  // own pool never starts and never spins against ours.
   omp_set_num_threads(threads_);
-  openblas_set_num_threads(threads_);
+  openblas_set_num_threads(1);
 }
 
 absl::StatusOr<DeviceBuffer> CpuBackend::Allocate(size_t bytes) {
@@ -52,6 +69,12 @@ absl::StatusOr<DeviceBuffer> CpuBackend::Allocate(size_t bytes) {
     mapped_[p] = rounded;
   }
   return DeviceBuffer(this, p, bytes);
+}
+
+absl::StatusOr<DeviceBuffer> CpuBackend::AllocateZeroed(size_t bytes) {
+  absl::StatusOr<DeviceBuffer> b = Allocate(bytes);
+  if (b.ok() && bytes < kHugePage) Zero(b->get(), bytes);  // small ones come from the heap
+  return b;
 }
 
 void CpuBackend::Free(void* ptr) {
@@ -90,27 +113,8 @@ void CpuBackend::Embedding(const EmbeddingArgs& a) {
   }
 }
 
-// Weight rows widened per SGEMM call for half-precision weights: 256 x 768 floats are 768 KiB,
-// within this CPU's L2, and the GEMM's m rows amortize the widening.
-constexpr int kWidenTileRows = 256;
-
 void CpuBackend::Linear(const LinearArgs& a) {
-  const float beta = a.accumulate ? 1.f : 0.f;
-  if (a.m == 1) {
-    MatVec(isa_, a.w_dtype, a.w, a.n, a.k, a.x, a.y, a.accumulate, threads_);
-  } else if (a.w_dtype == DType::kF32) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a.m, a.n, a.k, 1.f, a.x, a.k, static_cast<const float*>(a.w),
-                a.k, beta, a.y, a.n);
-  } else {
-    std::vector<float> tile(static_cast<size_t>(std::min(kWidenTileRows, a.n)) * a.k);
-    for (int r = 0; r < a.n; r += kWidenTileRows) {
-      const int rows = std::min(kWidenTileRows, a.n - r);
-      Widen(isa_, a.w_dtype, static_cast<const char*>(a.w) + static_cast<size_t>(r) * a.k * DTypeSize(a.w_dtype),
-            tile.data(), static_cast<size_t>(rows) * a.k);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a.m, rows, a.k, 1.f, a.x, a.k, tile.data(), a.k, beta,
-                  a.y + r, a.n);
-    }
-  }
+  Gemm(isa_, a.w_dtype, a.x, a.m, a.w, a.n, a.k, a.y, a.accumulate, threads_);
   if (a.bias) {
     for (int i = 0; i < a.m; ++i) {
       float* row = a.y + static_cast<size_t>(i) * a.n;
@@ -193,26 +197,44 @@ void CpuBackend::GatherRows(const GatherRowsArgs& a) {
 
 namespace {
 
+// How a read loop asks for memory ahead of use. CPUs differ in which reads at full speed: on the
+// AMD Zen 5 development VM a non-temporal prefetch 4 KiB ahead was needed (a plain loop read 27
+// GB/s, this 44); on Intel Xeons `prefetchnta` fills L1 only and bypasses L2, so the same loop
+// can read at half the plain loop's rate. The probe takes the best, so its floor is never below
+// what a simple loop reads.
+enum class Prefetch { kNone, kNta, kT0 };
+
 // XOR of a range: associative, so it vectorizes; compiled for the widest vector unit present
-// (function multiversioning), a cache line per iteration with a software prefetch 4 KiB ahead,
-// so that it reads at the memory's speed (a plain loop reached about 27 GB/s here, this about 44).
+// (function multiversioning), a cache line per iteration.
+template <Prefetch P>
 __attribute__((target_clones("avx512f", "avx2", "default"))) uint64_t XorRange(const uint64_t* p, size_t n) {
   uint64_t acc = 0;
   const size_t lines = n / 8;
   for (size_t l = 0; l < lines; ++l) {
     const uint64_t* q = p + l * 8;
-    __builtin_prefetch(q + 512, 0, 0);  // past the end is harmless: prefetches never fault
+    // Past the end is harmless: prefetches never fault.
+    if constexpr (P == Prefetch::kNta) __builtin_prefetch(q + 512, 0, 0);
+    if constexpr (P == Prefetch::kT0) __builtin_prefetch(q + 128, 0, 3);
     for (int j = 0; j < 8; ++j) acc ^= q[j];
   }
   for (size_t i = lines * 8; i < n; ++i) acc ^= p[i];
   return acc;
 }
 
+uint64_t XorRange(Prefetch p, const uint64_t* q, size_t n) {
+  switch (p) {
+    case Prefetch::kNone: return XorRange<Prefetch::kNone>(q, n);
+    case Prefetch::kNta: return XorRange<Prefetch::kNta>(q, n);
+    case Prefetch::kT0: return XorRange<Prefetch::kT0>(q, n);
+  }
+  return 0;
+}
+
 }  // namespace
 
 double CpuBackend::MeasureReadBandwidth(size_t bytes) {
-  // Integer XOR is associative, so the compiler vectorizes the loop: it runs at memory speed.
-  // The buffer comes from Allocate, as weights and KV do (same page size).
+  // The buffer comes from Allocate, as weights and KV do (same page size). Every thread reads
+  // its share; the best of each read method and repetition counts.
   const size_t n = bytes / sizeof(uint64_t);
   absl::StatusOr<DeviceBuffer> memory = Allocate(n * sizeof(uint64_t));
   if (!memory.ok()) return 0;  // no figure rather than a wrong one
@@ -220,28 +242,31 @@ double CpuBackend::MeasureReadBandwidth(size_t bytes) {
   for (size_t i = 0; i < n; ++i) buf[i] = i * 0x9E3779B97F4A7C15ull;
   double best = 0;
   volatile uint64_t sink = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    const auto t0 = std::chrono::steady_clock::now();
-    uint64_t acc = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    for (Prefetch method : {Prefetch::kNone, Prefetch::kNta, Prefetch::kT0}) {
+      const auto t0 = std::chrono::steady_clock::now();
+      uint64_t acc = 0;
 #pragma omp parallel num_threads(threads_) reduction(^ : acc)
-    {
-      const size_t parts = static_cast<size_t>(omp_get_num_threads()), me = static_cast<size_t>(omp_get_thread_num());
-      const size_t begin = n * me / parts, end = n * (me + 1) / parts;
-      acc ^= XorRange(buf + begin, end - begin);
+      {
+        const size_t parts = static_cast<size_t>(omp_get_num_threads()), me = static_cast<size_t>(omp_get_thread_num());
+        const size_t begin = n * me / parts, end = n * (me + 1) / parts;
+        acc ^= XorRange(method, buf + begin, end - begin);
+      }
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      sink = sink ^ acc;
+      best = std::max(best, static_cast<double>(n * sizeof(uint64_t)) / s);
     }
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    sink = sink ^ acc;
-    best = std::max(best, static_cast<double>(n * sizeof(uint64_t)) / s);
   }
   return best;
 }
 
 double CpuBackend::MeasureGemmFlops(int m, int n, int k) {
+  // The kernel the Linear layers use, on float32 weights.
   std::vector<float> a(static_cast<size_t>(m) * k, 0.5f), b(static_cast<size_t>(n) * k, 0.25f), c(static_cast<size_t>(m) * n);
   double best = 0;
   for (int rep = 0; rep < 5; ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.f, a.data(), k, b.data(), k, 0.f, c.data(), n);
+    Gemm(isa_, DType::kF32, a.data(), m, b.data(), n, k, c.data(), false, threads_);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::max(best, 2.0 * m * n * k / s);
   }

@@ -1,21 +1,23 @@
 // File: kernels/cpu/cpu_backend.h
-// The reference backend: readable loops (OpenMP across rows and heads), OpenBLAS for GEMM and
-// one vectorized matrix-vector kernel (cpu_vector_ops.h) for single-row products, where decode
-// spends its time. It is the oracle for every CUDA kernel, so clarity wins over cleverness
-// everywhere else.
+// The reference backend: one register-tiled GEMM for every linear layer (cpu_gemm.h, AVX-512 /
+// AVX2 / portable chosen at run time), readable loops elsewhere (OpenMP across rows and heads),
+// all on one OpenMP thread pool. It is the oracle for every CUDA kernel, so clarity wins over
+// cleverness outside the GEMM.
 #pragma once
 
 #include <mutex>
 #include <unordered_map>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/cpu_vector_ops.h"
 
 namespace strata {
 
 class CpuBackend : public Backend {
  public:
-  explicit CpuBackend(int threads);
+  // threads <= 0: the CPUs this process may use, divided among `ranks_on_host` ranks.
+  explicit CpuBackend(int threads, int ranks_on_host = 1);
   std::string name() const override { return "cpu"; }
   bool host_addressable() const override { return true; }
   // Half-precision checkpoints stay half precision (half the bytes each decode step reads; the
@@ -23,9 +25,13 @@ class CpuBackend : public Backend {
   DType MatrixDType(DType checkpoint) const override { return checkpoint; }
   void MemoryInfo(size_t* free_bytes, size_t* total_bytes) override;
   int max_head_dim() const override { return 1 << 20; }
-  int threads() const { return threads_; }
+  int threads() const override { return threads_; }
+  CpuIsa isa() const { return isa_; }
 
   absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) override;
+  // Large buffers are fresh anonymous mappings, zero already: nothing is touched (or resident)
+  // until it is written.
+  absl::StatusOr<DeviceBuffer> AllocateZeroed(size_t bytes) override;
   void Free(void* ptr) override;
   void CopyToDevice(void* dst, const void* src, size_t bytes) override;
   void CopyToHost(void* dst, const void* src, size_t bytes) override;

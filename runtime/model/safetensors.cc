@@ -112,6 +112,14 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   return f;
 }
 
+void SafetensorsFile::Release(const uint8_t* ptr, size_t bytes) const {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(ptr) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(ptr) + bytes) / page * page;
+  // Advice only: the pages are clean file pages, so dropping them loses nothing.
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 SafetensorsFile::~SafetensorsFile() {
   if (base_) ::munmap(const_cast<uint8_t*>(base_), size_);
 }
@@ -212,10 +220,9 @@ absl::StatusOr<const TensorInfo*> Checkpoint::Info(const std::string& name) cons
   return it->second.second;
 }
 
-absl::StatusOr<std::vector<float>> Checkpoint::ReadBlock(const std::string& name,
-                                                         const std::vector<int64_t>& shape, int64_t row_begin,
-                                                         int64_t row_count, int64_t col_begin,
-                                                         int64_t col_count) const {
+absl::Status Checkpoint::CopyBlock(const std::string& name, const std::vector<int64_t>& shape, int64_t row_begin,
+                                   int64_t row_count, int64_t col_begin, int64_t col_count, DType dst_dtype,
+                                   void* dst) const {
   auto it = where_.find(name);
   if (it == where_.end())
     return absl::NotFoundError(absl::StrCat("checkpoint is missing tensor '", name, "'"));
@@ -232,10 +239,32 @@ absl::StatusOr<std::vector<float>> Checkpoint::ReadBlock(const std::string& name
     return absl::OutOfRangeError(absl::StrCat(f.path(), ": tensor '", name, "': block [", row_begin, "+", row_count,
                                               ", ", col_begin, "+", col_count, ") outside ", ShapeString(shape)));
   // Only the block's bytes are touched: a tensor slice reads its own part of the mapping.
-  std::vector<float> out(static_cast<size_t>(row_count * col_count));
-  const size_t es = DTypeSize(t.dtype);
-  for (int64_t r = 0; r < row_count; ++r)
-    ToFloat(t.dtype, f.data(t) + ((row_begin + r) * cols + col_begin) * es, out.data() + r * col_count, col_count);
+  const size_t es = DTypeSize(t.dtype), ds = DTypeSize(dst_dtype);
+  const uint8_t* first = f.data(t) + (row_begin * cols + col_begin) * es;
+  char* out = static_cast<char*>(dst);
+  std::vector<float> row(dst_dtype == t.dtype || dst_dtype == DType::kF32 ? 0 : col_count);
+  for (int64_t r = 0; r < row_count; ++r) {
+    const uint8_t* src = first + r * cols * es;
+    char* to = out + r * col_count * ds;
+    if (dst_dtype == t.dtype) {
+      std::memcpy(to, src, col_count * es);
+    } else if (dst_dtype == DType::kF32) {
+      ToFloat(t.dtype, src, reinterpret_cast<float*>(to), col_count);
+    } else {
+      ToFloat(t.dtype, src, row.data(), col_count);
+      FromFloat(dst_dtype, row.data(), to, col_count);
+    }
+  }
+  if (row_count > 0) f.Release(first, ((row_count - 1) * cols + col_count) * es);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>> Checkpoint::ReadBlock(const std::string& name,
+                                                         const std::vector<int64_t>& shape, int64_t row_begin,
+                                                         int64_t row_count, int64_t col_begin,
+                                                         int64_t col_count) const {
+  std::vector<float> out(static_cast<size_t>(std::max<int64_t>(0, row_count) * std::max<int64_t>(0, col_count)));
+  RETURN_IF_ERROR(CopyBlock(name, shape, row_begin, row_count, col_begin, col_count, DType::kF32, out.data()));
   return out;
 }
 

@@ -35,6 +35,9 @@ class SafetensorsFile {
   const std::string& path() const { return path_; }
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   const uint8_t* data(const TensorInfo& t) const { return base_ + t.offset; }
+  // Drops the whole pages inside [ptr, ptr + bytes) of the mapping from this process (the page
+  // cache keeps them; a later read maps them again): copied weights then cost their copy only.
+  void Release(const uint8_t* ptr, size_t bytes) const;
 
  private:
   SafetensorsFile() = default;
@@ -74,6 +77,12 @@ class Checkpoint {
   absl::StatusOr<std::vector<float>> ReadBlock(const std::string& name, const std::vector<int64_t>& shape,
                                                int64_t row_begin, int64_t row_count, int64_t col_begin,
                                                int64_t col_count) const;
+  // The same block written to `dst` as [row_count, col_count] elements of `dst_dtype` (a plain
+  // copy when the checkpoint already stores that type), after which the mapped pages it read
+  // are released: loading never holds the file and the copy at once.
+  absl::Status CopyBlock(const std::string& name, const std::vector<int64_t>& shape, int64_t row_begin,
+                         int64_t row_count, int64_t col_begin, int64_t col_count, DType dst_dtype,
+                         void* dst) const;
 
  private:
   std::vector<std::shared_ptr<SafetensorsFile>> files_;

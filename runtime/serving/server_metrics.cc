@@ -56,6 +56,9 @@ ServerMetrics::ServerMetrics(const Engine& engine, const std::string& model_name
     prometheus::Labels l = base_;
     l["stage"] = std::to_string(s);
     capacity.Add(l).Set(static_cast<double>(plan.stages[s].kv_capacity_tokens));
+    // Present (at 0, no step yet) from the start, not only after the first rank report: a
+    // short job can finish before any report arrives.
+    stage_step_->Add(l).Set(0);
     bytes.Add(l).Set(static_cast<double>(plan.stages[s].kv_bytes_per_token_per_rank));
     stage_capacity_.push_back(plan.stages[s].kv_capacity_tokens);
   }
