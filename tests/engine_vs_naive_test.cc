@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu/cpu_isa.h"
 #include "runtime/engine.h"
 #include "tests/naive_model.h"
 #include "tests/test_models.h"
@@ -87,6 +88,43 @@ std::vector<Param> Params() {
 
 INSTANTIATE_TEST_SUITE_P(AllSchemes, EngineVsNaive, ::testing::ValuesIn(Params()),
                          [](const auto& info) { return info.param.scheme.name + "_" + info.param.dtype; });
+
+// The thread pool splits work by output columns and attention heads, never along a sum, so on the
+// vector paths the thread count cannot change a single bit of the result. The portable path's
+// OpenBLAS blocks a column range differently by its width: same tokens, and logprobs that may
+// differ by twice the oracle tolerance (each run is within it of the oracle).
+TEST(ThreadCount, OneTwoAndThreeThreadsGiveIdenticalResults) {
+  const double tol = DetectCpuIsa() == CpuIsa::kPortable ? 2 * kLogprobTol : 0.0;
+  for (const auto& s : AllSchemes()) {
+    if (s.name != "GQA" && s.name != "PythiaFused" && s.name != "LckvSmallIterations" && s.name != "MlkvUneven") continue;
+    const std::string dir = MakeModel(s.name + "-bfloat16", s.options, "bfloat16");
+    std::vector<GenerationResult> runs;
+    for (int threads : {1, 2, 3}) {
+      EngineOptions eo;
+      eo.backend.threads = threads;
+      eo.kv_memory_bytes = 64 << 20;
+      eo.max_seqs = 8;
+      auto engine = Engine::Create(dir, eo);
+      ASSERT_TRUE(engine.ok()) << engine.status();
+      std::vector<GenerationRequest> batch(3);
+      for (size_t b = 0; b < batch.size(); ++b) {
+        for (int i = 0; i < 9 + 4 * static_cast<int>(b); ++i) batch[b].prompt.push_back((i * 31 + 7 * b) % 290);
+        batch[b].max_tokens = 6;
+        batch[b].ignore_eos = true;
+      }
+      auto out = (*engine)->Generate(batch);
+      ASSERT_TRUE(out.ok()) << out.status();
+      runs.insert(runs.end(), out->begin(), out->end());
+    }
+    for (size_t i = 3; i < runs.size(); ++i) {
+      EXPECT_EQ(runs[i].tokens, runs[i % 3].tokens) << s.name << " sequence " << i % 3 << ", run " << i / 3;
+      ASSERT_EQ(runs[i].logprobs.size(), runs[i % 3].logprobs.size());
+      for (size_t k = 0; k < runs[i].logprobs.size(); ++k)
+        EXPECT_NEAR(runs[i].logprobs[k], runs[i % 3].logprobs[k], tol)
+            << s.name << " sequence " << i % 3 << ", run " << i / 3 << ", token " << k;
+    }
+  }
+}
 
 // The oracle's own consistency: for models without upward edges, the no-cache forward equals
 // its token-by-token incremental path.

@@ -58,15 +58,22 @@ absl::StatusOr<DeviceBuffer> CpuBackend::Allocate(size_t bytes) {
   // Large buffers (weights, KV banks) get fresh pages from the kernel, marked for transparent
   // huge pages before anything touches them: memory recycled by malloc is already mapped with
   // 4 KiB pages. On the development VM a decode step read 4 KiB-page weights at about 28 GB/s and
-  // huge-page ones at about 40 (nested paging makes each TLB miss expensive).
-  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-  void* p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED)
+  // huge-page ones at about 40 (nested paging makes each TLB miss expensive). The mapping starts
+  // on a huge-page boundary and ends on the next 4 KiB one: rounding every buffer up to whole
+  // huge pages cost a Pythia-160M checkpoint 14% more resident memory than its weights.
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t length = (bytes + page - 1) / page * page;
+  char* raw = static_cast<char*>(
+      mmap(nullptr, length + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (raw == MAP_FAILED)
     return absl::ResourceExhaustedError(absl::StrCat("cpu: cannot map ", bytes, " bytes: ", std::strerror(errno)));
-  madvise(p, rounded, MADV_HUGEPAGE);  // advice only: without THP the pages stay 4 KiB
+  char* p = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) / kHugePage * kHugePage);
+  if (p > raw) munmap(raw, static_cast<size_t>(p - raw));                        // the slack before
+  if (raw + kHugePage > p) munmap(p + length, static_cast<size_t>(raw + kHugePage - p));  // and after
+  madvise(p, length, MADV_HUGEPAGE);  // advice only: without THP the pages stay 4 KiB
   {
     std::lock_guard<std::mutex> lock(mapped_mu_);
-    mapped_[p] = rounded;
+    mapped_[p] = length;
   }
   return DeviceBuffer(this, p, bytes);
 }
