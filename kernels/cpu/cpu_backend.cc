@@ -47,7 +47,15 @@ CpuBackend::CpuBackend(int threads, int ranks_on_host) : isa_(DetectCpuIsa()) {
   openblas_set_num_threads(1);
 }
 
-absl::StatusOr<DeviceBuffer> CpuBackend::Allocate(size_t bytes) {
+absl::StatusOr<DeviceBuffer> CpuBackend::Allocate(size_t bytes) { return AllocateMemory(bytes, true); }
+
+absl::StatusOr<DeviceBuffer> CpuBackend::AllocateZeroed(size_t bytes) {
+  absl::StatusOr<DeviceBuffer> b = AllocateMemory(bytes, false);
+  if (b.ok() && bytes < kHugePage) Zero(b->get(), bytes);  // small ones come from the heap
+  return b;
+}
+
+absl::StatusOr<DeviceBuffer> CpuBackend::AllocateMemory(size_t bytes, bool huge_pages) {
   if (bytes < kHugePage) {
     const size_t rounded = (bytes + 63) / 64 * 64;
     void* p = rounded == 0 ? nullptr : std::aligned_alloc(64, rounded);
@@ -55,12 +63,14 @@ absl::StatusOr<DeviceBuffer> CpuBackend::Allocate(size_t bytes) {
       return absl::ResourceExhaustedError(absl::StrCat("cpu: cannot allocate ", bytes, " bytes"));
     return DeviceBuffer(this, p, bytes);
   }
-  // Large buffers (weights, KV banks) get fresh pages from the kernel, marked for transparent
-  // huge pages before anything touches them: memory recycled by malloc is already mapped with
-  // 4 KiB pages. On the development VM a decode step read 4 KiB-page weights at about 28 GB/s and
-  // huge-page ones at about 40 (nested paging makes each TLB miss expensive). The mapping starts
-  // on a huge-page boundary and ends on the next 4 KiB one: rounding every buffer up to whole
-  // huge pages cost a Pythia-160M checkpoint 14% more resident memory than its weights.
+  // Large buffers get fresh pages from the kernel: memory recycled by malloc is already mapped
+  // with 4 KiB pages. Weights and activations are marked for transparent huge pages before
+  // anything touches them: on the development VM a decode step read 4 KiB-page weights at about
+  // 28 GB/s and huge-page ones at about 40 (nested paging makes each TLB miss expensive). The
+  // mapping starts on a huge-page boundary and ends on the next 4 KiB one: rounding every buffer
+  // up to whole huge pages cost a Pythia-160M checkpoint 14% more resident memory than its
+  // weights. KV banks keep 4 KiB pages, so a budget becomes resident only as sequences fill it
+  // (a first write to each of 24 banks made 48 MiB resident with huge pages).
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   const size_t length = (bytes + page - 1) / page * page;
   char* raw = static_cast<char*>(
@@ -68,20 +78,14 @@ absl::StatusOr<DeviceBuffer> CpuBackend::Allocate(size_t bytes) {
   if (raw == MAP_FAILED)
     return absl::ResourceExhaustedError(absl::StrCat("cpu: cannot map ", bytes, " bytes: ", std::strerror(errno)));
   char* p = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) / kHugePage * kHugePage);
-  if (p > raw) munmap(raw, static_cast<size_t>(p - raw));                        // the slack before
+  if (p > raw) munmap(raw, static_cast<size_t>(p - raw));                                 // the slack before
   if (raw + kHugePage > p) munmap(p + length, static_cast<size_t>(raw + kHugePage - p));  // and after
-  madvise(p, length, MADV_HUGEPAGE);  // advice only: without THP the pages stay 4 KiB
+  madvise(p, length, huge_pages ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);  // advice only
   {
     std::lock_guard<std::mutex> lock(mapped_mu_);
     mapped_[p] = length;
   }
   return DeviceBuffer(this, p, bytes);
-}
-
-absl::StatusOr<DeviceBuffer> CpuBackend::AllocateZeroed(size_t bytes) {
-  absl::StatusOr<DeviceBuffer> b = Allocate(bytes);
-  if (b.ok() && bytes < kHugePage) Zero(b->get(), bytes);  // small ones come from the heap
-  return b;
 }
 
 void CpuBackend::Free(void* ptr) {

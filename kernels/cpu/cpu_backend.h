@@ -29,8 +29,8 @@ class CpuBackend : public Backend {
   CpuIsa isa() const { return isa_; }
 
   absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) override;
-  // Large buffers are fresh anonymous mappings, zero already: nothing is touched (or resident)
-  // until it is written.
+  // Large buffers are fresh anonymous mappings of 4 KiB pages, zero already: nothing is touched
+  // (or resident) until it is written (KV banks).
   absl::StatusOr<DeviceBuffer> AllocateZeroed(size_t bytes) override;
   void Free(void* ptr) override;
   void CopyToDevice(void* dst, const void* src, size_t bytes) override;
@@ -54,6 +54,8 @@ class CpuBackend : public Backend {
   void Attention(const AttentionArgs& a) override;
 
  private:
+  absl::StatusOr<DeviceBuffer> AllocateMemory(size_t bytes, bool huge_pages);
+
   int threads_;
   CpuIsa isa_;
   std::mutex mapped_mu_;

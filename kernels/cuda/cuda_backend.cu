@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_dtype.cuh"
-#include "kernels/cuda/cuda_factory.h"
+#include "kernels/cuda/cuda_module.h"
 
 namespace strata {
 
@@ -66,7 +66,9 @@ cudaDataType_t CublasType(DType t) {
 
 }  // namespace
 
-int CudaDeviceCount() {
+namespace {
+
+int DeviceCount() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {
     cudaGetLastError();  // clear the sticky error for later callers
@@ -75,12 +77,10 @@ int CudaDeviceCount() {
   return n;
 }
 
-absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions& options) {
-  return CudaBackend::Create(options);
-}
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Backend>> CudaBackend::Create(const BackendOptions& options) {
-  const int count = CudaDeviceCount();
+  const int count = DeviceCount();
   if (count <= 0)
     return absl::FailedPreconditionError("--device cuda: no CUDA device answers on this machine");
   const int device = options.device_index;
@@ -263,3 +263,15 @@ double CudaBackend::MeasureGemmFlops(int m, int n, int k) {
 }
 
 }  // namespace strata
+
+// The module's entry points (cuda_module.h), found by the loader with dlsym.
+extern "C" int StrataCudaDeviceCount() { return strata::DeviceCount(); }
+
+extern "C" strata::Backend* StrataCreateCudaBackend(const strata::BackendOptions* options, std::string* error) {
+  absl::StatusOr<std::unique_ptr<strata::Backend>> b = strata::CudaBackend::Create(*options);
+  if (!b.ok()) {
+    *error = std::string(b.status().message());
+    return nullptr;
+  }
+  return b->release();
+}

@@ -1,0 +1,15 @@
+// File: kernels/cuda/cuda_module.h
+// The CUDA backend is built as a module of its own (libstrata_cuda.so) that the registry loads
+// only when a job asks for --device cuda: linking cuBLAS into the executable cost every CPU run
+// about 146 MiB of resident memory (cuBLASLt's code and the tables its static initializers fill)
+// and part of its start-up time. These are the module's two entry points, looked up by name.
+#pragma once
+
+#include <string>
+
+#include "kernels/backend.h"
+
+// CUDA devices that answer (0 without a driver or device).
+extern "C" int StrataCudaDeviceCount();
+// A new backend for options.device_index, or null with the reason in *error.
+extern "C" strata::Backend* StrataCreateCudaBackend(const strata::BackendOptions* options, std::string* error);
