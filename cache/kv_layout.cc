@@ -51,8 +51,4 @@ KvCapacity ComputeKvCapacity(const KvLayout& layout, int64_t memory_bytes, int m
   return c;
 }
 
-int64_t ContextKvBytes(const KvLayout& layout, int context, int max_seqs) {
-  return (layout.bytes_per_token * context + layout.bytes_per_sequence) * max_seqs;
-}
-
 }  // namespace strata

@@ -47,8 +47,4 @@ struct KvCapacity {
 // Splits `memory_bytes` between ring banks (max_seqs slots) and paged blocks.
 KvCapacity ComputeKvCapacity(const KvLayout& layout, int64_t memory_bytes, int max_seqs);
 
-// Bytes that hold `max_seqs` sequences of `context` tokens each (the default KV budget before
-// any memory cap: like llama.cpp's n_ctx, a full context per sequence slot).
-int64_t ContextKvBytes(const KvLayout& layout, int context, int max_seqs);
-
 }  // namespace strata

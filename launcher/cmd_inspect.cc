@@ -23,7 +23,14 @@ int RunInspect(const std::vector<std::string>& args) {
     dtype = *d;
   }
   const KvLayout layout = MakeKvLayout(*spec, dtype, absl::GetFlag(FLAGS_block_size));
-  const int64_t kv_memory = KvMemoryFromFlags(*spec, dtype, 1);
+  PlannerOptions po;
+  po.kv_dtype = dtype;
+  po.weight_dtype = spec->torch_dtype;
+  po.block_size = absl::GetFlag(FLAGS_block_size);
+  po.max_seqs = absl::GetFlag(FLAGS_max_seqs);
+  auto kv_memory_or = KvMemoryFromFlags(*spec, po);
+  if (!kv_memory_or.ok()) return Fail("inspect", std::string(kv_memory_or.status().message()), 2);
+  const int64_t kv_memory = *kv_memory_or;
   const KvCapacity cap = ComputeKvCapacity(layout, kv_memory, absl::GetFlag(FLAGS_max_seqs));
   nlohmann::json groups = nlohmann::json::array();
   for (const KvBank& b : layout.banks)

@@ -30,12 +30,14 @@ int RunPlan(const std::vector<std::string>& args) {
     if (!d.ok()) return Fail("plan", std::string(d.status().message()), 2);
     o.kv_dtype = *d;
   }
-  o.kv_memory_bytes = KvMemoryFromFlags(*spec, o.kv_dtype, absl::GetFlag(FLAGS_tp));
   if (!absl::GetFlag(FLAGS_partition).empty()) {
     auto p = ParsePartition(absl::GetFlag(FLAGS_partition));
     if (!p.ok()) return Fail("plan", std::string(p.status().message()), 2);
     o.forced_partition = *p;
   }
+  auto kv_memory = KvMemoryFromFlags(*spec, o);
+  if (!kv_memory.ok()) return Fail("plan", std::string(kv_memory.status().message()), 2);
+  o.kv_memory_bytes = *kv_memory;
   auto plan = PlanPipeline(*spec, Topology{absl::GetFlag(FLAGS_tp), absl::GetFlag(FLAGS_pp)}, o);
   if (!plan.ok()) return Fail("plan", std::string(plan.status().message()));
   const int64_t memory = absl::GetFlag(FLAGS_memory_per_rank);

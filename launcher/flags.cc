@@ -124,10 +124,11 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngineOrAbort(const std::string& c
   return engine;
 }
 
-int64_t KvMemoryFromFlags(const ModelSpec& spec, DType kv_dtype, int tp) {
-  if (const int64_t bytes = absl::GetFlag(FLAGS_kv_memory); bytes > 0) return bytes;
-  return ContextKvBytes(MakeKvLayout(spec, kv_dtype, absl::GetFlag(FLAGS_block_size), 0, -1, std::max(1, tp)),
-                        spec.max_position_embeddings, absl::GetFlag(FLAGS_max_seqs));
+absl::StatusOr<int64_t> KvMemoryFromFlags(const ModelSpec& spec, const PlannerOptions& po) {
+  const int64_t bytes = absl::GetFlag(FLAGS_kv_memory);
+  if (bytes < 0) return absl::InvalidArgumentError(absl::StrCat("--kv-memory ", bytes, " must not be negative"));
+  if (bytes > 0) return bytes;
+  return ContextKvBudget(spec, EngineOptionsFromFlags(), po);
 }
 
 absl::StatusOr<std::vector<int>> ParseIntList(const std::string& s, const std::string& flag) {

@@ -54,9 +54,9 @@ JobComms CreateJobComms();
 // Engine::Create from the flags; on a multi-rank job a failure aborts every rank with the message.
 absl::StatusOr<std::unique_ptr<Engine>> CreateEngineOrAbort(const std::string& command, JobComms& comms);
 
-// --kv-memory, or when it is 0 the engine's default before its memory cap: max-seqs sequences of
-// the model's full context (for plan and inspect, which have no device to cap it by).
-int64_t KvMemoryFromFlags(const ModelSpec& spec, DType kv_dtype, int tp);
+// --kv-memory, or when it is 0 the engine's default before its memory cap (ContextKvBudget: for
+// plan and inspect, which have no device to cap it by); `po` as planned without it.
+absl::StatusOr<int64_t> KvMemoryFromFlags(const ModelSpec& spec, const PlannerOptions& po);
 
 // "1,2,3" -> {1,2,3}.
 absl::StatusOr<std::vector<int>> ParseIntList(const std::string& s, const std::string& flag);

@@ -27,25 +27,71 @@ int64_t ActivationReserveBytes(const ModelSpec& s, const EngineOptions& o) {
 
 }  // namespace
 
-absl::StatusOr<int64_t> KvBudgetFromDevice(const ModelSpec& spec, const EngineOptions& o, double fraction,
-                                           PlannerOptions po, HostComm* world, Backend* backend) {
-  if (fraction > 1)
-    return absl::InvalidArgumentError(absl::StrCat("--gpu-memory-fraction ", fraction, " must be in (0, 1]"));
+namespace {
+
+// Bytes per rank left for KV in `fraction` of rank 0's device memory (divided among
+// `ranks_sharing` ranks) once the largest stage's weights and the activation reserve are taken;
+// may be zero or negative. Rank 0's device decides, so that every rank plans alike.
+absl::StatusOr<int64_t> KvRoom(const ModelSpec& spec, const EngineOptions& o, double fraction, int ranks_sharing,
+                               const PlannerOptions& po, HostComm* world, Backend* backend, std::string* facts) {
   size_t free_bytes = 0, total = 0;
   backend->MemoryInfo(&free_bytes, &total);
-  // Every rank must plan alike: rank 0's device decides.
   if (world && world->size() > 1) RETURN_IF_ERROR(world->Broadcast(&total, sizeof(total), 0));
   ASSIGN_OR_RETURN(PipelinePlan sizing, PlanPipeline(spec, Topology{o.tp, o.pp}, po));
   int64_t weights = 0;
   for (const StagePlan& st : sizing.stages) weights = std::max(weights, st.weight_bytes_per_rank);
-  const int64_t usable = static_cast<int64_t>(fraction * static_cast<double>(total));
+  const int64_t usable = static_cast<int64_t>(fraction * static_cast<double>(total)) / std::max(1, ranks_sharing);
   const int64_t reserve = ActivationReserveBytes(spec, o);
-  const int64_t kv = usable - weights - reserve;
+  *facts = absl::StrCat(usable, " bytes of ", total, " per rank; ", weights, " bytes of weights per rank and ", reserve,
+                        " bytes of activations");
+  return usable - weights - reserve;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> KvBudgetFromDevice(const ModelSpec& spec, const EngineOptions& o, PlannerOptions po,
+                                           HostComm* world, Backend* backend) {
+  if (o.gpu_memory_fraction > 1)
+    return absl::InvalidArgumentError(absl::StrCat("--gpu-memory-fraction ", o.gpu_memory_fraction,
+                                                   " must be in (0, 1]"));
+  std::string facts;
+  ASSIGN_OR_RETURN(const int64_t kv, KvRoom(spec, o, o.gpu_memory_fraction, 1, po, world, backend, &facts));
   if (kv <= 0)
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "--gpu-memory-fraction ", fraction, " of ", total, " bytes (", usable, ") leaves no KV cache: ",
-        weights, " bytes of weights per rank and ", reserve, " bytes of activations; raise the fraction or add ranks"));
+    return absl::ResourceExhaustedError(absl::StrCat("--gpu-memory-fraction ", o.gpu_memory_fraction,
+                                                     " leaves no KV cache (", facts,
+                                                     "); raise the fraction or add ranks"));
   return kv;
+}
+
+absl::StatusOr<int64_t> ContextKvBudget(const ModelSpec& spec, const EngineOptions& o, const PlannerOptions& po) {
+  ASSIGN_OR_RETURN(PipelinePlan sizing, PlanPipeline(spec, Topology{o.tp, o.pp}, po));
+  int64_t want = 0;
+  for (const StagePlan& st : sizing.stages)
+    want = std::max(want, (st.kv_bytes_per_token_per_rank * spec.max_position_embeddings +
+                           st.kv_bytes_per_sequence_per_rank) * o.max_seqs);
+  return want;
+}
+
+absl::StatusOr<int64_t> DefaultKvBudget(const ModelSpec& spec, const EngineOptions& o, const PlannerOptions& po,
+                                        HostComm* world, Backend* backend, std::string* source) {
+  ASSIGN_OR_RETURN(const int64_t want, ContextKvBudget(spec, o, po));
+  *source = absl::StrCat("default: ", o.max_seqs, " sequences x ", spec.max_position_embeddings, " tokens");
+  if (!backend->host_addressable()) {
+    // Device memory is taken up front: the earlier fixed default, unless the device is sized
+    // with --gpu-memory-fraction.
+    constexpr int64_t kDeviceDefault = int64_t{1} << 30;
+    if (want > kDeviceDefault) absl::StrAppend(source, ", capped at 1 GiB (--gpu-memory-fraction sizes it to the device)");
+    return std::min(want, kDeviceDefault);
+  }
+  // Host memory is resident only as sequences fill it; still, never plan for more than half of
+  // it, shared among the ranks on this host.
+  std::string facts;
+  ASSIGN_OR_RETURN(const int64_t room, KvRoom(spec, o, 0.5, o.backend.ranks_on_host, po, world, backend, &facts));
+  if (room <= 0)
+    return absl::ResourceExhaustedError(absl::StrCat("the default KV budget (half of memory) leaves no KV cache (",
+                                                     facts, "); give --kv-memory BYTES or add ranks"));
+  if (want > room) absl::StrAppend(source, ", capped at half of memory");
+  return std::min(want, room);
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_dir, const EngineOptions& o,
@@ -85,17 +131,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
                                                  e->backend_->max_head_dim(), ")"));
   std::string budget_source = "--kv-memory";
   if (o.gpu_memory_fraction > 0) {
-    ASSIGN_OR_RETURN(po.kv_memory_bytes, KvBudgetFromDevice(e->spec_, o, o.gpu_memory_fraction, po, comms.world,
-                                                            e->backend_.get()));
+    ASSIGN_OR_RETURN(po.kv_memory_bytes, KvBudgetFromDevice(e->spec_, o, po, comms.world, e->backend_.get()));
     budget_source = absl::StrCat("--gpu-memory-fraction ", o.gpu_memory_fraction);
-  } else if (o.kv_memory_bytes <= 0) {
-    // Default: a full context for every sequence slot, within half of the device's memory.
-    const int64_t want = ContextKvBytes(MakeKvLayout(e->spec_, kv_dtype, o.block_size, 0, -1, o.tp),
-                                        e->spec_.max_position_embeddings, o.max_seqs);
-    ASSIGN_OR_RETURN(const int64_t cap, KvBudgetFromDevice(e->spec_, o, 0.5, po, comms.world, e->backend_.get()));
-    po.kv_memory_bytes = std::min(want, cap);
-    budget_source = absl::StrCat("default: ", o.max_seqs, " sequences x ", e->spec_.max_position_embeddings,
-                                 " tokens", want > cap ? ", capped at half of the device's memory" : "");
+  } else if (o.kv_memory_bytes == 0) {
+    ASSIGN_OR_RETURN(po.kv_memory_bytes,
+                     DefaultKvBudget(e->spec_, o, po, comms.world, e->backend_.get(), &budget_source));
+  } else if (o.kv_memory_bytes < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--kv-memory ", o.kv_memory_bytes, " must not be negative"));
   }
   ASSIGN_OR_RETURN(e->plan_, PlanPipeline(e->spec_, Topology{o.tp, o.pp}, po));
   const StagePlan& mine = e->plan_.stages[stage];

@@ -29,9 +29,8 @@ namespace strata {
 struct EngineOptions {
   BackendOptions backend;
   std::string kv_dtype = "auto";  // auto = the checkpoint's torch_dtype
-  // KV bytes per rank; 0: room for max_seqs sequences of the model's full context
-  // (ContextKvBytes), capped at half of rank 0's device memory less weights and activations.
-  // The CPU backend maps KV memory lazily, so only what sequences fill is resident.
+  // KV bytes per rank; 0: DefaultKvBudget (max_seqs full contexts, capped). The CPU backend maps
+  // KV memory lazily, so only what sequences fill is resident.
   int64_t kv_memory_bytes = 0;
   // > 0: size the KV cache from the device instead: this fraction of rank 0's device memory,
   // less the largest stage's weights per rank and an activation reserve (vLLM's
@@ -67,10 +66,17 @@ struct EngineStats {
   int peak_running = 0;   // most sequences admitted at once (the batch the KV cache allowed)
 };
 
-// The per-rank KV budget `fraction` of rank 0's device memory gives, less the largest stage's
-// weights and the activation reserve (--gpu-memory-fraction; half for the default cap).
-absl::StatusOr<int64_t> KvBudgetFromDevice(const ModelSpec& spec, const EngineOptions& o, double fraction,
-                                           PlannerOptions po, HostComm* world, Backend* backend);
+// The per-rank KV budget --gpu-memory-fraction gives (see EngineOptions).
+absl::StatusOr<int64_t> KvBudgetFromDevice(const ModelSpec& spec, const EngineOptions& o, PlannerOptions po,
+                                           HostComm* world, Backend* backend);
+// Bytes per rank that hold o.max_seqs sequences of the model's full context on the fullest stage
+// (the default budget before any cap; plan and inspect show it).
+absl::StatusOr<int64_t> ContextKvBudget(const ModelSpec& spec, const EngineOptions& o, const PlannerOptions& po);
+// The default budget (--kv-memory 0): ContextKvBudget, capped on the CPU at half of rank 0's
+// memory shared among the ranks on the host (less weights and activations), on a device backend
+// at 1 GiB (its memory is taken up front); `source` says which, for the startup line.
+absl::StatusOr<int64_t> DefaultKvBudget(const ModelSpec& spec, const EngineOptions& o, const PlannerOptions& po,
+                                        HostComm* world, Backend* backend, std::string* source);
 
 class Engine {
  public:

@@ -4,6 +4,7 @@
 // height and the k/m blocks, more columns than threads.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -83,10 +84,12 @@ TEST_P(KernelTest, GemmOneRowMatchesADoubleRecompute) {
 
 TEST_P(KernelTest, GemmManyRowsMatchesADoubleRecompute) {
   std::mt19937 rng(9);
-  // Row counts around every tile height (3 and 4) and past a k block (512) and an m block (256).
+  // Row counts around every tile height (3 and 4) and past a k block and an m block (256); the
+  // larger products are split between threads (column parts of 24, a ragged last one).
   for (int m : {2, 3, 4, 5, 7, 8, 9, 13, 16}) CheckGemm(GetParam(), m, 53, 40, rng);
+  CheckGemm(GetParam(), 9, 200, 100, rng);
   CheckGemm(GetParam(), 6, 50, 1100, rng);
-  CheckGemm(GetParam(), 261, 31, 520, rng);
+  CheckGemm(GetParam(), 300, 96, 1030, rng);
 }
 
 TEST_P(KernelTest, WidenIsExact) {
@@ -117,6 +120,23 @@ TEST_P(KernelTest, DotMatchesADoubleRecompute) {
       magnitude += std::fabs(static_cast<double>(x[j]) * y[j]);
     }
     ASSERT_NEAR(Dot(GetParam().isa, x.data(), y.data(), n), want, 1e-6 * magnitude + 1e-7) << "n=" << n;
+  }
+}
+
+TEST_P(KernelTest, SoftmaxMatchesADoubleRecompute) {
+  if (GetParam().dtype != DType::kF32) GTEST_SKIP() << "Softmax is float32 only";
+  std::mt19937 rng(17);
+  std::normal_distribution<float> dist(0.f, 4.f);
+  for (int n : {1, 2, 7, 8, 15, 16, 17, 33, 100, 1000}) {
+    std::vector<float> x(n + 1, -7.f);  // one guard element past the end
+    for (int j = 0; j < n; ++j) x[j] = dist(rng);
+    std::vector<double> want(x.begin(), x.begin() + n);
+    const double mx = *std::max_element(want.begin(), want.end());
+    double sum = 0;
+    for (double& v : want) sum += (v = std::exp(v - mx));
+    Softmax(GetParam().isa, x.data(), n);
+    for (int j = 0; j < n; ++j) ASSERT_NEAR(x[j], want[j] / sum, 2e-6 * want[j] / sum + 1e-9) << "n=" << n << " j=" << j;
+    EXPECT_EQ(x[n], -7.f) << "wrote past the end";
   }
 }
 

@@ -112,19 +112,7 @@ void CpuBackend::Attention(const AttentionArgs& a) {
               scores[static_cast<size_t>(h) * nk + (p - lo)] = Dot(isa_, q + static_cast<size_t>(h) * d, k, d) * a.scale;
           }
         }
-        // Softmax per head.
-        for (int h = 0; h < heads; ++h) {
-          float* sc = scores.data() + static_cast<size_t>(h) * nk;
-          float mx = sc[0];
-          for (int j = 1; j < nk; ++j) mx = std::max(mx, sc[j]);
-          double sum = 0;
-          for (int j = 0; j < nk; ++j) {
-            sc[j] = std::exp(sc[j] - mx);
-            sum += sc[j];
-          }
-          const float inv = static_cast<float>(1.0 / sum);
-          for (int j = 0; j < nk; ++j) sc[j] *= inv;
-        }
+        for (int h = 0; h < heads; ++h) Softmax(isa_, scores.data() + static_cast<size_t>(h) * nk, nk);
         // Weighted sum of values.
         acc.assign(static_cast<size_t>(heads) * d, 0.f);
         for (int p = lo; p <= hi; ++p) {

@@ -27,22 +27,23 @@ constexpr size_t kHugePage = size_t{2} << 20;
 
 namespace {
 
-// CPUs this process may run on (taskset, cgroups, mpirun's binding), not every CPU online.
-int AvailableCpus() {
+// The default thread count: the CPUs this process may run on (taskset, cgroups, mpirun's
+// binding), shared with the other ranks on the host only when the launcher left every rank the
+// whole machine (a rank already bound to its own cores keeps them all).
+int DefaultThreads(int ranks_on_host) {
+  const int online = std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)));
   cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int mine = sched_getaffinity(0, sizeof(set), &set) == 0 ? std::max(1, CPU_COUNT(&set)) : online;
+  return mine < online ? mine : std::max(1, mine / std::max(1, ranks_on_host));
 }
 
 }  // namespace
 
 CpuBackend::CpuBackend(int threads, int ranks_on_host) : isa_(DetectCpuIsa()) {
-  // Default: the CPUs this rank may use, shared with the other ranks on the host, so that ranks
-  // never oversubscribe the cores between them.
-  threads_ = threads > 0 ? threads : std::max(1, AvailableCpus() / std::max(1, ranks_on_host));
+  threads_ = threads > 0 ? threads : DefaultThreads(ranks_on_host);
   // One thread pool: every parallel loop (GEMM, attention, element-wise) runs on OpenMP's team;
   // OpenBLAS, used on the portable path only, runs single-threaded inside those threads, so its
-  // own pool never starts and never spins against ours.
+  // own threads stay parked and never spin against ours.
   omp_set_num_threads(threads_);
   openblas_set_num_threads(1);
 }
@@ -79,7 +80,7 @@ absl::StatusOr<DeviceBuffer> CpuBackend::AllocateMemory(size_t bytes, bool huge_
     return absl::ResourceExhaustedError(absl::StrCat("cpu: cannot map ", bytes, " bytes: ", std::strerror(errno)));
   char* p = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) / kHugePage * kHugePage);
   if (p > raw) munmap(raw, static_cast<size_t>(p - raw));                                 // the slack before
-  if (raw + kHugePage > p) munmap(p + length, static_cast<size_t>(raw + kHugePage - p));  // and after
+  munmap(p + length, static_cast<size_t>(raw + kHugePage - p));                     // and after
   madvise(p, length, huge_pages ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);  // advice only
   {
     std::lock_guard<std::mutex> lock(mapped_mu_);
@@ -244,7 +245,7 @@ uint64_t XorRange(Prefetch p, const uint64_t* q, size_t n) {
 }  // namespace
 
 double CpuBackend::MeasureReadBandwidth(size_t bytes) {
-  // The buffer comes from Allocate, as weights and KV do (same page size). Every thread reads
+  // The buffer comes from Allocate, as weights do (huge pages). Every thread reads
   // its share; the best of each read method and repetition counts.
   const size_t n = bytes / sizeof(uint64_t);
   absl::StatusOr<DeviceBuffer> memory = Allocate(n * sizeof(uint64_t));

@@ -57,20 +57,18 @@ void Gemm(CpuIsa isa, DType w_dtype, const float* x, int m, const void* w, int n
       case CpuIsa::kPortable: return gemm::ColumnsPortable(w_dtype, x, m, w, n0, n1, k, y, n, accumulate);
     }
   };
+  // Parts of whole 24-column blocks, so that no part is empty and no tile is split.
+  const int blocks = (n + gemm::kColumnAlign - 1) / gemm::kColumnAlign;
   const int64_t work = static_cast<int64_t>(m) * n * k;
-  const int parts = work < gemm::kMinParallelWork
-                        ? 1
-                        : std::min(threads, (n + gemm::kColumnAlign - 1) / gemm::kColumnAlign);
+  const int parts = work < gemm::kMinParallelWork ? 1 : std::min(threads, blocks);
   if (parts <= 1) return columns(0, n);
   auto edge = [&](int p) {
-    if (p == parts) return n;
-    return static_cast<int>(static_cast<int64_t>(n) * p / parts / gemm::kColumnAlign * gemm::kColumnAlign);
+    return std::min(n, static_cast<int>(static_cast<int64_t>(blocks) * p / parts) * gemm::kColumnAlign);
   };
-#pragma omp parallel num_threads(parts)
-  {
-    const int p = omp_get_thread_num();
-    columns(edge(p), edge(p + 1));
-  }
+  // A loop over the parts (not one part per thread id), so that every part is computed even if
+  // OpenMP gives the region fewer threads than asked for.
+#pragma omp parallel for num_threads(parts) schedule(static)
+  for (int p = 0; p < parts; ++p) columns(edge(p), edge(p + 1));
 }
 
 }  // namespace strata

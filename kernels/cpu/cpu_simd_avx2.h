@@ -33,6 +33,7 @@ struct Avx2 {
       }
     }
   }
+  static V Add(V a, V b) { return _mm256_add_ps(a, b); }
   static V Fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static float Sum(V v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

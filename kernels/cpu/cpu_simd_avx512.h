@@ -39,6 +39,7 @@ struct Avx512 {
       }
     }
   }
+  static V Add(V a, V b) { return _mm512_add_ps(a, b); }
   static V Fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static float Sum(V v) { return _mm512_reduce_add_ps(v); }
 };

@@ -7,6 +7,7 @@
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -40,6 +41,31 @@ STRATA_AVX512 inline __mmask16 TailMask16(size_t left) {
 // glibc's erff over 16 and 8 lanes (libmvec, x86-64 vector function ABI, glibc >= 2.35).
 extern "C" __m512 _ZGVeN16v_erff(__m512 x);
 extern "C" __m256 _ZGVdN8v_erff(__m256 x);
+extern "C" __m512 _ZGVeN16v_expf(__m512 x);
+extern "C" __m256 _ZGVdN8v_expf(__m256 x);
+
+// Scores past the end of a row are set to -inf so that their exp is 0 and the lanes can be
+// summed with the rest.
+STRATA_AVX512 void SoftmaxAvx512(float* x, int n) {
+  __m512 mx = _mm512_set1_ps(-INFINITY);
+  for (int j = 0; j < n; j += 16) {
+    const __mmask16 mask = TailMask16(static_cast<size_t>(n - j));
+    mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mask, x + j));
+  }
+  const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+  __m512 sum = _mm512_setzero_ps();
+  for (int j = 0; j < n; j += 16) {
+    const __mmask16 mask = TailMask16(static_cast<size_t>(n - j));
+    const __m512 e = _ZGVeN16v_expf(_mm512_sub_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mask, x + j), m));
+    sum = _mm512_add_ps(sum, e);
+    _mm512_mask_storeu_ps(x + j, mask, e);
+  }
+  const __m512 inv = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(sum));
+  for (int j = 0; j < n; j += 16) {
+    const __mmask16 mask = TailMask16(static_cast<size_t>(n - j));
+    _mm512_mask_storeu_ps(x + j, mask, _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + j), inv));
+  }
+}
 
 STRATA_AVX512 void GeluErfAvx512(const float* x, float* y, size_t n) {
   const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.f), rsqrt2 = _mm512_set1_ps(0.70710678118654752f);
@@ -106,6 +132,32 @@ STRATA_AVX2 float DotAvx2(const float* x, const float* y, int n) {
   return sum;
 }
 
+STRATA_AVX2 void SoftmaxAvx2(float* x, int n) {
+  float mx = -INFINITY;
+  int j = 0;
+  __m256 vmx = _mm256_set1_ps(-INFINITY);
+  for (; j + 8 <= n; j += 8) vmx = _mm256_max_ps(vmx, _mm256_loadu_ps(x + j));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, vmx);
+  for (float v : lanes) mx = std::max(mx, v);
+  for (; j < n; ++j) mx = std::max(mx, x[j]);
+  const __m256 m = _mm256_set1_ps(mx);
+  __m256 vsum = _mm256_setzero_ps();
+  for (j = 0; j + 8 <= n; j += 8) {
+    const __m256 e = _ZGVdN8v_expf(_mm256_sub_ps(_mm256_loadu_ps(x + j), m));
+    vsum = _mm256_add_ps(vsum, e);
+    _mm256_storeu_ps(x + j, e);
+  }
+  float sum = Sum8(vsum);
+  for (; j < n; ++j) {
+    x[j] = std::exp(x[j] - mx);
+    sum += x[j];
+  }
+  const __m256 inv = _mm256_set1_ps(1.f / sum);
+  for (j = 0; j + 8 <= n; j += 8) _mm256_storeu_ps(x + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), inv));
+  for (; j < n; ++j) x[j] *= 1.f / sum;
+}
+
 template <DType T>
 STRATA_AVX2 void WidenAvx2(const void* src, float* dst, size_t n) {
   const uint16_t* s = static_cast<const uint16_t*>(src);
@@ -133,6 +185,21 @@ float Dot(CpuIsa isa, const float* x, const float* y, int n) {
   float sum = 0.f;
   for (int j = 0; j < n; ++j) sum += x[j] * y[j];
   return sum;
+}
+
+void Softmax(CpuIsa isa, float* x, int n) {
+  if (n <= 0) return;
+  if (isa == CpuIsa::kAvx512) return SoftmaxAvx512(x, n);
+  if (isa == CpuIsa::kAvx2) return SoftmaxAvx2(x, n);
+  float mx = x[0];
+  for (int j = 1; j < n; ++j) mx = std::max(mx, x[j]);
+  double sum = 0;
+  for (int j = 0; j < n; ++j) {
+    x[j] = std::exp(x[j] - mx);
+    sum += x[j];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int j = 0; j < n; ++j) x[j] *= inv;
 }
 
 void Widen(CpuIsa isa, DType t, const void* src, float* dst, size_t n) {

@@ -265,6 +265,8 @@ double CudaBackend::MeasureGemmFlops(int m, int n, int k) {
 }  // namespace strata
 
 // The module's entry points (cuda_module.h), found by the loader with dlsym.
+extern "C" int StrataCudaModuleAbi() { return kStrataCudaModuleAbi; }
+
 extern "C" int StrataCudaDeviceCount() { return strata::DeviceCount(); }
 
 extern "C" strata::Backend* StrataCreateCudaBackend(const strata::BackendOptions* options, std::string* error) {

@@ -1,6 +1,6 @@
 // File: kernels/cuda/cuda_factory.h
-// The CUDA backend's constructor as the registry sees it: defined by cuda_backend.cu when CUDA
-// is compiled in, by no_cuda.cc (an error naming the build) otherwise.
+// The CUDA backend's constructor as the registry sees it: defined by cuda_loader.cc (which loads
+// the CUDA module) when CUDA is compiled, by no_cuda.cc (an error naming the build) otherwise.
 #pragma once
 
 #include <memory>

@@ -1,6 +1,6 @@
-// The registry's side of the CUDA module (cuda_module.h): found next to the executable, in
-// ../lib/strata beside it (installed images), in the build tree, or where STRATA_CUDA_MODULE
-// points; loaded once, on first use.
+// The registry's side of the CUDA module (cuda_module.h): found where STRATA_CUDA_MODULE points,
+// else next to the executable, in ../lib/strata beside it (installed images) or in the build
+// tree; loaded once, on first use, and refused when built from other sources.
 #include <dlfcn.h>
 #include <unistd.h>
 
@@ -37,18 +37,27 @@ const CudaModule& Module() {
   static std::once_flag once;
   std::call_once(once, [] {
     std::vector<std::string> candidates;
-    if (const char* forced = std::getenv("STRATA_CUDA_MODULE"); forced != nullptr && *forced != '\0')
-      candidates.push_back(forced);
+    const char* forced = std::getenv("STRATA_CUDA_MODULE");
+    if (forced != nullptr && *forced != '\0') candidates.push_back(forced);  // only this one
     const std::string dir = ExecutableDir();
-    candidates.push_back(dir + "/" STRATA_CUDA_MODULE_NAME);
-    candidates.push_back(dir + "/../lib/strata/" STRATA_CUDA_MODULE_NAME);
-    candidates.push_back(STRATA_CUDA_MODULE_BUILD_PATH);
+    if (candidates.empty()) {
+      candidates.push_back(dir + "/" STRATA_CUDA_MODULE_NAME);
+      candidates.push_back(dir + "/../lib/strata/" STRATA_CUDA_MODULE_NAME);
+      candidates.push_back(STRATA_CUDA_MODULE_BUILD_PATH);
+    }
     std::vector<std::string> errors;
     for (const std::string& path : candidates) {
-      if (access(path.c_str(), F_OK) != 0) continue;
+      // A forced name may be bare (dlopen's own search); the default places must exist.
+      if (forced == nullptr && access(path.c_str(), F_OK) != 0) continue;
       void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
       if (handle == nullptr) {
         errors.push_back(dlerror());
+        continue;
+      }
+      auto abi = reinterpret_cast<decltype(&StrataCudaModuleAbi)>(dlsym(handle, "StrataCudaModuleAbi"));
+      if (abi == nullptr || abi() != kStrataCudaModuleAbi) {
+        errors.push_back(absl::StrCat(path, ": a CUDA module of another Strata build (interface version ",
+                                      abi ? abi() : 0, ", this binary needs ", kStrataCudaModuleAbi, ")"));
         continue;
       }
       m.device_count = reinterpret_cast<decltype(m.device_count)>(dlsym(handle, "StrataCudaDeviceCount"));

@@ -9,6 +9,10 @@
 
 #include "kernels/backend.h"
 
+// Bumped whenever Backend, BackendOptions or these signatures change: the loader refuses a
+// module built from other sources (a stale libstrata_cuda.so would crash, not fail).
+constexpr int kStrataCudaModuleAbi = 1;
+extern "C" int StrataCudaModuleAbi();
 // CUDA devices that answer (0 without a driver or device).
 extern "C" int StrataCudaDeviceCount();
 // A new backend for options.device_index, or null with the reason in *error.
