@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/cpu_gemm.h"
 #include "kernels/kv_addressing.h"
 
 namespace strata {
@@ -35,7 +36,89 @@ void AddScaled(float w, const float* x, float* y, int n) {
   for (int j = 0; j < n; ++j) y[j] += w * x[j];
 }
 
+// Sequences with at least this many step tokens (prefill chunks) take the GEMM path.
+constexpr int kChunkMinTokens = 8;
+
+// Keys of positions [p0, p0 + n) for KV head g of sequence s, as contiguous float rows [n, d]
+// (rotated to their own positions for raw-K producers), and the values transposed [d, n].
+void GatherChunkKv(CpuIsa isa, const AttentionArgs& a, int s, int g, int p0, int n, std::vector<float>* keys,
+                   std::vector<float>* values_t, std::vector<float>* row) {
+  const KvBankView& bank = a.bank;
+  const int d = bank.head_dim, nkv = bank.num_kv_heads, half = a.rope_on_read.rotary_dims / 2;
+  const int begin = a.batch.token_start[s], ctx = a.batch.context_len[s];
+  keys->resize(static_cast<size_t>(n) * d);
+  values_t->resize(static_cast<size_t>(d) * n);
+  row->resize(d);
+  for (int i = 0; i < n; ++i) {
+    const int p = p0 + i;
+    float* k = keys->data() + static_cast<size_t>(i) * d;
+    const float* v;
+    if (p < ctx) {
+      const size_t r = KvRow(bank, a.batch, s, p);
+      std::memcpy(k, BankHeads(isa, bank, bank.k, r, g, g + 1, row->data()), sizeof(float) * d);
+      v = BankHeads(isa, bank, bank.v, r, g, g + 1, row->data());
+    } else {
+      const size_t r = static_cast<size_t>(begin + p - ctx) * nkv + g;
+      std::memcpy(k, a.step_k + r * d, sizeof(float) * d);
+      v = a.step_v + r * d;
+    }
+    for (int j = 0; j < d; ++j) (*values_t)[static_cast<size_t>(j) * n + i] = v[j];
+    if (half > 0) {  // raw-K producer: rotate the key to its own position on read
+      const float* c = a.rope_on_read.cos + static_cast<size_t>(p) * half;
+      const float* sn = a.rope_on_read.sin + static_cast<size_t>(p) * half;
+      for (int j = 0; j < half; ++j) {
+        const float k1 = k[j], k2 = k[j + half];
+        k[j] = k1 * c[j] - k2 * sn[j];
+        k[j + half] = k2 * c[j] + k1 * sn[j];
+      }
+    }
+  }
+}
+
 }  // namespace
+
+// Attention of one prefill chunk (sequence s, every query head of KV head g) as two GEMMs per
+// query head: scores = Q K^T over the union of the chunk's visible keys, a masked softmax per
+// row, out = P V. The per-token path below costs a dot product and a scaled add per key and head
+// and dominated long prefills.
+void CpuBackend::ChunkAttention(const AttentionArgs& a, int s, int g) {
+  const int d = a.bank.head_dim, group = a.num_heads / a.bank.num_kv_heads;
+  const int begin = a.batch.token_start[s], T = a.batch.token_start[s + 1] - begin;
+  const int ctx = a.batch.context_len[s];
+  // Query i (position ctx + i) sees keys [lo(i), hi(i)]; both grow with i.
+  auto hi = [&](int i) { return a.mask_diag ? ctx + i - 1 : ctx + i; };
+  auto lo = [&](int i) { return a.window > 0 ? std::max(0, ctx + i - a.window + 1) : 0; };
+  const int p0 = lo(0), n = hi(T - 1) - p0 + 1;
+  static thread_local std::vector<float> keys, values_t, row, q, scores, out;
+  if (n > 0) GatherChunkKv(isa_, a, s, g, p0, n, &keys, &values_t, &row);
+  q.resize(static_cast<size_t>(T) * d);
+  scores.resize(static_cast<size_t>(T) * std::max(n, 1));
+  out.resize(static_cast<size_t>(T) * d);
+  for (int h = g * group; h < (g + 1) * group; ++h) {
+    // Element offset of token i's head h in q and out.
+    auto at = [&](int i) { return (static_cast<size_t>(begin + i) * a.num_heads + h) * d; };
+    if (n <= 0) {  // no query of the chunk sees a key: zero outputs (§2.1)
+      for (int i = 0; i < T; ++i) std::memset(a.out + at(i), 0, sizeof(float) * d);
+      continue;
+    }
+    for (int i = 0; i < T; ++i) std::memcpy(q.data() + static_cast<size_t>(i) * d, a.q + at(i), sizeof(float) * d);
+    Gemm(isa_, DType::kF32, q.data(), T, keys.data(), n, d, scores.data(), false, 1);
+    for (int i = 0; i < T; ++i) {
+      float* sc = scores.data() + static_cast<size_t>(i) * n;
+      const int first = lo(i) - p0, last = hi(i) - p0;  // visible columns [first, last]
+      if (last < first) {
+        std::memset(sc, 0, sizeof(float) * n);
+        continue;
+      }
+      for (int j = first; j <= last; ++j) sc[j] *= a.scale;
+      Softmax(isa_, sc + first, last - first + 1);
+      std::memset(sc, 0, sizeof(float) * first);
+      std::memset(sc + last + 1, 0, sizeof(float) * (n - last - 1));
+    }
+    Gemm(isa_, DType::kF32, scores.data(), T, values_t.data(), d, n, out.data(), false, 1);
+    for (int i = 0; i < T; ++i) std::memcpy(a.out + at(i), out.data() + static_cast<size_t>(i) * d, sizeof(float) * d);
+  }
+}
 
 void CpuBackend::KvWrite(const KvWriteArgs& a) {
   const KvBankView& bank = a.bank;
@@ -67,6 +150,19 @@ void CpuBackend::Attention(const AttentionArgs& a) {
   // rows rather than one head-sized piece per row and head. The runs split the heads only when
   // there are fewer tokens than threads (decode at small batch).
   const int runs = std::min(nkv, std::max(1, (threads_ + tokens - 1) / tokens));
+  std::vector<int> chunks;  // sequences that take the GEMM path
+  std::vector<char> chunked(a.batch.num_seqs, 0);
+  for (int s = 0; s < a.batch.num_seqs; ++s)
+    if (a.batch.token_start[s + 1] - a.batch.token_start[s] >= kChunkMinTokens) {
+      chunks.push_back(s);
+      chunked[s] = 1;
+    }
+  if (!chunks.empty()) {
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1) collapse(2)
+    for (int c = 0; c < static_cast<int>(chunks.size()); ++c)
+      for (int g = 0; g < nkv; ++g) ChunkAttention(a, chunks[c], g);
+    if (chunks.size() == static_cast<size_t>(a.batch.num_seqs)) return;
+  }
 
 #pragma omp parallel num_threads(threads_)
   {
@@ -77,6 +173,7 @@ void CpuBackend::Attention(const AttentionArgs& a) {
         const int g0 = nkv * run / runs, g1 = nkv * (run + 1) / runs;  // KV heads [g0, g1)
         const int heads = (g1 - g0) * group;                            // query heads served
         const int s = SeqOfToken(a.batch, i);
+        if (chunked[s]) continue;
         const int begin = a.batch.token_start[s];
         const int ctx = a.batch.context_len[s];
         const int t = ctx + (i - begin);

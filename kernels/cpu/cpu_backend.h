@@ -55,6 +55,7 @@ class CpuBackend : public Backend {
 
  private:
   absl::StatusOr<DeviceBuffer> AllocateMemory(size_t bytes, bool huge_pages);
+  void ChunkAttention(const AttentionArgs& a, int seq, int kv_head);
 
   int threads_;
   CpuIsa isa_;
