@@ -10,7 +10,7 @@ packages=(
   libabsl-dev libgtest-dev libgmock-dev
   libopenmpi-dev openmpi-bin
   prometheus-cpp-dev nlohmann-json3-dev libcpp-httplib-dev
-  libopenblas-dev libpcre2-dev
+  libopenblas-dev libdnnl-dev libpcre2-dev
   curl prometheus nodejs shellcheck python3-jinja2
 )
 

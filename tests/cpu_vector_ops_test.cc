@@ -161,32 +161,42 @@ TEST(CpuGelu, ErfFormMatchesDoublePrecisionOnBothPaths) {
 INSTANTIATE_TEST_SUITE_P(AllPaths, KernelTest, ::testing::ValuesIn(Cases()),
                          [](const auto& info) { return Name(info.param); });
 
-// The backend's Linear (its own instruction set, bias added) against the same recompute.
-TEST(CpuLinear, HalfPrecisionWeightsAnyRowCount) {
-  CpuBackend backend(1);
+// The backend's Linear (its own instruction set, bias added) against the same recompute, for row
+// counts on both sides of the oneDNN threshold (64) and across its chunks (256), with and without
+// accumulation. BF16 weights on oneDNN multiply BF16-rounded activations: within 2^-8 of each
+// product's magnitude.
+TEST(CpuLinear, AnyWeightTypeAnyRowCount) {
+  CpuBackend backend(2);
   std::mt19937 rng(3);
   std::normal_distribution<float> dist(0.f, 1.f);
-  const int n = 300, k = 129;  // more rows than one widened tile, a ragged width
+  const int n = 300, k = 129;  // more columns than a thread's share, a ragged width
   for (DType t : {DType::kBF16, DType::kF16, DType::kF32}) {
     std::vector<char> w;
     std::vector<float> exact;
     RandomWeights(t, static_cast<size_t>(n) * k, rng, &w, &exact);
     std::vector<float> bias(n);
     for (float& v : bias) v = dist(rng);
-    for (int m : {1, 2, 7}) {
-      std::vector<float> x(static_cast<size_t>(m) * k), y(static_cast<size_t>(m) * n, NAN);
-      for (float& v : x) v = dist(rng);
-      backend.Linear({x.data(), w.data(), bias.data(), y.data(), m, n, k, false, t});
-      for (int i = 0; i < m; ++i) {
-        for (int r = 0; r < n; ++r) {
-          double want = bias[r], magnitude = std::fabs(bias[r]);
-          for (int j = 0; j < k; ++j) {
-            const double term = static_cast<double>(exact[static_cast<size_t>(r) * k + j]) * x[static_cast<size_t>(i) * k + j];
-            want += term;
-            magnitude += std::fabs(term);
+    for (int m : {1, 2, 7, 63, 64, 130, 330}) {
+      for (bool accumulate : {false, true}) {
+        std::vector<float> x(static_cast<size_t>(m) * k), y0(static_cast<size_t>(m) * n);
+        for (float& v : x) v = dist(rng);
+        for (float& v : y0) v = dist(rng);
+        std::vector<float> y = y0;
+        backend.Linear({x.data(), w.data(), bias.data(), y.data(), m, n, k, accumulate, t});
+        const double rel = t == DType::kBF16 && m >= OneDnnMatmul::kMinRows && backend.isa() != CpuIsa::kPortable
+                               ? 1.0 / 256 : 1e-5;
+        for (int i = 0; i < m; ++i) {
+          for (int r = 0; r < n; ++r) {
+            const size_t o = static_cast<size_t>(i) * n + r;
+            double want = bias[r] + (accumulate ? y0[o] : 0.0), magnitude = std::fabs(want);
+            for (int j = 0; j < k; ++j) {
+              const double term = static_cast<double>(exact[static_cast<size_t>(r) * k + j]) * x[static_cast<size_t>(i) * k + j];
+              want += term;
+              magnitude += std::fabs(term);
+            }
+            ASSERT_NEAR(y[o], want, rel * magnitude + 1e-6)
+                << DTypeName(t) << " m=" << m << " row " << i << " column " << r << " accumulate=" << accumulate;
           }
-          ASSERT_NEAR(y[static_cast<size_t>(i) * n + r], want, 1e-5 * magnitude + 1e-6)
-              << DTypeName(t) << " m=" << m << " row " << i << " column " << r;
         }
       }
     }

@@ -126,7 +126,12 @@ void CpuBackend::Embedding(const EmbeddingArgs& a) {
 }
 
 void CpuBackend::Linear(const LinearArgs& a) {
-  Gemm(isa_, a.w_dtype, a.x, a.m, a.w, a.n, a.k, a.y, a.accumulate, threads_);
+  // Many rows: oneDNN's JIT kernels (cpu_onednn.h has the measurements), in whole chunks; the
+  // remaining rows, and every product on the portable path, on Strata's own kernels.
+  const int done = isa_ == CpuIsa::kPortable ? 0 : onednn_.Run(a.w_dtype, a.x, a.m, a.w, a.n, a.k, a.y, a.accumulate);
+  if (done < a.m)
+    Gemm(isa_, a.w_dtype, a.x + static_cast<size_t>(done) * a.k, a.m - done, a.w, a.n, a.k,
+         a.y + static_cast<size_t>(done) * a.n, a.accumulate, threads_);
   if (a.bias) {
     for (int i = 0; i < a.m; ++i) {
       float* row = a.y + static_cast<size_t>(i) * a.n;

@@ -10,6 +10,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_isa.h"
+#include "kernels/cpu/cpu_onednn.h"
 #include "kernels/cpu/cpu_vector_ops.h"
 
 namespace strata {
@@ -59,6 +60,7 @@ class CpuBackend : public Backend {
 
   int threads_;
   CpuIsa isa_;
+  OneDnnMatmul onednn_;  // products of many rows (prefill, large batches); not on the portable path
   std::mutex mapped_mu_;
   std::unordered_map<void*, size_t> mapped_;  // buffers from mmap, and their mapped length
 };
