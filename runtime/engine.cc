@@ -141,8 +141,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   }
   ASSIGN_OR_RETURN(e->plan_, PlanPipeline(e->spec_, Topology{o.tp, o.pp}, po));
   const StagePlan& mine = e->plan_.stages[stage];
-  ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(model_dir));
-  ASSIGN_OR_RETURN(e->weights_, LoadWeights(ckpt, e->spec_, e->backend_.get(), slice,
+  ASSIGN_OR_RETURN(e->checkpoint_, Checkpoint::Open(model_dir));
+  ASSIGN_OR_RETURN(e->weights_, LoadWeights(e->checkpoint_, e->spec_, e->backend_.get(), slice,
                                             LayerRange{mine.first_layer, mine.last_layer}));
   e->layout_ = MakeKvLayout(e->spec_, kv_dtype, o.block_size, mine.first_layer, mine.last_layer, o.tp);
   // One block id covers a sequence on every stage, so every rank allocates the blocks of the

@@ -22,6 +22,7 @@
 #include "runtime/sampler.h"
 #include "runtime/scheduler.h"
 #include "runtime/step_message.h"
+#include "runtime/model/safetensors.h"
 #include "runtime/weights.h"
 
 namespace strata {
@@ -150,6 +151,7 @@ class Engine {
 
   ModelSpec spec_;
   std::unique_ptr<Backend> backend_;
+  Checkpoint checkpoint_;  // kept mapped: weights may point into it (declared before weights_)
   ModelWeights weights_;
   KvLayout layout_;
   KvCapacity capacity_;

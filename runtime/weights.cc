@@ -63,6 +63,19 @@ class Loader {
     return absl::OkStatus();
   }
 
+  // Rows [r0, +rn) of a matrix used where it lies in the checkpoint's mapping when the backend
+  // can read it there (host memory, the same dtype), else loaded like any other.
+  absl::Status LoadInPlace(const std::string& name, std::vector<int64_t> shape, DeviceBuffer* out, int64_t r0,
+                           int64_t rn) {
+    DType stored;
+    ASSIGN_OR_RETURN(const void* rows, ckpt_.MappedRows(name, shape, r0, rn, &stored));
+    if (!backend_->host_addressable() || stored != matrix_dtype_) return Load(name, shape, out, r0, rn);
+    const size_t bytes = static_cast<size_t>(rn * shape[1]) * DTypeSize(stored);
+    *out = DeviceBuffer(nullptr, const_cast<void*>(rows), bytes);  // no owner: never freed, only unmapped
+    bytes_ += static_cast<int64_t>(bytes);
+    return absl::OkStatus();
+  }
+
   // Several row ranges {name, shape, first row, rows} of whole rows, one after the other in one
   // buffer (this slice's heads of a fused QKV tensor; SwiGLU's gate and up).
   struct Rows {
@@ -190,7 +203,12 @@ absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& ckpt, const ModelSpec
   w.vocab_begin = static_cast<int>(std::min<int64_t>(slice.rank * per, spec.vocab_size));
   w.vocab_rows = static_cast<int>(std::min<int64_t>(per, spec.vocab_size - w.vocab_begin));
   w.vocab_rows_padded = static_cast<int>(per);
-  if (first_stage || (last_stage && spec.tie_word_embeddings))
+  // An untied embedding is read one row per token: it stays in the mapping (no copy, and only
+  // the rows tokens touch become resident). Tied, it is also the LM head, streamed every step,
+  // and gets backend memory (huge pages on the CPU) like every other matrix.
+  if (first_stage && !spec.tie_word_embeddings)
+    RETURN_IF_ERROR(loader.LoadInPlace(g.embed, {spec.vocab_size, h}, &w.embed, w.vocab_begin, w.vocab_rows));
+  else if (first_stage || (last_stage && spec.tie_word_embeddings))
     RETURN_IF_ERROR(loader.Load(g.embed, {spec.vocab_size, h}, &w.embed, w.vocab_begin, w.vocab_rows));
   if (last_stage) {
     RETURN_IF_ERROR(loader.Load(g.final_norm_w, {h}, &w.final_norm_w));

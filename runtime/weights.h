@@ -57,6 +57,8 @@ struct LayerRange {
 };
 
 // Loads the weights of one tensor slice. Only that slice's bytes are read from the checkpoint.
+// An untied embedding may point into the checkpoint's mapping: `ckpt` (or a copy) must outlive
+// the weights.
 absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& ckpt, const ModelSpec& spec, Backend* backend,
                                          TensorSlice slice = {}, LayerRange range = {});
 

@@ -1,7 +1,7 @@
 // File: kernels/cpu/cpu_backend.h
-// The reference backend: one register-tiled GEMM for every linear layer (cpu_gemm.h, AVX-512 /
-// AVX2 / portable chosen at run time), readable loops elsewhere (OpenMP across rows and heads),
-// all on one OpenMP thread pool. It is the oracle for every CUDA kernel, so clarity wins over
+// The reference backend: linear layers on oneDNN for many rows (cpu_onednn.h) and on Strata's
+// register-tiled GEMM for few (cpu_gemm.h, AVX-512 / AVX2 / portable chosen at run time),
+// readable loops elsewhere (OpenMP across rows and heads), all on one OpenMP thread pool. It is the oracle for every CUDA kernel, so clarity wins over
 // cleverness outside the GEMM.
 #pragma once
 

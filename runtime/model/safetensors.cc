@@ -259,6 +259,25 @@ absl::Status Checkpoint::CopyBlock(const std::string& name, const std::vector<in
   return absl::OkStatus();
 }
 
+absl::StatusOr<const void*> Checkpoint::MappedRows(const std::string& name, const std::vector<int64_t>& shape,
+                                                   int64_t row_begin, int64_t row_count, DType* stored) const {
+  auto it = where_.find(name);
+  if (it == where_.end())
+    return absl::NotFoundError(absl::StrCat("checkpoint is missing tensor '", name, "'"));
+  const SafetensorsFile& f = *files_[it->second.first];
+  const TensorInfo& t = *it->second.second;
+  if (t.shape != shape)
+    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": tensor '", name, "' has shape ",
+                                                   ShapeString(t.shape), ", expected ", ShapeString(shape)));
+  const int64_t rows = shape.empty() ? 1 : shape[0];
+  if (row_begin < 0 || row_count < 0 || row_begin + row_count > rows)
+    return absl::OutOfRangeError(absl::StrCat(f.path(), ": tensor '", name, "': rows [", row_begin, "+", row_count,
+                                              ") outside ", ShapeString(shape)));
+  *stored = t.dtype;
+  const int64_t cols = rows == 0 ? 0 : t.numel() / rows;
+  return static_cast<const void*>(f.data(t) + row_begin * cols * DTypeSize(t.dtype));
+}
+
 absl::StatusOr<std::vector<float>> Checkpoint::ReadBlock(const std::string& name,
                                                          const std::vector<int64_t>& shape, int64_t row_begin,
                                                          int64_t row_count, int64_t col_begin,

@@ -77,6 +77,10 @@ class Checkpoint {
   absl::StatusOr<std::vector<float>> ReadBlock(const std::string& name, const std::vector<int64_t>& shape,
                                                int64_t row_begin, int64_t row_count, int64_t col_begin,
                                                int64_t col_count) const;
+  // Rows [row_begin, +row_count) of a tensor in place in the mapping (valid while any copy of
+  // this Checkpoint lives), and the type they are stored in.
+  absl::StatusOr<const void*> MappedRows(const std::string& name, const std::vector<int64_t>& shape,
+                                         int64_t row_begin, int64_t row_count, DType* stored) const;
   // The same block written to `dst` as [row_count, col_count] elements of `dst_dtype` (a plain
   // copy when the checkpoint already stores that type), after which the mapped pages it read
   // are released: loading never holds the file and the copy at once.
