@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "kernels/cpu/cpu_isa.h"
 #include "runtime/engine.h"
@@ -124,6 +126,17 @@ TEST(ThreadCount, OneTwoAndThreeThreadsGiveIdenticalResults) {
             << s.name << " sequence " << i % 3 << ", run " << i / 3 << ", token " << k;
     }
   }
+}
+
+// Under STRATA_CPU_ISA (the ForcedCpuIsa ctest runs) the forced path is the one running, or the
+// run says plainly that this CPU cannot run it.
+TEST(ThreadCount, ForcedInstructionSetIsTheOneRunning) {
+  const char* forced = std::getenv("STRATA_CPU_ISA");
+  if (forced == nullptr || *forced == '\0') GTEST_SKIP() << "no STRATA_CPU_ISA: the widest set runs";
+  bool supported = false;
+  for (CpuIsa isa : SupportedCpuIsas()) supported |= std::string(CpuIsaName(isa)) == forced;
+  if (!supported) GTEST_SKIP() << "this CPU cannot run " << forced << ": the forced run tested the widest set";
+  EXPECT_STREQ(CpuIsaName(DetectCpuIsa()), forced);
 }
 
 // The oracle's own consistency: for models without upward edges, the no-cache forward equals

@@ -220,18 +220,25 @@ absl::StatusOr<const TensorInfo*> Checkpoint::Info(const std::string& name) cons
   return it->second.second;
 }
 
-absl::Status Checkpoint::CopyBlock(const std::string& name, const std::vector<int64_t>& shape, int64_t row_begin,
-                                   int64_t row_count, int64_t col_begin, int64_t col_count, DType dst_dtype,
-                                   void* dst) const {
+absl::StatusOr<Checkpoint::Located> Checkpoint::Locate(const std::string& name,
+                                                       const std::vector<int64_t>& shape) const {
   auto it = where_.find(name);
   if (it == where_.end())
     return absl::NotFoundError(absl::StrCat("checkpoint is missing tensor '", name, "'"));
-  const SafetensorsFile& f = *files_[it->second.first];
-  const TensorInfo& t = *it->second.second;
-  if (t.shape != shape)
-    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": tensor '", name, "' has shape ",
-                                                   ShapeString(t.shape), ", expected ",
-                                                   ShapeString(shape)));
+  const SafetensorsFile* f = files_[it->second.first].get();
+  const TensorInfo* t = it->second.second;
+  if (t->shape != shape)
+    return absl::InvalidArgumentError(absl::StrCat(f->path(), ": tensor '", name, "' has shape ",
+                                                   ShapeString(t->shape), ", expected ", ShapeString(shape)));
+  return Located{f, t};
+}
+
+absl::Status Checkpoint::CopyBlock(const std::string& name, const std::vector<int64_t>& shape, int64_t row_begin,
+                                   int64_t row_count, int64_t col_begin, int64_t col_count, DType dst_dtype,
+                                   void* dst) const {
+  ASSIGN_OR_RETURN(const Located at, Locate(name, shape));
+  const SafetensorsFile& f = *at.file;
+  const TensorInfo& t = *at.info;
   const int64_t rows = shape.empty() ? 1 : shape[0];
   const int64_t cols = rows == 0 ? 0 : t.numel() / rows;
   if (row_begin < 0 || row_count < 0 || row_begin + row_count > rows || col_begin < 0 || col_count < 0 ||
@@ -261,14 +268,9 @@ absl::Status Checkpoint::CopyBlock(const std::string& name, const std::vector<in
 
 absl::StatusOr<const void*> Checkpoint::MappedRows(const std::string& name, const std::vector<int64_t>& shape,
                                                    int64_t row_begin, int64_t row_count, DType* stored) const {
-  auto it = where_.find(name);
-  if (it == where_.end())
-    return absl::NotFoundError(absl::StrCat("checkpoint is missing tensor '", name, "'"));
-  const SafetensorsFile& f = *files_[it->second.first];
-  const TensorInfo& t = *it->second.second;
-  if (t.shape != shape)
-    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": tensor '", name, "' has shape ",
-                                                   ShapeString(t.shape), ", expected ", ShapeString(shape)));
+  ASSIGN_OR_RETURN(const Located at, Locate(name, shape));
+  const SafetensorsFile& f = *at.file;
+  const TensorInfo& t = *at.info;
   const int64_t rows = shape.empty() ? 1 : shape[0];
   if (row_begin < 0 || row_count < 0 || row_begin + row_count > rows)
     return absl::OutOfRangeError(absl::StrCat(f.path(), ": tensor '", name, "': rows [", row_begin, "+", row_count,

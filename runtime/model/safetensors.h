@@ -89,6 +89,13 @@ class Checkpoint {
                          void* dst) const;
 
  private:
+  struct Located {
+    const SafetensorsFile* file;
+    const TensorInfo* info;
+  };
+  // The file and entry of `name`, whose shape must equal `shape`.
+  absl::StatusOr<Located> Locate(const std::string& name, const std::vector<int64_t>& shape) const;
+
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
   std::map<std::string, std::pair<int, const TensorInfo*>> where_;
 };
