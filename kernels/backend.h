@@ -214,5 +214,9 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& opt
 
 // Number of CUDA devices that answer, or 0 (no driver, no device, or CUDA not compiled in).
 int CudaDeviceCount();
+// The same, but only "no device" (or a build without CUDA) counts as 0: any other failure of the
+// CUDA runtime (a driver too old for the toolkit, a broken install, a CUDA module that does not
+// load) is an error naming it, so that GPU tests fail instead of skipping.
+absl::StatusOr<int> CudaDevices();
 
 }  // namespace strata

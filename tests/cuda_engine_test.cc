@@ -11,6 +11,7 @@
 #include <cstdlib>
 
 #include "kernels/backend.h"
+#include "tests/gpu_test_support.h"
 #include "nlohmann/json.hpp"
 #include "runtime/engine.h"
 #include "tests/shell.h"
@@ -63,7 +64,7 @@ std::string Compare(const GenerationResult& cpu, const GenerationResult& gpu, co
 }
 
 TEST(CudaEngine, GreedyTokensMatchTheCpuBackendForEveryScheme) {
-  if (CudaDeviceCount() <= 0) GTEST_SKIP() << "no CUDA device answers: the whole-model GPU test needs a GPU";
+  STRATA_NEED_GPU("the whole-model GPU test");
   int ties = 0;
   for (const auto& s : AllSchemes()) {
     const std::string dir = MakeModel("cuda-" + s.name, s.options, "bfloat16");
@@ -88,7 +89,7 @@ TEST(CudaEngine, GreedyTokensMatchTheCpuBackendForEveryScheme) {
 std::string Bin() { return std::getenv("STRATA_BIN") ? std::getenv("STRATA_BIN") : "strata"; }
 
 TEST(CudaEngine, TwoRanksOnOneGpuMatchOneRank) {
-  if (CudaDeviceCount() <= 0) GTEST_SKIP() << "no CUDA device answers: the mpirun GPU test needs a GPU";
+  STRATA_NEED_GPU("the mpirun GPU test");
   const char* mpiexec = std::getenv("STRATA_MPIEXEC");
   const std::string mpirun = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
                              "OMPI_MCA_rmaps_base_oversubscribe=1 timeout 300 " +

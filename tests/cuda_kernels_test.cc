@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "tests/gpu_test_support.h"
 
 namespace strata {
 namespace {
@@ -21,7 +22,7 @@ namespace {
 class CudaKernels : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (CudaDeviceCount() <= 0) GTEST_SKIP() << "no CUDA device answers: the CUDA kernel tests need a GPU";
+    STRATA_NEED_GPU("the CUDA kernel tests");
     BackendOptions cpu_options;
     cpu_options.threads = 2;
     cpu_ = std::move(CreateBackend(cpu_options)).value();

@@ -68,21 +68,31 @@ cudaDataType_t CublasType(DType t) {
 
 namespace {
 
-int DeviceCount() {
+// Devices; 0 when there is none (cudaErrorNoDevice, or no driver installed at all: a machine
+// without a GPU); -1 (and *error) for any other failure of the runtime, such as a driver older
+// than this toolkit needs, which must fail the GPU tests rather than skip them.
+int DeviceCount(std::string* error) {
   int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky error for later callers
-    return 0;
-  }
-  return n;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e == cudaSuccess) return n;
+  cudaGetLastError();  // clear the sticky error for later callers
+  int driver = 0, runtime = 0;
+  cudaDriverGetVersion(&driver);  // 0 when no driver is installed
+  cudaRuntimeGetVersion(&runtime);
+  if (e == cudaErrorNoDevice || driver == 0) return 0;
+  if (error)
+    *error = absl::StrCat("cudaGetDeviceCount: ", cudaGetErrorName(e), ": ", cudaGetErrorString(e), " (driver API ",
+                          driver, ", runtime ", runtime, ")");
+  return -1;
 }
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Backend>> CudaBackend::Create(const BackendOptions& options) {
-  const int count = DeviceCount();
-  if (count <= 0)
-    return absl::FailedPreconditionError("--device cuda: no CUDA device answers on this machine");
+  std::string error;
+  const int count = DeviceCount(&error);
+  if (count < 0) return absl::FailedPreconditionError(absl::StrCat("--device cuda: ", error));
+  if (count == 0) return absl::FailedPreconditionError("--device cuda: no CUDA device answers on this machine");
   const int device = options.device_index;
   if (device < 0 || device >= count)
     return absl::InvalidArgumentError(
@@ -267,7 +277,7 @@ double CudaBackend::MeasureGemmFlops(int m, int n, int k) {
 // The module's entry points (cuda_module.h), found by the loader with dlsym.
 extern "C" int StrataCudaModuleAbi() { return kStrataCudaModuleAbi; }
 
-extern "C" int StrataCudaDeviceCount() { return strata::DeviceCount(); }
+extern "C" int StrataCudaDeviceCount(std::string* error) { return strata::DeviceCount(error); }
 
 extern "C" strata::Backend* StrataCreateCudaBackend(const strata::BackendOptions* options, std::string* error) {
   absl::StatusOr<std::unique_ptr<strata::Backend>> b = strata::CudaBackend::Create(*options);

@@ -76,7 +76,19 @@ const CudaModule& Module() {
 
 }  // namespace
 
-int CudaDeviceCount() { return Module().device_count ? Module().device_count() : 0; }
+int CudaDeviceCount() {
+  absl::StatusOr<int> n = CudaDevices();
+  return n.ok() ? *n : 0;
+}
+
+absl::StatusOr<int> CudaDevices() {
+  const CudaModule& m = Module();
+  if (m.device_count == nullptr) return absl::FailedPreconditionError(absl::StrCat("CUDA module: ", m.error));
+  std::string error;
+  const int n = m.device_count(&error);
+  if (n < 0) return absl::FailedPreconditionError(error);
+  return n;
+}
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions& options) {
   const CudaModule& m = Module();

@@ -11,9 +11,10 @@
 
 // Bumped whenever Backend, BackendOptions or these signatures change: the loader refuses a
 // module built from other sources (a stale libstrata_cuda.so would crash, not fail).
-constexpr int kStrataCudaModuleAbi = 1;
+constexpr int kStrataCudaModuleAbi = 2;
 extern "C" int StrataCudaModuleAbi();
-// CUDA devices that answer (0 without a driver or device).
-extern "C" int StrataCudaDeviceCount();
+// CUDA devices that answer: 0 for cudaErrorNoDevice, -1 with the runtime's error name and text in
+// *error for any other failure.
+extern "C" int StrataCudaDeviceCount(std::string* error);
 // A new backend for options.device_index, or null with the reason in *error.
 extern "C" strata::Backend* StrataCreateCudaBackend(const strata::BackendOptions* options, std::string* error);

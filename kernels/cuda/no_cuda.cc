@@ -5,6 +5,7 @@
 namespace strata {
 
 int CudaDeviceCount() { return 0; }
+absl::StatusOr<int> CudaDevices() { return 0; }
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions&) {
   return absl::FailedPreconditionError(
