@@ -29,7 +29,8 @@ class NcclDeviceComm : public DeviceComm {
   NcclDeviceComm(ncclComm_t c, cudaStream_t s, int rank, int size, int device)
       : comm_(c), stream_(s), rank_(rank), size_(size), device_(device) {}
   ~NcclDeviceComm() override {
-    ncclCommDestroy(comm_);
+    // An aborted communicator is gone: ncclCommAbort frees it, so it is never destroyed again.
+    if (comm_ != nullptr) ncclCommDestroy(comm_);
     cudaStreamDestroy(stream_);
   }
   int rank() const override { return rank_; }
@@ -37,6 +38,7 @@ class NcclDeviceComm : public DeviceComm {
   bool takes_host_memory() const override { return false; }
 
   absl::Status AllReduceSum(float* data, size_t count) override {
+    if (comm_ == nullptr) return Aborted("ncclAllReduce");
     if (auto st = NcclStatus(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_), "ncclAllReduce",
                              device_, rank_);
         !st.ok())
@@ -44,6 +46,7 @@ class NcclDeviceComm : public DeviceComm {
     return Wait("ncclAllReduce");
   }
   absl::Status AllGather(const float* send, float* recv, size_t count) override {
+    if (comm_ == nullptr) return Aborted("ncclAllGather");
     if (auto st = NcclStatus(ncclAllGather(send, recv, count, ncclFloat, comm_, stream_), "ncclAllGather", device_,
                              rank_);
         !st.ok())
@@ -51,17 +54,24 @@ class NcclDeviceComm : public DeviceComm {
     return Wait("ncclAllGather");
   }
   absl::Status Send(const void* data, size_t bytes, int peer) override {
+    if (comm_ == nullptr) return Aborted("ncclSend");
     if (auto st = NcclStatus(ncclSend(data, bytes, ncclChar, peer, comm_, stream_), "ncclSend", device_, rank_); !st.ok())
       return st;
     return Wait("ncclSend");
   }
   absl::Status Recv(void* data, size_t bytes, int peer) override {
+    if (comm_ == nullptr) return Aborted("ncclRecv");
     if (auto st = NcclStatus(ncclRecv(data, bytes, ncclChar, peer, comm_, stream_), "ncclRecv", device_, rank_); !st.ok())
       return st;
     return Wait("ncclRecv");
   }
 
  private:
+  absl::Status Aborted(const char* what) const {
+    return absl::FailedPreconditionError(absl::StrCat(what, " on device ", device_, " (rank ", rank_,
+                                                      "): the communicator was aborted after an earlier error"));
+  }
+
   // The watchdog: completion, or an asynchronous NCCL error (a dead peer, a network failure),
   // which aborts the communicator so that no rank blocks forever.
   absl::Status Wait(const char* what) {
@@ -73,6 +83,7 @@ class NcclDeviceComm : public DeviceComm {
       ncclCommGetAsyncError(comm_, &async);
       if (async != ncclSuccess && async != ncclInProgress) {
         ncclCommAbort(comm_);
+        comm_ = nullptr;  // freed by the abort: nothing may touch it again
         return NcclStatus(async, what, device_, rank_);
       }
       std::this_thread::sleep_for(std::chrono::microseconds(50));

@@ -9,6 +9,7 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_gemm.h"
 #include "kernels/kv_addressing.h"
+#include "runtime/base/status.h"
 
 namespace strata {
 namespace {
@@ -34,6 +35,17 @@ const float* BankHeads(CpuIsa isa, const KvBankView& bank, const void* base, siz
 void AddScaled(float w, const float* x, float* y, int n) {
 #pragma omp simd
   for (int j = 0; j < n; ++j) y[j] += w * x[j];
+}
+
+// The host-side sizes a device backend sizes its launches by (BatchLayout::num_tokens,
+// max_seq_len) must agree with the arrays; the CPU reads only the arrays, so it checks them here,
+// where every CPU test would otherwise pass a layout that breaks the GPU.
+void CheckHostSizes(const BatchLayout& b) {
+  STRATA_CHECK(b.num_tokens == b.token_start[b.num_seqs]);
+  int longest = 0;
+  for (int s = 0; s < b.num_seqs; ++s)
+    longest = std::max(longest, b.context_len[s] + b.token_start[s + 1] - b.token_start[s]);
+  STRATA_CHECK(b.max_seq_len == longest);
 }
 
 // Sequences with at least this many step tokens (prefill chunks) take the GEMM path.
@@ -121,6 +133,7 @@ void CpuBackend::ChunkAttention(const AttentionArgs& a, int s, int g) {
 }
 
 void CpuBackend::KvWrite(const KvWriteArgs& a) {
+  CheckHostSizes(a.batch);
   const KvBankView& bank = a.bank;
   const size_t n = static_cast<size_t>(bank.num_kv_heads) * bank.head_dim;
   const size_t row_bytes = n * DTypeSize(bank.dtype);
@@ -140,6 +153,7 @@ void CpuBackend::KvWrite(const KvWriteArgs& a) {
 }
 
 void CpuBackend::Attention(const AttentionArgs& a) {
+  CheckHostSizes(a.batch);
   const KvBankView& bank = a.bank;
   const int d = bank.head_dim, nkv = bank.num_kv_heads;
   const int group = a.num_heads / nkv;  // query heads per KV head (GQA), h -> h / group
