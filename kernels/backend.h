@@ -168,6 +168,9 @@ class Backend {
   // Host threads the backend computes with (the CPU backend's pool; 1 for a device backend,
   // whose host thread only launches work).
   virtual int threads() const { return 1; }
+  // How many of the `ranks_on_host` ranks share this backend's memory: all of them for host
+  // memory, those on the same GPU for a device (several ranks per GPU in the MPI-staged mode).
+  virtual int RanksSharingMemory(int ranks_on_host) const { return ranks_on_host; }
   // Bytes of device memory free and in total (the CPU backend reports host memory).
   virtual void MemoryInfo(size_t* free_bytes, size_t* total_bytes) = 0;
 

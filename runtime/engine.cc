@@ -29,20 +29,22 @@ int64_t ActivationReserveBytes(const ModelSpec& s, const EngineOptions& o) {
 
 namespace {
 
-// Bytes per rank left for KV in `fraction` of rank 0's device memory (divided among
-// `ranks_sharing` ranks) once the largest stage's weights and the activation reserve are taken;
-// may be zero or negative. Rank 0's device decides, so that every rank plans alike.
-absl::StatusOr<int64_t> KvRoom(const ModelSpec& spec, const EngineOptions& o, double fraction, int ranks_sharing,
+// Bytes per rank left for KV in `fraction` of rank 0's free device memory, divided among the
+// ranks that share that memory (every rank on the host for the CPU, those on one GPU for CUDA),
+// once the largest stage's weights and the activation reserve are taken; may be zero or
+// negative. Rank 0's device decides, so that every rank plans alike.
+absl::StatusOr<int64_t> KvRoom(const ModelSpec& spec, const EngineOptions& o, double fraction,
                                const PlannerOptions& po, HostComm* world, Backend* backend, std::string* facts) {
   size_t free_bytes = 0, total = 0;
   backend->MemoryInfo(&free_bytes, &total);
-  if (world && world->size() > 1) RETURN_IF_ERROR(world->Broadcast(&total, sizeof(total), 0));
+  if (world && world->size() > 1) RETURN_IF_ERROR(world->Broadcast(&free_bytes, sizeof(free_bytes), 0));
+  const int ranks_sharing = std::max(1, backend->RanksSharingMemory(o.backend.ranks_on_host));
   ASSIGN_OR_RETURN(PipelinePlan sizing, PlanPipeline(spec, Topology{o.tp, o.pp}, po));
   int64_t weights = 0;
   for (const StagePlan& st : sizing.stages) weights = std::max(weights, st.weight_bytes_per_rank);
-  const int64_t usable = static_cast<int64_t>(fraction * static_cast<double>(total)) / std::max(1, ranks_sharing);
+  const int64_t usable = static_cast<int64_t>(fraction * static_cast<double>(free_bytes)) / ranks_sharing;
   const int64_t reserve = ActivationReserveBytes(spec, o);
-  *facts = absl::StrCat(usable, " bytes of ", total, " per rank; ", weights, " bytes of weights per rank and ", reserve,
+  *facts = absl::StrCat(usable, " bytes per rank of ", free_bytes, " free (", ranks_sharing, " ranks sharing it); ", weights, " bytes of weights per rank and ", reserve,
                         " bytes of activations");
   return usable - weights - reserve;
 }
@@ -55,7 +57,7 @@ absl::StatusOr<int64_t> KvBudgetFromDevice(const ModelSpec& spec, const EngineOp
     return absl::InvalidArgumentError(absl::StrCat("--gpu-memory-fraction ", o.gpu_memory_fraction,
                                                    " must be in (0, 1]"));
   std::string facts;
-  ASSIGN_OR_RETURN(const int64_t kv, KvRoom(spec, o, o.gpu_memory_fraction, 1, po, world, backend, &facts));
+  ASSIGN_OR_RETURN(const int64_t kv, KvRoom(spec, o, o.gpu_memory_fraction, po, world, backend, &facts));
   if (kv <= 0)
     return absl::ResourceExhaustedError(absl::StrCat("--gpu-memory-fraction ", o.gpu_memory_fraction,
                                                      " leaves no KV cache (", facts,
@@ -86,7 +88,7 @@ absl::StatusOr<int64_t> DefaultKvBudget(const ModelSpec& spec, const EngineOptio
   // Host memory is resident only as sequences fill it; still, never plan for more than half of
   // it, shared among the ranks on this host.
   std::string facts;
-  ASSIGN_OR_RETURN(const int64_t room, KvRoom(spec, o, 0.5, o.backend.ranks_on_host, po, world, backend, &facts));
+  ASSIGN_OR_RETURN(const int64_t room, KvRoom(spec, o, 0.5, po, world, backend, &facts));
   if (room <= 0)
     return absl::ResourceExhaustedError(absl::StrCat("the default KV budget (half of memory) leaves no KV cache (",
                                                      facts, "); give --kv-memory BYTES or add ranks"));

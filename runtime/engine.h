@@ -33,9 +33,10 @@ struct EngineOptions {
   // KV bytes per rank; 0: DefaultKvBudget (max_seqs full contexts, capped). The CPU backend maps
   // KV memory lazily, so only what sequences fill is resident.
   int64_t kv_memory_bytes = 0;
-  // > 0: size the KV cache from the device instead: this fraction of rank 0's device memory,
-  // less the largest stage's weights per rank and an activation reserve (vLLM's
-  // gpu_memory_utilization). The CPU backend's device memory is the host's.
+  // > 0: size the KV cache from the device instead: this fraction of rank 0's free device
+  // memory, shared among the ranks on that device, less the largest stage's weights per rank and
+  // an activation reserve (vLLM's gpu_memory_utilization). The CPU backend's device memory is the
+  // host's.
   double gpu_memory_fraction = 0;
   int block_size = 16;
   int max_seqs = 256;  // sequences running at once

@@ -75,9 +75,10 @@ TEST(Batch, ChunkedPrefillGivesTheSameResults) {
 namespace strata::testing {
 namespace {
 
-// --gpu-memory-fraction sizes the KV cache from the backend's memory (host memory for the CPU
-// backend): weights plus KV stay within the fraction, a larger fraction holds more, and a
-// fraction too small for the weights and activations is a clear error.
+// --gpu-memory-fraction sizes the KV cache from the backend's free memory (host memory for the
+// CPU backend), shared among the ranks on it: weights plus KV stay within the fraction, a larger
+// fraction holds more, two ranks sharing the memory get less each, and a fraction too small for
+// the weights and activations is a clear error.
 TEST(MemoryFraction, KvCacheFillsTheFractionLeftByWeights) {
   MakeModelOptions o;
   o.layers = 4;
@@ -102,6 +103,17 @@ TEST(MemoryFraction, KvCacheFillsTheFractionLeftByWeights) {
     EXPECT_GT(kv, previous);
     previous = kv;
   }
+  // Ranks sharing the memory split it (the CPU backend: every rank on the host).
+  EngineOptions shared;
+  shared.gpu_memory_fraction = 0.06;
+  shared.backend.threads = 1;
+  shared.backend.ranks_on_host = 2;
+  auto half = Engine::Create(dir, shared);
+  ASSERT_TRUE(half.ok()) << half.status();
+  const int64_t kv_half = (*half)->kv_capacity().num_blocks * (*half)->kv_layout().bytes_per_block();
+  EXPECT_GT(kv_half, 0);
+  EXPECT_LE(kv_half + (*half)->weight_bytes(), static_cast<int64_t>(0.06 * static_cast<double>(total)) / 2);
+  EXPECT_LT(kv_half, previous);
   EngineOptions tiny;
   tiny.gpu_memory_fraction = 1e-5;
   auto e = Engine::Create(dir, tiny);

@@ -2,6 +2,7 @@
 // other ops live in cuda_elementwise.cu and cuda_attention.cu.
 #include "kernels/cuda/cuda_backend.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -87,6 +88,11 @@ int DeviceCount(std::string* error) {
 }
 
 }  // namespace
+
+int CudaBackend::RanksSharingMemory(int ranks_on_host) const {
+  const int devices = std::max(1, DeviceCount(nullptr));
+  return (std::max(1, ranks_on_host) + devices - 1) / devices;  // local rank r takes GPU r mod devices
+}
 
 absl::StatusOr<std::unique_ptr<Backend>> CudaBackend::Create(const BackendOptions& options) {
   std::string error;

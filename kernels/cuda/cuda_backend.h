@@ -26,6 +26,7 @@ class CudaBackend : public Backend {
     return checkpoint == DType::kF16 ? DType::kF16 : DType::kBF16;
   }
   void MemoryInfo(size_t* free_bytes, size_t* total_bytes) override;
+  int RanksSharingMemory(int ranks_on_host) const override;
   int max_head_dim() const override { return 256; }  // cuda_attention.cu's kMaxHeadDim
 
   absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) override;
