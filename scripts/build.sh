@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Configures and builds Strata into ./build (Release). Extra arguments go to cmake, e.g.
-# -DSTRATA_WITH_CUDA=OFF or -DCMAKE_CUDA_ARCHITECTURES="80;90".
+# -DSTRATA_WITH_CUDA=OFF or -DCMAKE_CUDA_ARCHITECTURES="90".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${STRATA_BUILD_DIR:-build}

@@ -107,6 +107,19 @@ absl::StatusOr<std::unique_ptr<Backend>> CudaBackend::Create(const BackendOption
   if (cudaError_t e = cudaSetDevice(device); e != cudaSuccess)
     return absl::InternalError(absl::StrCat("cudaSetDevice(", device, ") failed on rank ", options.rank, ": ",
                                             cudaGetErrorString(e)));
+  // A device whose compute capability this build has no kernel image for is a clear error now,
+  // not an abort inside the first launch.
+  cudaFuncAttributes image;
+  if (cudaError_t e = cudaFuncGetAttributes(&image, FromFloatKernel); e != cudaSuccess) {
+    cudaGetLastError();
+    cudaDeviceProp prop;
+    const bool known = cudaGetDeviceProperties(&prop, device) == cudaSuccess;
+    return absl::FailedPreconditionError(absl::StrCat(
+        "CUDA device ", device, " (", known ? prop.name : "unknown", ", compute capability ",
+        known ? absl::StrCat(prop.major, ".", prop.minor) : "unknown", ") on rank ", options.rank,
+        " has no kernel image in this build (built for sm ", STRATA_CUDA_ARCHS,
+        "; configure with -DCMAKE_CUDA_ARCHITECTURES to add it): ", cudaGetErrorName(e)));
+  }
   int sm_count = 0;
   STRATA_CUDA(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
   cudaStream_t stream;
