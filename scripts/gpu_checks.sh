@@ -9,7 +9,8 @@ mkdir -p "$out"
 strata=build/launcher/strata
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
 
-(cd build && ctest -L gpu --output-on-failure) 2>&1 | tee "$out/ctest-gpu.txt"
+# STRATA_REQUIRE_GPU=1: on this machine a GPU test that skips is a failure.
+(cd build && STRATA_REQUIRE_GPU=1 ctest -L gpu --output-on-failure) 2>&1 | tee "$out/ctest-gpu.txt"
 
 sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 if [ -x "$sanitizer" ]; then
