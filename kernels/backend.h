@@ -183,6 +183,9 @@ class Backend {
   virtual void CopyDeviceToDevice(void* dst, const void* src, size_t bytes) = 0;
   virtual void Zero(void* dst, size_t bytes) = 0;
   virtual void Synchronize() = 0;
+  // The stream device work is issued on (a cudaStream_t), for data planes that order themselves
+  // against it (DeviceComm::BindComputeStream); null where work runs synchronously on the host.
+  virtual void* native_stream() { return nullptr; }
   // Element conversions between float32 and `t` in backend memory (KV rows on the wire).
   virtual void ConvertFromFloat(const float* src, void* dst, DType t, size_t n) = 0;
   virtual void ConvertToFloat(const void* src, DType t, float* dst, size_t n) = 0;

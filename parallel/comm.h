@@ -57,6 +57,15 @@ class DeviceComm {
   // True when the pointers it takes are host memory (MPI, threads); false for device memory
   // (NCCL). The runtime stages device buffers through host memory for host data planes.
   virtual bool takes_host_memory() const = 0;
+  // Ordering against the compute backend. Every operation reads its inputs after all work issued
+  // to the backend before the call, and work issued after the call sees its results. Host data
+  // planes get this for free (the CPU backend and host staging are synchronous); a device data
+  // plane (NCCL) orders itself against `stream` (the backend's native stream, a cudaStream_t)
+  // with events, so the host never waits. Unbound, a device plane waits on the host.
+  virtual absl::Status BindComputeStream(void* /*stream*/) { return absl::OkStatus(); }
+  // OK unless an asynchronous error broke the communicator; results produced since are garbage.
+  // (Operations return before they run on a device plane, so their own status cannot say.)
+  virtual absl::Status Health() const { return absl::OkStatus(); }
   virtual absl::Status AllReduceSum(float* data, size_t count) = 0;
   // recv = concatenation over ranks of each rank's `count` floats.
   virtual absl::Status AllGather(const float* send, float* recv, size_t count) = 0;

@@ -165,6 +165,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   // A host data plane (MPI) with device memory (CUDA) goes through host staging.
   DeviceComm* tp_data = DataPlaneFor(comms.tp, e->backend_.get(), &e->staged_tp_);
   DeviceComm* world_data = DataPlaneFor(comms.world_data, e->backend_.get(), &e->staged_world_);
+  for (DeviceComm* plane : {tp_data, world_data})
+    if (plane != nullptr) RETURN_IF_ERROR(plane->BindComputeStream(e->backend_->native_stream()));
   StageContext sc{stage, mine.first_layer, mine.last_layer, o.tp, o.pp > 1 ? &e->plan_ : nullptr, world_data};
   e->runner_ = std::make_unique<ModelRunner>(e->spec_, e->weights_, e->backend_.get(), e->storage_.get(), slice,
                                              tp_data, sc);

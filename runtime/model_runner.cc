@@ -147,7 +147,6 @@ absl::Status ModelRunner::Prepare(const std::vector<SequenceStep>& seqs) {
 
 void ModelRunner::AllReduce(float* data, size_t count) {
   if (tp_comm_ == nullptr) return;
-  backend_->Synchronize();  // the data plane runs outside the backend's stream
   absl::Status st = tp_comm_->AllReduceSum(data, count);
   STRATA_CHECK(st.ok());  // a failed collective cannot be recovered from; the launcher aborts the job
 }
@@ -271,13 +270,12 @@ absl::Status ModelRunner::RunSegment(const PlanSegment& seg, int passes, int T) 
   return absl::OkStatus();
 }
 
+// The data plane orders itself against the backend's work (DeviceComm::BindComputeStream).
 absl::Status ModelRunner::SendToStage(const void* data, size_t bytes, int peer) {
-  backend_->Synchronize();  // the data plane runs outside the backend's stream
   return stage_.world->Send(data, bytes, peer);
 }
 
 absl::Status ModelRunner::RecvFromStage(void* data, size_t bytes, int peer) {
-  backend_->Synchronize();  // nothing may still be reading `data`
   return stage_.world->Recv(data, bytes, peer);
 }
 
@@ -373,12 +371,14 @@ absl::StatusOr<std::vector<float>> ModelRunner::Logits() {
                       w_.matrix_dtype});
   const DeviceBuffer* gathered = &logits_;
   if (tp_comm_ != nullptr) {
-    backend_->Synchronize();  // the data plane runs outside the backend's stream
     RETURN_IF_ERROR(tp_comm_->AllGather(logits_.f32(), logits_all_.f32(), per_slice));
     gathered = &logits_all_;
   }
   std::vector<float> all(per_slice * slice_.size);
   backend_->CopyToHost(all.data(), gathered->get(), all.size() * 4);
+  // A collective of this step may have been aborted after it was enqueued (a dead peer).
+  for (const DeviceComm* plane : {tp_comm_, stage_.world})
+    if (plane != nullptr) RETURN_IF_ERROR(plane->Health());
   std::vector<float> logits(static_cast<size_t>(S) * V);
   for (int r = 0; r < slice_.size; ++r) {
     const int rows = std::clamp(V - r * vp, 0, vp);  // slice r's vocabulary rows

@@ -36,6 +36,7 @@ class CudaBackend : public Backend {
   void CopyDeviceToDevice(void* dst, const void* src, size_t bytes) override;
   void Zero(void* dst, size_t bytes) override;
   void Synchronize() override;
+  void* native_stream() override { return stream_; }
   void ConvertFromFloat(const float* src, void* dst, DType t, size_t n) override;
   void ConvertToFloat(const void* src, DType t, float* dst, size_t n) override;
 

@@ -11,7 +11,7 @@
 
 // Bumped whenever Backend, BackendOptions or these signatures change: the loader refuses a
 // module built from other sources (a stale libstrata_cuda.so would crash, not fail).
-constexpr int kStrataCudaModuleAbi = 3;
+constexpr int kStrataCudaModuleAbi = 4;
 extern "C" int StrataCudaModuleAbi();
 // CUDA devices that answer: 0 for cudaErrorNoDevice, -1 with the runtime's error name and text in
 // *error for any other failure.
