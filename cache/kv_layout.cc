@@ -4,8 +4,12 @@
 
 namespace strata {
 
-KvLayout MakeKvLayout(const ModelSpec& spec, DType dtype, int block_size, int first_layer,
-                      int last_layer, int tp) {
+KvLayout MakeKvLayout(const ModelSpec& spec, DType dtype, int block_size, int first_layer, int last_layer) {
+  return MakeKvLayout(spec, dtype, block_size, ParallelLayout::Single(spec), first_layer, last_layer);
+}
+
+KvLayout MakeKvLayout(const ModelSpec& spec, DType dtype, int block_size, const ParallelLayout& parallel,
+                      int first_layer, int last_layer) {
   if (last_layer < 0) last_layer = spec.num_layers - 1;
   KvLayout k;
   k.dtype = dtype;
@@ -19,7 +23,7 @@ KvLayout MakeKvLayout(const ModelSpec& spec, DType dtype, int block_size, int fi
     const LayerSpec& ps = spec.layers[p];
     KvBank b;
     b.producer_layer = p;
-    b.num_kv_heads = KvHeadsPerRank(ps.num_kv_heads, tp);
+    b.num_kv_heads = parallel.kv_heads_per_slice(ps.num_kv_heads);
     b.head_dim = spec.head_dim;
     b.window = ps.window;
     b.bytes_per_row = 2ll * b.num_kv_heads * b.head_dim * static_cast<int64_t>(DTypeSize(dtype));

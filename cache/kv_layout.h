@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "parallel/parallel_layout.h"
 #include "runtime/base/dtype.h"
 #include "runtime/model/model_spec.h"
 
@@ -35,9 +36,12 @@ struct KvLayout {
 
 // `layers`: restrict to the banks some layer in [first, last] reads (a pipeline stage's homes and
 // mirrors); the default is the whole model.
-// `tp`: the layout of one tensor-parallel rank (its share of each bank's KV heads, §7.1).
+// `parallel`: the layout of one tensor-parallel rank (its share of each bank's KV heads, §7.1);
+// the first form is one rank holding every head.
 KvLayout MakeKvLayout(const ModelSpec& spec, DType dtype, int block_size, int first_layer = 0,
-                      int last_layer = -1, int tp = 1);
+                      int last_layer = -1);
+KvLayout MakeKvLayout(const ModelSpec& spec, DType dtype, int block_size, const ParallelLayout& parallel,
+                      int first_layer, int last_layer);
 
 struct KvCapacity {
   int64_t num_blocks = 0;

@@ -8,6 +8,7 @@ absl::StatusOr<KvStorage> KvStorage::Create(Backend* backend, const KvLayout& la
                                             const KvCapacity& capacity) {
   KvStorage s;
   s.layout_ = layout;
+  s.capacity_ = capacity;
   for (const KvBank& b : layout.banks) {
     const int64_t rows = b.window > 0 ? int64_t{b.window} * capacity.max_seqs
                                       : capacity.num_blocks * layout.block_size;

@@ -19,9 +19,11 @@ class KvStorage {
   KvBankView View(int bank_index) const;
   int64_t allocated_bytes() const { return allocated_bytes_; }
   const KvLayout& layout() const { return layout_; }
+  const KvCapacity& capacity() const { return capacity_; }
 
  private:
   KvLayout layout_;
+  KvCapacity capacity_;
   std::vector<DeviceBuffer> k_, v_;
   int64_t allocated_bytes_ = 0;
 };

@@ -33,7 +33,7 @@ int RunBench(const std::vector<std::string>& args) {
   if (args.size() != 1 || args[0] != "offline")
     return Fail("bench", "usage: strata bench offline --model DIR ... | strata bench serve --url URL ...", 2);
   const EngineOptions opts = EngineOptionsFromFlags();
-  JobComms comms = CreateJobComms();
+  JobComms comms = CreateJobCommsFromFlags();
   auto engine = CreateEngineOrAbort("bench", comms);
   if (!engine.ok()) return Fail("bench", std::string(engine.status().message()));
   if (comms.world->rank() != 0) {

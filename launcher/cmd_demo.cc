@@ -32,9 +32,11 @@ int RunDemo(const std::vector<std::string>& args) {
   const ModelSpec& spec = (*engine)->spec();
   std::printf("model     %s (MLKV-6 of a 12-layer GPT-NeoX, written by strata make-model)\n", dir.c_str());
   std::printf("layer map %s\n", LayerTypesString(spec).c_str());
+  // Without sharing, every layer would own a bank like a producer's (the cache's own accounting).
+  const KvLayout& kv = (*engine)->kv_layout();
   std::printf("KV bytes per token: %lld (every layer its own KV would be %lld)\n",
-              static_cast<long long>((*engine)->kv_layout().bytes_per_token),
-              static_cast<long long>(2ll * spec.num_layers * spec.layers[0].num_kv_heads * spec.head_dim * 4));
+              static_cast<long long>(kv.bytes_per_token),
+              static_cast<long long>(kv.banks[0].bytes_per_row * spec.num_layers));
   nlohmann::json j = {{"tokens", (*out)[0].tokens}, {"logprobs", (*out)[0].logprobs}};
   std::printf("generate  %s\n", j.dump().c_str());
   return 0;

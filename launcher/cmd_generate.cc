@@ -28,7 +28,7 @@ int RunGenerate(const std::vector<std::string>& args) {
     if (!prompt.ok()) return Fail("generate", std::string(prompt.status().message()), 2);
     prompts.push_back(*prompt);
   }
-  JobComms comms = CreateJobComms();
+  JobComms comms = CreateJobCommsFromFlags();
   auto engine = CreateEngineOrAbort("generate", comms);
   if (!engine.ok()) return Fail("generate", std::string(engine.status().message()));
   if (comms.world->rank() != 0) {  // workers follow rank 0's steps; only rank 0 prints

@@ -1,7 +1,8 @@
 // strata plan --model DIR --tp T --pp P --kv-memory BYTES [--partition 0-5,6-11] [--json]
 // [--memory-per-rank BYTES]: where each layer and KV group goes, what every rank holds, and what
 // moves between stages. With --memory-per-rank it also says, before any launch, whether every
-// rank fits (weights in the checkpoint's dtype + the KV budget) and exits 1 when one does not.
+// rank fits (weights in the checkpoint's dtype + the KV budget + the activation reserve the
+// engine keeps) and exits 1 when one does not.
 #include <cstdio>
 
 #include "absl/flags/flag.h"
@@ -23,6 +24,7 @@ int RunPlan(const std::vector<std::string>& args) {
   PlannerOptions o;
   o.block_size = absl::GetFlag(FLAGS_block_size);
   o.max_seqs = absl::GetFlag(FLAGS_max_seqs);
+  o.max_batched_tokens = absl::GetFlag(FLAGS_max_batched_tokens);
   o.weight_dtype = spec->torch_dtype;
   o.kv_dtype = spec->torch_dtype;
   if (absl::GetFlag(FLAGS_kv_dtype) != "auto") {
@@ -46,18 +48,22 @@ int RunPlan(const std::vector<std::string>& args) {
     std::printf("%s\n", text.c_str());
     return 0;
   }
-  // Every rank of a stage holds the same bytes: the stage's weights per rank plus the KV budget.
+  // Every rank of a stage holds the same bytes: the stage's weights per rank, the KV budget and
+  // the activation reserve (the same sum the engine takes out of --gpu-memory-fraction).
   bool fits = true;
   nlohmann::json verdicts = nlohmann::json::array();
   std::string lines;
+  const int64_t act = plan->activation_bytes_per_rank;
   for (size_t st = 0; st < plan->stages.size(); ++st) {
-    const int64_t need = plan->stages[st].weight_bytes_per_rank + o.kv_memory_bytes;
+    const int64_t need = plan->stages[st].weight_bytes_per_rank + o.kv_memory_bytes + act;
     fits &= need <= memory;
     verdicts.push_back({{"stage", st}, {"weight_bytes_per_rank", plan->stages[st].weight_bytes_per_rank},
-                        {"kv_memory_bytes", o.kv_memory_bytes}, {"needed_bytes", need}, {"fits", need <= memory}});
-    lines += absl::StrFormat("stage %d: weights %.1f MiB + KV %.1f MiB = %.1f MiB of %.1f MiB per rank: %s\n",
-                             static_cast<int>(st), plan->stages[st].weight_bytes_per_rank / 1048576.0,
-                             o.kv_memory_bytes / 1048576.0, need / 1048576.0, memory / 1048576.0,
+                        {"kv_memory_bytes", o.kv_memory_bytes}, {"activation_bytes_per_rank", act},
+                        {"needed_bytes", need}, {"fits", need <= memory}});
+    lines += absl::StrFormat(
+        "stage %d: weights %.1f MiB + KV %.1f MiB + activations %.1f MiB = %.1f MiB of %.1f MiB per rank: %s\n",
+        static_cast<int>(st), plan->stages[st].weight_bytes_per_rank / 1048576.0, o.kv_memory_bytes / 1048576.0,
+        act / 1048576.0, need / 1048576.0, memory / 1048576.0,
                              need <= memory ? "fits" : absl::StrFormat("does not fit (short by %.1f MiB)",
                                                                       (need - memory) / 1048576.0));
   }

@@ -14,6 +14,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "launcher/commands.h"
+#include "parallel/topology.h"
 #include "launcher/flags.h"
 #include "runtime/serving/api_server.h"
 #include "runtime/serving/serve_loop.h"
@@ -46,14 +47,15 @@ int RunServe(const std::vector<std::string>& args) {
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGPIPE, SIG_IGN);
-  JobComms comms = CreateJobComms();
+  JobComms comms = CreateJobCommsFromFlags();
   const int rank = comms.world->rank(), tp = std::max(1, absl::GetFlag(FLAGS_tp));
+  const Topology topo{tp, std::max(1, comms.world->size() / tp)};
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
   const std::string device = absl::GetFlag(FLAGS_device);
   const std::string where = device == "cuda" ? absl::StrCat("cuda:", CudaDeviceOfThisRank()) : device;
   std::fprintf(stderr, "strata rank %d/%d host %s stage %d slice %d device %s (local rank %d) data plane %s\n", rank,
-               comms.world->size(), host, rank / tp, rank % tp, where.c_str(), LocalRank(),
+               comms.world->size(), host, topo.stage_of(rank), topo.slice_of(rank), where.c_str(), LocalRank(),
                comms.data_plane.c_str());
 
   std::unique_ptr<RequestHub> hub;

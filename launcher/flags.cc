@@ -83,35 +83,16 @@ EngineOptions EngineOptionsFromFlags() {
   return o;
 }
 
-JobComms CreateJobComms() {
-  JobComms c;
-  c.world = CreateWorldHostComm();
-  const int tp = std::max(1, absl::GetFlag(FLAGS_tp));
-  // Ranks of one pipeline stage form a tensor-parallel group (rank = stage * tp + slice).
-  c.tp_group = c.world->Split(c.world->rank() / tp, c.world->rank() % tp);
-  c.data_plane = "mpi";
-  if (absl::GetFlag(FLAGS_device) == "cuda" && c.world->size() > 1) {
-    const int gpus = CudaDeviceCount(), local = LocalSize();
-    // NCCL needs a GPU per rank: ranks sharing one (a single lent GPU, tests) use MPI, staged
-    // through host memory by the engine. Every rank decides alike: the environment is the same.
-    if (NcclAvailable() && gpus >= local) {
-      const int device = CudaDeviceOfThisRank();
-      auto nccl_tp = c.tp_group->size() > 1 ? CreateNcclDeviceComm(c.tp_group.get(), device)
-                                            : absl::StatusOr<std::unique_ptr<DeviceComm>>(nullptr);
-      if (!nccl_tp.ok()) c.world->Abort(absl::StrCat("NCCL for the tensor-parallel group: ", nccl_tp.status().message()));
-      auto nccl_world = CreateNcclDeviceComm(c.world.get(), device);
-      if (!nccl_world.ok()) c.world->Abort(absl::StrCat("NCCL for the pipeline: ", nccl_world.status().message()));
-      c.tp = std::move(nccl_tp).value();
-      c.world_data = std::move(nccl_world).value();
-      c.data_plane = "nccl";
-      return c;
-    }
-    c.data_plane = absl::StrCat("mpi with host staging (", local, " ranks on this host, ", gpus, " GPUs",
-                                NcclAvailable() ? "" : ", no NCCL in this build", ")");
+JobComms CreateJobCommsFromFlags() {
+  JobCommsOptions o;
+  o.tp = absl::GetFlag(FLAGS_tp);
+  o.cuda = absl::GetFlag(FLAGS_device) == "cuda";
+  if (o.cuda) {
+    o.cuda_devices = CudaDeviceCount();
+    o.cuda_device = CudaDeviceOfThisRank();
   }
-  c.tp = CreateDeviceComm(c.tp_group.get());
-  c.world_data = CreateDeviceComm(c.world.get());
-  return c;
+  o.local_ranks = LocalSize();
+  return CreateJobComms(o);
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> CreateEngineOrAbort(const std::string& command, JobComms& comms) {

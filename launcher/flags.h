@@ -9,6 +9,7 @@
 #include "absl/flags/declare.h"
 #include "absl/status/statusor.h"
 #include "parallel/comm.h"
+#include "parallel/job_comms.h"
 #include "runtime/engine.h"
 
 ABSL_DECLARE_FLAG(std::string, model);
@@ -18,6 +19,7 @@ ABSL_DECLARE_FLAG(std::string, kv_dtype);
 ABSL_DECLARE_FLAG(int64_t, kv_memory);
 ABSL_DECLARE_FLAG(int, block_size);
 ABSL_DECLARE_FLAG(int, max_seqs);
+ABSL_DECLARE_FLAG(int, max_batched_tokens);
 ABSL_DECLARE_FLAG(bool, json);
 ABSL_DECLARE_FLAG(uint64_t, seed);
 ABSL_DECLARE_FLAG(int, tp);
@@ -39,17 +41,9 @@ int CudaDeviceOfThisRank();
 // EngineOptions from --device --threads --kv-dtype --kv-memory --block-size --max-seqs.
 EngineOptions EngineOptionsFromFlags();
 
-// The communicators of an mpirun job (single-rank ones otherwise).
-// With --device cuda the data plane is NCCL when every local rank has its own GPU, else MPI
-// (staged through host memory by the engine).
-struct JobComms {
-  std::unique_ptr<HostComm> world, tp_group;
-  std::unique_ptr<DeviceComm> tp, world_data;
-  std::string data_plane;  // "nccl", "mpi", or "mpi with host staging (...)"
-
-  EngineComms engine() const { return {world.get(), tp.get(), world_data.get()}; }
-};
-JobComms CreateJobComms();
+// The communicators of an mpirun job (single-rank ones otherwise), from --tp and --device
+// (parallel/job_comms.h decides the data plane).
+JobComms CreateJobCommsFromFlags();
 
 // Engine::Create from the flags; on a multi-rank job a failure aborts every rank with the message.
 absl::StatusOr<std::unique_ptr<Engine>> CreateEngineOrAbort(const std::string& command, JobComms& comms);

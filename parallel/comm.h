@@ -14,8 +14,8 @@
 
 namespace strata {
 
-// Tags of HostComm's point-to-point messages. The MPI data plane uses tag 0 on the same ranks, so
-// control messages never match a data-plane receive.
+// Tags of HostComm's point-to-point messages. The MPI data plane runs on a communicator of its
+// own (a duplicate), so control and data messages are apart whatever their tags.
 enum HostTag : int {
   kTagStep = 1,    // a step plan travelling from rank 0 down the pipeline
   kTagLogits = 2,  // last stage -> rank 0: one micro-batch's logits

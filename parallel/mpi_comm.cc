@@ -117,12 +117,19 @@ class SingleHostComm : public HostComm {
   }
 };
 
-// Host-staged data plane for the CPU backend: device memory is host memory.
+// Host-staged data plane for the CPU backend: device memory is host memory. It owns a duplicate
+// of the control plane's communicator, so that its messages and the control messages can never
+// match each other's receives, whatever their tags.
 class MpiDeviceComm : public DeviceComm {
  public:
   explicit MpiDeviceComm(MPI_Comm c) : comm_(c) {
     MPI_Comm_rank(c, &rank_);
     MPI_Comm_size(c, &size_);
+  }
+  ~MpiDeviceComm() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&comm_);
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -168,7 +175,10 @@ std::unique_ptr<HostComm> CreateWorldHostComm() {
 std::unique_ptr<DeviceComm> CreateDeviceComm(HostComm* host) {
   auto* mpi = dynamic_cast<MpiHostComm*>(host);
   if (mpi == nullptr || host->size() == 1) return nullptr;
-  return std::make_unique<MpiDeviceComm>(mpi->comm());
+  MPI_Comm dup;  // collective over the group: every rank creates its data plane in the same order
+  if (MPI_Comm_dup(mpi->comm(), &dup) != MPI_SUCCESS) mpi->Abort("MPI_Comm_dup of the data plane failed");
+  MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
+  return std::make_unique<MpiDeviceComm>(dup);
 }
 
 void ShutdownComms() {

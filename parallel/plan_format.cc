@@ -14,6 +14,12 @@ std::string Tokens(int64_t t) {
   return t == std::numeric_limits<int64_t>::max() ? std::string("unbounded") : absl::StrCat(t);
 }
 
+std::vector<int> StageOfLayer(const ModelSpec& spec, const PipelinePlan& plan) {
+  std::vector<int> out;
+  for (int l = 0; l < spec.num_layers; ++l) out.push_back(plan.layout.stage_of_layer(l));
+  return out;
+}
+
 std::string Mib(int64_t b) { return absl::StrFormat("%.1f MiB", b / 1048576.0); }
 
 }  // namespace
@@ -21,15 +27,15 @@ std::string Mib(int64_t b) { return absl::StrFormat("%.1f MiB", b / 1048576.0); 
 std::string PlanToText(const ModelSpec& spec, const PipelinePlan& plan) {
   std::string out = absl::StrFormat("model %s: %d layers, layer map %s\n", spec.model_type, spec.num_layers,
                                     LayerTypesString(spec));
-  absl::StrAppendFormat(&out, "topology: tp %d x pp %d = %d ranks\n", plan.topology.tp, plan.topology.pp,
-                        plan.topology.world_size());
+  absl::StrAppendFormat(&out, "topology: tp %d x pp %d = %d ranks\n", plan.layout.tp(), plan.layout.pp(),
+                        plan.layout.world_size());
   absl::StrAppendFormat(&out, "partition: %s\n\n", plan.partition_reason);
   absl::StrAppendFormat(&out, "%-6s %-8s %-14s %-14s %-14s %-16s %-12s %s\n", "stage", "layers", "homes", "mirrors",
                         "weights/rank", "KV B/token/rank", "GFLOP/token", "KV capacity (tokens)");
   for (size_t s = 0; s < plan.stages.size(); ++s) {
     const StagePlan& st = plan.stages[s];
     absl::StrAppendFormat(&out, "%-6d %-8s %-14s %-14s %-14s %-16d %-12.3f %s\n", s,
-                          absl::StrCat(st.first_layer, "-", st.last_layer),
+                          absl::StrCat(plan.layout.stage_layers(s).first, "-", plan.layout.stage_layers(s).last),
                           st.homes.empty() ? "-" : absl::StrJoin(st.homes, ","),
                           st.mirrors.empty() ? "-" : absl::StrJoin(st.mirrors, ","), Mib(st.weight_bytes_per_rank),
                           st.kv_bytes_per_token_per_rank, st.gflops_per_token, Tokens(st.kv_capacity_tokens));
@@ -52,9 +58,10 @@ std::string PlanToText(const ModelSpec& spec, const PipelinePlan& plan) {
 
 std::string PlanToJson(const ModelSpec& spec, const PipelinePlan& plan) {
   nlohmann::json stages = nlohmann::json::array(), edges = nlohmann::json::array();
-  for (const StagePlan& st : plan.stages)
-    stages.push_back({{"first_layer", st.first_layer},
-                      {"last_layer", st.last_layer},
+  for (size_t s = 0; s < plan.stages.size(); ++s) {
+    const StagePlan& st = plan.stages[s];
+    stages.push_back({{"first_layer", plan.layout.stage_layers(static_cast<int>(s)).first},
+                      {"last_layer", plan.layout.stage_layers(static_cast<int>(s)).last},
                       {"homes", st.homes},
                       {"mirrors", st.mirrors},
                       {"weight_bytes_per_rank", st.weight_bytes_per_rank},
@@ -62,6 +69,7 @@ std::string PlanToJson(const ModelSpec& spec, const PipelinePlan& plan) {
                       {"kv_bytes_per_sequence_per_rank", st.kv_bytes_per_sequence_per_rank},
                       {"kv_capacity_tokens", st.kv_capacity_tokens},
                       {"gflops_per_token", st.gflops_per_token}});
+  }
   for (const TransferEdge& e : plan.edges)
     edges.push_back({{"producer_layer", e.producer_layer},
                      {"from_stage", e.from_stage},
@@ -69,10 +77,10 @@ std::string PlanToJson(const ModelSpec& spec, const PipelinePlan& plan) {
                      {"upward", e.upward},
                      {"bytes_per_token_per_rank", e.bytes_per_token_per_rank},
                      {"bytes_per_token", e.bytes_per_token}});
-  nlohmann::json j = {{"tp", plan.topology.tp},
-                      {"pp", plan.topology.pp},
+  nlohmann::json j = {{"tp", plan.layout.tp()},
+                      {"pp", plan.layout.pp()},
                       {"layer_types", LayerTypesString(spec)},
-                      {"stage_of_layer", plan.stage_of_layer},
+                      {"stage_of_layer", StageOfLayer(spec, plan)},
                       {"stages", stages},
                       {"edges", edges},
                       {"kv_capacity_tokens", plan.kv_capacity_tokens},

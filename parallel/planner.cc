@@ -27,7 +27,7 @@ struct RangeCost {
 
 class Costs {
  public:
-  Costs(const ModelSpec& s, const Topology& t, const PlannerOptions& o) : s_(s), t_(t), o_(o) {
+  Costs(const ModelSpec& s, const ParallelLayout& t, const PlannerOptions& o) : s_(s), t_(t), o_(o) {
     const int L = s.num_layers;
     range_.assign(L, std::vector<RangeCost>(L));
     for (int a = 0; a < L; ++a)
@@ -36,43 +36,26 @@ class Costs {
   const RangeCost& at(int a, int b) const { return range_[a][b]; }
 
   int64_t RowBytesPerRank(int producer) const {
-    const KvLayout k = MakeKvLayout(s_, o_.kv_dtype, o_.block_size, producer, producer, t_.tp);
+    const KvLayout k = MakeKvLayout(s_, o_.kv_dtype, o_.block_size, t_, producer, producer);
     return k.banks[k.bank_of_layer[producer]].bytes_per_row;
   }
 
  private:
   RangeCost Compute(int a, int b) const {
     RangeCost c;
-    const int64_t h = s_.hidden_size, qd = int64_t{s_.num_heads} * s_.head_dim, I = s_.intermediate_size;
-    const int64_t ws = static_cast<int64_t>(DTypeSize(o_.weight_dtype));
-    const int T = t_.tp;
-    const int64_t norm_params = s_.norm == NormKind::kLayerNorm ? 2 * h : h;  // scale (+ shift)
+    const double h = s_.hidden_size, qd = double{s_.num_heads} * s_.head_dim, I = s_.intermediate_size;
     for (int l = a; l <= b; ++l) {
       const LayerSpec& ls = s_.layers[l];
-      const int64_t kvd_rank = int64_t{KvHeadsPerRank(ls.num_kv_heads, T)} * s_.head_dim;
-      const int64_t mlp = (s_.activation == Activation::kSwiGlu ? 3 : 2) * h * I;
-      double params = static_cast<double>(h * qd * 2 + mlp);  // q, o, MLP
-      int64_t rank_params = (h * qd * 2 + mlp) / T;
-      if (ls.is_producer) {
-        params += 2.0 * h * ls.num_kv_heads * s_.head_dim;
-        rank_params += 2 * h * kvd_rank;
-      }
-      // Biases: column-parallel ones split with their weights, row-parallel ones (o, down) whole.
-      if (s_.attention_bias) rank_params += qd / T + h + (ls.is_producer ? 2 * kvd_rank : 0);
-      if (s_.mlp_bias) rank_params += (s_.activation == Activation::kSwiGlu ? 2 : 1) * I / T + h;
+      double params = h * qd * 2 + (s_.activation == Activation::kSwiGlu ? 3 : 2) * h * I;  // q, o, MLP
+      if (ls.is_producer) params += 2.0 * h * ls.num_kv_heads * s_.head_dim;
       c.flops += 2 * params;
-      c.weights += (rank_params + 2 * norm_params) * ws;  // + the two norms (replicated)
     }
-    const int64_t vocab_rank = (int64_t{s_.vocab_size} + T - 1) / T;  // vocab-parallel embedding and head
-    if (a == 0) c.weights += vocab_rank * h * ws;
-    if (b == s_.num_layers - 1) {
-      c.flops += 2.0 * h * s_.vocab_size;
-      c.weights += norm_params * ws;  // final norm
-      if (!s_.tie_word_embeddings || a != 0) c.weights += vocab_rank * h * ws;
-    }
+    if (b == s_.num_layers - 1) c.flops += 2.0 * h * s_.vocab_size;
+    // Weights from the tensors the loader reads for the range, as the layout shares them.
+    c.weights = t_.WeightBytes(s_, a, b, 0, o_.weight_dtype);
     // KV costs come from the cache layer, the one owner of bank accounting: the banks of a stage
     // are its homes and mirrors.
-    const KvLayout k = MakeKvLayout(s_, o_.kv_dtype, o_.block_size, a, b, t_.tp);
+    const KvLayout k = MakeKvLayout(s_, o_.kv_dtype, o_.block_size, t_, a, b);
     c.kv_tok = k.bytes_per_token;
     c.kv_seq = k.bytes_per_sequence;
     c.capacity = ComputeKvCapacity(k, o_.kv_memory_bytes, o_.max_seqs).tokens;
@@ -85,7 +68,7 @@ class Costs {
   }
 
   const ModelSpec& s_;
-  const Topology& t_;
+  const ParallelLayout& t_;
   const PlannerOptions& o_;
   std::vector<std::vector<RangeCost>> range_;
 };
@@ -134,38 +117,28 @@ absl::StatusOr<std::vector<std::pair<int, int>>> ParsePartition(const std::strin
   return out;
 }
 
+int64_t ActivationReserveBytes(const ModelSpec& s, const ParallelLayout& layout, int max_batched_tokens,
+                               int max_seqs) {
+  const int64_t tokens = max_batched_tokens, seqs = max_seqs;
+  const int64_t per_token = 8 * int64_t{s.hidden_size} + 3 * layout.mlp_columns(0).count;
+  return 4 * (tokens * per_token + 2 * seqs * int64_t{s.vocab_size}) + (int64_t{256} << 20);
+}
+
 absl::StatusOr<PipelinePlan> PlanPipeline(const ModelSpec& spec, const Topology& topo, const PlannerOptions& o) {
-  const int L = spec.num_layers, P = topo.pp, T = topo.tp;
-  if (T < 1 || P < 1) return absl::InvalidArgumentError("--tp and --pp must be at least 1");
-  if (P > L) return absl::InvalidArgumentError(absl::StrCat("--pp ", P, " exceeds the ", L, " layers of the model"));
-  if (spec.num_heads % T != 0)
-    return absl::InvalidArgumentError(absl::StrCat("--tp ", T, " does not divide the ", spec.num_heads, " attention heads"));
-  for (int p : spec.Producers()) {
-    const int g = spec.layers[p].num_kv_heads;
-    if (g % T != 0 && T % g != 0)
-      return absl::InvalidArgumentError(absl::StrCat("--tp ", T, ": layer ", p, " has ", g,
-                                                     " KV heads, which neither divide nor are divided by the TP degree"));
-  }
-  if (o.block_size < 1 || o.max_seqs < 1 || o.kv_memory_bytes < 0)
+  const int L = spec.num_layers, P = topo.pp;
+  // The layout's checks are the loader's: a plan exists exactly for the layouts that load.
+  ASSIGN_OR_RETURN(const ParallelLayout unstaged, ParallelLayout::Create(spec, topo.tp, topo.pp));
+  if (o.block_size < 1 || o.max_seqs < 1 || o.max_batched_tokens < 1 || o.kv_memory_bytes < 0)
     return absl::InvalidArgumentError("block size, max sequences and KV memory must be positive");
 
-  const Costs costs(spec, topo, o);
+  const Costs costs(spec, unstaged, o);
   std::vector<int> starts;
   PipelinePlan plan;
-  plan.topology = topo;
   if (!o.forced_partition.empty()) {
-    if (static_cast<int>(o.forced_partition.size()) != P)
-      return absl::InvalidArgumentError(absl::StrCat("--partition has ", o.forced_partition.size(),
-                                                     " ranges for ", P, " stages"));
-    int next = 0;
-    for (const auto& [a, b] : o.forced_partition) {
-      if (a != next || b < a || b >= L)
-        return absl::InvalidArgumentError(absl::StrCat("--partition: range ", a, "-", b,
-                                                       " must start at layer ", next, " and end by layer ", L - 1));
-      starts.push_back(a);
-      next = b + 1;
-    }
-    if (next != L) return absl::InvalidArgumentError(absl::StrCat("--partition ends at layer ", next - 1, ", not ", L - 1));
+    std::vector<LayerSpan> spans;
+    for (const auto& [a, b] : o.forced_partition) spans.push_back({a, b});
+    ASSIGN_OR_RETURN(plan.layout, unstaged.WithStages(spans));  // checks the ranges
+    for (const LayerSpan& r : spans) starts.push_back(r.first);
     plan.partition_reason = "forced by --partition";
   } else {
     // 1. The largest smallest-capacity that a partition reaches (binary search over the
@@ -200,13 +173,15 @@ absl::StatusOr<PipelinePlan> PlanPipeline(const ModelSpec& spec, const Topology&
         " GFLOP/token), then moves the fewest KV bytes between stages");
   }
 
-  plan.stage_of_layer.assign(L, 0);
+  if (!plan.layout.has_stages()) {
+    std::vector<LayerSpan> spans;
+    for (int s = 0; s < P; ++s) spans.push_back({starts[s], s + 1 < P ? starts[s + 1] - 1 : L - 1});
+    ASSIGN_OR_RETURN(plan.layout, unstaged.WithStages(spans));
+  }
   for (int s = 0; s < P; ++s) {
     StagePlan st;
-    st.first_layer = starts[s];
-    st.last_layer = s + 1 < P ? starts[s + 1] - 1 : L - 1;
-    for (int l = st.first_layer; l <= st.last_layer; ++l) plan.stage_of_layer[l] = s;
-    const RangeCost& r = costs.at(st.first_layer, st.last_layer);
+    const LayerSpan& layers = plan.layout.stage_layers(s);
+    const RangeCost& r = costs.at(layers.first, layers.last);
     st.weight_bytes_per_rank = r.weights;
     st.kv_bytes_per_token_per_rank = r.kv_tok;
     st.kv_bytes_per_sequence_per_rank = r.kv_seq;
@@ -217,9 +192,10 @@ absl::StatusOr<PipelinePlan> PlanPipeline(const ModelSpec& spec, const Topology&
   for (int s = 0; s < P; ++s) {
     StagePlan& st = plan.stages[s];
     std::set<int> banks;
-    for (int l = st.first_layer; l <= st.last_layer; ++l) banks.insert(spec.layers[l].kv_source);
+    for (int l = plan.layout.stage_layers(s).first; l <= plan.layout.stage_layers(s).last; ++l)
+      banks.insert(spec.layers[l].kv_source);
     for (int p : banks) {
-      const int home = plan.stage_of_layer[p];  // a group lives on its producer's stage
+      const int home = plan.layout.stage_of_layer(p);  // a group lives on its producer's stage
       if (home == s) {
         st.homes.push_back(p);
         continue;
@@ -231,13 +207,14 @@ absl::StatusOr<PipelinePlan> PlanPipeline(const ModelSpec& spec, const Topology&
       e.to_stage = s;
       e.upward = home > s;
       e.bytes_per_token_per_rank = costs.RowBytesPerRank(p);
-      e.bytes_per_token = e.bytes_per_token_per_rank * T;
+      e.bytes_per_token = e.bytes_per_token_per_rank * topo.tp;
       plan.edges.push_back(e);
     }
   }
   std::sort(plan.edges.begin(), plan.edges.end(), [](const TransferEdge& x, const TransferEdge& y) {
     return std::tie(x.producer_layer, x.to_stage) < std::tie(y.producer_layer, y.to_stage);
   });
+  plan.activation_bytes_per_rank = ActivationReserveBytes(spec, plan.layout, o.max_batched_tokens, o.max_seqs);
   plan.kv_capacity_tokens = kUnbounded;
   for (const StagePlan& st : plan.stages) plan.kv_capacity_tokens = std::min(plan.kv_capacity_tokens, st.kv_capacity_tokens);
   return plan;

@@ -1,5 +1,6 @@
 // File: parallel/planner.h
-// The cache placement planner: the only code that maps layers to pipeline stages. Pure and
+// The cache placement planner: the only code that maps layers to pipeline stages (it gives the
+// ParallelLayout its stages). Pure and
 // deterministic: the same ModelSpec, Topology and options give the same plan on every rank.
 //
 // It decides
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "parallel/parallel_layout.h"
 #include "parallel/topology.h"
 #include "runtime/base/dtype.h"
 #include "runtime/model/model_spec.h"
@@ -32,17 +34,17 @@ namespace strata {
 struct PlannerOptions {
   int64_t kv_memory_bytes = int64_t{1} << 30;  // KV budget per rank
   DType kv_dtype = DType::kF16;
-  DType weight_dtype = DType::kF16;
+  DType weight_dtype = DType::kF16;  // of the matrices as loaded; vectors are float32
   int block_size = 16;
   int max_seqs = 256;
+  int max_batched_tokens = 2048;  // tokens per step: sizes the activation reserve
   std::vector<std::pair<int, int>> forced_partition;  // inclusive layer ranges, one per stage
 };
 
-struct StagePlan {
-  int first_layer = 0, last_layer = 0;
+struct StagePlan {  // its layers: PipelinePlan::layout.stage_layers(stage)
   std::vector<int> homes;    // producer layers of groups homed here
   std::vector<int> mirrors;  // producer layers of groups mirrored here
-  int64_t weight_bytes_per_rank = 0;
+  int64_t weight_bytes_per_rank = 0;  // slice 0's (the largest: it has the most vocabulary rows)
   int64_t kv_bytes_per_token_per_rank = 0;    // paged banks (homes + mirrors)
   int64_t kv_bytes_per_sequence_per_rank = 0;  // sliding-window ring banks
   int64_t kv_capacity_tokens = 0;
@@ -58,13 +60,19 @@ struct TransferEdge {
 };
 
 struct PipelinePlan {
-  Topology topology;
+  ParallelLayout layout;  // ranks, slices and each stage's layers
   std::vector<StagePlan> stages;
   std::vector<TransferEdge> edges;
-  std::vector<int> stage_of_layer;
   int64_t kv_capacity_tokens = 0;  // the smallest over stages
+  // Memory every rank keeps beyond weights and KV (ActivationReserveBytes).
+  int64_t activation_bytes_per_rank = 0;
   std::string partition_reason;
 };
+
+// Device memory a rank keeps beyond weights and KV: the float32 activations of the largest step,
+// the logits of a full batch, and the CUDA context and library workspaces.
+int64_t ActivationReserveBytes(const ModelSpec& spec, const ParallelLayout& layout, int max_batched_tokens,
+                               int max_seqs);
 
 absl::StatusOr<PipelinePlan> PlanPipeline(const ModelSpec& spec, const Topology& topo,
                                           const PlannerOptions& options);

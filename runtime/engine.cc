@@ -10,22 +10,9 @@
 #include "runtime/base/status.h"
 #include "runtime/model/config.h"
 #include "runtime/model/safetensors.h"
-#include "runtime/staged_device_comm.h"
+#include "parallel/staged_device_comm.h"
 
 namespace strata {
-
-namespace {
-
-// Device memory every rank keeps beyond weights and KV: activations of the largest step (the
-// runner's float32 buffers), the logits of a full batch, and the CUDA context and library
-// workspaces.
-int64_t ActivationReserveBytes(const ModelSpec& s, const EngineOptions& o) {
-  const int64_t tokens = o.max_batched_tokens, seqs = o.max_seqs;
-  const int64_t per_token = 8 * int64_t{s.hidden_size} + 3 * int64_t{s.intermediate_size} / o.tp;
-  return 4 * (tokens * per_token + 2 * seqs * int64_t{s.vocab_size}) + (int64_t{256} << 20);
-}
-
-}  // namespace
 
 namespace {
 
@@ -43,7 +30,7 @@ absl::StatusOr<int64_t> KvRoom(const ModelSpec& spec, const EngineOptions& o, do
   int64_t weights = 0;
   for (const StagePlan& st : sizing.stages) weights = std::max(weights, st.weight_bytes_per_rank);
   const int64_t usable = static_cast<int64_t>(fraction * static_cast<double>(free_bytes)) / ranks_sharing;
-  const int64_t reserve = ActivationReserveBytes(spec, o);
+  const int64_t reserve = sizing.activation_bytes_per_rank;
   *facts = absl::StrCat(usable, " bytes per rank of ", free_bytes, " free (", ranks_sharing, " ranks sharing it); ", weights, " bytes of weights per rank and ", reserve,
                         " bytes of activations");
   return usable - weights - reserve;
@@ -105,10 +92,6 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
     return absl::InvalidArgumentError(absl::StrCat("--tp ", o.tp, " x --pp ", o.pp, " must equal the ", world,
                                                    " ranks of the job"));
   const int rank = comms.world ? comms.world->rank() : 0;
-  const TensorSlice slice{rank % o.tp, o.tp};
-  const int stage = rank / o.tp;
-  e->stage_ = stage;
-  e->slice_ = slice.rank;
   ASSIGN_OR_RETURN(e->spec_, LoadModelConfig(model_dir));
   if (o.block_size < 1) return absl::InvalidArgumentError("--block-size must be positive");
   if (o.max_seqs < 1) return absl::InvalidArgumentError("--max-seqs must be positive");
@@ -120,9 +103,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   PlannerOptions po;
   po.kv_memory_bytes = o.kv_memory_bytes;
   po.kv_dtype = kv_dtype;
-  po.weight_dtype = e->spec_.torch_dtype;
   po.block_size = o.block_size;
   po.max_seqs = o.max_seqs;
+  po.max_batched_tokens = o.max_batched_tokens;
   if (!o.partition.empty()) {
     ASSIGN_OR_RETURN(po.forced_partition, ParsePartition(o.partition));
   }
@@ -131,6 +114,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
     return absl::UnimplementedError(absl::StrCat("head_dim ", e->spec_.head_dim, " is larger than the ",
                                                  e->backend_->name(), " backend's attention supports (",
                                                  e->backend_->max_head_dim(), ")"));
+  po.weight_dtype = e->backend_->MatrixDType(e->spec_.torch_dtype);  // what the loader will hold
   std::string budget_source = "--kv-memory";
   if (o.gpu_memory_fraction > 0) {
     ASSIGN_OR_RETURN(po.kv_memory_bytes, KvBudgetFromDevice(e->spec_, o, po, comms.world, e->backend_.get()));
@@ -142,11 +126,14 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
     return absl::InvalidArgumentError(absl::StrCat("--kv-memory ", o.kv_memory_bytes, " must not be negative"));
   }
   ASSIGN_OR_RETURN(e->plan_, PlanPipeline(e->spec_, Topology{o.tp, o.pp}, po));
-  const StagePlan& mine = e->plan_.stages[stage];
+  const ParallelLayout& parallel = e->plan_.layout;
+  e->rank_ = rank;
+  e->stage_ = parallel.stage_of(rank);
+  e->slice_ = parallel.slice_of(rank);
+  const LayerSpan mine = parallel.stage_layers(e->stage_);
   ASSIGN_OR_RETURN(e->checkpoint_, Checkpoint::Open(model_dir));
-  ASSIGN_OR_RETURN(e->weights_, LoadWeights(e->checkpoint_, e->spec_, e->backend_.get(), slice,
-                                            LayerRange{mine.first_layer, mine.last_layer}));
-  e->layout_ = MakeKvLayout(e->spec_, kv_dtype, o.block_size, mine.first_layer, mine.last_layer, o.tp);
+  ASSIGN_OR_RETURN(e->weights_, LoadWeights(e->checkpoint_, e->spec_, e->backend_.get(), parallel, rank));
+  e->layout_ = MakeKvLayout(e->spec_, kv_dtype, o.block_size, parallel, mine.first, mine.last);
   // One block id covers a sequence on every stage, so every rank allocates the blocks of the
   // fullest stage: the plan's smallest capacity (unbounded when no stage has paged banks).
   const bool paged = e->plan_.kv_capacity_tokens != std::numeric_limits<int64_t>::max();
@@ -167,9 +154,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   DeviceComm* world_data = DataPlaneFor(comms.world_data, e->backend_.get(), &e->staged_world_);
   for (DeviceComm* plane : {tp_data, world_data})
     if (plane != nullptr) RETURN_IF_ERROR(plane->BindComputeStream(e->backend_->native_stream()));
-  StageContext sc{stage, mine.first_layer, mine.last_layer, o.tp, o.pp > 1 ? &e->plan_ : nullptr, world_data};
-  e->runner_ = std::make_unique<ModelRunner>(e->spec_, e->weights_, e->backend_.get(), e->storage_.get(), slice,
-                                             tp_data, sc);
+  ASSIGN_OR_RETURN(e->runner_, ModelRunner::Create(e->spec_, e->weights_, e->backend_.get(), e->storage_.get(),
+                                                   {.plan = &e->plan_, .rank = rank, .tp = tp_data, .world = world_data}));
   // As many micro-batches as stages keep every stage busy (one stage: one batch).
   e->in_flight_.resize(o.pp);
   if (rank == 0) {
@@ -209,7 +195,7 @@ absl::Status Engine::FailStep(const absl::Status& st) {
 
 absl::Status Engine::SendToChildren(const StepMessage& m) {
   const std::vector<int32_t> words = EncodeStepMessage(m);
-  for (int child : ControlChildren(comms_.world->rank(), tp(), plan_.topology.pp))
+  for (int child : plan_.layout.control_children(rank_))
     RETURN_IF_ERROR(comms_.world->Send(words.data(), words.size() * 4, child, kTagStep));
   return absl::OkStatus();
 }
@@ -251,8 +237,8 @@ absl::StatusOr<std::vector<RequestOutput>> Engine::Step() {
     RETURN_IF_ERROR(DrainRankStats());
     if (!last_stage()) {  // receive before anything can block: the last stage may send early
       f.logits.resize(f.step.seqs.size() * static_cast<size_t>(spec_.vocab_size));
-      const int from = Topology{tp(), plan_.topology.pp}.rank_of(plan_.topology.pp - 1, 0);
-      auto pending = comms_.world->RecvAsync(f.logits.data(), f.logits.size() * 4, from, kTagLogits);
+      auto pending = comms_.world->RecvAsync(f.logits.data(), f.logits.size() * 4, plan_.layout.logits_rank(),
+                                             kTagLogits);
       if (!pending.ok()) return FailStep(pending.status());
       f.pending = std::move(*pending);
     }
@@ -306,7 +292,7 @@ absl::StatusOr<std::vector<GenerationResult>> Engine::Generate(const std::vector
 RankStats Engine::OwnStats(int64_t step_id) const {
   RankStats s;
   s.step_id = step_id;
-  s.rank = comms_.world ? comms_.world->rank() : 0;
+  s.rank = rank_;
   s.stage = stage_;
   s.slice = slice_;
   s.steps = rank_steps_;
@@ -354,12 +340,11 @@ absl::StatusOr<std::vector<RankStats>> Engine::CollectRankStats() {
 
 absl::Status Engine::RunWorker() {
   if (!distributed()) return absl::OkStatus();
-  const int rank = comms_.world->rank();
-  const bool sends_logits = last_stage() && slice_ == 0;
+  const bool sends_logits = rank_ == plan_.layout.logits_rank();
   for (;;) {
-    auto bytes = comms_.world->Recv(ControlParent(rank, tp()), kTagStep);
+    auto bytes = comms_.world->Recv(plan_.layout.control_parent(rank_), kTagStep);
     if (!bytes.ok()) comms_.world->Abort(std::string(bytes.status().message()));
-    for (int child : ControlChildren(rank, tp(), plan_.topology.pp)) {
+    for (int child : plan_.layout.control_children(rank_)) {
       absl::Status st = comms_.world->Send(bytes->data(), bytes->size(), child, kTagStep);
       if (!st.ok()) comms_.world->Abort(std::string(st.message()));
     }

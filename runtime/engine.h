@@ -17,6 +17,7 @@
 #include "cache/kv_storage.h"
 #include "kernels/backend.h"
 #include "parallel/comm.h"
+#include "parallel/job_comms.h"
 #include "runtime/model/model_spec.h"
 #include "runtime/model_runner.h"
 #include "runtime/sampler.h"
@@ -45,13 +46,6 @@ struct EngineOptions {
   int pp = 1;          // pipeline stages
   // Forced layer ranges per stage ("0-5,6-11"), for comparing plans; empty: the planner's own.
   std::string partition;
-};
-
-// Where this process sits in a distributed job. Null communicators: a single rank.
-struct EngineComms {
-  HostComm* world = nullptr;   // every rank; rank 0 schedules and broadcasts each step
-  DeviceComm* tp = nullptr;    // this rank's tensor-parallel group
-  DeviceComm* world_data = nullptr;  // every rank: hidden states and K/V rows between stages
 };
 
 struct GenerationResult {
@@ -135,8 +129,7 @@ class Engine {
  private:
   Engine() = default;
   bool distributed() const { return comms_.world != nullptr && comms_.world->size() > 1; }
-  bool last_stage() const { return stage_ == static_cast<int>(plan_.stages.size()) - 1; }
-  int tp() const { return static_cast<int>(plan_.topology.tp); }
+  bool last_stage() const { return stage_ == plan_.layout.pp() - 1; }
   absl::Status SendToChildren(const StepMessage& m);
   RankStats OwnStats(int64_t step_id) const;  // as reported for the plan `step_id`
   absl::Status DrainRankStats();
@@ -158,7 +151,7 @@ class Engine {
   KvCapacity capacity_;
   std::string kv_budget_;
   PipelinePlan plan_;
-  int stage_ = 0, slice_ = 0;
+  int rank_ = 0, stage_ = 0, slice_ = 0;  // stage and slice as plan_.layout places rank_
   // Host data planes wrapped for a device backend (StagedDeviceComm); outlive the runner.
   std::unique_ptr<DeviceComm> staged_tp_, staged_world_;
   std::unique_ptr<KvStorage> storage_;

@@ -10,19 +10,12 @@
 
 namespace strata {
 
-ModelRunner::ModelRunner(const ModelSpec& spec, const ModelWeights& weights, Backend* backend, KvStorage* kv,
-                         TensorSlice slice, DeviceComm* tp_comm, StageContext stage)
-    : spec_(spec),
-      w_(weights),
-      slice_(slice),
-      tp_comm_(tp_comm),
-      stage_(stage),
-      local_heads_(spec.num_heads / slice.size),
-      local_intermediate_(spec.intermediate_size / slice.size),
-      backend_(backend),
-      kv_(kv),
-      layout_(kv->layout()),
-      plan_(IterationPlan(spec)) {
+absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelSpec& spec, const ModelWeights& weights,
+                                                                  Backend* backend, KvStorage* kv,
+                                                                  RunnerPlacement placement) {
+  if (placement.plan == nullptr || !placement.plan->layout.has_stages())
+    return absl::InvalidArgumentError("the model runner needs a pipeline plan");
+  std::unique_ptr<ModelRunner> r(new ModelRunner(spec, weights, backend, kv, placement));
   // cos/sin(pos * theta^(-2i/rotary_dims)), computed in double once.
   const int half = spec.rotary_dims / 2;
   const int max_pos = spec.max_position_embeddings;
@@ -33,13 +26,31 @@ ModelRunner::ModelRunner(const ModelSpec& spec, const ModelWeights& weights, Bac
       c[static_cast<size_t>(p) * half + i] = static_cast<float>(std::cos(p * inv_freq));
       s[static_cast<size_t>(p) * half + i] = static_cast<float>(std::sin(p * inv_freq));
     }
-  rope_cos_ = std::move(backend->Allocate(c.size() * 4)).value();
-  rope_sin_ = std::move(backend->Allocate(s.size() * 4)).value();
-  backend->CopyToDevice(rope_cos_.get(), c.data(), c.size() * 4);
-  backend->CopyToDevice(rope_sin_.get(), s.data(), s.size() * 4);
-  rope_ = {rope_cos_.f32(), rope_sin_.f32(), spec.rotary_dims, max_pos};
-  if (stage_.last_layer < 0) stage_.last_layer = spec.num_layers - 1;
+  ASSIGN_OR_RETURN(r->rope_cos_, backend->Allocate(c.size() * 4));
+  ASSIGN_OR_RETURN(r->rope_sin_, backend->Allocate(s.size() * 4));
+  backend->CopyToDevice(r->rope_cos_.get(), c.data(), c.size() * 4);
+  backend->CopyToDevice(r->rope_sin_.get(), s.data(), s.size() * 4);
+  r->rope_ = {r->rope_cos_.f32(), r->rope_sin_.f32(), spec.rotary_dims, max_pos};
+  return r;
 }
+
+ModelRunner::ModelRunner(const ModelSpec& spec, const ModelWeights& weights, Backend* backend, KvStorage* kv,
+                         RunnerPlacement placement)
+    : spec_(spec),
+      w_(weights),
+      placement_(placement),
+      stage_(placement.plan->layout.stage_of(placement.rank)),
+      slice_(placement.plan->layout.slice_of(placement.rank)),
+      first_layer_(placement.plan->layout.stage_layers(stage_).first),
+      last_layer_(placement.plan->layout.stage_layers(stage_).last),
+      tp_comm_(placement.tp),
+      local_heads_(static_cast<int>(placement.plan->layout.query_heads(slice_).count)),
+      local_intermediate_(static_cast<int>(placement.plan->layout.mlp_columns(slice_).count)),
+      backend_(backend),
+      kv_(kv),
+      layout_(kv->layout()),
+      plan_(IterationPlan(spec)) {}
+
 
 absl::Status ModelRunner::EnsureWorkspace(int tokens, int seqs, int max_blocks) {
   auto alloc = [&](DeviceBuffer* b, size_t bytes) -> absl::Status {
@@ -82,7 +93,7 @@ absl::Status ModelRunner::EnsureWorkspace(int tokens, int seqs, int max_blocks) 
     RETURN_IF_ERROR(alloc(&last_rows_, s * 4));
     RETURN_IF_ERROR(alloc(&last_, s * spec_.hidden_size * 4));
     RETURN_IF_ERROR(alloc(&logits_, s * w_.vocab_rows_padded * 4));
-    RETURN_IF_ERROR(alloc(&logits_all_, s * w_.vocab_rows_padded * slice_.size * 4));
+    RETURN_IF_ERROR(alloc(&logits_all_, s * w_.vocab_rows_padded * layout().tp() * 4));
     capacity_seqs_ = seqs;
   }
   const size_t table = static_cast<size_t>(seqs) * max_blocks;
@@ -107,8 +118,15 @@ absl::Status ModelRunner::Prepare(const std::vector<SequenceStep>& seqs) {
                                                 " beyond max_position_embeddings ",
                                                 spec_.max_position_embeddings));
     if (layout_.has_paged_banks() &&
-        (q.blocks == nullptr || static_cast<int64_t>(q.blocks->size()) * layout_.block_size < end))
+        static_cast<int64_t>(q.blocks.size()) * layout_.block_size < end)
       return absl::InternalError(absl::StrCat("sequence ", s, ": block table too short for ", end, " tokens"));
+    for (int b : q.blocks)
+      if (b < 0 || b >= kv_->capacity().num_blocks)
+        return absl::InternalError(absl::StrCat("sequence ", s, ": block ", b, " outside the cache's ",
+                                                kv_->capacity().num_blocks, " blocks"));
+    if (q.slot < 0 || q.slot >= kv_->capacity().max_seqs)
+      return absl::InternalError(absl::StrCat("sequence ", s, ": slot ", q.slot, " outside the cache's ",
+                                              kv_->capacity().max_seqs, " slots"));
     for (size_t i = 0; i < q.tokens.size(); ++i) {
       const int id = q.tokens[i];
       if (id < 0 || id >= spec_.vocab_size)
@@ -122,7 +140,7 @@ absl::Status ModelRunner::Prepare(const std::vector<SequenceStep>& seqs) {
     last_rows.push_back(static_cast<int>(ids.size()) - 1);
     ctx.push_back(q.context_len);
     slot.push_back(q.slot);
-    if (q.blocks) max_blocks = std::max(max_blocks, static_cast<int>(q.blocks->size()));
+    max_blocks = std::max(max_blocks, static_cast<int>(q.blocks.size()));
   }
   const int tokens = static_cast<int>(ids.size());
   num_tokens_ = tokens;
@@ -130,7 +148,7 @@ absl::Status ModelRunner::Prepare(const std::vector<SequenceStep>& seqs) {
   RETURN_IF_ERROR(EnsureWorkspace(tokens, num_seqs_, max_blocks));
   std::vector<int> table(static_cast<size_t>(num_seqs_) * max_blocks, 0);
   for (int s = 0; s < num_seqs_; ++s)
-    if (seqs[s].blocks) std::copy(seqs[s].blocks->begin(), seqs[s].blocks->end(), table.begin() + s * max_blocks);
+    std::copy(seqs[s].blocks.begin(), seqs[s].blocks.end(), table.begin() + s * max_blocks);
   backend_->CopyToDevice(token_start_.get(), token_start.data(), token_start.size() * 4);
   backend_->CopyToDevice(context_len_.get(), ctx.data(), ctx.size() * 4);
   backend_->CopyToDevice(seq_slot_.get(), slot.data(), slot.size() * 4);
@@ -160,7 +178,7 @@ void ModelRunner::RunLayer(int l, int T) {
   const KvBank& kb = layout_.banks[bank];
   const int kvd = kb.num_kv_heads * kb.head_dim;
   // Row-parallel biases are added by slice 0 only, so the all-reduce adds them once.
-  const bool bias_here = slice_.rank == 0;
+  const bool bias_here = slice_ == 0;
 
   backend_->Norm({nt, x_.f32(), w.norm1_w.f32(), w.norm1_b.f32(), a_.f32(), T, h, spec_.norm_eps});
   if (spec_.parallel_residual)  // both norms read the layer input (§1.5)
@@ -217,7 +235,7 @@ void ModelRunner::RunLayer(int l, int T) {
 }
 
 absl::Status ModelRunner::RunSegment(const PlanSegment& seg, int passes, int T) {
-  const int first = stage_.first_layer, last = stage_.last_layer, me = stage_.stage;
+  const int first = first_layer_, last = last_layer_, me = stage_;
   const int lo = std::max(seg.first_layer, first), hi = std::min(seg.last_layer, last);
   // A cyclic block may span stages: then every pass flows through all of them, and between
   // passes the upward targets' rows travel back to the stages that read them (§7.2).
@@ -225,7 +243,7 @@ absl::Status ModelRunner::RunSegment(const PlanSegment& seg, int passes, int T) 
   const size_t xbytes = static_cast<size_t>(T) * spec_.hidden_size * 4;
   auto in_block_upward_edge = [&](const TransferEdge& e) {
     return e.upward && e.producer_layer >= seg.first_layer && e.producer_layer <= seg.last_layer &&
-           stage_.plan->stage_of_layer[seg.first_layer] <= e.to_stage;
+           layout().stage_of_layer(seg.first_layer) <= e.to_stage;
   };
   if (passes > 1) {
     if (!spans_before) backend_->CopyDeviceToDevice(x_block_in_.get(), x_.get(), xbytes);
@@ -244,8 +262,8 @@ absl::Status ModelRunner::RunSegment(const PlanSegment& seg, int passes, int T) 
   }
   for (int pass = 0; pass < passes; ++pass) {
     if (pass > 0) {
-      if (stage_.plan) {
-        for (const TransferEdge& e : stage_.plan->edges)
+      if (layout().pp() > 1) {
+        for (const TransferEdge& e : placement_.plan->edges)
           if (in_block_upward_edge(e) && e.to_stage == me)
             RETURN_IF_ERROR(RecvRows(layout_.bank_of_layer[e.producer_layer], WorldRank(e.from_stage), T));
       }
@@ -259,8 +277,8 @@ absl::Status ModelRunner::RunSegment(const PlanSegment& seg, int passes, int T) 
     for (int l = lo; l <= hi; ++l) RunLayer(l, T);
     if (pass + 1 < passes) {  // the final pass leaves through the stage's ordinary exit
       if (spans_after) RETURN_IF_ERROR(SendToStage(x_.get(), xbytes, WorldRank(me + 1)));
-      if (stage_.plan) {
-        for (const TransferEdge& e : stage_.plan->edges)
+      if (layout().pp() > 1) {
+        for (const TransferEdge& e : placement_.plan->edges)
           if (in_block_upward_edge(e) && e.from_stage == me)
             RETURN_IF_ERROR(SendRows(layout_.bank_of_layer[e.producer_layer], WorldRank(e.to_stage), T,
                                      &edge_bytes_[{e.producer_layer, e.to_stage}]));
@@ -272,11 +290,11 @@ absl::Status ModelRunner::RunSegment(const PlanSegment& seg, int passes, int T) 
 
 // The data plane orders itself against the backend's work (DeviceComm::BindComputeStream).
 absl::Status ModelRunner::SendToStage(const void* data, size_t bytes, int peer) {
-  return stage_.world->Send(data, bytes, peer);
+  return placement_.world->Send(data, bytes, peer);
 }
 
 absl::Status ModelRunner::RecvFromStage(void* data, size_t bytes, int peer) {
-  return stage_.world->Recv(data, bytes, peer);
+  return placement_.world->Recv(data, bytes, peer);
 }
 
 absl::Status ModelRunner::SendRows(int bank, int peer, int tokens, int64_t* bytes) {
@@ -305,11 +323,11 @@ absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceS
   RETURN_IF_ERROR(Prepare(seqs));
   const int T = num_tokens_;
   const int h = spec_.hidden_size;
-  const int first = stage_.first_layer, last = stage_.last_layer;
+  const int first = first_layer_, last = last_layer_;
   const bool first_stage = first == 0, last_stage = last == spec_.num_layers - 1;
-  const int my_stage = stage_.stage;
+  const int my_stage = stage_;
   // Producer p lives on the stage the plan gives it (this stage when there is only one).
-  auto home = [&](int p) { return stage_.plan ? stage_.plan->stage_of_layer[p] : my_stage; };
+  auto home = [&](int p) { return layout().stage_of_layer(p); };
 
   if (first_stage) {
     backend_->Embedding({w_.embed.get(), ids_.i32(), x_.f32(), T, h, w_.vocab_begin, w_.vocab_rows, w_.matrix_dtype});
@@ -334,8 +352,8 @@ absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceS
 
   if (!last_stage)
     RETURN_IF_ERROR(SendToStage(x_.get(), static_cast<size_t>(T) * h * 4, WorldRank(my_stage + 1)));
-  if (stage_.plan) {
-    for (const TransferEdge& e : stage_.plan->edges) {  // sorted by (producer, destination)
+  if (layout().pp() > 1) {
+    for (const TransferEdge& e : placement_.plan->edges) {  // sorted by (producer, destination)
       if (e.from_stage != my_stage) continue;
       RETURN_IF_ERROR(SendRows(layout_.bank_of_layer[e.producer_layer], WorldRank(e.to_stage), T,
                                &edge_bytes_[{e.producer_layer, e.to_stage}]));
@@ -374,17 +392,17 @@ absl::StatusOr<std::vector<float>> ModelRunner::Logits() {
     RETURN_IF_ERROR(tp_comm_->AllGather(logits_.f32(), logits_all_.f32(), per_slice));
     gathered = &logits_all_;
   }
-  std::vector<float> all(per_slice * slice_.size);
+  std::vector<float> all(per_slice * layout().tp());
   backend_->CopyToHost(all.data(), gathered->get(), all.size() * 4);
   // A collective of this step may have been aborted after it was enqueued (a dead peer).
-  for (const DeviceComm* plane : {tp_comm_, stage_.world})
+  for (const DeviceComm* plane : {tp_comm_, placement_.world})
     if (plane != nullptr) RETURN_IF_ERROR(plane->Health());
   std::vector<float> logits(static_cast<size_t>(S) * V);
-  for (int r = 0; r < slice_.size; ++r) {
-    const int rows = std::clamp(V - r * vp, 0, vp);  // slice r's vocabulary rows
+  for (int r = 0; r < layout().tp(); ++r) {
+    const IndexRange rows = layout().vocab_rows(r);
     for (int s = 0; s < S; ++s)
-      std::copy_n(all.begin() + static_cast<size_t>(r) * per_slice + static_cast<size_t>(s) * rows, rows,
-                  logits.begin() + static_cast<size_t>(s) * V + static_cast<size_t>(r) * vp);
+      std::copy_n(all.begin() + static_cast<size_t>(r) * per_slice + static_cast<size_t>(s * rows.count), rows.count,
+                  logits.begin() + static_cast<size_t>(s) * V + static_cast<size_t>(rows.first));
   }
   return logits;
 }

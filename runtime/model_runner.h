@@ -13,6 +13,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -28,25 +29,25 @@ namespace strata {
 struct SequenceStep {
   std::vector<int> tokens;  // new tokens of this step
   int context_len = 0;      // tokens already in the cache
-  const std::vector<int>* blocks = nullptr;  // block table covering context_len + tokens.size()
+  std::vector<int> blocks;  // block table covering context_len + tokens.size() (empty: no paged bank)
   int slot = 0;             // ring-bank slot
 };
 
-// This rank's pipeline stage (the default: one stage holding the whole model).
-struct StageContext {
-  int stage = 0;
-  int first_layer = 0, last_layer = -1;  // -1: the last layer
-  int tp = 1;                            // world rank = stage * tp + tensor slice
-  const PipelinePlan* plan = nullptr;    // null for a single stage
-  DeviceComm* world = nullptr;           // point to point between stages and to rank 0
+// Where this rank sits in the job and how it talks to the others.
+struct RunnerPlacement {
+  const PipelinePlan* plan = nullptr;  // the layout (stages, slices) and the transfer edges
+  int rank = 0;                        // world rank
+  DeviceComm* tp = nullptr;            // this tensor-parallel group (null for one slice)
+  DeviceComm* world = nullptr;         // point to point between stages (null for one stage)
 };
 
 class ModelRunner {
  public:
-  // `tp_comm` joins the ranks of this tensor-parallel group (null when slice.size == 1);
-  // `weights` and `kv` hold this slice's share.
-  ModelRunner(const ModelSpec& spec, const ModelWeights& weights, Backend* backend, KvStorage* kv,
-              TensorSlice slice = {}, DeviceComm* tp_comm = nullptr, StageContext stage = {});
+  // `weights` and `kv` hold this rank's share (plan->layout says which). Fails when the
+  // backend cannot hold the runner's tables.
+  static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(const ModelSpec& spec, const ModelWeights& weights,
+                                                             Backend* backend, KvStorage* kv,
+                                                             RunnerPlacement placement);
 
   // Runs this stage's layers for the step's tokens (receiving the hidden state and mirrored K/V
   // rows from other stages, sending its own), commits the new K/V rows, and returns the logits of
@@ -68,7 +69,8 @@ class ModelRunner {
 
   // Sums a row-parallel partial result over the tensor slices.
   void AllReduce(float* data, size_t count);
-  int WorldRank(int stage) const { return stage * stage_.tp + slice_.rank; }
+  int WorldRank(int stage) const { return layout().rank_of(stage, slice_); }
+  const ParallelLayout& layout() const { return placement_.plan->layout; }
   // Step rows of bank `b` to or from another stage's rank, in the KV dtype on the wire.
   absl::Status SendRows(int bank, int peer, int tokens, int64_t* bytes);
   // Point to point with another stage's rank, after the backend's queued work is done.
@@ -77,11 +79,14 @@ class ModelRunner {
   absl::Status RecvRows(int bank, int peer, int tokens);
   absl::StatusOr<std::vector<float>> Logits();
 
+  ModelRunner(const ModelSpec& spec, const ModelWeights& weights, Backend* backend, KvStorage* kv,
+              RunnerPlacement placement);
+
   const ModelSpec& spec_;
   const ModelWeights& w_;
-  TensorSlice slice_;
+  RunnerPlacement placement_;
+  int stage_, slice_, first_layer_, last_layer_;
   DeviceComm* tp_comm_;
-  StageContext stage_;
   std::map<std::pair<int, int>, int64_t> edge_bytes_;
   double input_wait_seconds_ = 0;
   int local_heads_, local_intermediate_;

@@ -158,11 +158,10 @@ absl::StatusOr<ScheduledStep> Scheduler::Schedule(int mb) {
     s->in_flight = n;
     (n == 1 && s->computed + 1 == s->total() && !s->generated.empty() ? step.decode_tokens : step.prefill_tokens) += n;
     budget -= n;
+    if (Paged()) st.blocks = s->blocks;
     step.seqs.push_back(std::move(st));
-    step.blocks.push_back(s->blocks);
     step.ids.push_back(s->id);
   }
-  for (size_t i = 0; i < step.seqs.size(); ++i) step.seqs[i].blocks = Paged() ? &step.blocks[i] : nullptr;
   return step;
 }
 

@@ -53,12 +53,11 @@ struct RequestOutput {
   std::string finish_reason;  // "stop", "length" or "abort" when finished
 };
 
-// The steps of one micro-batch, with the blocks they address (SequenceStep points into them).
+// The steps of one micro-batch (each SequenceStep carries its own block table).
 struct ScheduledStep {
   int micro_batch = 0;
   std::vector<SequenceStep> seqs;
-  std::vector<std::vector<int>> blocks;  // per sequence
-  std::vector<RequestId> ids;            // per sequence
+  std::vector<RequestId> ids;  // per sequence
   int64_t prefill_tokens = 0, decode_tokens = 0;
   bool empty() const { return seqs.empty(); }
 };

@@ -12,10 +12,10 @@ std::vector<int32_t> EncodeStepMessage(const StepMessage& m) {
                             static_cast<int32_t>(m.step_id & 0xffffffff), static_cast<int32_t>(m.step_id >> 32),
                             static_cast<int32_t>(m.seqs.size())};
   for (const SequenceStep& s : m.seqs) {
-    const int nb = s.blocks ? static_cast<int>(s.blocks->size()) : 0;
+    const int nb = static_cast<int>(s.blocks.size());
     w.insert(w.end(), {s.context_len, s.slot, static_cast<int32_t>(s.tokens.size()), nb});
     w.insert(w.end(), s.tokens.begin(), s.tokens.end());
-    if (nb) w.insert(w.end(), s.blocks->begin(), s.blocks->end());
+    w.insert(w.end(), s.blocks.begin(), s.blocks.end());
   }
   return w;
 }
@@ -37,7 +37,6 @@ absl::StatusOr<StepMessage> DecodeStepMessage(const std::vector<char>& bytes) {
   const int num = w[5];
   if (num < 0) return bad("negative sequence count");
   m.seqs.resize(num);
-  m.blocks.resize(num);
   size_t at = 6;
   for (int i = 0; i < num; ++i) {
     if (at + 4 > n) return bad("truncated sequence header");
@@ -49,11 +48,10 @@ absl::StatusOr<StepMessage> DecodeStepMessage(const std::vector<char>& bytes) {
     if (nt < 0 || nb < 0 || at + nt + nb > n) return bad("truncated sequence body");
     s.tokens.assign(w.begin() + at, w.begin() + at + nt);
     at += nt;
-    m.blocks[i].assign(w.begin() + at, w.begin() + at + nb);
+    s.blocks.assign(w.begin() + at, w.begin() + at + nb);
     at += nb;
   }
   if (at != n) return bad("trailing words");
-  for (int i = 0; i < num; ++i) m.seqs[i].blocks = m.blocks[i].empty() ? nullptr : &m.blocks[i];
   return m;
 }
 
@@ -86,21 +84,6 @@ absl::StatusOr<RankStats> DecodeRankStats(const std::vector<char>& bytes) {
   } catch (const nlohmann::json::exception& e) {
     return absl::DataLossError(absl::StrCat("rank statistics: ", e.what()));
   }
-}
-
-int ControlParent(int rank, int tp) {
-  const int stage = rank / tp, slice = rank % tp;
-  if (stage > 0) return (stage - 1) * tp + slice;
-  return slice > 0 ? 0 : -1;
-}
-
-std::vector<int> ControlChildren(int rank, int tp, int pp) {
-  const int stage = rank / tp, slice = rank % tp;
-  std::vector<int> out;
-  if (rank == 0)
-    for (int t = 1; t < tp; ++t) out.push_back(t);
-  if (stage + 1 < pp) out.push_back((stage + 1) * tp + slice);
-  return out;
 }
 
 }  // namespace strata

@@ -22,8 +22,7 @@ struct StepMessage {
   bool stop = false;    // the job is over: leave the worker loop
   bool report = false;  // send RankStats to rank 0 after this step
   int64_t step_id = 0;
-  std::vector<SequenceStep> seqs;
-  std::vector<std::vector<int>> blocks;  // per sequence; seqs[i].blocks points here
+  std::vector<SequenceStep> seqs;  // what every rank runs (the scheduler's ScheduledStep keeps the rest)
 };
 
 // [version, stop, report, step_id lo, hi, num_seqs, then per sequence: context_len, slot,
@@ -43,9 +42,5 @@ struct RankStats {
 };
 std::string EncodeRankStats(const RankStats& s);
 absl::StatusOr<RankStats> DecodeRankStats(const std::vector<char>& bytes);
-
-// The control tree over tp x pp ranks (rank = stage * tp + slice).
-int ControlParent(int rank, int tp);
-std::vector<int> ControlChildren(int rank, int tp, int pp);
 
 }  // namespace strata

@@ -43,8 +43,8 @@ class UploadTarget {
 
 class Loader {
  public:
-  Loader(const Checkpoint& c, const ModelSpec& s, Backend* b, TensorSlice t)
-      : ckpt_(c), spec_(s), backend_(b), t_(t), matrix_dtype_(b->MatrixDType(s.torch_dtype)) {}
+  Loader(const Checkpoint& c, const ModelSpec& s, Backend* b, const ParallelLayout& p, int slice)
+      : ckpt_(c), spec_(s), backend_(b), p_(p), slice_(slice), matrix_dtype_(b->MatrixDType(s.torch_dtype)) {}
   DType matrix_dtype() const { return matrix_dtype_; }
 
   // Matrices in the backend's MatrixDType, vectors (norms, biases) in float32.
@@ -100,11 +100,11 @@ class Loader {
 
   absl::Status LoadLayer(int l, LayerWeights* w) {
     const LayerTensorNames n = LayerNames(spec_, l);
-    const int T = t_.size, r = t_.rank;
     const int64_t h = spec_.hidden_size, hs = spec_.head_dim, H = spec_.num_heads;
     const int nkv = spec_.layers[l].num_kv_heads;
-    const int64_t Hl = H / T, kvl = KvHeadsPerRank(nkv, T), kv0 = FirstKvHeadOfRank(H, nkv, T, r);
-    const int64_t q = H * hs, kv = int64_t{nkv} * hs, I = spec_.intermediate_size, Il = I / T;
+    const IndexRange heads = p_.query_heads(slice_), kv_heads = p_.kv_heads(nkv, slice_), cols = p_.mlp_columns(slice_);
+    const int64_t q0 = heads.first, Hl = heads.count, kv0 = kv_heads.first, kvl = kv_heads.count;
+    const int64_t q = H * hs, kv = int64_t{nkv} * hs, I = spec_.intermediate_size, i0 = cols.first, Il = cols.count;
     RETURN_IF_ERROR(Load(n.norm1_w, {h}, &w->norm1_w));
     RETURN_IF_ERROR(Load(n.norm1_b, {h}, &w->norm1_b));
     RETURN_IF_ERROR(Load(n.norm2_w, {h}, &w->norm2_w));
@@ -114,7 +114,7 @@ class Loader {
       DeviceBuffer* dst_w[3] = {&w->q_w, &w->k_w, &w->v_w};
       DeviceBuffer* dst_b[3] = {&w->q_b, &w->k_b, &w->v_b};
       for (int which = 0; which < 3; ++which) {
-        const int64_t first = which == 0 ? r * Hl : kv0, count = which == 0 ? Hl : kvl;
+        const int64_t first = which == 0 ? q0 : kv0, count = which == 0 ? Hl : kvl;
         std::vector<Rows> weight_rows, bias_rows;
         for (int64_t head = first; head < first + count; ++head) {
           const int64_t row0 = (head * 3 + which) * hs;
@@ -125,23 +125,23 @@ class Loader {
         if (!n.qkv_b.empty()) RETURN_IF_ERROR(LoadConcatenated(bias_rows, dst_b[which]));
       }
     } else {
-      RETURN_IF_ERROR(Load(n.q_w, {q, h}, &w->q_w, r * Hl * hs, Hl * hs));
-      RETURN_IF_ERROR(Load(n.q_b, {q}, &w->q_b, r * Hl * hs, Hl * hs));
+      RETURN_IF_ERROR(Load(n.q_w, {q, h}, &w->q_w, q0 * hs, Hl * hs));
+      RETURN_IF_ERROR(Load(n.q_b, {q}, &w->q_b, q0 * hs, Hl * hs));
       RETURN_IF_ERROR(Load(n.k_w, {kv, h}, &w->k_w, kv0 * hs, kvl * hs));
       RETURN_IF_ERROR(Load(n.k_b, {kv}, &w->k_b, kv0 * hs, kvl * hs));
       RETURN_IF_ERROR(Load(n.v_w, {kv, h}, &w->v_w, kv0 * hs, kvl * hs));
       RETURN_IF_ERROR(Load(n.v_b, {kv}, &w->v_b, kv0 * hs, kvl * hs));
     }
-    RETURN_IF_ERROR(Load(n.o_w, {h, q}, &w->o_w, 0, h, r * Hl * hs, Hl * hs));
+    RETURN_IF_ERROR(Load(n.o_w, {h, q}, &w->o_w, 0, h, q0 * hs, Hl * hs));
     RETURN_IF_ERROR(Load(n.o_b, {h}, &w->o_b));
     if (!n.gate_w.empty()) {
-      RETURN_IF_ERROR(LoadConcatenated({{&n.gate_w, {I, h}, r * Il, Il}, {&n.up_w, {I, h}, r * Il, Il}}, &w->up_w));
+      RETURN_IF_ERROR(LoadConcatenated({{&n.gate_w, {I, h}, i0, Il}, {&n.up_w, {I, h}, i0, Il}}, &w->up_w));
       if (!n.up_b.empty()) return absl::UnimplementedError("llama mlp_bias is not supported");
     } else {
-      RETURN_IF_ERROR(Load(n.up_w, {I, h}, &w->up_w, r * Il, Il));
-      RETURN_IF_ERROR(Load(n.up_b, {I}, &w->up_b, r * Il, Il));
+      RETURN_IF_ERROR(Load(n.up_w, {I, h}, &w->up_w, i0, Il));
+      RETURN_IF_ERROR(Load(n.up_b, {I}, &w->up_b, i0, Il));
     }
-    RETURN_IF_ERROR(Load(n.down_w, {h, I}, &w->down_w, 0, h, r * Il, Il));
+    RETURN_IF_ERROR(Load(n.down_w, {h, I}, &w->down_w, 0, h, i0, Il));
     RETURN_IF_ERROR(Load(n.down_b, {h}, &w->down_b));
     return absl::OkStatus();
   }
@@ -152,7 +152,8 @@ class Loader {
   const Checkpoint& ckpt_;
   const ModelSpec& spec_;
   Backend* backend_;
-  TensorSlice t_;
+  const ParallelLayout& p_;
+  int slice_;
   DType matrix_dtype_;
   int64_t bytes_ = 0;
 };
@@ -181,28 +182,22 @@ absl::Status ValidateCheckpoint(const Checkpoint& ckpt, const ModelSpec& spec) {
 }
 
 absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& ckpt, const ModelSpec& spec, Backend* backend,
-                                         TensorSlice slice, LayerRange range) {
-  if (range.last < 0) range.last = spec.num_layers - 1;
+                                         const ParallelLayout& parallel, int rank) {
+  if (!parallel.has_stages() || rank < 0 || rank >= parallel.world_size())
+    return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " has no place in the parallel layout"));
+  const LayerSpan range = parallel.stage_layers(parallel.stage_of(rank));
+  const int slice = parallel.slice_of(rank);
   const bool first_stage = range.first == 0, last_stage = range.last == spec.num_layers - 1;
   RETURN_IF_ERROR(ValidateCheckpoint(ckpt, spec));
-  const int T = slice.size;
-  if (spec.num_heads % T != 0 || spec.intermediate_size % T != 0)
-    return absl::InvalidArgumentError(absl::StrCat("tensor parallelism ", T, " must divide num_attention_heads (",
-                                                   spec.num_heads, ") and intermediate_size (",
-                                                   spec.intermediate_size, ")"));
-  for (const LayerSpec& l : spec.layers)
-    if (l.num_kv_heads % T != 0 && T % l.num_kv_heads != 0)
-      return absl::InvalidArgumentError(absl::StrCat("tensor parallelism ", T, " and ", l.num_kv_heads,
-                                                     " KV heads: one must divide the other"));
-  Loader loader(ckpt, spec, backend, slice);
+  Loader loader(ckpt, spec, backend, parallel, slice);
   ModelWeights w;
   const GlobalTensorNames g = GlobalNames(spec);
   const int64_t h = spec.hidden_size;
-  // Vocabulary-parallel embedding and LM head: ceil(V/T) rows per slice, fewer on the last.
-  const int64_t per = (spec.vocab_size + T - 1) / T;
-  w.vocab_begin = static_cast<int>(std::min<int64_t>(slice.rank * per, spec.vocab_size));
-  w.vocab_rows = static_cast<int>(std::min<int64_t>(per, spec.vocab_size - w.vocab_begin));
-  w.vocab_rows_padded = static_cast<int>(per);
+  // Vocabulary-parallel embedding and LM head.
+  const IndexRange vocab = parallel.vocab_rows(slice);
+  w.vocab_begin = static_cast<int>(vocab.first);
+  w.vocab_rows = static_cast<int>(vocab.count);
+  w.vocab_rows_padded = static_cast<int>(parallel.vocab_rows_padded());
   // An untied embedding is read one row per token: it stays in the mapping (no copy, and only
   // the rows tokens touch become resident). Tied, it is also the LM head, streamed every step,
   // and gets backend memory (huge pages on the CPU) like every other matrix.

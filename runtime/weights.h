@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/backend.h"
+#include "parallel/parallel_layout.h"
 #include "runtime/model/model_spec.h"
 #include "runtime/model/safetensors.h"
 
@@ -40,26 +41,13 @@ struct ModelWeights {
 // with the right shapes. Errors name the file and the tensor.
 absl::Status ValidateCheckpoint(const Checkpoint& ckpt, const ModelSpec& spec);
 
-// This rank's share of a tensor-parallel group of `size` ranks: query heads
-// [rank*H/size, +H/size), their KV heads (replicated when there are fewer than `size`), MLP
-// columns [rank*I/size, +I/size), vocabulary rows [rank*ceil(V/size), ...). Row-parallel
-// projections (attention output, MLP down) keep their full bias, added by slice 0 only.
-struct TensorSlice {
-  int rank = 0;
-  int size = 1;
-};
-
-// The layers of one pipeline stage; the embedding is loaded by the first stage, the final norm
-// and LM head by the last.
-struct LayerRange {
-  int first = 0;
-  int last = -1;  // -1: the last layer
-};
-
-// Loads the weights of one tensor slice. Only that slice's bytes are read from the checkpoint.
-// An untied embedding may point into the checkpoint's mapping: `ckpt` (or a copy) must outlive
-// the weights.
+// Loads the weights of world rank `rank`: its stage's layers (the embedding on the first stage,
+// the final norm and LM head on the last) and its tensor slice's share of each, as `parallel`
+// assigns them (ParallelLayout::SliceTensors lists exactly what is read). Row-parallel
+// projections (attention output, MLP down) keep their full bias, added by slice 0 only. Only
+// the rank's bytes are read from the checkpoint. An untied embedding may point into the
+// checkpoint's mapping: `ckpt` (or a copy) must outlive the weights.
 absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& ckpt, const ModelSpec& spec, Backend* backend,
-                                         TensorSlice slice = {}, LayerRange range = {});
+                                         const ParallelLayout& parallel, int rank);
 
 }  // namespace strata

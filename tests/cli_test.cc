@@ -159,8 +159,9 @@ TEST(Cli, BenchOfflineReportsItsFloorAndConfiguration) {
 namespace strata::testing {
 namespace {
 
-// plan --memory-per-rank: the verdict per stage is weights + KV budget against the memory, and
-// the exit code says whether every rank fits. The weights are recomputed here from the shapes.
+// plan --memory-per-rank: the verdict per stage is weights + KV budget + the engine's activation
+// reserve against the memory, and the exit code says whether every rank fits. The weights and
+// the reserve are recomputed here from the shapes and the default step sizes.
 TEST(Cli, PlanSaysWhetherTheModelFits) {
   const std::string dir = TempDir("cli-fit");
   ASSERT_EQ(Strata("make-model " + dir + " --family gpt_neox --layers 2 --hidden 64 --heads 4 --intermediate 256"
@@ -170,14 +171,17 @@ TEST(Cli, PlanSaysWhetherTheModelFits) {
   const int64_t layer = 64 * 192 + 192 + 64 * 64 + 64 + 64 * 256 + 256 + 256 * 64 + 64 + 4 * 64;
   const int64_t weights = 4 * (2 * 512 * 64 + 2 * layer + 2 * 64);
   const int64_t kv = 1 << 20;
+  // float32 activations of a 2048-token step (8 hidden-wide rows and 3 MLP-wide ones per token),
+  // the logits of 256 sequences twice, and 256 MiB for the runtime's own workspaces.
+  const int64_t act = 4 * (2048 * (8 * 64 + 3 * 256) + 2 * 256 * 512) + (int64_t{256} << 20);
   ShellResult ok = Strata("plan --model " + dir + " --kv-memory " + std::to_string(kv) +
-                     " --memory-per-rank " + std::to_string(weights + kv) + " --json");
+                     " --memory-per-rank " + std::to_string(weights + kv + act) + " --json");
   ASSERT_EQ(ok.code, 0) << ok.out;
   const nlohmann::json j = nlohmann::json::parse(ok.out);
   EXPECT_EQ(j["fits"], true);
-  EXPECT_EQ(j["stage_memory"][0]["needed_bytes"], weights + kv);
+  EXPECT_EQ(j["stage_memory"][0]["needed_bytes"], weights + kv + act);
   ShellResult tight = Strata("plan --model " + dir + " --kv-memory " + std::to_string(kv) +
-                        " --memory-per-rank " + std::to_string(weights + kv - 1));
+                        " --memory-per-rank " + std::to_string(weights + kv + act - 1));
   EXPECT_EQ(tight.code, 1) << tight.out;
   EXPECT_NE(tight.out.find("does not fit"), std::string::npos) << tight.out;
 }

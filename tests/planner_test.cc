@@ -66,11 +66,11 @@ TEST(Planner, PropertiesOverRandomModels) {
     ASSERT_EQ(plan->stages.size(), static_cast<size_t>(topo.pp));
     int next = 0;
     for (int st = 0; st < topo.pp; ++st) {
-      EXPECT_EQ(plan->stages[st].first_layer, next);
-      EXPECT_GE(plan->stages[st].last_layer, plan->stages[st].first_layer);
-      for (int l = plan->stages[st].first_layer; l <= plan->stages[st].last_layer; ++l)
-        EXPECT_EQ(plan->stage_of_layer[l], st);
-      next = plan->stages[st].last_layer + 1;
+      EXPECT_EQ(plan->layout.stage_layers(st).first, next);
+      EXPECT_GE(plan->layout.stage_layers(st).last, plan->layout.stage_layers(st).first);
+      for (int l = plan->layout.stage_layers(st).first; l <= plan->layout.stage_layers(st).last; ++l)
+        EXPECT_EQ(plan->layout.stage_of_layer(l), st);
+      next = plan->layout.stage_layers(st).last + 1;
     }
     EXPECT_EQ(next, L);
     int64_t total_tok = 0, expected_tok = 0;
@@ -78,11 +78,11 @@ TEST(Planner, PropertiesOverRandomModels) {
     for (int st = 0; st < topo.pp; ++st) {
       const StagePlan& sp = plan->stages[st];
       std::set<int> read;
-      for (int l = sp.first_layer; l <= sp.last_layer; ++l) read.insert(s.layers[l].kv_source);
+      for (int l = plan->layout.stage_layers(st).first; l <= plan->layout.stage_layers(st).last; ++l) read.insert(s.layers[l].kv_source);
       std::set<int> homes(sp.homes.begin(), sp.homes.end()), mirrors(sp.mirrors.begin(), sp.mirrors.end());
       for (int p : read) {
         // Homes on producer stages; mirrors exactly where readers are.
-        if (plan->stage_of_layer[p] == st) {
+        if (plan->layout.stage_of_layer(p) == st) {
           EXPECT_TRUE(homes.count(p));
         } else {
           EXPECT_TRUE(mirrors.count(p));
@@ -102,7 +102,7 @@ TEST(Planner, PropertiesOverRandomModels) {
     std::set<std::pair<int, int>> edges;
     for (const TransferEdge& e : plan->edges) {
       edges.insert({e.producer_layer, e.to_stage});
-      EXPECT_EQ(e.from_stage, plan->stage_of_layer[e.producer_layer]);
+      EXPECT_EQ(e.from_stage, plan->layout.stage_of_layer(e.producer_layer));
       EXPECT_EQ(e.upward, e.from_stage > e.to_stage);
       EXPECT_EQ(e.bytes_per_token_per_rank, RowBytes(s, e.producer_layer, topo.tp));
       EXPECT_EQ(e.bytes_per_token, e.bytes_per_token_per_rank * topo.tp);

@@ -6,7 +6,7 @@
 
 #include "parallel/thread_comm.h"
 #include "runtime/engine.h"
-#include "runtime/staged_device_comm.h"
+#include "parallel/staged_device_comm.h"
 #include "tests/test_models.h"
 
 namespace strata::testing {
@@ -236,8 +236,8 @@ TEST(ThreadComm, ForcedPartitionMatchesSingleRank) {
     });
   });
   ASSERT_EQ(plan.stages.size(), 2u);
-  EXPECT_EQ(plan.stages[0].last_layer, 2);
-  EXPECT_EQ(plan.stages[1].first_layer, 3);
+  EXPECT_EQ(plan.layout.stage_layers(0).last, 2);
+  EXPECT_EQ(plan.layout.stage_layers(1).first, 3);
   EXPECT_FALSE(plan.edges.empty());
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].tokens, (*ref)[0].tokens);

@@ -72,14 +72,6 @@ struct ModelSpec {
   int num_kv_heads_max() const;
 };
 
-// KV heads each of `tp` tensor-parallel ranks stores for a group of `kv_heads` heads (§7.1):
-// partitioned when kv_heads >= tp, replicated otherwise.
-inline int KvHeadsPerRank(int kv_heads, int tp) { return kv_heads >= tp ? kv_heads / tp : 1; }
-// The first (global) KV head that tensor slice `rank` holds: the head its query heads map to.
-inline int FirstKvHeadOfRank(int num_heads, int kv_heads, int tp, int rank) {
-  return (rank * (num_heads / tp)) / (num_heads / kv_heads);
-}
-
 // Resolves chains to root producers, derives is_producer, and enforces the invariants of
 // decision (d)/(e): equal KV heads, a window no larger than the producer's, no full-attention
 // reader of a sliding-window producer, no cycles. `where` prefixes error messages (e.g. the

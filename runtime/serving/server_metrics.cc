@@ -34,7 +34,7 @@ ServerMetrics::ServerMetrics(const Engine& engine, const std::string& model_name
   bubble_ = &BuildGauge().Name("strata_pipeline_bubble_ratio").Help("Fraction of time pipeline stages sat idle since the last report.").Register(r).Add(base_);
   ready_ = &BuildGauge().Name("strata_ready").Help("1 once every rank has loaded its weights and joined.").Register(r).Add(base_);
   ranks_reporting_ = &BuildGauge().Name("strata_ranks_reporting").Help("Ranks whose statistics reached rank 0 in the last 10 seconds of work.").Register(r).Add(base_);
-  BuildGauge().Name("strata_world_size").Help("Ranks in the job.").Register(r).Add(base_).Set(engine.plan().topology.tp * engine.plan().topology.pp);
+  BuildGauge().Name("strata_world_size").Help("Ranks in the job.").Register(r).Add(base_).Set(engine.plan().layout.world_size());
   prompt_tokens_ = &BuildCounter().Name("strata_prompt_tokens_total").Help("Prompt tokens received.").Register(r).Add(base_);
   generation_tokens_ = &BuildCounter().Name("strata_generation_tokens_total").Help("Tokens generated.").Register(r).Add(base_);
   preemptions_ = &BuildCounter().Name("strata_num_preemptions_total").Help("Sequences preempted (recomputed later) for lack of KV blocks.").Register(r).Add(base_);

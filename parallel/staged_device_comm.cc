@@ -1,4 +1,4 @@
-#include "runtime/staged_device_comm.h"
+#include "parallel/staged_device_comm.h"
 
 #include "runtime/base/status.h"
 

@@ -1,4 +1,4 @@
-// File: runtime/staged_device_comm.h
+// File: parallel/staged_device_comm.h
 // A host data plane (MPI, threads) used with a backend whose memory the host cannot address
 // (CUDA): every call copies device buffers through host buffers. This is how tensor and pipeline
 // parallelism run when NCCL cannot be used, e.g. several ranks sharing one GPU, which NCCL
