@@ -11,6 +11,7 @@ BlockPool::BlockPool(int64_t num_blocks) : num_blocks_(num_blocks) {
 }
 
 absl::StatusOr<std::vector<int>> BlockPool::Allocate(int64_t count) {
+  if (count < 0) return absl::InvalidArgumentError(absl::StrCat("cannot allocate ", count, " blocks"));
   if (count > num_free())
     return absl::ResourceExhaustedError(
         absl::StrCat("KV cache full: need ", count, " blocks, ", num_free(), " of ", num_blocks_, " free"));

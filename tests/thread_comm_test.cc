@@ -167,7 +167,8 @@ TEST(ThreadComm, EdgeBytesEqualThePlan) {
       std::vector<std::map<std::pair<int, int>, int64_t>> sent(n);
       PipelinePlan plan;
       OnThreads(n, [&](int rank) {
-        auto group = comms[rank]->Split(rank / tp, rank % tp);
+        const Topology topo{tp, pp};
+        auto group = comms[rank]->Split(topo.stage_of(rank), topo.slice_of(rank));
         auto tpc = CreateThreadDeviceComm(group.get());
         auto world = CreateThreadDeviceComm(comms[rank].get());
         EngineOptions o;
@@ -195,7 +196,7 @@ TEST(ThreadComm, EdgeBytesEqualThePlan) {
       for (int rank = 0; rank < n; ++rank) {
         std::map<std::pair<int, int>, int64_t> mine;
         for (const TransferEdge& e : plan.edges)
-          if (e.from_stage == rank / tp) mine[{e.producer_layer, e.to_stage}] = expected[{e.producer_layer, e.to_stage}];
+          if (e.from_stage == plan.layout.stage_of(rank)) mine[{e.producer_layer, e.to_stage}] = expected[{e.producer_layer, e.to_stage}];
         EXPECT_EQ(sent[rank], mine) << s.name << " tp " << tp << " pp " << pp << " rank " << rank;
       }
     }

@@ -1,0 +1,225 @@
+// The scheduler alone, on a one-layer spec and hand-made logits (greedy picks the token with the
+// peak): admission order and limits, prompt chunking under the token budget with decodes first,
+// preemption of the youngest with recompute (no token lost or repeated), and aborts.
+#include "runtime/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace strata {
+namespace {
+
+constexpr int kVocab = 16;
+
+ModelSpec OneLayerSpec() {
+  ModelSpec s;
+  s.num_layers = 1;
+  s.vocab_size = kVocab;
+  s.max_position_embeddings = 256;
+  LayerSpec l;
+  l.kv_source = 0;
+  l.is_producer = true;
+  l.num_kv_heads = 1;
+  s.layers = {l};
+  return s;
+}
+
+GenerationRequest Request(int prompt_len, int max_tokens) {
+  GenerationRequest r;
+  for (int i = 0; i < prompt_len; ++i) r.prompt.push_back(1 + i % (kVocab - 1));
+  r.max_tokens = max_tokens;
+  r.ignore_eos = true;
+  return r;
+}
+
+// Logits for `step`: sequence i's row peaks at token (id * 3 + number of tokens it has) % vocab,
+// so every request's expected output is known in advance.
+std::vector<float> Logits(const ScheduledStep& step, const std::map<RequestId, int>& produced) {
+  std::vector<float> l(step.seqs.size() * kVocab, 0.f);
+  for (size_t i = 0; i < step.seqs.size(); ++i) {
+    const RequestId id = step.ids[i];
+    const int n = produced.count(id) ? produced.at(id) : 0;
+    l[i * kVocab + (id * 3 + n) % kVocab] = 10.f;
+  }
+  return l;
+}
+
+struct Outcome {
+  std::map<RequestId, std::vector<int>> tokens;
+  std::map<RequestId, std::string> finish;
+  std::vector<ScheduledStep> steps;
+};
+
+// Drives micro-batch 0 until idle (at most `limit` steps).
+Outcome Drive(Scheduler& s, int limit = 500) {
+  Outcome run;
+  std::map<RequestId, int> produced;
+  for (int i = 0; i < limit && !s.Idle(); ++i) {
+    auto step = s.Schedule(0);
+    EXPECT_TRUE(step.ok()) << step.status();
+    if (!step.ok() || step->empty()) break;
+    const std::vector<float> logits = Logits(*step, produced);
+    for (const RequestOutput& o : s.Complete(*step, logits.data())) {
+      if (o.token >= 0) {
+        run.tokens[o.id].push_back(o.token);
+        ++produced[o.id];
+      }
+      if (o.finished) run.finish[o.id] = o.finish_reason;
+    }
+    run.steps.push_back(std::move(*step));
+  }
+  return run;
+}
+
+std::vector<int> Expected(RequestId id, int n) {
+  std::vector<int> out;
+  for (int i = 0; i < n; ++i) out.push_back(static_cast<int>((id * 3 + i) % kVocab));
+  return out;
+}
+
+TEST(Scheduler, AdmitsInArrivalOrderUpToMaxSeqs) {
+  const ModelSpec spec = OneLayerSpec();
+  SchedulerOptions o;
+  o.block_size = 4;
+  o.num_blocks = 64;
+  o.max_seqs = 2;
+  Scheduler s(spec, o);
+  for (RequestId id = 0; id < 4; ++id) ASSERT_TRUE(s.Add(id, Request(3, 2 + static_cast<int>(id))).ok());
+  EXPECT_FALSE(s.Add(1, Request(3, 2)).ok());  // the id is taken
+  auto first = s.Schedule(0);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->ids, (std::vector<RequestId>{0, 1}));
+  EXPECT_EQ(s.num_running(), 2);
+  EXPECT_EQ(s.num_waiting(), 2);
+  std::map<RequestId, int> none;
+  const std::vector<float> l = Logits(*first, none);
+  s.Complete(*first, l.data());
+  const Outcome run = Drive(s);
+  for (RequestId id = 0; id < 4; ++id) EXPECT_EQ(run.finish.at(id), "length");
+  // Request 2 is admitted only once one of the first two left, and before request 3.
+  int first_step_of_2 = -1, first_step_of_3 = -1;
+  for (size_t i = 0; i < run.steps.size(); ++i)
+    for (RequestId id : run.steps[i].ids) {
+      EXPECT_LE(static_cast<int>(run.steps[i].ids.size()), 2);
+      if (id == 2 && first_step_of_2 < 0) first_step_of_2 = static_cast<int>(i);
+      if (id == 3 && first_step_of_3 < 0) first_step_of_3 = static_cast<int>(i);
+    }
+  EXPECT_LE(first_step_of_2, first_step_of_3);
+}
+
+TEST(Scheduler, ChunksPromptsUnderTheBudgetWithDecodesFirst) {
+  const ModelSpec spec = OneLayerSpec();
+  SchedulerOptions o;
+  o.block_size = 4;
+  o.num_blocks = 64;
+  o.max_batched_tokens = 4;
+  Scheduler s(spec, o);
+  ASSERT_TRUE(s.Add(0, Request(2, 6)).ok());
+  auto step = s.Schedule(0);  // request 0's whole prompt
+  ASSERT_TRUE(step.ok());
+  ASSERT_EQ(step->seqs.size(), 1u);
+  EXPECT_EQ(step->seqs[0].tokens.size(), 2u);
+  std::map<RequestId, int> produced;
+  std::vector<float> l = Logits(*step, produced);
+  s.Complete(*step, l.data());
+  produced[0] = 1;
+  ASSERT_TRUE(s.Add(1, Request(10, 1)).ok());
+  // Request 0 decodes one token; request 1's prompt fills the rest of the budget, chunk by chunk.
+  std::vector<int> chunks, contexts;
+  for (int i = 0; i < 4; ++i) {
+    step = s.Schedule(0);
+    ASSERT_TRUE(step.ok());
+    int budget = 0;
+    for (size_t k = 0; k < step->seqs.size(); ++k) {
+      budget += static_cast<int>(step->seqs[k].tokens.size());
+      if (step->ids[k] == 0) {
+        EXPECT_EQ(k, 0u) << "the decode goes first";
+        EXPECT_EQ(step->seqs[k].tokens.size(), 1u);
+      } else {
+        chunks.push_back(static_cast<int>(step->seqs[k].tokens.size()));
+        contexts.push_back(step->seqs[k].context_len);
+      }
+      // Each sequence's block table covers its context and its new tokens.
+      EXPECT_GE(static_cast<int>(step->seqs[k].blocks.size()) * o.block_size,
+                step->seqs[k].context_len + static_cast<int>(step->seqs[k].tokens.size()));
+    }
+    EXPECT_LE(budget, o.max_batched_tokens);
+    l = Logits(*step, produced);
+    for (const RequestOutput& out : s.Complete(*step, l.data()))
+      if (out.token >= 0) ++produced[out.id];
+  }
+  EXPECT_EQ(chunks, (std::vector<int>{3, 3, 3, 1}));
+  EXPECT_EQ(contexts, (std::vector<int>{0, 3, 6, 9}));
+}
+
+TEST(Scheduler, PreemptsTheYoungestAndRecomputesWithoutLosingTokens) {
+  const ModelSpec spec = OneLayerSpec();
+  SchedulerOptions o;
+  o.block_size = 2;
+  o.num_blocks = 8;  // 16 tokens of cache for three requests of up to 10
+  o.max_seqs = 3;
+  Scheduler s(spec, o);
+  for (RequestId id = 0; id < 3; ++id) ASSERT_TRUE(s.Add(id, Request(4, 6)).ok());
+  const Outcome run = Drive(s);
+  EXPECT_GT(s.num_preemptions(), 0);
+  for (RequestId id = 0; id < 3; ++id) {
+    EXPECT_EQ(run.finish.at(id), "length");
+    EXPECT_EQ(run.tokens.at(id), Expected(id, 6)) << "request " << id;  // none lost, none repeated
+  }
+  // The oldest request is never the one that gives way: once admitted it only moves forward.
+  int context = -1;
+  for (const ScheduledStep& st : run.steps)
+    for (size_t k = 0; k < st.ids.size(); ++k)
+      if (st.ids[k] == 0) {
+        EXPECT_GT(st.seqs[k].context_len, context);
+        context = st.seqs[k].context_len;
+      }
+  EXPECT_EQ(s.blocks_used(), 0);
+}
+
+TEST(Scheduler, AbortReportsOnceAndFreesTheBlocks) {
+  const ModelSpec spec = OneLayerSpec();
+  SchedulerOptions o;
+  o.block_size = 4;
+  o.num_blocks = 16;
+  Scheduler s(spec, o);
+  ASSERT_TRUE(s.Add(7, Request(5, 50)).ok());
+  ASSERT_TRUE(s.Add(8, Request(5, 3)).ok());
+  auto step = s.Schedule(0);
+  ASSERT_TRUE(step.ok());
+  s.Abort(7);
+  EXPECT_TRUE(s.TakeAborted().empty());  // its step is still in flight
+  std::map<RequestId, int> none;
+  const std::vector<float> l = Logits(*step, none);
+  int aborts = 0;
+  for (const RequestOutput& out : s.Complete(*step, l.data()))
+    if (out.id == 7) {
+      EXPECT_TRUE(out.finished);
+      EXPECT_EQ(out.finish_reason, "abort");
+      ++aborts;
+    }
+  for (const RequestOutput& out : s.TakeAborted()) aborts += out.id == 7;
+  EXPECT_EQ(aborts, 1);
+  const Outcome run = Drive(s);
+  EXPECT_EQ(run.finish.count(7), 0u);
+  EXPECT_EQ(run.finish.at(8), "length");
+  EXPECT_EQ(s.blocks_used(), 0);
+}
+
+TEST(Scheduler, RefusesRequestsThatCanNeverRun) {
+  const ModelSpec spec = OneLayerSpec();
+  SchedulerOptions o;
+  o.block_size = 4;
+  o.num_blocks = 2;
+  Scheduler s(spec, o);
+  EXPECT_EQ(s.Add(1, Request(0, 1)).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.Add(2, Request(4, 8)).code(), absl::StatusCode::kResourceExhausted);  // 12 tokens > 8
+  GenerationRequest bad = Request(2, 1);
+  bad.prompt[0] = kVocab;
+  EXPECT_EQ(s.Add(3, bad).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.Add(4, Request(200, 100)).code(), absl::StatusCode::kInvalidArgument);  // past the context
+}
+
+}  // namespace
+}  // namespace strata
