@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "parallel/comm.h"
+#include "parallel/topology.h"
 
 namespace strata {
 namespace {
@@ -12,7 +13,8 @@ TEST(NcclBootstrap, OneIdPerTensorParallelGroup) {
   auto world = CreateWorldHostComm();
   ASSERT_EQ(world->size(), 4) << "run with mpirun -np 4";
   const int tp = 2;
-  auto group = world->Split(world->rank() / tp, world->rank() % tp);
+  const Topology topo{tp, world->size() / tp};
+  auto group = world->Split(topo.stage_of(world->rank()), topo.slice_of(world->rank()));
   auto id = BootstrapNcclUniqueId(group.get());
   ASSERT_TRUE(id.ok()) << id.status();
   ASSERT_EQ(id->size(), 128u);

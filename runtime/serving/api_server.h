@@ -8,14 +8,18 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <variant>
 
 #include "absl/status/status.h"
+#include "runtime/serving/completion_session.h"
 #include "runtime/serving/openai_api.h"
 #include "runtime/serving/request_hub.h"
 #include "runtime/serving/server_metrics.h"
 
 namespace httplib {
 class Server;
+struct Request;
+struct Response;
 }
 
 namespace strata {
@@ -43,6 +47,13 @@ class ApiServer {
 
  private:
   void Routes();
+  void InstallErrorHandlers();
+  void SendError(httplib::Response& res, const ApiError& e);
+  void ServeReady(httplib::Response& res);
+  void ServeModels(httplib::Response& res);
+  void ServeGeneration(const httplib::Request& req, httplib::Response& res, bool chat);
+  // Parses, validates and submits a generation request.
+  std::variant<std::shared_ptr<CompletionSession>, ApiError> Admit(const std::string& body, bool chat);
   ApiServerOptions o_;
   RequestHub* hub_;
   std::unique_ptr<httplib::Server> http_;

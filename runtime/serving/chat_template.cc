@@ -610,49 +610,61 @@ class StmtParser {
       ++p_;
       const std::string rest = Trim(Trim(seg.body, true, true).substr(word.size()), true, true);
       if (word == "if") {
-        auto n = std::make_unique<Node>();
-        n->kind = Node::kIf;
-        Expr cond = ParseExpr(rest);
-        for (;;) {
-          std::string s;
-          auto body = Block({"elif", "else", "endif"}, &s);
-          n->branches.push_back({cond, std::move(body)});
-          if (s.empty()) throw Error("missing {% endif %}");
-          const std::string r = Trim(Trim(s_[p_].body, true, true).substr(s.size()), true, true);
-          ++p_;
-          if (s == "endif") break;
-          cond = s == "elif" ? ParseExpr(r) : Expr();
-        }
-        block->children.push_back(std::move(n));
+        block->children.push_back(ParseIf(rest));
       } else if (word == "for") {
-        auto n = std::make_unique<Node>();
-        n->kind = Node::kFor;
-        ExprParser ep(Lex(rest));
-        do {
-          n->names.push_back(ep.Name());
-        } while (ep.Accept(","));
-        ep.Expect("in");
-        n->expr = ep.Parse();
-        if (!ep.AtEnd()) throw Error(absl::StrCat("unsupported for clause: ", rest));
-        std::string s;
-        n->body = Block({"endfor"}, &s);
-        if (s.empty()) throw Error("missing {% endfor %}");
-        ++p_;
-        block->children.push_back(std::move(n));
+        block->children.push_back(ParseFor(rest));
       } else if (word == "set") {
-        auto n = std::make_unique<Node>();
-        n->kind = Node::kSet;
-        ExprParser ep(Lex(rest));
-        n->names.push_back(ep.Name());
-        ep.Expect("=");
-        n->expr = ep.Parse();
-        if (!ep.AtEnd()) throw Error(absl::StrCat("unsupported set: ", rest));
-        block->children.push_back(std::move(n));
+        block->children.push_back(ParseSet(rest));
       } else {
         throw Error(absl::StrCat("unsupported statement {% ", word, " %}"));
       }
     }
     return block;
+  }
+  // {% if c %} ... {% elif c %} ... {% else %} ... {% endif %}, after its opening tag.
+  std::unique_ptr<Node> ParseIf(const std::string& rest) {
+    auto n = std::make_unique<Node>();
+    n->kind = Node::kIf;
+    Expr cond = ParseExpr(rest);
+    for (;;) {
+      std::string s;
+      auto body = Block({"elif", "else", "endif"}, &s);
+      n->branches.push_back({cond, std::move(body)});
+      if (s.empty()) throw Error("missing {% endif %}");
+      const std::string r = Trim(Trim(s_[p_].body, true, true).substr(s.size()), true, true);
+      ++p_;
+      if (s == "endif") break;
+      cond = s == "elif" ? ParseExpr(r) : Expr();
+    }
+    return n;
+  }
+  // {% for a, b in expr %} ... {% endfor %}
+  std::unique_ptr<Node> ParseFor(const std::string& rest) {
+    auto n = std::make_unique<Node>();
+    n->kind = Node::kFor;
+    ExprParser ep(Lex(rest));
+    do {
+      n->names.push_back(ep.Name());
+    } while (ep.Accept(","));
+    ep.Expect("in");
+    n->expr = ep.Parse();
+    if (!ep.AtEnd()) throw Error(absl::StrCat("unsupported for clause: ", rest));
+    std::string s;
+    n->body = Block({"endfor"}, &s);
+    if (s.empty()) throw Error("missing {% endfor %}");
+    ++p_;
+    return n;
+  }
+  // {% set name = expr %}
+  static std::unique_ptr<Node> ParseSet(const std::string& rest) {
+    auto n = std::make_unique<Node>();
+    n->kind = Node::kSet;
+    ExprParser ep(Lex(rest));
+    n->names.push_back(ep.Name());
+    ep.Expect("=");
+    n->expr = ep.Parse();
+    if (!ep.AtEnd()) throw Error(absl::StrCat("unsupported set: ", rest));
+    return n;
   }
   static Expr ParseExpr(const std::string& s) {
     ExprParser ep(Lex(s));

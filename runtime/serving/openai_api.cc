@@ -57,139 +57,143 @@ std::string RenderDefaultChatTemplate(const json& messages) {
   return out + "<|im_start|>assistant\n";
 }
 
-std::variant<CompletionCall, ApiError> ParseCompletionRequest(const std::string& body, bool chat,
-                                                              const ApiContext& ctx) {
-  json j = json::parse(body, nullptr, false);
-  if (j.is_discarded()) return Bad("", "the request body is not valid JSON");
-  if (!j.is_object()) return Bad("", "the request body must be a JSON object");
+namespace {
+
+// A field of `j` that is present and not null.
+bool Given(const json& j, const char* f) { return j.contains(f) && !j[f].is_null(); }
+
+// Field types, the served model, and the OpenAI options Strata refuses rather than ignores.
+std::optional<ApiError> CheckFieldsAndModel(const json& j, bool chat, const ApiContext& ctx) {
   for (const auto& [key, value] : j.items())
     if (!KnownFields(chat).count(key)) return Bad(key, absl::StrCat("unknown field '", key, "'"));
-
-  CompletionCall c;
-  c.chat = chat;
-  // Types first: a wrong type is a 400 naming the field.
-  auto number = [&](const char* f) { return j.contains(f) && !j[f].is_null() && !j[f].is_number(); };
   for (const char* f : {"max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed", "n",
                         "presence_penalty", "frequency_penalty", "best_of"})
-    if (number(f)) return Bad(f, absl::StrCat("'", f, "' must be a number"));
+    if (Given(j, f) && !j[f].is_number()) return Bad(f, absl::StrCat("'", f, "' must be a number"));
   for (const char* f : {"stream", "echo", "ignore_eos", "return_token_ids"})
-    if (j.contains(f) && !j[f].is_null() && !j[f].is_boolean()) return Bad(f, absl::StrCat("'", f, "' must be a boolean"));
-
+    if (Given(j, f) && !j[f].is_boolean()) return Bad(f, absl::StrCat("'", f, "' must be a boolean"));
   if (!j.contains("model") || !j["model"].is_string()) return Bad("model", "'model' is required and must be a string");
   if (j["model"].get<std::string>() != ctx.served_model_name)
     return Bad("model", absl::StrCat("the model '", j["model"].get<std::string>(), "' does not exist; this server serves '",
                                      ctx.served_model_name, "'"),
                404, "model_not_found");
-
   if (j.value("n", 1) != 1) return Bad("n", "only n = 1 is supported");
-  if (j.contains("best_of") && !j["best_of"].is_null() && j["best_of"].get<double>() != 1)
-    return Bad("best_of", "only best_of = 1 is supported");
+  if (Given(j, "best_of") && j["best_of"].get<double>() != 1) return Bad("best_of", "only best_of = 1 is supported");
   for (const char* f : {"presence_penalty", "frequency_penalty"})
-    if (j.contains(f) && !j[f].is_null() && j[f].get<double>() != 0) return Bad(f, absl::StrCat("'", f, "' is not supported"));
-  if (j.contains("logit_bias") && !j["logit_bias"].is_null() && !j["logit_bias"].empty())
-    return Bad("logit_bias", "'logit_bias' is not supported");
-  if (j.contains("suffix") && !j["suffix"].is_null()) return Bad("suffix", "'suffix' is not supported");
+    if (Given(j, f) && j[f].get<double>() != 0) return Bad(f, absl::StrCat("'", f, "' is not supported"));
+  if (Given(j, "logit_bias") && !j["logit_bias"].empty()) return Bad("logit_bias", "'logit_bias' is not supported");
+  if (Given(j, "suffix")) return Bad("suffix", "'suffix' is not supported");
+  return std::nullopt;
+}
 
-  // Prompts.
-  auto encode = [&](const std::string& text) -> std::variant<std::vector<int>, ApiError> {
-    if (ctx.tokenizer == nullptr)
-      return Bad(chat ? "messages" : "prompt", "the model has no tokenizer: send token ids");
-    return ctx.tokenizer->Encode(text);
-  };
-  if (chat) {
-    if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
-      return Bad("messages", "'messages' must be a non-empty array");
-    for (const json& m : j["messages"]) {
-      if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
-        return Bad("messages", "each message needs a string 'role'");
-      const std::string role = m["role"];
-      if (role != "system" && role != "user" && role != "assistant" && role != "developer" && role != "tool")
-        return Bad("messages", absl::StrCat("unknown role '", role, "'"));
-      if (!m.contains("content") || !(m["content"].is_string() || m["content"].is_array()))
-        return Bad("messages", "each message needs 'content' (a string or a list of text parts)");
-      if (m["content"].is_array())
-        for (const json& p : m["content"])
-          if (!p.is_object() || p.value("type", "") != "text" || !p.contains("text") || !p["text"].is_string())
-            return Bad("messages", "only text content parts are supported");
-    }
-    std::string text;
-    if (ctx.chat && ctx.chat->tmpl) {
-      json messages = json::array();  // content parts joined: templates expect strings
-      for (const json& m : j["messages"]) {
-        json copy = m;
-        if (m["content"].is_array()) {
-          std::string joined;
-          for (const json& part : m["content"]) joined += part["text"].get<std::string>();
-          copy["content"] = joined;
-        }
-        messages.push_back(copy);
-      }
-      auto rendered = ctx.chat->tmpl->Render({{"messages", messages}, {"add_generation_prompt", true},
-                                              {"bos_token", ctx.chat->bos_token}, {"eos_token", ctx.chat->eos_token}});
-      if (!rendered.ok()) return Bad("messages", std::string(rendered.status().message()));
-      text = *rendered;
-    } else {
-      text = RenderDefaultChatTemplate(j["messages"]);
-    }
-    auto ids = encode(text);
-    if (auto* e = std::get_if<ApiError>(&ids)) return *e;
-    c.prompts.push_back(std::get<std::vector<int>>(ids));
-    c.prompt_texts.push_back(text);
-  } else {
-    if (!j.contains("prompt")) return Bad("prompt", "'prompt' is required");
-    const json& p = j["prompt"];
-    auto add_ids = [&](const json& list) -> std::optional<ApiError> {
-      std::vector<int> ids;
-      for (const json& t : list) {
-        if (!t.is_number_integer()) return Bad("prompt", "token ids must be integers");
-        const int64_t id = t.get<int64_t>();
-        if (id < 0 || id >= ctx.spec->vocab_size)
-          return Bad("prompt", absl::StrCat("token id ", id, " is outside the vocabulary (0..", ctx.spec->vocab_size - 1, ")"));
-        ids.push_back(static_cast<int>(id));
-      }
-      c.prompt_texts.push_back(ctx.tokenizer ? ctx.tokenizer->Decode(ids) : "");
-      c.prompts.push_back(std::move(ids));
-      return std::nullopt;
-    };
-    auto add_text = [&](const std::string& s) -> std::optional<ApiError> {
-      auto ids = encode(s);
-      if (auto* e = std::get_if<ApiError>(&ids)) return *e;
-      c.prompts.push_back(std::get<std::vector<int>>(ids));
-      c.prompt_texts.push_back(s);
-      return std::nullopt;
-    };
-    std::optional<ApiError> err;
-    if (p.is_string()) {
-      err = add_text(p.get<std::string>());
-    } else if (p.is_array() && !p.empty() && p[0].is_number()) {
-      err = add_ids(p);
-    } else if (p.is_array() && !p.empty()) {
-      for (const json& item : p) {
-        if (item.is_string()) err = add_text(item.get<std::string>());
-        else if (item.is_array()) err = add_ids(item);
-        else err = Bad("prompt", "'prompt' must be a string, a list of token ids, or a list of either");
-        if (err) break;
-      }
-    } else {
-      err = Bad("prompt", "'prompt' must be a string, a list of token ids, or a list of either");
-    }
-    if (err) return *err;
-    if (c.prompts.size() > 64) return Bad("prompt", "at most 64 prompts per request");
+std::variant<std::vector<int>, ApiError> Encode(const std::string& text, bool chat, const ApiContext& ctx) {
+  if (ctx.tokenizer == nullptr) return Bad(chat ? "messages" : "prompt", "the model has no tokenizer: send token ids");
+  return ctx.tokenizer->Encode(text);
+}
+
+std::optional<ApiError> CheckMessages(const json& j) {
+  if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
+    return Bad("messages", "'messages' must be a non-empty array");
+  for (const json& m : j["messages"]) {
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+      return Bad("messages", "each message needs a string 'role'");
+    const std::string role = m["role"];
+    if (role != "system" && role != "user" && role != "assistant" && role != "developer" && role != "tool")
+      return Bad("messages", absl::StrCat("unknown role '", role, "'"));
+    if (!m.contains("content") || !(m["content"].is_string() || m["content"].is_array()))
+      return Bad("messages", "each message needs 'content' (a string or a list of text parts)");
+    if (m["content"].is_array())
+      for (const json& p : m["content"])
+        if (!p.is_object() || p.value("type", "") != "text" || !p.contains("text") || !p["text"].is_string())
+          return Bad("messages", "only text content parts are supported");
   }
-  for (const auto& ids : c.prompts)
-    if (ids.empty()) return Bad(chat ? "messages" : "prompt", "the prompt is empty");
+  return std::nullopt;
+}
 
-  // Lengths against the context.
+// The chat rendered with the model's template (content parts joined: templates expect strings),
+// or Strata's default one.
+std::variant<std::string, ApiError> RenderChat(const json& j, const ApiContext& ctx) {
+  if (!ctx.chat || !ctx.chat->tmpl) return RenderDefaultChatTemplate(j["messages"]);
+  json messages = json::array();
+  for (const json& m : j["messages"]) {
+    json copy = m;
+    if (m["content"].is_array()) {
+      std::string joined;
+      for (const json& part : m["content"]) joined += part["text"].get<std::string>();
+      copy["content"] = joined;
+    }
+    messages.push_back(copy);
+  }
+  auto rendered = ctx.chat->tmpl->Render({{"messages", messages}, {"add_generation_prompt", true},
+                                          {"bos_token", ctx.chat->bos_token}, {"eos_token", ctx.chat->eos_token}});
+  if (!rendered.ok()) return Bad("messages", std::string(rendered.status().message()));
+  return *rendered;
+}
+
+std::optional<ApiError> ParseChatPrompt(const json& j, const ApiContext& ctx, CompletionCall* c) {
+  if (auto e = CheckMessages(j)) return e;
+  auto text = RenderChat(j, ctx);
+  if (auto* e = std::get_if<ApiError>(&text)) return *e;
+  auto ids = Encode(std::get<std::string>(text), true, ctx);
+  if (auto* e = std::get_if<ApiError>(&ids)) return *e;
+  c->prompts.push_back(std::get<std::vector<int>>(std::move(ids)));
+  c->prompt_texts.push_back(std::get<std::string>(std::move(text)));
+  return std::nullopt;
+}
+
+std::optional<ApiError> AddPromptIds(const json& list, const ApiContext& ctx, CompletionCall* c) {
+  std::vector<int> ids;
+  for (const json& t : list) {
+    if (!t.is_number_integer()) return Bad("prompt", "token ids must be integers");
+    const int64_t id = t.get<int64_t>();
+    if (id < 0 || id >= ctx.spec->vocab_size)
+      return Bad("prompt", absl::StrCat("token id ", id, " is outside the vocabulary (0..", ctx.spec->vocab_size - 1, ")"));
+    ids.push_back(static_cast<int>(id));
+  }
+  c->prompt_texts.push_back(ctx.tokenizer ? ctx.tokenizer->Decode(ids) : "");
+  c->prompts.push_back(std::move(ids));
+  return std::nullopt;
+}
+
+std::optional<ApiError> AddPromptText(const std::string& text, const ApiContext& ctx, CompletionCall* c) {
+  auto ids = Encode(text, false, ctx);
+  if (auto* e = std::get_if<ApiError>(&ids)) return *e;
+  c->prompts.push_back(std::get<std::vector<int>>(std::move(ids)));
+  c->prompt_texts.push_back(text);
+  return std::nullopt;
+}
+
+// "prompt": a string, a list of token ids, or a list of either (one choice each).
+std::optional<ApiError> ParseCompletionPrompt(const json& j, const ApiContext& ctx, CompletionCall* c) {
+  if (!j.contains("prompt")) return Bad("prompt", "'prompt' is required");
+  const json& p = j["prompt"];
+  const ApiError shape = Bad("prompt", "'prompt' must be a string, a list of token ids, or a list of either");
+  if (p.is_string()) return AddPromptText(p.get<std::string>(), ctx, c);
+  if (!p.is_array() || p.empty()) return shape;
+  if (p[0].is_number()) return AddPromptIds(p, ctx, c);
+  for (const json& item : p) {
+    std::optional<ApiError> err = item.is_string()  ? AddPromptText(item.get<std::string>(), ctx, c)
+                                  : item.is_array() ? AddPromptIds(item, ctx, c)
+                                                    : std::optional<ApiError>(shape);
+    if (err) return err;
+  }
+  if (c->prompts.size() > 64) return Bad("prompt", "at most 64 prompts per request");
+  return std::nullopt;
+}
+
+// Prompt lengths and max_tokens against the context.
+std::optional<ApiError> ParseLengths(const json& j, bool chat, const ApiContext& ctx, CompletionCall* c) {
+  for (const auto& ids : c->prompts)
+    if (ids.empty()) return Bad(chat ? "messages" : "prompt", "the prompt is empty");
   const int context = ctx.spec->max_position_embeddings;
   size_t longest = 0;
-  for (const auto& ids : c.prompts) longest = std::max(longest, ids.size());
+  for (const auto& ids : c->prompts) longest = std::max(longest, ids.size());
   if (static_cast<int64_t>(longest) >= context)
     return Bad(chat ? "messages" : "prompt",
                absl::StrCat("the prompt has ", longest, " tokens; the context length is ", context), 400,
                "context_length_exceeded");
   const char* max_field = chat && j.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
   int64_t max_tokens = chat ? context - static_cast<int64_t>(longest) : 16;
-  if (j.contains(max_field) && !j[max_field].is_null()) {
+  if (Given(j, max_field)) {
     if (!j[max_field].is_number_integer()) return Bad(max_field, absl::StrCat("'", max_field, "' must be an integer"));
     max_tokens = j[max_field].get<int64_t>();
     if (max_tokens < 1) return Bad(max_field, absl::StrCat("'", max_field, "' must be at least 1"));
@@ -199,64 +203,92 @@ std::variant<CompletionCall, ApiError> ParseCompletionRequest(const std::string&
                               ") exceeds the context length ", context),
                  400, "context_length_exceeded");
   }
-  c.base.max_tokens = static_cast<int>(max_tokens);
+  c->base.max_tokens = static_cast<int>(max_tokens);
+  return std::nullopt;
+}
 
-  // Sampling.
-  const double temperature = j.contains("temperature") && !j["temperature"].is_null() ? j["temperature"].get<double>() : 1.0;
+std::optional<ApiError> ParseSampling(const json& j, const ApiContext& ctx, CompletionCall* c) {
+  const double temperature = Given(j, "temperature") ? j["temperature"].get<double>() : 1.0;
   if (!(temperature >= 0 && temperature <= 100)) return Bad("temperature", "'temperature' must be in [0, 100]");
-  const double top_p = j.contains("top_p") && !j["top_p"].is_null() ? j["top_p"].get<double>() : 1.0;
+  const double top_p = Given(j, "top_p") ? j["top_p"].get<double>() : 1.0;
   if (!(top_p > 0 && top_p <= 1)) return Bad("top_p", "'top_p' must be in (0, 1]");
   int64_t top_k = 0;
-  if (j.contains("top_k") && !j["top_k"].is_null()) {
+  if (Given(j, "top_k")) {
     if (!j["top_k"].is_number_integer()) return Bad("top_k", "'top_k' must be an integer");
     top_k = j["top_k"].get<int64_t>();
     if (top_k == -1) top_k = 0;  // vLLM's "all"
     if (top_k < 0 || top_k > ctx.spec->vocab_size) return Bad("top_k", "'top_k' must be -1, 0 or up to the vocabulary size");
   }
-  c.base.sampling.temperature = static_cast<float>(temperature);
-  c.base.sampling.top_p = static_cast<float>(top_p);
-  c.base.sampling.top_k = static_cast<int>(top_k);
-  if (j.contains("seed") && !j["seed"].is_null()) {
+  c->base.sampling.temperature = static_cast<float>(temperature);
+  c->base.sampling.top_p = static_cast<float>(top_p);
+  c->base.sampling.top_k = static_cast<int>(top_k);
+  if (Given(j, "seed")) {
     if (!j["seed"].is_number_integer()) return Bad("seed", "'seed' must be an integer");
-    c.base.sampling.seed = static_cast<uint64_t>(j["seed"].get<int64_t>());
+    c->base.sampling.seed = static_cast<uint64_t>(j["seed"].get<int64_t>());
   }
-  c.base.ignore_eos = j.value("ignore_eos", false);
+  c->base.ignore_eos = j.value("ignore_eos", false);
+  return std::nullopt;
+}
 
-  // Stop strings.
-  if (j.contains("stop") && !j["stop"].is_null()) {
-    const json& s = j["stop"];
-    if (s.is_string()) {
-      c.stop.push_back(s.get<std::string>());
-    } else if (s.is_array() && s.size() <= 4) {
-      for (const json& x : s) {
-        if (!x.is_string()) return Bad("stop", "'stop' must be a string or a list of up to 4 strings");
-        c.stop.push_back(x.get<std::string>());
-      }
-    } else {
-      return Bad("stop", "'stop' must be a string or a list of up to 4 strings");
+std::optional<ApiError> ParseStop(const json& j, const ApiContext& ctx, CompletionCall* c) {
+  if (!Given(j, "stop")) return std::nullopt;
+  const json& s = j["stop"];
+  const ApiError shape = Bad("stop", "'stop' must be a string or a list of up to 4 strings");
+  if (s.is_string()) {
+    c->stop.push_back(s.get<std::string>());
+  } else if (s.is_array() && s.size() <= 4) {
+    for (const json& x : s) {
+      if (!x.is_string()) return shape;
+      c->stop.push_back(x.get<std::string>());
     }
-    for (const std::string& s2 : c.stop)
-      if (s2.empty()) return Bad("stop", "stop strings must not be empty");
-    if (!c.stop.empty() && ctx.tokenizer == nullptr) return Bad("stop", "stop strings need a tokenizer");
+  } else {
+    return shape;
   }
-  c.stream = j.value("stream", false);
-  if (j.contains("stream_options") && !j["stream_options"].is_null()) {
+  for (const std::string& text : c->stop)
+    if (text.empty()) return Bad("stop", "stop strings must not be empty");
+  if (!c->stop.empty() && ctx.tokenizer == nullptr) return Bad("stop", "stop strings need a tokenizer");
+  return std::nullopt;
+}
+
+// stream, stream_options, logprobs, echo, return_token_ids.
+std::optional<ApiError> ParseOutputOptions(const json& j, bool chat, CompletionCall* c) {
+  c->stream = j.value("stream", false);
+  if (Given(j, "stream_options")) {
     if (!j["stream_options"].is_object()) return Bad("stream_options", "'stream_options' must be an object");
-    c.include_usage = j["stream_options"].value("include_usage", false);
+    c->include_usage = j["stream_options"].value("include_usage", false);
   }
-  if (j.contains("logprobs") && !j["logprobs"].is_null()) {
+  if (Given(j, "logprobs")) {
     if (chat) {
       if (!j["logprobs"].is_boolean()) return Bad("logprobs", "'logprobs' must be a boolean");
-      c.logprobs = j["logprobs"].get<bool>() ? 0 : -1;
+      c->logprobs = j["logprobs"].get<bool>() ? 0 : -1;
     } else {
       if (!j["logprobs"].is_number_integer()) return Bad("logprobs", "'logprobs' must be an integer");
       const int64_t lp = j["logprobs"].get<int64_t>();
       if (lp < 0 || lp > 5) return Bad("logprobs", "'logprobs' must be in [0, 5]");
-      c.logprobs = static_cast<int>(lp);
+      c->logprobs = static_cast<int>(lp);
     }
   }
-  c.echo = j.value("echo", false);
-  c.return_token_ids = j.value("return_token_ids", false);
+  c->echo = j.value("echo", false);
+  c->return_token_ids = j.value("return_token_ids", false);
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::variant<CompletionCall, ApiError> ParseCompletionRequest(const std::string& body, bool chat,
+                                                              const ApiContext& ctx) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded()) return Bad("", "the request body is not valid JSON");
+  if (!j.is_object()) return Bad("", "the request body must be a JSON object");
+  CompletionCall c;
+  c.chat = chat;
+  // In this order: a wrong type is a 400 naming the field before any value is looked at.
+  if (auto e = CheckFieldsAndModel(j, chat, ctx)) return *e;
+  if (auto e = chat ? ParseChatPrompt(j, ctx, &c) : ParseCompletionPrompt(j, ctx, &c)) return *e;
+  if (auto e = ParseLengths(j, chat, ctx, &c)) return *e;
+  if (auto e = ParseSampling(j, ctx, &c)) return *e;
+  if (auto e = ParseStop(j, ctx, &c)) return *e;
+  if (auto e = ParseOutputOptions(j, chat, &c)) return *e;
   return c;
 }
 
@@ -293,6 +325,80 @@ std::string StopAwareText::Finish() {
   std::string out = held_ + dec_.Flush();
   held_.clear();
   return out;
+}
+
+json LogprobsBody(const CompletionCall& call, const std::vector<float>& logprobs, const std::vector<std::string>& texts) {
+  if (call.logprobs < 0) return nullptr;
+  if (call.chat) {
+    json content = json::array();
+    for (size_t i = 0; i < logprobs.size(); ++i)
+      content.push_back(
+          {{"token", i < texts.size() ? texts[i] : ""}, {"logprob", logprobs[i]}, {"top_logprobs", json::array()}});
+    return {{"content", content}};
+  }
+  json offsets = json::array();
+  size_t at = 0;
+  for (const std::string& t : texts) {
+    offsets.push_back(at);
+    at += t.size();
+  }
+  return {{"tokens", texts}, {"token_logprobs", logprobs}, {"top_logprobs", nullptr}, {"text_offset", offsets}};
+}
+
+json UsageBody(const CompletionCall& call, const std::vector<ChoiceState>& choices) {
+  int64_t p = 0, g = 0;
+  for (const auto& ids : call.prompts) p += static_cast<int64_t>(ids.size());
+  for (const ChoiceState& c : choices) g += static_cast<int64_t>(c.tokens.size());
+  return json{{"prompt_tokens", p}, {"completion_tokens", g}, {"total_tokens", p + g}};
+}
+
+json CompletionBody(const CompletionCall& call, const ResponseHeader& h, const std::vector<ChoiceState>& choices) {
+  json out = json::array();
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const ChoiceState& c = choices[i];
+    json ch = {{"index", i}, {"finish_reason", c.finish_reason}, {"logprobs", LogprobsBody(call, c.logprobs, c.token_texts)}};
+    if (call.chat) {
+      ch["message"] = {{"role", "assistant"}, {"content", c.out}};
+    } else {
+      ch["text"] = (call.echo ? call.prompt_texts[i] : "") + c.out;
+    }
+    if (call.return_token_ids) ch["token_ids"] = c.tokens;
+    out.push_back(ch);
+  }
+  return {{"id", h.id}, {"object", call.chat ? "chat.completion" : "text_completion"}, {"created", h.created},
+          {"model", h.model}, {"choices", out}, {"usage", UsageBody(call, choices)}};
+}
+
+json StreamChunk(const CompletionCall& call, const ResponseHeader& h, json choice) {
+  return {{"id", h.id}, {"object", call.chat ? "chat.completion.chunk" : "text_completion"}, {"created", h.created},
+          {"model", h.model}, {"choices", json::array({std::move(choice)})}};
+}
+
+json OpeningDelta(const CompletionCall& call, size_t index) {
+  if (call.chat)
+    return {{"index", index}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr},
+            {"finish_reason", nullptr}};
+  return {{"index", index}, {"text", call.echo ? call.prompt_texts[index] : ""}, {"logprobs", nullptr},
+          {"finish_reason", nullptr}};
+}
+
+json PieceDelta(const CompletionCall& call, int index, const std::string& piece, json logprobs, int token) {
+  json ch = call.chat ? json{{"index", index}, {"delta", {{"content", piece}}}, {"logprobs", logprobs},
+                             {"finish_reason", nullptr}}
+                      : json{{"index", index}, {"text", piece}, {"logprobs", logprobs}, {"finish_reason", nullptr}};
+  if (call.return_token_ids && token >= 0) ch["token_ids"] = {token};
+  return ch;
+}
+
+json FinishDelta(const CompletionCall& call, int index, const std::string& reason) {
+  if (call.chat)
+    return {{"index", index}, {"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", reason}};
+  return {{"index", index}, {"text", ""}, {"logprobs", nullptr}, {"finish_reason", reason}};
+}
+
+json UsageChunk(const CompletionCall& call, const ResponseHeader& h, json usage) {
+  return {{"id", h.id}, {"object", call.chat ? "chat.completion.chunk" : "text_completion"}, {"created", h.created},
+          {"model", h.model}, {"choices", json::array()}, {"usage", std::move(usage)}};
 }
 
 }  // namespace strata

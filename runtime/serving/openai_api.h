@@ -78,4 +78,41 @@ class StopAwareText {
   bool stopped_ = false;
 };
 
+// One choice's text and bookkeeping while its tokens arrive.
+struct ChoiceState {
+  ChoiceState(const Tokenizer* t, const std::vector<std::string>& stop) : text(t, stop) {}
+  StopAwareText text;
+  std::string out;
+  std::vector<int> tokens;
+  std::vector<float> logprobs;
+  std::vector<std::string> token_texts;
+  bool finished = false;
+  std::string finish_reason;
+  std::string error;
+};
+
+// What every body of one response repeats.
+struct ResponseHeader {
+  std::string id;
+  int64_t created = 0;
+  std::string model;
+};
+
+// The response bodies, in OpenAI's shapes for `call`'s endpoint (chat or text completion).
+// The logprobs object for tokens whose texts are `texts` (null when none were asked for).
+nlohmann::json LogprobsBody(const CompletionCall& call, const std::vector<float>& logprobs,
+                            const std::vector<std::string>& texts);
+nlohmann::json UsageBody(const CompletionCall& call, const std::vector<ChoiceState>& choices);
+// The whole non-streamed response.
+nlohmann::json CompletionBody(const CompletionCall& call, const ResponseHeader& h, const std::vector<ChoiceState>& choices);
+// A stream chunk carrying one choice delta, and the deltas: the opening one (role, echo), a piece
+// of text with its token, and the closing one with the finish reason.
+nlohmann::json StreamChunk(const CompletionCall& call, const ResponseHeader& h, nlohmann::json choice);
+nlohmann::json OpeningDelta(const CompletionCall& call, size_t index);
+nlohmann::json PieceDelta(const CompletionCall& call, int index, const std::string& piece, nlohmann::json logprobs,
+                          int token);
+nlohmann::json FinishDelta(const CompletionCall& call, int index, const std::string& reason);
+// The last chunk when stream_options.include_usage: no choices, the usage.
+nlohmann::json UsageChunk(const CompletionCall& call, const ResponseHeader& h, nlohmann::json usage);
+
 }  // namespace strata
