@@ -30,7 +30,8 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelSpec
   ASSIGN_OR_RETURN(r->rope_sin_, backend->Allocate(s.size() * 4));
   backend->CopyToDevice(r->rope_cos_.get(), c.data(), c.size() * 4);
   backend->CopyToDevice(r->rope_sin_.get(), s.data(), s.size() * 4);
-  r->rope_ = {r->rope_cos_.f32(), r->rope_sin_.f32(), spec.rotary_dims, max_pos};
+  r->rope_ = {.cos = r->rope_cos_.f32(), .sin = r->rope_sin_.f32(), .rotary_dims = spec.rotary_dims,
+              .max_positions = max_pos};
   return r;
 }
 
@@ -158,8 +159,9 @@ absl::Status ModelRunner::Prepare(const std::vector<SequenceStep>& seqs) {
   backend_->CopyToDevice(block_table_.get(), table.data(), table.size() * 4);
   int max_seq_len = 0;
   for (const SequenceStep& q : seqs) max_seq_len = std::max(max_seq_len, q.context_len + static_cast<int>(q.tokens.size()));
-  batch_ = {num_seqs_,  token_start_.i32(), context_len_.i32(), block_table_.i32(), max_blocks, seq_slot_.i32(),
-            tokens, max_seq_len};
+  batch_ = {.num_seqs = num_seqs_, .token_start = token_start_.i32(), .context_len = context_len_.i32(),
+            .block_table = block_table_.i32(), .max_blocks = max_blocks, .seq_slot = seq_slot_.i32(),
+            .num_tokens = tokens, .max_seq_len = max_seq_len};
   return absl::OkStatus();
 }
 
@@ -180,19 +182,31 @@ void ModelRunner::RunLayer(int l, int T) {
   // Row-parallel biases are added by slice 0 only, so the all-reduce adds them once.
   const bool bias_here = slice_ == 0;
 
-  backend_->Norm({nt, x_.f32(), w.norm1_w.f32(), w.norm1_b.f32(), a_.f32(), T, h, spec_.norm_eps});
-  if (spec_.parallel_residual)  // both norms read the layer input (§1.5)
-    backend_->Norm({nt, x_.f32(), w.norm2_w.f32(), w.norm2_b.f32(), a2_.f32(), T, h, spec_.norm_eps});
+  // y = x W^T + b over this layer's T token rows, with weights in the loaded matrix type.
+  auto linear = [&](const float* x, const DeviceBuffer& weight, const float* bias, float* y, int n, int k,
+                    bool accumulate = false) {
+    backend_->Linear(
+        {.x = x, .w = weight.get(), .bias = bias, .y = y, .m = T, .n = n, .k = k, .accumulate = accumulate,
+         .w_dtype = w_.matrix_dtype});
+  };
+  auto norm = [&](const DeviceBuffer& weight, const DeviceBuffer& bias, float* y) {
+    backend_->Norm({.type = nt, .x = x_.f32(), .weight = weight.f32(), .bias = bias.f32(), .y = y, .rows = T,
+                    .cols = h, .eps = spec_.norm_eps});
+  };
+  norm(w.norm1_w, w.norm1_b, a_.f32());
+  if (spec_.parallel_residual) norm(w.norm2_w, w.norm2_b, a2_.f32());  // both norms read the layer input (§1.5)
 
-  backend_->Linear({a_.f32(), w.q_w.get(), w.q_b.f32(), q_.f32(), T, qd, h, false, w_.matrix_dtype});
+  linear(a_.f32(), w.q_w, w.q_b.f32(), q_.f32(), qd, h);
   if (ls.is_producer) {  // only producers compute K/V, into their bank's step rows
-    backend_->Linear({a_.f32(), w.k_w.get(), w.k_b.f32(), step_k_[bank].f32(), T, kvd, h, false, w_.matrix_dtype});
-    backend_->Linear({a_.f32(), w.v_w.get(), w.v_b.f32(), step_v_[bank].f32(), T, kvd, h, false, w_.matrix_dtype});
+    linear(a_.f32(), w.k_w, w.k_b.f32(), step_k_[bank].f32(), kvd, h);
+    linear(a_.f32(), w.v_w, w.v_b.f32(), step_v_[bank].f32(), kvd, h);
   }
   if (spec_.rotary_dims > 0) {
-    backend_->Rotary({q_.f32(), positions_.i32(), T, local_heads_, spec_.head_dim, rope_});
+    backend_->Rotary({.x = q_.f32(), .positions = positions_.i32(), .tokens = T, .heads = local_heads_,
+                      .head_dim = spec_.head_dim, .rope = rope_});
     if (ls.is_producer && ls.rope_mode == KvRopeMode::kPost)
-      backend_->Rotary({step_k_[bank].f32(), positions_.i32(), T, kb.num_kv_heads, kb.head_dim, rope_});
+      backend_->Rotary({.x = step_k_[bank].f32(), .positions = positions_.i32(), .tokens = T,
+                        .heads = kb.num_kv_heads, .head_dim = kb.head_dim, .rope = rope_});
   }
   AttentionArgs at;
   at.q = q_.f32();
@@ -211,25 +225,25 @@ void ModelRunner::RunLayer(int l, int T) {
 
   // Attention output projection (row-parallel): a partial sum on each slice.
   const size_t n = static_cast<size_t>(T) * h;
-  backend_->Linear({attn_.f32(), w.o_w.get(), bias_here ? w.o_b.f32() : nullptr, out_.f32(), T, h, qd, false, w_.matrix_dtype});
+  linear(attn_.f32(), w.o_w, bias_here ? w.o_b.f32() : nullptr, out_.f32(), h, qd);
   if (!spec_.parallel_residual) {
     AllReduce(out_.f32(), n);
     backend_->Add(x_.f32(), out_.f32(), n);
-    backend_->Norm({nt, x_.f32(), w.norm2_w.f32(), w.norm2_b.f32(), a2_.f32(), T, h, spec_.norm_eps});
+    norm(w.norm2_w, w.norm2_b, a2_.f32());
   }
   if (spec_.activation == Activation::kSwiGlu) {
-    backend_->Linear({a2_.f32(), w.up_w.get(), w.up_b.f32(), mlp2_.f32(), T, 2 * I, h, false, w_.matrix_dtype});
-    backend_->Activation({ActivationType::kSwiGlu, mlp2_.f32(), mlp_.f32(), T, I});
+    linear(a2_.f32(), w.up_w, w.up_b.f32(), mlp2_.f32(), 2 * I, h);
+    backend_->Activation(
+        {.type = ActivationType::kSwiGlu, .x = mlp2_.f32(), .y = mlp_.f32(), .rows = T, .cols = I});
   } else {
-    backend_->Linear({a2_.f32(), w.up_w.get(), w.up_b.f32(), mlp_.f32(), T, I, h, false, w_.matrix_dtype});
-    const ActivationType at2 =
+    linear(a2_.f32(), w.up_w, w.up_b.f32(), mlp_.f32(), I, h);
+    const ActivationType gelu =
         spec_.activation == Activation::kGeluErf ? ActivationType::kGeluErf : ActivationType::kGeluTanh;
-    backend_->Activation({at2, mlp_.f32(), mlp_.f32(), T, I});
+    backend_->Activation({.type = gelu, .x = mlp_.f32(), .y = mlp_.f32(), .rows = T, .cols = I});
   }
   // MLP down projection (row-parallel). With a parallel residual it joins the attention partial
   // sum, so one all-reduce serves the whole layer.
-  backend_->Linear({mlp_.f32(), w.down_w.get(), bias_here ? w.down_b.f32() : nullptr, out_.f32(), T, h, I,
-                    spec_.parallel_residual, w_.matrix_dtype});
+  linear(mlp_.f32(), w.down_w, bias_here ? w.down_b.f32() : nullptr, out_.f32(), h, I, spec_.parallel_residual);
   AllReduce(out_.f32(), n);
   backend_->Add(x_.f32(), out_.f32(), n);
 }
@@ -330,7 +344,8 @@ absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceS
   auto home = [&](int p) { return layout().stage_of_layer(p); };
 
   if (first_stage) {
-    backend_->Embedding({w_.embed.get(), ids_.i32(), x_.f32(), T, h, w_.vocab_begin, w_.vocab_rows, w_.matrix_dtype});
+    backend_->Embedding({.table = w_.embed.get(), .ids = ids_.i32(), .y = x_.f32(), .tokens = T, .hidden = h,
+                         .vocab_begin = w_.vocab_begin, .vocab_rows = w_.vocab_rows, .table_dtype = w_.matrix_dtype});
     AllReduce(x_.f32(), static_cast<size_t>(T) * h);  // vocabulary-parallel: one slice has each row
   } else {
     // Time blocked here is the previous stage still working: pipeline bubble, not this stage's work.
@@ -368,7 +383,8 @@ absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceS
 
   // Commit the final pass's K/V rows of every bank (producers here, or received from their home).
   for (size_t b = 0; b < layout_.banks.size(); ++b)
-    backend_->KvWrite({step_k_[b].f32(), step_v_[b].f32(), kv_->View(static_cast<int>(b)), batch_});
+    backend_->KvWrite({.step_k = step_k_[b].f32(), .step_v = step_v_[b].f32(), .bank = kv_->View(static_cast<int>(b)),
+                       .batch = batch_});
 
   if (!last_stage) return std::vector<float>();
   return Logits();
@@ -376,17 +392,17 @@ absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceS
 
 absl::StatusOr<std::vector<float>> ModelRunner::Logits() {
   const int h = spec_.hidden_size;
-  backend_->GatherRows({x_.f32(), last_rows_.i32(), last_.f32(), num_seqs_, h});
+  backend_->GatherRows({.src = x_.f32(), .rows = last_rows_.i32(), .dst = last_.f32(), .count = num_seqs_, .cols = h});
   const NormType nt = spec_.norm == NormKind::kLayerNorm ? NormType::kLayerNorm : NormType::kRmsNorm;
-  backend_->Norm({nt, last_.f32(), w_.final_norm_w.f32(), w_.final_norm_b.f32(), last_.f32(), num_seqs_, h,
-                  spec_.norm_eps});
+  backend_->Norm({.type = nt, .x = last_.f32(), .weight = w_.final_norm_w.f32(), .bias = w_.final_norm_b.f32(),
+                  .y = last_.f32(), .rows = num_seqs_, .cols = h, .eps = spec_.norm_eps});
   // Vocabulary-parallel LM head: each slice computes its rows, packed [S, vocab_rows] in a
   // [S * vp] buffer, then all slices gather them in device memory; one copy brings them home.
   const int vp = w_.vocab_rows_padded, S = num_seqs_, V = spec_.vocab_size;
   const size_t per_slice = static_cast<size_t>(S) * vp;
   if (w_.vocab_rows > 0)
-    backend_->Linear({last_.f32(), w_.lm_head_ptr(), nullptr, logits_.f32(), S, w_.vocab_rows, h, false,
-                      w_.matrix_dtype});
+    backend_->Linear({.x = last_.f32(), .w = w_.lm_head_ptr(), .y = logits_.f32(), .m = S, .n = w_.vocab_rows,
+                      .k = h, .w_dtype = w_.matrix_dtype});
   const DeviceBuffer* gathered = &logits_;
   if (tp_comm_ != nullptr) {
     RETURN_IF_ERROR(tp_comm_->AllGather(logits_.f32(), logits_all_.f32(), per_slice));
