@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # deploy/k8s and deploy/docker with real tools: both kustomize overlays render (kubectl
-# kustomize) and validate (tests/k8s_validate.mjs: Kubernetes OpenAPI and Prometheus Operator
+# kustomize) and validate (tests/deploy/k8s_validate.mjs: Kubernetes OpenAPI and Prometheus Operator
 # schemas from npm, LWS/MPIJob fields, cross references); broken variants are rejected, so the
 # check can fail; the Dockerfile passes dockerfilelint. Usage: deploy_k8s_test.sh NPM_PREFIX
 set -euo pipefail
 npm_prefix=${1:?usage: deploy_k8s_test.sh NPM_PREFIX}
-root="$(cd "$(dirname "$0")/.." && pwd)"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # The validator resolves its packages from the npm prefix the test script installed them into.
-cp "$root/tests/k8s_validate.mjs" "$npm_prefix/k8s_validate.mjs"
+cp "$root/tests/deploy/k8s_validate.mjs" "$npm_prefix/k8s_validate.mjs"
 validate() { node "$npm_prefix/k8s_validate.mjs" "$@"; }
 
 for overlay in lws mpijob; do

@@ -1,6 +1,6 @@
 // The cache placement planner: properties over seeded random models, optimality against a
 // brute-force search of every partition on small models, and golden plans for two realistic
-// models (tests/golden/*.txt).
+// models (tests/parallel/golden/*.txt).
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -179,13 +179,13 @@ TEST(Planner, RejectsBadTopologiesAndPartitions) {
 }
 
 std::string ReadGolden(const std::string& name) {
-  std::ifstream in(std::string(STRATA_SOURCE_DIR) + "/tests/golden/" + name);
+  std::ifstream in(std::string(STRATA_SOURCE_DIR) + "/tests/parallel/golden/" + name);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
 }
 
-// Golden plans: regenerate with `strata plan` (commands in tests/golden/README.md) when the
+// Golden plans: regenerate with `strata plan` (commands in tests/parallel/golden/README.md) when the
 // planner's policy changes on purpose.
 TEST(Planner, GoldenPythia160MMlkv6OnFourStages) {
   json c = {{"model_type", "gpt_neox"}, {"hidden_size", 768}, {"num_attention_heads", 12}, {"num_hidden_layers", 12},
