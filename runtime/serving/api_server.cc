@@ -1,11 +1,5 @@
 #include "runtime/serving/api_server.h"
 
-#include <arpa/inet.h>
-#include <httplib.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
-#include <chrono>
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
@@ -22,30 +16,29 @@ std::string NewId(const char* prefix) {
   return absl::StrCat(prefix, UnixNow(), "-", counter.fetch_add(1));
 }
 
-// Debian's cpp-httplib (0.11) is compiled with a listen backlog of 5: a burst of clients
-// overflows it and some connections are dropped. listen() again on the same socket raises the
-// backlog; the library does not expose the socket, so find it: the listening socket on `port`.
-void WidenListenBacklog(int port, int backlog) {
-  for (int fd = 0; fd < 4096; ++fd) {
-    int listening = 0;
-    socklen_t len = sizeof(listening);
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
-    sockaddr_storage addr{};
-    socklen_t alen = sizeof(addr);
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
-    int p = -1;
-    if (addr.ss_family == AF_INET) p = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
-    if (addr.ss_family == AF_INET6) p = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
-    if (p == port) ::listen(fd, std::max(backlog, 128));
-  }
+HttpServerOptions HttpOptions(const ApiServerOptions& o) {
+  HttpServerOptions h;
+  h.host = o.host;
+  h.port = o.port;
+  h.max_body_bytes = o.max_body_bytes;
+  h.timeout_seconds = o.io_timeout_seconds;
+  h.max_stream_buffer_bytes = o.max_stream_buffer_bytes;
+  return h;
 }
 
 }  // namespace
 
 ApiServer::ApiServer(ApiServerOptions options, RequestHub* hub)
-    : o_(std::move(options)), hub_(hub), http_(std::make_unique<httplib::Server>()) {}
+    : o_(std::move(options)), hub_(hub), http_(HttpOptions(o_)) {
+  http_.SetHandler([this](const std::shared_ptr<HttpExchange>& x) { Dispatch(x); });
+  http_.SetWakeHandler([this] { Poll(); });
+}
 
 ApiServer::~ApiServer() { Stop(); }
+
+absl::Status ApiServer::Start() { return http_.Start(); }
+
+void ApiServer::Stop() { http_.Stop(); }
 
 void ApiServer::SetReady(const Engine* engine, const Tokenizer* tokenizer, const ModelChatTemplate* chat,
                          ServerMetrics* metrics) {
@@ -57,90 +50,47 @@ void ApiServer::SetReady(const Engine* engine, const Tokenizer* tokenizer, const
   ready_ = true;
 }
 
-void ApiServer::Stop() {
-  if (http_) http_->stop();
-  if (thread_.joinable()) thread_.join();
-}
-
-absl::Status ApiServer::Start() {
-  const int threads = o_.http_threads;
-  http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  http_->set_payload_max_length(o_.max_body_bytes);
-  http_->set_read_timeout(o_.io_timeout_seconds, 0);
-  http_->set_write_timeout(o_.io_timeout_seconds, 0);
-  http_->set_keep_alive_timeout(5);
-  Routes();
-  if (!http_->bind_to_port(o_.host.c_str(), o_.port))
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", o_.host, ":", o_.port));
-  bound_port_ = o_.port;
-  WidenListenBacklog(o_.port, o_.http_threads);
-  thread_ = std::thread([this] { http_->listen_after_bind(); });
-  return absl::OkStatus();
-}
-
-void ApiServer::SendError(httplib::Response& res, const ApiError& e) {
-  res.status = e.status;
-  res.set_content(Dump(ErrorBody(e)), "application/json");
+void ApiServer::SendError(HttpExchange& x, const ApiError& e) {
+  x.Reply(e.status, "application/json", Dump(ErrorBody(e)));
   if (metrics_) metrics_->OnHttpError(e.status);
 }
 
-// Requests refused before any route (413, 401), exceptions (500), and bodies for the library's
-// own errors (404 and kin), all in OpenAI's error shape.
-void ApiServer::InstallErrorHandlers() {
-  http_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (req.path.rfind("/v1/", 0) != 0 || o_.api_key.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    if (req.get_header_value("Authorization") == "Bearer " + o_.api_key)
-      return httplib::Server::HandlerResponse::Unhandled;
-    SendError(res, ApiError{401, "missing or wrong API key: send 'Authorization: Bearer <key>'", "authentication_error",
-                            "", "invalid_api_key"});
-    return httplib::Server::HandlerResponse::Handled;
-  });
-  http_->set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-    ApiError e{500, "unknown error", "internal_error", "", ""};
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& x) {
-      e.message = x.what();
-    } catch (...) {
-    }
-    SendError(res, e);
-  });
-  http_->set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    ApiError e;
-    e.status = res.status;
-    e.message = res.status == 413 ? "the request body is too large"
-                : res.status == 404 ? "no such route"
-                                    : absl::StrCat("HTTP error ", res.status);
-    if (res.status == 404) e.code = "not_found";
-    res.set_content(Dump(ErrorBody(e)), "application/json");
-  });
+bool ApiServer::Authorized(const HttpExchange& x) {
+  if (x.path().rfind("/v1/", 0) != 0 || o_.api_key.empty()) return true;
+  return x.header("Authorization") == "Bearer " + o_.api_key;
 }
 
-void ApiServer::Routes() {
-  InstallErrorHandlers();
-  http_->Get("/health", [](const httplib::Request&, httplib::Response& res) { res.set_content("{}", "application/json"); });
-  http_->Get("/health/ready", [this](const httplib::Request&, httplib::Response& res) { ServeReady(res); });
-  http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics_ ? metrics_->Serialize() : "", "text/plain; version=0.0.4");
-  });
-  http_->Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) { ServeModels(res); });
-  http_->Post("/v1/completions",
-              [this](const httplib::Request& req, httplib::Response& res) { ServeGeneration(req, res, false); });
-  http_->Post("/v1/chat/completions",
-              [this](const httplib::Request& req, httplib::Response& res) { ServeGeneration(req, res, true); });
+// Routes by method and path. Nothing a client sends can throw past here: a bug answers 500
+// without the exception's text.
+void ApiServer::Dispatch(const std::shared_ptr<HttpExchange>& x) {
+  try {
+    if (!Authorized(*x))
+      return SendError(*x, ApiError{401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                                    "authentication_error", "", "invalid_api_key"});
+    const std::string& m = x->method();
+    const std::string& p = x->path();
+    if (m == "GET" && p == "/health") return x->Reply(200, "application/json", "{}");
+    if (m == "GET" && p == "/health/ready") return ServeReady(*x);
+    if (m == "GET" && p == "/metrics")
+      return x->Reply(200, "text/plain; version=0.0.4", metrics_ ? metrics_->Serialize() : "");
+    if (m == "GET" && p == "/v1/models") return ServeModels(*x);
+    if (m == "POST" && p == "/v1/completions") return ServeGeneration(x, false);
+    if (m == "POST" && p == "/v1/chat/completions") return ServeGeneration(x, true);
+    SendError(*x, ApiError{404, "no such route", "invalid_request_error", "", "not_found"});
+  } catch (const std::exception&) {
+    SendError(*x, ApiError{500, "internal error", "internal_error", "", ""});
+  }
 }
 
-void ApiServer::ServeReady(httplib::Response& res) {
+void ApiServer::ServeReady(HttpExchange& x) {
   const bool ok = ready_ && !hub_->draining();
-  res.status = ok ? 200 : 503;
-  res.set_content(ok ? R"({"status":"ready"})" : R"({"status":"not ready"})", "application/json");
+  x.Reply(ok ? 200 : 503, "application/json", ok ? R"({"status":"ready"})" : R"({"status":"not ready"})");
 }
 
-void ApiServer::ServeModels(httplib::Response& res) {
+void ApiServer::ServeModels(HttpExchange& x) {
   json m = {{"id", o_.served_model_name}, {"object", "model"}, {"created", UnixNow()}, {"owned_by", "strata"}};
   if (engine_) m["max_model_len"] = engine_->spec().max_position_embeddings;
-  res.set_content(Dump(json{{"object", "list"}, {"data", json::array({m})}}), "application/json");
+  x.Reply(200, "application/json", Dump(json{{"object", "list"}, {"data", json::array({m})}}));
 }
 
 std::variant<std::shared_ptr<CompletionSession>, ApiError> ApiServer::Admit(const std::string& body, bool chat) {
@@ -156,11 +106,12 @@ std::variant<std::shared_ptr<CompletionSession>, ApiError> ApiServer::Admit(cons
   for (const auto& ids : call.prompts) {
     GenerationRequest r = call.base;
     r.prompt = ids;
-    if (absl::Status st = engine_->ValidateRequest(r); !st.ok()) return ApiError{400, std::string(st.message())};
+    if (absl::Status st = engine_->ValidateRequest(r); !st.ok()) return ApiError{400, std::string(st.message()), "invalid_request_error", "", ""};
     prompt_tokens += static_cast<int64_t>(ids.size());
     prompts.push_back(std::move(r));
   }
   auto stream = std::make_shared<RequestStream>();
+  stream->notify = [this] { http_.Wake(); };
   auto ids = hub_->Submit(std::move(prompts), stream);
   if (!ids.ok()) return ApiError{503, std::string(ids.status().message()), "service_unavailable", "", "overloaded"};
   metrics_->OnRequest(chat ? "chat" : "completions", prompt_tokens);
@@ -169,31 +120,55 @@ std::variant<std::shared_ptr<CompletionSession>, ApiError> ApiServer::Admit(cons
                                              std::move(header));
 }
 
-void ApiServer::ServeGeneration(const httplib::Request& req, httplib::Response& res, bool chat) {
-  auto admitted = Admit(req.body, chat);
-  if (auto* e = std::get_if<ApiError>(&admitted)) return SendError(res, *e);
-  std::shared_ptr<CompletionSession> session = std::get<std::shared_ptr<CompletionSession>>(std::move(admitted));
-  if (!session->call().stream) {
-    auto body = session->WaitForBody();
-    if (auto* e = std::get_if<ApiError>(&body)) return SendError(res, *e);
-    res.set_content(Dump(std::get<json>(body)), "application/json");
-    return;
+void ApiServer::ServeGeneration(const std::shared_ptr<HttpExchange>& x, bool chat) {
+  auto admitted = Admit(x->body(), chat);
+  if (auto* e = std::get_if<ApiError>(&admitted)) return SendError(*x, *e);
+  Active a{x, std::get<std::shared_ptr<CompletionSession>>(std::move(admitted))};
+  // A client that leaves stops its sequences at once; the exchange is finished on the next poll.
+  std::weak_ptr<CompletionSession> weak = a.session;
+  x->OnClose([weak] {
+    if (auto s = weak.lock()) s->Cancel();
+  });
+  if (a.session->call().stream) x->StartStream("text/event-stream");
+  if (Advance(a)) {
+    active_.push_back(std::move(a));
+    ++active_count_;
   }
-  // Server-sent events. The provider runs until every choice has finished; a failed write means
-  // the client left: its requests are cancelled and their blocks freed.
-  res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [session](size_t, httplib::DataSink& sink) {
-        bool done = false;
-        const bool alive =
-            session->StreamSome([&sink](const std::string& s) { return sink.write(s.data(), s.size()); }, &done);
-        if (done) sink.done();
-        return alive;
-      },
-      [session](bool success) {
-        if (!success) session->Cancel();  // the client disconnected mid-stream
-      });
+}
+
+bool ApiServer::Advance(Active& a) {
+  HttpExchange& x = *a.exchange;
+  CompletionSession& s = *a.session;
+  if (x.closed()) {  // the client left (its sequences were cancelled by OnClose)
+    if (!s.done()) s.Cancel();
+    x.EndStream();
+    return false;
+  }
+  const std::string text = s.Drain();
+  if (s.call().stream) {
+    if (!text.empty() && !x.Write(text, http_.options().max_stream_buffer_bytes)) {
+      s.Cancel();  // a reader this far behind is dropped; its sequences are freed
+      x.Drop();
+      return false;
+    }
+    if (s.done()) x.EndStream();
+  } else if (s.done()) {
+    auto body = s.Result();
+    if (auto* e = std::get_if<ApiError>(&body)) {
+      SendError(x, *e);
+    } else {
+      x.Reply(200, "application/json", Dump(std::get<json>(body)));
+    }
+  }
+  return !s.done();
+}
+
+void ApiServer::Poll() {
+  size_t kept = 0;
+  for (size_t i = 0; i < active_.size(); ++i)
+    if (Advance(active_[i])) active_[kept++] = std::move(active_[i]);
+  active_.resize(kept);
+  active_count_ = static_cast<int>(kept);
 }
 
 }  // namespace strata

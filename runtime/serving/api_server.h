@@ -1,26 +1,23 @@
 // File: runtime/serving/api_server.h
-// Rank 0's HTTP front end (cpp-httplib): the OpenAI-compatible API, health probes and
-// /metrics. Handlers run on the server's thread pool and talk to the engine thread only through
-// the RequestHub.
+// Rank 0's HTTP front end: the OpenAI-compatible API, health probes and /metrics, on the
+// event-driven HttpServer (one loop thread for every connection). Handlers never block: a
+// generation request is parsed, validated and submitted to the RequestHub on the loop thread,
+// and answered from there as the engine thread's events arrive (RequestStream::notify wakes the
+// loop).
 #pragma once
 
 #include <atomic>
 #include <memory>
 #include <string>
-#include <thread>
 #include <variant>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "runtime/serving/completion_session.h"
+#include "runtime/serving/http_server.h"
 #include "runtime/serving/openai_api.h"
 #include "runtime/serving/request_hub.h"
 #include "runtime/serving/server_metrics.h"
-
-namespace httplib {
-class Server;
-struct Request;
-struct Response;
-}
 
 namespace strata {
 
@@ -30,8 +27,8 @@ struct ApiServerOptions {
   std::string api_key;             // non-empty: /v1/* needs "Authorization: Bearer KEY"
   std::string served_model_name;
   size_t max_body_bytes = 1 << 20;  // larger bodies get 413
-  int io_timeout_seconds = 30;      // slow or idle connections are closed after this
-  int http_threads = 128;           // concurrent connections served
+  int io_timeout_seconds = 30;      // connections silent this long are closed
+  size_t max_stream_buffer_bytes = 4 << 20;  // a streaming reader this far behind is dropped
 };
 
 class ApiServer {
@@ -43,22 +40,34 @@ class ApiServer {
   // Once every rank has loaded its weights: generation and /health/ready open.
   void SetReady(const Engine* engine, const Tokenizer* tokenizer, const ModelChatTemplate* chat, ServerMetrics* metrics);
   void Stop();
-  int port() const { return bound_port_; }
+  int port() const { return http_.port(); }
+  // Requests being answered (loop thread's count; for tests and metrics).
+  int active_requests() const { return active_count_.load(); }
 
  private:
-  void Routes();
-  void InstallErrorHandlers();
-  void SendError(httplib::Response& res, const ApiError& e);
-  void ServeReady(httplib::Response& res);
-  void ServeModels(httplib::Response& res);
-  void ServeGeneration(const httplib::Request& req, httplib::Response& res, bool chat);
+  // An accepted generation request and the exchange it answers.
+  struct Active {
+    std::shared_ptr<HttpExchange> exchange;
+    std::shared_ptr<CompletionSession> session;
+  };
+  void Dispatch(const std::shared_ptr<HttpExchange>& x);
+  bool Authorized(const HttpExchange& x);
+  void SendError(HttpExchange& x, const ApiError& e);
+  void ServeReady(HttpExchange& x);
+  void ServeModels(HttpExchange& x);
+  void ServeGeneration(const std::shared_ptr<HttpExchange>& x, bool chat);
   // Parses, validates and submits a generation request.
   std::variant<std::shared_ptr<CompletionSession>, ApiError> Admit(const std::string& body, bool chat);
+  // On the loop thread whenever the engine delivered events: advances every active request.
+  void Poll();
+  // Advances one; false once it is finished (answered, or its client gone).
+  bool Advance(Active& a);
+
   ApiServerOptions o_;
   RequestHub* hub_;
-  std::unique_ptr<httplib::Server> http_;
-  std::thread thread_;
-  int bound_port_ = 0;
+  HttpServer http_;
+  std::vector<Active> active_;  // loop thread only
+  std::atomic<int> active_count_{0};
   std::atomic<bool> ready_{false};
   const Engine* engine_ = nullptr;
   const Tokenizer* tokenizer_ = nullptr;

@@ -1,6 +1,5 @@
 #include "runtime/serving/completion_session.h"
 
-#include <chrono>
 
 namespace strata {
 
@@ -57,9 +56,7 @@ bool CompletionSession::AllFinished() const {
   return true;
 }
 
-std::variant<json, ApiError> CompletionSession::WaitForBody() {
-  while (!AllFinished())
-    for (const StreamEvent& ev : stream_->Wait(std::chrono::milliseconds(200))) Apply(ev);
+std::variant<json, ApiError> CompletionSession::Result() const {
   for (const ChoiceState& c : choices_)
     if (!c.error.empty()) {
       ApiError e;
@@ -69,37 +66,56 @@ std::variant<json, ApiError> CompletionSession::WaitForBody() {
   return CompletionBody(call_, header_, choices_);
 }
 
-bool CompletionSession::WriteEvent(const StreamEvent& ev, const std::function<bool(const std::string&)>& write) {
+int64_t CompletionSession::prompt_tokens() const {
+  int64_t n = 0;
+  for (const auto& p : call_.prompts) n += static_cast<int64_t>(p.size());
+  return n;
+}
+
+int64_t CompletionSession::completion_tokens() const {
+  int64_t n = 0;
+  for (const ChoiceState& c : choices_) n += static_cast<int64_t>(c.tokens.size());
+  return n;
+}
+
+std::string CompletionSession::EventText(const StreamEvent& ev) {
   ChoiceState& c = choices_[ev.index];
   const bool was_finished = c.finished;
   const std::string piece = Apply(ev);
-  if (was_finished) return true;
-  if (!c.error.empty()) return write(Event(ErrorBody(ApiError{400, c.error, "invalid_request_error", "", ""})));
+  if (was_finished) return "";
+  if (!c.error.empty()) return Event(ErrorBody(ApiError{400, c.error, "invalid_request_error", "", ""}));
+  std::string out;
   if (!piece.empty() || ev.token >= 0) {
     json lp = nullptr;
     if (call_.logprobs >= 0 && ev.token >= 0)
       lp = LogprobsBody(call_, {ev.logprob}, {c.token_texts.empty() ? "" : c.token_texts.back()});
-    if (!write(Event(StreamChunk(call_, header_, PieceDelta(call_, ev.index, piece, lp, ev.token))))) return false;
+    out += Event(StreamChunk(call_, header_, PieceDelta(call_, ev.index, piece, lp, ev.token)));
   }
-  if (c.finished && !write(Event(StreamChunk(call_, header_, FinishDelta(call_, ev.index, c.finish_reason)))))
-    return false;
-  return true;
+  if (c.finished) out += Event(StreamChunk(call_, header_, FinishDelta(call_, ev.index, c.finish_reason)));
+  return out;
 }
 
-bool CompletionSession::StreamSome(const std::function<bool(const std::string&)>& write, bool* done) {
-  *done = false;
-  if (!opened_) {
+std::string CompletionSession::Drain() {
+  std::string out;
+  if (done_) return out;
+  if (call_.stream && !opened_) {
     opened_ = true;
-    for (size_t i = 0; i < choices_.size(); ++i)
-      if (!write(Event(StreamChunk(call_, header_, OpeningDelta(call_, i))))) return false;
+    for (size_t i = 0; i < choices_.size(); ++i) out += Event(StreamChunk(call_, header_, OpeningDelta(call_, i)));
   }
-  for (const StreamEvent& ev : stream_->Wait(std::chrono::milliseconds(500)))
-    if (!WriteEvent(ev, write)) return false;
-  if (!AllFinished()) return true;
-  if (call_.include_usage && !write(Event(UsageChunk(call_, header_, UsageBody(call_, choices_))))) return false;
-  write("data: [DONE]\n\n");
-  *done = true;
-  return true;
+  for (const StreamEvent& ev : stream_->Take()) {
+    if (call_.stream) {
+      out += EventText(ev);
+    } else {
+      Apply(ev);
+    }
+  }
+  if (!AllFinished()) return out;
+  done_ = true;
+  if (call_.stream) {
+    if (call_.include_usage) out += Event(UsageChunk(call_, header_, UsageBody(call_, choices_)));
+    out += "data: [DONE]\n\n";
+  }
+  return out;
 }
 
 }  // namespace strata

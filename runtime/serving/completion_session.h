@@ -1,10 +1,10 @@
 // File: runtime/serving/completion_session.h
 // One accepted /v1/completions or /v1/chat/completions request after it was submitted to the
 // RequestHub: it turns the engine's events into each choice's text (stop strings applied) and
-// writes the response, whole or as server-sent events. Knows nothing of HTTP.
+// produces the response, whole or as server-sent events. Never blocks and knows nothing of
+// HTTP: the server polls it when the engine signals new events.
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <string>
 #include <variant>
@@ -22,22 +22,26 @@ class CompletionSession {
                     RequestHub* hub, const Tokenizer* tokenizer, ResponseHeader header);
 
   const CompletionCall& call() const { return call_; }
-  // Non-streamed: waits for every choice, then the body, or the error of a choice the engine
-  // refused.
-  std::variant<nlohmann::json, ApiError> WaitForBody();
-  // Streamed: writes what has arrived (waiting up to half a second) as "data: ..." events
-  // through `write`, which returns false once the client is gone. Returns false then; sets
-  // *done after the closing "data: [DONE]".
-  bool StreamSome(const std::function<bool(const std::string&)>& write, bool* done);
+  // Applies the events that have arrived. For a streamed request, returns the server-sent events
+  // to write now (the opening deltas first, "data: [DONE]" last); otherwise "".
+  std::string Drain();
+  // Every choice has finished (and, streamed, [DONE] was produced).
+  bool done() const { return done_; }
+  // Non-streamed, once done: the body, or the error of a choice the engine refused.
+  std::variant<nlohmann::json, ApiError> Result() const;
   // The client left: the engine stops the requests and frees their blocks.
   void Cancel() { hub_->Cancel(ids_); }
+  // For the request log: prompt and generated tokens, and the first finish reason.
+  int64_t prompt_tokens() const;
+  int64_t completion_tokens() const;
+  std::string finish_reason() const { return choices_.empty() ? "" : choices_[0].finish_reason; }
 
  private:
   // Applies one event to its choice; returns the choice's new text.
   std::string Apply(const StreamEvent& ev);
   bool AllFinished() const;
-  // The events of one choice's new token or end; false when the client is gone.
-  bool WriteEvent(const StreamEvent& ev, const std::function<bool(const std::string&)>& write);
+  // The server-sent events of one choice's new token or end.
+  std::string EventText(const StreamEvent& ev);
 
   CompletionCall call_;
   std::vector<RequestId> ids_;
@@ -46,7 +50,8 @@ class CompletionSession {
   const Tokenizer* tokenizer_;
   ResponseHeader header_;
   std::vector<ChoiceState> choices_;
-  bool opened_ = false;  // the opening deltas were sent
+  bool opened_ = false;  // the opening deltas were produced
+  bool done_ = false;
 };
 
 }  // namespace strata

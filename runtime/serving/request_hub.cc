@@ -12,6 +12,13 @@ std::deque<StreamEvent> RequestStream::Wait(std::chrono::milliseconds timeout) {
   return out;
 }
 
+std::deque<StreamEvent> RequestStream::Take() {
+  std::lock_guard<std::mutex> lock(mu);
+  std::deque<StreamEvent> out;
+  out.swap(events);
+  return out;
+}
+
 absl::StatusOr<std::vector<RequestId>> RequestHub::Submit(std::vector<GenerationRequest> prompts,
                                                           std::shared_ptr<RequestStream> stream) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -50,9 +57,12 @@ void RequestHub::TakeWork(std::vector<std::pair<RequestId, GenerationRequest>>* 
 }
 
 void RequestHub::Push(Entry& e, StreamEvent ev) {
-  std::lock_guard<std::mutex> lock(e.stream->mu);
-  e.stream->events.push_back(std::move(ev));
-  e.stream->cv.notify_all();
+  {
+    std::lock_guard<std::mutex> lock(e.stream->mu);
+    e.stream->events.push_back(std::move(ev));
+    e.stream->cv.notify_all();
+  }
+  if (e.stream->notify) e.stream->notify();
 }
 
 void RequestHub::Deliver(const RequestOutput& o) {

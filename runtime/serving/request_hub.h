@@ -33,8 +33,13 @@ struct RequestStream {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<StreamEvent> events;
+  // Called on the engine thread after events were added (the HTTP loop's wake-up); set before
+  // the stream is submitted.
+  std::function<void()> notify;
   // Waits up to `timeout` for events; returns them (empty on timeout).
   std::deque<StreamEvent> Wait(std::chrono::milliseconds timeout);
+  // The events so far, without waiting.
+  std::deque<StreamEvent> Take();
 };
 
 // Called on the engine thread for every delivered event, with the request's submit time.
