@@ -1,5 +1,6 @@
 #include "runtime/serving/openai_api.h"
 
+#include <cmath>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -18,19 +19,108 @@ ApiError Bad(const std::string& param, const std::string& message, int status = 
   return e;
 }
 
-// Fields each endpoint accepts; anything else is refused rather than silently ignored.
-const std::set<std::string>& KnownFields(bool chat) {
-  static const std::set<std::string> completion = {
-      "model",       "prompt",   "max_tokens", "temperature",      "top_p",           "top_k",
-      "seed",        "stop",     "stream",     "stream_options",   "logprobs",        "echo",
-      "n",           "user",     "best_of",    "presence_penalty", "frequency_penalty", "logit_bias",
-      "suffix",      "ignore_eos", "return_token_ids"};
-  static const std::set<std::string> chat_fields = {
-      "model",   "messages", "max_tokens", "max_completion_tokens", "temperature",      "top_p",
-      "top_k",   "seed",     "stop",       "stream",                "stream_options",   "logprobs",
-      "top_logprobs", "n",   "user",       "presence_penalty",      "frequency_penalty", "logit_bias",
-      "ignore_eos", "return_token_ids"};
-  return chat ? chat_fields : completion;
+// The request schema: every field either endpoint accepts, its JSON type, its range, and which
+// endpoints take it (OpenAI's fields and vLLM's extras). A field sent as null is absent. Anything
+// not listed is refused, as OpenAI does. Values are checked here before any step reads them, so
+// no later read can meet a wrong type (and throw).
+enum class Kind { kBool, kInt, kNumber, kString, kObject, kArray, kStringOrArray, kAny };
+constexpr int kCompletions = 1, kChat = 2, kBoth = 3;
+constexpr double kNoLimit = 1e300;
+struct Field {
+  const char* name;
+  Kind kind;
+  int endpoints;
+  double min = -kNoLimit, max = kNoLimit;  // numbers; inclusive
+  bool exclusive_min = false;
+};
+constexpr Field kSchema[] = {
+    {"model", Kind::kString, kBoth},
+    {"prompt", Kind::kAny, kCompletions},  // a string, token ids, or a list of either: ParseCompletionPrompt
+    {"messages", Kind::kArray, kChat},
+    {"max_tokens", Kind::kInt, kBoth, 1},
+    {"max_completion_tokens", Kind::kInt, kChat, 1},
+    {"temperature", Kind::kNumber, kBoth, 0, 100},
+    {"top_p", Kind::kNumber, kBoth, 0, 1, true},
+    {"top_k", Kind::kInt, kBoth, -1},
+    {"min_p", Kind::kNumber, kBoth, 0, 1},
+    {"seed", Kind::kInt, kBoth},
+    {"stop", Kind::kStringOrArray, kBoth},
+    {"stop_token_ids", Kind::kArray, kBoth},
+    {"stream", Kind::kBool, kBoth},
+    {"stream_options", Kind::kObject, kBoth},
+    {"logprobs", Kind::kAny, kBoth},  // an integer 0-5 for completions, a boolean for chat
+    {"top_logprobs", Kind::kInt, kChat, 0, 20},
+    {"echo", Kind::kBool, kCompletions},
+    {"n", Kind::kInt, kBoth, 1, 128},
+    {"best_of", Kind::kInt, kCompletions, 1, 128},
+    {"user", Kind::kString, kBoth},
+    {"presence_penalty", Kind::kNumber, kBoth, -2, 2},
+    {"frequency_penalty", Kind::kNumber, kBoth, -2, 2},
+    {"repetition_penalty", Kind::kNumber, kBoth, 0, 2, true},
+    {"logit_bias", Kind::kObject, kBoth},
+    {"min_tokens", Kind::kInt, kBoth, 0},
+    {"suffix", Kind::kString, kCompletions},
+    {"ignore_eos", Kind::kBool, kBoth},
+    {"return_token_ids", Kind::kBool, kBoth},
+};
+
+const char* KindName(Kind k) {
+  switch (k) {
+    case Kind::kBool: return "a boolean";
+    case Kind::kInt: return "an integer";
+    case Kind::kNumber: return "a number";
+    case Kind::kString: return "a string";
+    case Kind::kObject: return "an object";
+    case Kind::kArray: return "an array";
+    case Kind::kStringOrArray: return "a string or an array";
+    case Kind::kAny: return "a value";
+  }
+  return "a value";
+}
+
+bool HasKind(const json& v, Kind k) {
+  switch (k) {
+    case Kind::kBool: return v.is_boolean();
+    case Kind::kInt: return v.is_number_integer() || (v.is_number_float() && v.get<double>() == std::floor(v.get<double>()) &&
+                                                      std::abs(v.get<double>()) < 9e15);
+    case Kind::kNumber: return v.is_number();
+    case Kind::kString: return v.is_string();
+    case Kind::kObject: return v.is_object();
+    case Kind::kArray: return v.is_array();
+    case Kind::kStringOrArray: return v.is_string() || v.is_array();
+    case Kind::kAny: return true;
+  }
+  return false;
+}
+
+// Drops null fields (absent), refuses unknown ones and wrong types or ranges, and turns integral
+// floats of integer fields into integers.
+std::optional<ApiError> ApplySchema(json& j, bool chat) {
+  const int endpoint = chat ? kChat : kCompletions;
+  for (auto it = j.begin(); it != j.end();) {
+    if (it->is_null()) {
+      it = j.erase(it);
+      continue;
+    }
+    ++it;
+  }
+  for (auto& [key, value] : j.items()) {
+    const Field* f = nullptr;
+    for (const Field& c : kSchema)
+      if (key == c.name && (c.endpoints & endpoint)) f = &c;
+    if (f == nullptr) return Bad(key, absl::StrCat("unknown field '", key, "'"));
+    if (!HasKind(value, f->kind)) return Bad(key, absl::StrCat("'", key, "' must be ", KindName(f->kind)));
+    if (f->kind == Kind::kInt && value.is_number_float()) value = static_cast<int64_t>(value.get<double>());
+    if (f->kind == Kind::kInt || f->kind == Kind::kNumber) {
+      const double v = value.get<double>();
+      const bool low = f->exclusive_min ? !(v > f->min) : !(v >= f->min);
+      if (low || !(v <= f->max))
+        return Bad(key, f->max < kNoLimit
+                            ? absl::StrCat("'", key, "' must be in ", f->exclusive_min ? "(" : "[", f->min, ", ", f->max, "]")
+                            : absl::StrCat("'", key, "' must be at least ", f->min));
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -59,29 +149,27 @@ std::string RenderDefaultChatTemplate(const json& messages) {
 
 namespace {
 
-// A field of `j` that is present and not null.
-bool Given(const json& j, const char* f) { return j.contains(f) && !j[f].is_null(); }
+// A field of `j` that was sent (ApplySchema dropped the nulls).
+bool Given(const json& j, const char* f) { return j.contains(f); }
 
-// Field types, the served model, and the OpenAI options Strata refuses rather than ignores.
-std::optional<ApiError> CheckFieldsAndModel(const json& j, bool chat, const ApiContext& ctx) {
-  for (const auto& [key, value] : j.items())
-    if (!KnownFields(chat).count(key)) return Bad(key, absl::StrCat("unknown field '", key, "'"));
-  for (const char* f : {"max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed", "n",
-                        "presence_penalty", "frequency_penalty", "best_of"})
-    if (Given(j, f) && !j[f].is_number()) return Bad(f, absl::StrCat("'", f, "' must be a number"));
-  for (const char* f : {"stream", "echo", "ignore_eos", "return_token_ids"})
-    if (Given(j, f) && !j[f].is_boolean()) return Bad(f, absl::StrCat("'", f, "' must be a boolean"));
-  if (!j.contains("model") || !j["model"].is_string()) return Bad("model", "'model' is required and must be a string");
+// The served model, and the options Strata does not implement yet (refused, never ignored).
+std::optional<ApiError> CheckModelAndSupport(const json& j, const ApiContext& ctx) {
+  if (!j.contains("model")) return Bad("model", "'model' is required and must be a string");
   if (j["model"].get<std::string>() != ctx.served_model_name)
     return Bad("model", absl::StrCat("the model '", j["model"].get<std::string>(), "' does not exist; this server serves '",
                                      ctx.served_model_name, "'"),
                404, "model_not_found");
   if (j.value("n", 1) != 1) return Bad("n", "only n = 1 is supported");
-  if (Given(j, "best_of") && j["best_of"].get<double>() != 1) return Bad("best_of", "only best_of = 1 is supported");
-  for (const char* f : {"presence_penalty", "frequency_penalty"})
-    if (Given(j, f) && j[f].get<double>() != 0) return Bad(f, absl::StrCat("'", f, "' is not supported"));
-  if (Given(j, "logit_bias") && !j["logit_bias"].empty()) return Bad("logit_bias", "'logit_bias' is not supported");
-  if (Given(j, "suffix")) return Bad("suffix", "'suffix' is not supported");
+  if (j.value("best_of", 1) != 1) return Bad("best_of", "only best_of = 1 is supported");
+  if (j.value("top_logprobs", 0) != 0) return Bad("top_logprobs", "only top_logprobs = 0 is supported");
+  for (const char* f : {"presence_penalty", "frequency_penalty", "min_p"})
+    if (j.value(f, 0.0) != 0) return Bad(f, absl::StrCat("'", f, "' is not supported"));
+  if (j.value("repetition_penalty", 1.0) != 1) return Bad("repetition_penalty", "'repetition_penalty' is not supported");
+  if (j.value("min_tokens", 0) != 0) return Bad("min_tokens", "'min_tokens' is not supported");
+  if (j.contains("logit_bias") && !j["logit_bias"].empty()) return Bad("logit_bias", "'logit_bias' is not supported");
+  if (j.contains("stop_token_ids") && !j["stop_token_ids"].empty())
+    return Bad("stop_token_ids", "'stop_token_ids' is not supported");
+  if (j.contains("suffix")) return Bad("suffix", "'suffix' is not supported");
   return std::nullopt;
 }
 
@@ -254,8 +342,14 @@ std::optional<ApiError> ParseStop(const json& j, const ApiContext& ctx, Completi
 std::optional<ApiError> ParseOutputOptions(const json& j, bool chat, CompletionCall* c) {
   c->stream = j.value("stream", false);
   if (Given(j, "stream_options")) {
-    if (!j["stream_options"].is_object()) return Bad("stream_options", "'stream_options' must be an object");
-    c->include_usage = j["stream_options"].value("include_usage", false);
+    for (const auto& [key, value] : j["stream_options"].items()) {
+      if (key != "include_usage" && key != "continuous_usage_stats")
+        return Bad("stream_options", absl::StrCat("unknown field 'stream_options.", key, "'"));
+      if (!value.is_null() && !value.is_boolean())
+        return Bad("stream_options", absl::StrCat("'stream_options.", key, "' must be a boolean"));
+    }
+    const json& u = j["stream_options"].contains("include_usage") ? j["stream_options"]["include_usage"] : json();
+    c->include_usage = u.is_boolean() && u.get<bool>();
   }
   if (Given(j, "logprobs")) {
     if (chat) {
@@ -283,7 +377,8 @@ std::variant<CompletionCall, ApiError> ParseCompletionRequest(const std::string&
   CompletionCall c;
   c.chat = chat;
   // In this order: a wrong type is a 400 naming the field before any value is looked at.
-  if (auto e = CheckFieldsAndModel(j, chat, ctx)) return *e;
+  if (auto e = ApplySchema(j, chat)) return *e;
+  if (auto e = CheckModelAndSupport(j, ctx)) return *e;
   if (auto e = chat ? ParseChatPrompt(j, ctx, &c) : ParseCompletionPrompt(j, ctx, &c)) return *e;
   if (auto e = ParseLengths(j, chat, ctx, &c)) return *e;
   if (auto e = ParseSampling(j, ctx, &c)) return *e;
