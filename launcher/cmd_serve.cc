@@ -11,6 +11,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <spdlog/spdlog.h>
+
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "launcher/commands.h"
@@ -55,9 +57,9 @@ int RunServe(const std::vector<std::string>& args) {
   gethostname(host, sizeof(host) - 1);
   const std::string device = absl::GetFlag(FLAGS_device);
   const std::string where = device == "cuda" ? absl::StrCat("cuda:", CudaDeviceOfThisRank()) : device;
-  std::fprintf(stderr, "strata rank %d/%d host %s stage %d slice %d device %s (local rank %d) data plane %s\n", rank,
-               comms.world->size(), host, topo.stage_of(rank), topo.slice_of(rank), where.c_str(), LocalRank(),
-               comms.data_plane.c_str());
+  spdlog::info("strata rank {}/{} host {} stage {} slice {} device {} (local rank {}) data plane {}", rank,
+               comms.world->size(), host, topo.stage_of(rank), topo.slice_of(rank), where, LocalRank(),
+               comms.data_plane);
 
   std::unique_ptr<RequestHub> hub;
   std::unique_ptr<ApiServer> server;
@@ -98,7 +100,7 @@ int RunServe(const std::vector<std::string>& args) {
   if (auto t = Tokenizer::Load(model); t.ok()) {
     tokenizer = std::move(*t);
   } else {
-    std::fprintf(stderr, "strata serve: %s; prompts must be token ids\n", std::string(t.status().message()).c_str());
+    spdlog::warn("strata serve: {}; prompts must be token ids", std::string(t.status().message()));
   }
   ModelChatTemplate chat;
   const std::string which = absl::GetFlag(FLAGS_chat_template);
@@ -122,20 +124,20 @@ int RunServe(const std::vector<std::string>& args) {
       chat.eos_token = loaded->eos_token;
     }
   }
-  std::fprintf(stderr, "strata serve: %s\n", (*engine)->kv_budget().c_str());
-  std::fprintf(stderr, "strata serve: chat template: %s\n", chat.tmpl ? "the model's (Jinja)" : "built-in ChatML");
+  spdlog::info("strata serve: {}", (*engine)->kv_budget());
+  spdlog::info("strata serve: chat template: {}", chat.tmpl ? "the model's (Jinja)" : "built-in ChatML");
   ServerMetrics metrics(**engine, served_name);
   hub->set_observer([&metrics](const StreamEvent& ev, auto submitted, auto last, bool first) {
     metrics.OnDelivery(ev, submitted, last, first);
   });
   server->SetReady(engine->get(), tokenizer.get(), &chat, &metrics);
-  std::fprintf(stderr, "strata serve: ready on http://%s:%d (tp %d x pp %d)\n", absl::GetFlag(FLAGS_host).c_str(),
+  spdlog::info("strata serve: ready on http://{}:{} (tp {} x pp {})", absl::GetFlag(FLAGS_host),
                server->port(), tp, absl::GetFlag(FLAGS_pp));
   absl::Status st = RunServeLoop(**engine, *hub, metrics, g_stop);
   if (!st.ok()) comms.world->Abort(std::string(st.message()));
   server->Stop();
   if (absl::Status s2 = (*engine)->Shutdown(); !s2.ok()) comms.world->Abort(std::string(s2.message()));
-  std::fprintf(stderr, "strata serve: drained and stopped\n");
+  spdlog::info("strata serve: drained and stopped");
   return 0;
 }
 

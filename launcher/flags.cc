@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "kernels/backend.h"
+#include "runtime/base/log.h"
 
 ABSL_FLAG(std::string, model, "", "model directory (config.json + safetensors)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");
@@ -26,6 +27,8 @@ ABSL_FLAG(bool, json, false, "print JSON");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
 ABSL_FLAG(int, tp, 1, "tensor-parallel ranks per pipeline stage");
 ABSL_FLAG(int, pp, 1, "pipeline stages");
+ABSL_FLAG(std::string, log_level, "info", "log level: trace, debug, info, warn, error, critical, off");
+ABSL_FLAG(std::string, log_format, "text", "log lines as text or as one JSON object each (json)");
 ABSL_FLAG(std::string, partition, "",
           "forced layer ranges per pipeline stage, e.g. 0-5,6-11 (default: the planner's placement)");
 
@@ -45,6 +48,19 @@ std::vector<char*> NormalizeFlagDashes(int argc, char** argv, std::vector<std::s
   std::vector<char*> out;
   for (auto& s : *storage) out.push_back(s.data());
   return out;
+}
+
+int WorldRankFromEnvironment() {
+  for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID", "RANK"}) {
+    int r = 0;
+    if (const char* s = std::getenv(v); s && absl::SimpleAtoi(s, &r)) return r;
+  }
+  return 0;
+}
+
+absl::Status InitLoggingFromFlags() {
+  return InitLogging({.level = absl::GetFlag(FLAGS_log_level), .format = absl::GetFlag(FLAGS_log_format),
+                      .rank = WorldRankFromEnvironment()});
 }
 
 int LocalRank() {

@@ -31,6 +31,11 @@ namespace strata {
 // "--prompt-ids=1" -> "--prompt_ids=1"; values are left alone.
 std::vector<char*> NormalizeFlagDashes(int argc, char** argv, std::vector<std::string>* storage);
 
+// The world rank the launcher gave this process (0 outside one), before MPI is up: for the log.
+int WorldRankFromEnvironment();
+// --log-level and --log-format.
+absl::Status InitLoggingFromFlags();
+
 // This rank's place on its host, from the launcher's environment (Open MPI, Slurm, MPICH,
 // torchrun spellings); 0 and 1 outside a launcher.
 int LocalRank();

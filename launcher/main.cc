@@ -39,6 +39,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", kUsage);
     return 2;
   }
+  if (absl::Status st = strata::InitLoggingFromFlags(); !st.ok()) {
+    std::fprintf(stderr, "strata: %s\n", std::string(st.message()).c_str());
+    return 2;
+  }
   const std::string cmd = positional[1];
   std::vector<std::string> rest(positional.begin() + 2, positional.end());
   int code = 2;

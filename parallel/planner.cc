@@ -43,7 +43,7 @@ class Costs {
  private:
   RangeCost Compute(int a, int b) const {
     RangeCost c;
-    const double h = s_.hidden_size, qd = double{s_.num_heads} * s_.head_dim, I = s_.intermediate_size;
+    const double h = s_.hidden_size, qd = static_cast<double>(s_.num_heads) * s_.head_dim, I = s_.intermediate_size;
     for (int l = a; l <= b; ++l) {
       const LayerSpec& ls = s_.layers[l];
       double params = h * qd * 2 + (s_.activation == Activation::kSwiGlu ? 3 : 2) * h * I;  // q, o, MLP

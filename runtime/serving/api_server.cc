@@ -1,8 +1,10 @@
 #include "runtime/serving/api_server.h"
 
+#include <cmath>
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/base/log.h"
 
 namespace strata {
 namespace {
@@ -136,12 +138,27 @@ void ApiServer::ServeGeneration(const std::shared_ptr<HttpExchange>& x, bool cha
   }
 }
 
+// The per-request log line, once a request is over.
+void LogRequest(const CompletionSession& s, const char* outcome) {
+  LogFields({{"event", "request"},
+             {"id", s.header().id},
+             {"endpoint", s.call().chat ? "chat" : "completions"},
+             {"stream", s.call().stream},
+             {"prompt_tokens", s.prompt_tokens()},
+             {"output_tokens", s.completion_tokens()},
+             {"ttft_ms", s.ttft_seconds() < 0 ? json(nullptr) : json(std::round(s.ttft_seconds() * 1e4) / 10)},
+             {"e2e_ms", std::round(s.age_seconds() * 1e4) / 10},
+             {"finish_reason", s.finish_reason()},
+             {"outcome", outcome}});
+}
+
 bool ApiServer::Advance(Active& a) {
   HttpExchange& x = *a.exchange;
   CompletionSession& s = *a.session;
   if (x.closed()) {  // the client left (its sequences were cancelled by OnClose)
     if (!s.done()) s.Cancel();
     x.EndStream();
+    LogRequest(s, "client_closed");
     return false;
   }
   const std::string text = s.Drain();
@@ -149,6 +166,7 @@ bool ApiServer::Advance(Active& a) {
     if (!text.empty() && !x.Write(text, http_.options().max_stream_buffer_bytes)) {
       s.Cancel();  // a reader this far behind is dropped; its sequences are freed
       x.Drop();
+      LogRequest(s, "slow_reader_dropped");
       return false;
     }
     if (s.done()) x.EndStream();
@@ -160,6 +178,7 @@ bool ApiServer::Advance(Active& a) {
       x.Reply(200, "application/json", Dump(std::get<json>(body)));
     }
   }
+  if (s.done()) LogRequest(s, "ok");
   return !s.done();
 }
 

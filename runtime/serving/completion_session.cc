@@ -28,6 +28,7 @@ std::string CompletionSession::Apply(const StreamEvent& ev) {
   if (c.finished) return "";
   std::string piece;
   if (ev.token >= 0) {
+    if (first_token_ == std::chrono::steady_clock::time_point{}) first_token_ = std::chrono::steady_clock::now();
     c.tokens.push_back(ev.token);
     c.logprobs.push_back(ev.logprob);
     if (tokenizer_) {
@@ -64,6 +65,15 @@ std::variant<json, ApiError> CompletionSession::Result() const {
       return e;
     }
   return CompletionBody(call_, header_, choices_);
+}
+
+double CompletionSession::ttft_seconds() const {
+  if (first_token_ == std::chrono::steady_clock::time_point{}) return -1;
+  return std::chrono::duration<double>(first_token_ - started_).count();
+}
+
+double CompletionSession::age_seconds() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
 }
 
 int64_t CompletionSession::prompt_tokens() const {

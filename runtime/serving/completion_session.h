@@ -5,6 +5,7 @@
 // HTTP: the server polls it when the engine signals new events.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <variant>
@@ -35,6 +36,10 @@ class CompletionSession {
   int64_t prompt_tokens() const;
   int64_t completion_tokens() const;
   std::string finish_reason() const { return choices_.empty() ? "" : choices_[0].finish_reason; }
+  const ResponseHeader& header() const { return header_; }
+  // Seconds from submission to the first token (-1: none yet) and to now.
+  double ttft_seconds() const;
+  double age_seconds() const;
 
  private:
   // Applies one event to its choice; returns the choice's new text.
@@ -51,6 +56,7 @@ class CompletionSession {
   ResponseHeader header_;
   std::vector<ChoiceState> choices_;
   bool opened_ = false;  // the opening deltas were produced
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now(), first_token_{};
   bool done_ = false;
 };
 

@@ -197,7 +197,9 @@ TEST(ParallelLayout, PlanApprovesExactlyWhatLoadsAndSizesWhatIsLoaded) {
     for (int r = 0; r < n; ++r) {
       ASSERT_EQ(started[r].ok(), plan.ok()) << c.Describe() << " rank " << r << ": engine " << started[r]
                                             << ", plan " << plan.status();
-      if (!plan.ok()) EXPECT_EQ(started[r].message(), plan.status().message()) << c.Describe();
+      if (!plan.ok()) {
+        EXPECT_EQ(started[r].message(), plan.status().message()) << c.Describe();
+      }
     }
     if (!plan.ok()) {
       ++refused;

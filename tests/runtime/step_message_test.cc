@@ -83,7 +83,9 @@ TEST(StepMessage, RefusesEveryTruncationAndTrailingWords) {
     for (size_t cut = 0; cut < full.size(); ++cut) {
       auto m = DecodeStepMessage(std::vector<char>(full.begin(), full.begin() + cut));
       EXPECT_FALSE(m.ok()) << "cut at byte " << cut << " of " << full.size();
-      if (!m.ok()) EXPECT_EQ(m.status().code(), absl::StatusCode::kDataLoss);
+      if (!m.ok()) {
+        EXPECT_EQ(m.status().code(), absl::StatusCode::kDataLoss);
+      }
     }
     std::vector<char> longer = full;
     longer.insert(longer.end(), 4, 0);
@@ -122,7 +124,7 @@ TEST(RankStats, RoundTripsAndRefusesGarbage) {
   EXPECT_EQ(back->edge_bytes, s.edge_bytes);
   EXPECT_EQ(back->weight_bytes, s.weight_bytes);
   EXPECT_EQ(back->kv_bytes, 12345);
-  for (const std::string bad : {std::string("not json"), std::string("[1,2]"), enc.substr(0, enc.size() / 2),
+  for (const std::string& bad : {std::string("not json"), std::string("[1,2]"), enc.substr(0, enc.size() / 2),
                                 std::string(R"({"step_id": 1})")}) {
     auto r = DecodeRankStats(std::vector<char>(bad.begin(), bad.end()));
     EXPECT_FALSE(r.ok()) << bad;
