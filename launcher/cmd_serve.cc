@@ -28,6 +28,8 @@ ABSL_FLAG(std::string, served_model_name, "", "serve: the model name clients sen
 ABSL_FLAG(int, max_pending, 512, "serve: unfinished requests accepted before answering 503");
 ABSL_FLAG(int64_t, max_body_bytes, 1 << 20, "serve: larger request bodies get 413");
 ABSL_FLAG(int, io_timeout, 30, "serve: seconds before a slow or idle connection is closed");
+ABSL_FLAG(int, socket_send_buffer_bytes, 256 << 10,
+          "serve: kernel send buffer per connection (SO_SNDBUF; 0: the kernel's autotuning)");
 ABSL_FLAG(int64_t, max_stream_buffer_bytes, 4 << 20,
           "serve: unsent bytes a streaming client may fall behind by before it is dropped and its sequence freed");
 ABSL_FLAG(std::string, chat_template, "auto",
@@ -80,6 +82,7 @@ int RunServe(const std::vector<std::string>& args) {
     so.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes));
     so.io_timeout_seconds = absl::GetFlag(FLAGS_io_timeout);
     so.max_stream_buffer_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_stream_buffer_bytes));
+    so.socket_send_buffer_bytes = absl::GetFlag(FLAGS_socket_send_buffer_bytes);
     hub = std::make_unique<RequestHub>(absl::GetFlag(FLAGS_max_pending));
     server = std::make_unique<ApiServer>(so, hub.get());
     if (absl::Status st = server->Start(); !st.ok()) {

@@ -25,6 +25,7 @@ HttpServerOptions HttpOptions(const ApiServerOptions& o) {
   h.max_body_bytes = o.max_body_bytes;
   h.timeout_seconds = o.io_timeout_seconds;
   h.max_stream_buffer_bytes = o.max_stream_buffer_bytes;
+  h.socket_send_buffer_bytes = o.socket_send_buffer_bytes;
   return h;
 }
 

@@ -29,6 +29,7 @@ struct ApiServerOptions {
   size_t max_body_bytes = 1 << 20;  // larger bodies get 413
   int io_timeout_seconds = 30;      // connections silent this long are closed
   size_t max_stream_buffer_bytes = 4 << 20;  // a streaming reader this far behind is dropped
+  int socket_send_buffer_bytes = 256 << 10;  // kernel send buffer per connection (0: autotuned)
 };
 
 class ApiServer {

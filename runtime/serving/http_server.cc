@@ -45,8 +45,9 @@ const char* Reason(int status) {
   }
 }
 
-// A listening socket with a deep backlog (evhttp's own bind uses a short one).
-absl::StatusOr<int> Listen(const std::string& host, int port, int backlog) {
+// A listening socket with a deep backlog (evhttp's own bind uses a short one). Accepted sockets
+// inherit its send buffer size (Linux), which bounds the kernel memory of a stalled reader.
+absl::StatusOr<int> Listen(const std::string& host, int port, int backlog, int send_buffer) {
   addrinfo hints{}, *res = nullptr;
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -56,6 +57,7 @@ absl::StatusOr<int> Listen(const std::string& host, int port, int backlog) {
   int fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, res->ai_protocol);
   const int one = 1;
   if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (fd >= 0 && send_buffer > 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof(send_buffer));
   const bool ok = fd >= 0 && bind(fd, res->ai_addr, res->ai_addrlen) == 0 && listen(fd, backlog) == 0;
   freeaddrinfo(res);
   if (!ok) {
@@ -184,7 +186,7 @@ absl::Status HttpServer::Start() {
   evhttp_set_flags(http_, EVHTTP_SERVER_LINGERING_CLOSE);
   evhttp_set_allowed_methods(http_, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
   evhttp_set_gencb(http_, &HttpServer::OnRequest, this);
-  auto fd = Listen(o_.host, o_.port, o_.backlog);
+  auto fd = Listen(o_.host, o_.port, o_.backlog, o_.socket_send_buffer_bytes);
   if (!fd.ok()) return fd.status();
   if (evhttp_accept_socket_with_handle(http_, *fd) == nullptr) {
     close(*fd);

@@ -34,6 +34,9 @@ struct HttpServerOptions {
   size_t max_header_bytes = 16 << 10;  // larger header blocks get 400
   int timeout_seconds = 30;            // a connection silent this long, reading or writing, is closed
   size_t max_stream_buffer_bytes = 4 << 20;  // unsent bytes a streaming reader may fall behind by
+  // The kernel's send buffer per connection (SO_SNDBUF; 0 leaves the kernel's autotuning, which
+  // lets one stalled reader hold megabytes of kernel memory before the bound above sees any).
+  int socket_send_buffer_bytes = 256 << 10;
   int backlog = 4096;                        // pending connections the kernel queues
 };
 

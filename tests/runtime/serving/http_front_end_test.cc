@@ -1,0 +1,341 @@
+// The HTTP front end under load and abuse, against a real `strata serve` (one process, CPU):
+//   * 2,000 concurrent streaming clients all end with [DONE], each with the tokens it gets alone,
+//     while the server's thread count stays bounded;
+//   * 1,000 half-open connections (half a request header, then silence) delay nobody: a normal
+//     request still answers within a second;
+//   * 10,000 idle connections cost no threads and little memory;
+//   * a client that stops reading mid-stream is dropped once it is a bounded number of bytes
+//     behind: its sequence is freed, the server's memory stays bounded and another stream keeps
+//     its inter-token latency;
+//   * every optional field sent as null answers 200, and seeded mutations of valid bodies over
+//     HTTP never answer 5xx.
+// Clients are raw non-blocking sockets driven by one epoll loop, so the test itself needs no
+// thread per connection.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "nlohmann/json.hpp"
+#include "tests/shell.h"
+
+namespace strata::testing {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::string Bin() { return std::getenv("STRATA_BIN") ? std::getenv("STRATA_BIN") : "strata"; }
+std::string Dir() { return ::testing::TempDir() + "/http-front-end-" + std::to_string(getpid()); }
+const int kPort = 20000 + (getpid() + 7777) % 20000;
+
+// A field of /proc/PID/status, as a number ("Threads", "VmRSS" in kB).
+int64_t ProcStatus(int pid, const std::string& field) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1));
+  return -1;
+}
+
+int Connect(int rcvbuf = 0) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(kPort);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));  // EINPROGRESS: epoll says when
+  return fd;
+}
+
+std::string PostText(const std::string& path, const json& body) {
+  const std::string b = body.dump();
+  return "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nConnection: close\r\n"
+         "Content-Length: " + std::to_string(b.size()) + "\r\n\r\n" + b;
+}
+
+// The token ids of a streamed completion's raw HTTP bytes, and whether [DONE] came.
+std::pair<std::vector<int>, bool> StreamTokens(const std::string& raw) {
+  std::vector<int> ids;
+  bool done = false;
+  size_t at = 0;
+  while ((at = raw.find("data: ", at)) != std::string::npos) {
+    const size_t end = raw.find('\n', at);
+    const std::string payload = raw.substr(at + 6, end == std::string::npos ? std::string::npos : end - at - 6);
+    at = end == std::string::npos ? raw.size() : end;
+    if (payload == "[DONE]") {
+      done = true;
+      continue;
+    }
+    const json j = json::parse(payload, nullptr, false);
+    if (j.is_object() && j.contains("choices") && !j["choices"].empty() && j["choices"][0].contains("token_ids"))
+      for (int t : j["choices"][0]["token_ids"]) ids.push_back(t);
+  }
+  return {ids, done};
+}
+
+// Sends each request on its own connection at once and reads every response to EOF, all from
+// one epoll loop; samples the server's thread count meanwhile.
+struct Crowd {
+  std::vector<std::string> responses;
+  int64_t max_threads = 0;
+  double seconds = 0;
+};
+Crowd RunCrowd(const std::vector<std::string>& requests, int server_pid, int timeout_s = 300) {
+  Crowd c;
+  c.responses.resize(requests.size());
+  const int ep = epoll_create1(0);
+  std::map<int, size_t> conn;        // fd -> request
+  std::map<int, size_t> sent;        // fd -> bytes of the request written
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const int fd = Connect();
+    conn[fd] = i;
+    sent[fd] = 0;
+    epoll_event e{};
+    e.events = EPOLLIN | EPOLLOUT;
+    e.data.fd = fd;
+    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
+  }
+  const auto start = Clock::now();
+  std::vector<epoll_event> events(1024);
+  char buf[65536];
+  while (!conn.empty() && Clock::now() - start < std::chrono::seconds(timeout_s)) {
+    c.max_threads = std::max(c.max_threads, ProcStatus(server_pid, "Threads"));
+    const int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()), 200);
+    for (int k = 0; k < n; ++k) {
+      const int fd = events[k].data.fd;
+      auto it = conn.find(fd);
+      if (it == conn.end()) continue;
+      const std::string& req = requests[it->second];
+      if ((events[k].events & EPOLLOUT) && sent[fd] < req.size()) {
+        const ssize_t w = ::send(fd, req.data() + sent[fd], req.size() - sent[fd], MSG_NOSIGNAL);
+        if (w > 0) sent[fd] += static_cast<size_t>(w);
+        if (sent[fd] == req.size()) {
+          epoll_event e{};
+          e.events = EPOLLIN;
+          e.data.fd = fd;
+          epoll_ctl(ep, EPOLL_CTL_MOD, fd, &e);
+        }
+      }
+      if (events[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        ssize_t r;
+        while ((r = ::recv(fd, buf, sizeof(buf), 0)) > 0) c.responses[it->second].append(buf, static_cast<size_t>(r));
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+          epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
+          close(fd);
+          conn.erase(it);
+        }
+      }
+    }
+  }
+  for (auto& [fd, i] : conn) close(fd);
+  close(ep);
+  c.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return c;
+}
+
+class HttpFrontEnd : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const std::string d = Dir();
+    std::system(("rm -rf " + d + " && mkdir -p " + d).c_str());
+    ASSERT_EQ(std::system((Bin() + " make-model " + d + "/model --layers 2 --hidden 64 --heads 4 --vocab 512 "
+                           "--max-position 4096 --seed 9 > /dev/null").c_str()),
+              0);
+    const std::string cmd = Bin() + " serve --model " + d + "/model --threads 1 --port " + std::to_string(kPort) +
+                            " --max-pending 4096 --max-seqs 256 --kv-memory 268435456 --max-stream-buffer-bytes 65536 --socket-send-buffer-bytes 65536";
+    std::system(("bash -c '(" + cmd + " & echo $! > " + d + "/pid; wait $!) > " + d + "/log 2>&1' &").c_str());
+    httplib::Client c("127.0.0.1", kPort);
+    for (int i = 0; i < 240; ++i) {
+      if (auto r = c.Get("/health/ready"); r && r->status == 200) {
+        pid_ = std::stoi(ReadFile(d + "/pid"));
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    FAIL() << "the server did not become ready: " << ReadFile(d + "/log");
+  }
+  static void TearDownTestSuite() {
+    if (pid_ > 0) kill(pid_, SIGTERM);
+    for (int i = 0; i < 80 && pid_ > 0 && kill(pid_, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  static json Completion(int prompt_seed, int max_tokens, bool stream) {
+    std::vector<int> prompt;
+    for (int k = 0; k < 3 + prompt_seed % 5; ++k) prompt.push_back((prompt_seed * 37 + k * 11) % 500 + 1);
+    return {{"model", "model"}, {"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0},
+            {"ignore_eos", true}, {"stream", stream}, {"return_token_ids", true}};
+  }
+  static inline int pid_ = -1;
+};
+
+TEST_F(HttpFrontEnd, TwoThousandConcurrentStreamsEachAsAlone) {
+  constexpr int kPrompts = 20, kClients = 2000;
+  std::vector<std::vector<int>> alone(kPrompts);
+  for (int p = 0; p < kPrompts; ++p) {
+    const Crowd one = RunCrowd({PostText("/v1/completions", Completion(p, 8, true))}, pid_);
+    auto [ids, done] = StreamTokens(one.responses[0]);
+    ASSERT_TRUE(done) << one.responses[0];
+    ASSERT_EQ(ids.size(), 8u);
+    alone[p] = ids;
+  }
+  std::vector<std::string> requests;
+  for (int i = 0; i < kClients; ++i) requests.push_back(PostText("/v1/completions", Completion(i % kPrompts, 8, true)));
+  const Crowd crowd = RunCrowd(requests, pid_);
+  int complete = 0;
+  for (int i = 0; i < kClients; ++i) {
+    auto [ids, done] = StreamTokens(crowd.responses[i]);
+    complete += done;
+    EXPECT_EQ(ids, alone[i % kPrompts]) << "client " << i << ": " << crowd.responses[i].substr(0, 300);
+  }
+  EXPECT_EQ(complete, kClients);
+  EXPECT_LE(crowd.max_threads, 32) << "the server's threads";
+  std::printf("2000 concurrent streams: %d complete in %.1f s; server threads at most %lld\n", complete, crowd.seconds,
+              static_cast<long long>(crowd.max_threads));
+}
+
+TEST_F(HttpFrontEnd, HalfOpenAndIdleConnectionsDelayNobody) {
+  const int64_t rss_before = ProcStatus(pid_, "VmRSS");
+  std::vector<int> half;
+  for (int i = 0; i < 1000; ++i) {
+    half.push_back(Connect());
+    if (i % 200 == 199) std::this_thread::sleep_for(std::chrono::milliseconds(20));  // within the backlog
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::string partial = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n";
+  for (int fd : half) ::send(fd, partial.data(), partial.size(), MSG_NOSIGNAL);
+  std::vector<int> idle;
+  for (int i = 0; i < 9000; ++i) {
+    idle.push_back(Connect());
+    if (i % 500 == 499) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  httplib::Client c("127.0.0.1", kPort);
+  c.set_read_timeout(10, 0);
+  auto t0 = Clock::now();
+  auto health = c.Get("/health");
+  const double health_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  t0 = Clock::now();
+  auto r = c.Post("/v1/completions", Completion(1, 4, false).dump(), "application/json");
+  const double completion_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  const int64_t threads = ProcStatus(pid_, "Threads"), rss_after = ProcStatus(pid_, "VmRSS");
+  ASSERT_TRUE(health && r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_LT(health_s, 1.0);
+  EXPECT_LT(completion_s, 1.0);
+  EXPECT_LE(threads, 32);
+  EXPECT_LT(rss_after - rss_before, 200 * 1024) << "kB for 10,000 connections";
+  std::printf("10,000 open connections (1,000 half-open): /health %.3f s, a completion %.3f s, server threads %lld, "
+              "RSS +%lld kB\n",
+              health_s, completion_s, static_cast<long long>(threads), static_cast<long long>(rss_after - rss_before));
+  for (int fd : half) close(fd);
+  for (int fd : idle) close(fd);
+}
+
+TEST_F(HttpFrontEnd, AReaderThatStopsIsDroppedAndFreed) {
+  const int64_t rss_before = ProcStatus(pid_, "VmRSS");
+  // A client with a tiny receive window that never reads a byte of its long stream.
+  const int slow = Connect(4096);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const std::string req = PostText("/v1/completions", Completion(3, 3500, true));
+  ASSERT_EQ(::send(slow, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+  // Meanwhile a normal stream: its tokens keep coming (gaps between arrivals, blocking reads).
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(kPort);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  const std::string normal = PostText("/v1/completions", Completion(4, 300, true));
+  ASSERT_EQ(::send(fd, normal.data(), normal.size(), MSG_NOSIGNAL), static_cast<ssize_t>(normal.size()));
+  std::string raw;
+  std::vector<double> gaps;
+  auto last = Clock::now();
+  char buf[65536];
+  ssize_t got;
+  while ((got = ::recv(fd, buf, sizeof(buf), 0)) > 0) {
+    raw.append(buf, static_cast<size_t>(got));
+    const auto now = Clock::now();
+    gaps.push_back(std::chrono::duration<double>(now - last).count());
+    last = now;
+  }
+  close(fd);
+  EXPECT_TRUE(StreamTokens(raw).second) << raw.substr(0, 300);
+  EXPECT_EQ(StreamTokens(raw).first.size(), 300u);
+  double worst = 0;
+  for (size_t i = 1; i < gaps.size(); ++i) worst = std::max(worst, gaps[i]);
+  EXPECT_LT(worst, 1.0) << "the other stream's longest gap between chunks";
+  httplib::Client c("127.0.0.1", kPort);
+  // The slow reader is dropped (the log says so) and its sequence freed.
+  std::string log;
+  for (int i = 0; i < 100; ++i) {
+    log = ReadFile(Dir() + "/log");
+    if (log.find("slow_reader_dropped") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(log.find("slow_reader_dropped"), std::string::npos) << log.substr(log.size() > 3000 ? log.size() - 3000 : 0);
+  std::string metrics;
+  for (int i = 0; i < 50; ++i) {
+    metrics = c.Get("/metrics")->body;
+    if (metrics.find("strata_num_requests_running{model_name=\"model\"} 0") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(metrics.find("strata_num_requests_running{model_name=\"model\"} 0"), std::string::npos);
+  EXPECT_LT(ProcStatus(pid_, "VmRSS") - rss_before, 64 * 1024) << "kB";
+  close(slow);
+}
+
+TEST_F(HttpFrontEnd, NullFieldsAreDefaultsAndMutationsNever5xx) {
+  httplib::Client c("127.0.0.1", kPort);
+  c.set_read_timeout(30, 0);
+  json nulls = Completion(2, 4, false);
+  for (const char* f : {"stream", "n", "echo", "logprobs", "stop", "seed", "top_p", "top_k", "user", "best_of",
+                        "presence_penalty", "frequency_penalty", "logit_bias", "stream_options", "suffix", "min_p",
+                        "repetition_penalty", "min_tokens", "stop_token_ids"})
+    nulls[f] = nullptr;
+  auto r = c.Post("/v1/completions", nulls.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  json chat = {{"model", "model"}, {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})},
+               {"max_tokens", 4}, {"stream", nullptr}, {"n", nullptr}, {"logprobs", nullptr}, {"top_logprobs", nullptr}};
+  r = c.Post("/v1/chat/completions", chat.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+
+  std::mt19937 rng(77);
+  const std::vector<json> values = {nullptr, true, 0, -1, 3, 1e300, "x", json::array(), json::array({1}),
+                                    json::object(), json{{"a", nullptr}}};
+  const std::vector<std::string> keys = {"prompt", "messages", "max_tokens", "temperature", "top_p", "stream",
+                                         "stop", "logprobs", "n", "stream_options", "echo", "seed", "model"};
+  int over_499 = 0, answered = 0;
+  for (int i = 0; i < 600; ++i) {
+    const bool is_chat = rng() % 2;
+    json body = is_chat ? chat : Completion(i, 2, rng() % 2);
+    for (int k = 0, n = 1 + rng() % 3; k < n; ++k) body[keys[rng() % keys.size()]] = values[rng() % values.size()];
+    std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (rng() % 4 == 0) text[rng() % text.size()] = static_cast<char>(rng() % 256);
+    auto m = c.Post(is_chat ? "/v1/chat/completions" : "/v1/completions", text, "application/json");
+    ASSERT_TRUE(m) << "no answer to " << text;
+    ++answered;
+    if (m->status >= 500) {
+      ++over_499;
+      ADD_FAILURE() << m->status << " for " << text << ": " << m->body;
+    }
+  }
+  EXPECT_EQ(over_499, 0);
+  EXPECT_EQ(answered, 600);
+  EXPECT_EQ(c.Get("/health")->status, 200);
+}
+
+}  // namespace
+}  // namespace strata::testing
