@@ -9,7 +9,7 @@ mpiexec=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-port=$(( 30000 + $$ % 20000 ))
+port=$(( 26000 + $$ % 6000 ))  # below the ephemeral range (32768-), apart from serve_test's
 
 "$strata" make-model "$work/m" --family gpt_neox --layers 4 --hidden 64 --heads 4 --kv-layers 2 --vocab 512 \
   --seed 3 >/dev/null || exit 1

@@ -25,7 +25,7 @@ using json = nlohmann::json;
 
 std::string Bin() { return std::getenv("STRATA_BIN") ? std::getenv("STRATA_BIN") : "strata"; }
 std::string Dir() { return ::testing::TempDir() + "/serve-test-" + std::to_string(getpid()); }
-const int kPort = 20000 + getpid() % 20000;
+const int kPort = 20000 + getpid() % 6000;  // below the ephemeral range (32768-): no clash with clients
 const char kKey[] = "test-key";
 
 httplib::Headers Auth() { return {{"Authorization", std::string("Bearer ") + kKey}}; }
