@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 namespace strata {
@@ -21,12 +22,61 @@ double TokenLogprob(const float* logits, int vocab, int token) {
   return logits[token] - mx - std::log(sum);
 }
 
-SampledToken SampleToken(const float* logits, int vocab, const SamplingParams& p, SamplerRng* rng) {
+std::vector<float> ProcessLogits(const float* logits, int vocab, const SamplingParams& p, const SamplingContext& c) {
+  std::vector<float> l(logits, logits + vocab);
+  for (const auto& [token, bias] : p.logit_bias)
+    if (token >= 0 && token < vocab) l[token] += bias;
+  if (p.repetition_penalty != 1.f) {
+    std::vector<bool> seen(vocab, false);
+    for (const std::vector<int>* ids : {c.prompt, c.output})
+      if (ids)
+        for (int t : *ids)
+          if (t >= 0 && t < vocab) seen[t] = true;
+    for (int t = 0; t < vocab; ++t)
+      if (seen[t]) l[t] = l[t] > 0 ? l[t] / p.repetition_penalty : l[t] * p.repetition_penalty;
+  }
+  if ((p.frequency_penalty != 0 || p.presence_penalty != 0) && c.output) {
+    std::vector<int> count(vocab, 0);
+    for (int t : *c.output)
+      if (t >= 0 && t < vocab) ++count[t];
+    for (int t = 0; t < vocab; ++t)
+      if (count[t] > 0) l[t] -= p.frequency_penalty * static_cast<float>(count[t]) + p.presence_penalty;
+  }
+  if (c.banned)
+    for (int t : *c.banned)
+      if (t >= 0 && t < vocab) l[t] = -std::numeric_limits<float>::infinity();
+  return l;
+}
+
+std::vector<std::pair<int, float>> TopLogprobs(const float* logits, int vocab, int k) {
+  k = std::clamp(k, 0, vocab);
+  std::vector<int> idx(vocab);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  double mx = logits[0];
+  for (int i = 1; i < vocab; ++i) mx = std::max(mx, static_cast<double>(logits[i]));
+  double sum = 0;
+  for (int i = 0; i < vocab; ++i) sum += std::exp(logits[i] - mx);
+  std::vector<std::pair<int, float>> out;
+  for (int i = 0; i < k; ++i) out.push_back({idx[i], static_cast<float>(logits[idx[i]] - mx - std::log(sum))});
+  return out;
+}
+
+SampledToken SampleToken(const float* raw, int vocab, const SamplingParams& p, SamplerRng* rng,
+                         const SamplingContext& context) {
+  std::vector<float> processed;
+  const float* logits = raw;
+  if (p.transforms_logits() || (context.banned && !context.banned->empty())) {
+    processed = ProcessLogits(raw, vocab, p, context);
+    logits = processed.data();
+  }
   int chosen = 0;
   if (p.temperature <= 0.f) {
     chosen = static_cast<int>(std::max_element(logits, logits + vocab) - logits);  // first max wins ties
   } else {
-    // Candidates sorted by logit (ties by id), truncated by top-k then top-p.
+    // Candidates sorted by logit (ties by id), truncated by top-k, then top-p, then min-p.
     std::vector<int> idx(vocab);
     std::iota(idx.begin(), idx.end(), 0);
     std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return logits[a] > logits[b]; });
@@ -43,9 +93,14 @@ SampledToken SampleToken(const float* logits, int vocab, const SamplingParams& p
         if (cum >= p.top_p) break;
       }
       keep = k;
-      sum = 0;
-      for (size_t i = 0; i < keep; ++i) sum += prob[i];
     }
+    if (p.min_p > 0.f) {  // prob[0] is the most likely's (unnormalized alike)
+      size_t k = 1;
+      while (k < keep && prob[k] >= p.min_p * prob[0]) ++k;
+      keep = k;
+    }
+    sum = 0;
+    for (size_t i = 0; i < keep; ++i) sum += prob[i];
     double u = rng->Uniform() * sum;
     chosen = idx[keep - 1];
     for (size_t i = 0; i < keep; ++i) {
@@ -56,7 +111,7 @@ SampledToken SampleToken(const float* logits, int vocab, const SamplingParams& p
       }
     }
   }
-  return {chosen, static_cast<float>(TokenLogprob(logits, vocab, chosen))};
+  return {chosen, static_cast<float>(TokenLogprob(raw, vocab, chosen))};
 }
 
 }  // namespace strata

@@ -1,8 +1,11 @@
 // File: runtime/sampler.h
-// Token selection from one row of logits: greedy, temperature, top-k, top-p, seeded per request.
+// Token selection from one row of logits, seeded per request. The logits pass, in vLLM's order,
+// logit_bias, then the repetition, frequency and presence penalties, then the banned tokens;
+// then greedy, or temperature with top-k, top-p and min-p truncation.
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace strata {
@@ -12,6 +15,22 @@ struct SamplingParams {
   float top_p = 1.f;        // (0, 1]
   int top_k = 0;            // 0: all
   uint64_t seed = 0;
+  float min_p = 0.f;               // [0, 1]: drop tokens less likely than min_p x the most likely
+  float presence_penalty = 0.f;    // subtracted once from every token already generated
+  float frequency_penalty = 0.f;   // subtracted per time a token was generated
+  float repetition_penalty = 1.f;  // tokens of the prompt or output: positive logits / p, negative x p
+  std::vector<std::pair<int, float>> logit_bias;  // added to these tokens' logits
+
+  bool transforms_logits() const {
+    return presence_penalty != 0 || frequency_penalty != 0 || repetition_penalty != 1 || !logit_bias.empty();
+  }
+};
+
+// What the penalties look at, and tokens that may not be chosen at this step.
+struct SamplingContext {
+  const std::vector<int>* prompt = nullptr;
+  const std::vector<int>* output = nullptr;
+  const std::vector<int>* banned = nullptr;  // e.g. EOS before min_tokens
 };
 
 // A request's random stream: splitmix64, so results are the same on every platform.
@@ -32,7 +51,14 @@ struct SampledToken {
   float logprob = 0.f;
 };
 
-SampledToken SampleToken(const float* logits, int vocab, const SamplingParams& p, SamplerRng* rng);
+SampledToken SampleToken(const float* logits, int vocab, const SamplingParams& p, SamplerRng* rng,
+                         const SamplingContext& context = {});
+
+// The logits after logit_bias, penalties and bans (what SampleToken draws from).
+std::vector<float> ProcessLogits(const float* logits, int vocab, const SamplingParams& p, const SamplingContext& c);
+
+// The `k` most likely tokens under log_softmax(logits), most likely first (ties by id).
+std::vector<std::pair<int, float>> TopLogprobs(const float* logits, int vocab, int k);
 
 // log_softmax(logits)[token], computed in double.
 double TokenLogprob(const float* logits, int vocab, int token);

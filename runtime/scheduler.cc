@@ -1,6 +1,7 @@
 #include "runtime/scheduler.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status.h"
@@ -30,6 +31,18 @@ absl::Status Scheduler::Validate(const GenerationRequest& r) const {
                                                      " KV blocks; the cache has ", blocks_.num_blocks()));
   if (!(r.sampling.temperature >= 0) || !(r.sampling.top_p > 0 && r.sampling.top_p <= 1) || r.sampling.top_k < 0)
     return absl::InvalidArgumentError("sampling: temperature >= 0, 0 < top_p <= 1, top_k >= 0");
+  if (!(r.sampling.min_p >= 0 && r.sampling.min_p <= 1) || !(r.sampling.repetition_penalty > 0))
+    return absl::InvalidArgumentError("sampling: 0 <= min_p <= 1, repetition_penalty > 0");
+  if (r.min_tokens < 0 || r.min_tokens > r.max_tokens)
+    return absl::InvalidArgumentError(absl::StrCat("min_tokens (", r.min_tokens, ") must be in [0, max_tokens (",
+                                                   r.max_tokens, ")]"));
+  for (int t : r.stop_token_ids)
+    if (t < 0 || t >= spec_.vocab_size)
+      return absl::InvalidArgumentError(absl::StrCat("stop token id ", t, " outside the vocabulary"));
+  for (const auto& [t, bias] : r.sampling.logit_bias)
+    if (t < 0 || t >= spec_.vocab_size || !std::isfinite(bias))
+      return absl::InvalidArgumentError(absl::StrCat("logit_bias: token ", t, " outside the vocabulary or bias not finite"));
+  if (r.top_logprobs < 0 || r.top_logprobs > 20) return absl::InvalidArgumentError("top_logprobs must be in [0, 20]");
   return absl::OkStatus();
 }
 
@@ -165,6 +178,13 @@ absl::StatusOr<ScheduledStep> Scheduler::Schedule(int mb) {
   return step;
 }
 
+std::vector<int> Scheduler::BannedNow(const Seq& s) const {
+  if (static_cast<int>(s.generated.size()) >= s.req.min_tokens) return {};
+  std::vector<int> banned = s.req.stop_token_ids;
+  if (!s.req.ignore_eos) banned.insert(banned.end(), spec_.eos_token_ids.begin(), spec_.eos_token_ids.end());
+  return banned;
+}
+
 std::vector<RequestOutput> Scheduler::Complete(const ScheduledStep& step, const float* logits) {
   std::vector<RequestOutput> out;
   for (size_t i = 0; i < step.ids.size(); ++i) {
@@ -176,12 +196,18 @@ std::vector<RequestOutput> Scheduler::Complete(const ScheduledStep& step, const 
     RequestOutput o;
     o.id = s->id;
     if (!s->aborted && s->computed == s->total()) {  // every known token is in: sample the next one
-      const SampledToken t = SampleToken(logits + i * spec_.vocab_size, spec_.vocab_size, s->req.sampling, &s->rng);
+      const float* row = logits + i * spec_.vocab_size;
+      const std::vector<int> banned = BannedNow(*s);
+      const SampledToken t = SampleToken(row, spec_.vocab_size, s->req.sampling, &s->rng,
+                                         {.prompt = &s->req.prompt, .output = &s->generated, .banned = &banned});
       s->generated.push_back(t.token);
       o.token = t.token;
       o.logprob = t.logprob;
+      if (s->req.top_logprobs > 0) o.top_logprobs = TopLogprobs(row, spec_.vocab_size, s->req.top_logprobs);
       const auto& eos = spec_.eos_token_ids;
-      if (!s->req.ignore_eos && std::find(eos.begin(), eos.end(), t.token) != eos.end()) {
+      const auto& stop_ids = s->req.stop_token_ids;
+      if ((!s->req.ignore_eos && std::find(eos.begin(), eos.end(), t.token) != eos.end()) ||
+          std::find(stop_ids.begin(), stop_ids.end(), t.token) != stop_ids.end()) {
         o.finished = true;
         o.finish_reason = "stop";
       } else if (static_cast<int>(s->generated.size()) >= s->req.max_tokens) {

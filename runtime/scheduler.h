@@ -34,6 +34,9 @@ struct GenerationRequest {
   int max_tokens = 16;
   SamplingParams sampling;
   bool ignore_eos = false;
+  int min_tokens = 0;               // EOS and stop_token_ids cannot be chosen before this many tokens
+  std::vector<int> stop_token_ids;  // generating one of these finishes the request ("stop")
+  int top_logprobs = 0;             // report this many most likely tokens with each token
 };
 
 struct SchedulerOptions {
@@ -51,6 +54,7 @@ struct RequestOutput {
   float logprob = 0.f;
   bool finished = false;
   std::string finish_reason;  // "stop", "length" or "abort" when finished
+  std::vector<std::pair<int, float>> top_logprobs;  // when the request asked for them
 };
 
 // The steps of one micro-batch (each SequenceStep carries its own block table).
@@ -105,6 +109,8 @@ class Scheduler {
       return i < static_cast<int>(req.prompt.size()) ? req.prompt[i] : generated[i - req.prompt.size()];
     }
   };
+  // Tokens that may not be sampled for `s` now (EOS and stop ids before min_tokens).
+  std::vector<int> BannedNow(const Seq& s) const;
   // Tokens to feed `s` next, before the token budget.
   int WantTokens(const Seq& s) const;
   bool Paged() const { return o_.num_blocks > 0; }

@@ -26,6 +26,7 @@ struct StreamEvent {
   bool finished = false;
   std::string finish_reason;
   std::string error;  // the engine refused the request
+  std::vector<std::pair<int, float>> top_logprobs;
 };
 
 // Events of one HTTP request (one or more prompts), in the order produced.
