@@ -79,6 +79,7 @@ void ApiServer::Dispatch(const std::shared_ptr<HttpExchange>& x) {
     if (m == "GET" && p == "/v1/models") return ServeModels(*x);
     if (m == "POST" && p == "/v1/completions") return ServeGeneration(x, false);
     if (m == "POST" && p == "/v1/chat/completions") return ServeGeneration(x, true);
+    if (m == "POST" && (p == "/tokenize" || p == "/detokenize")) return ServeTokenizer(*x, p == "/tokenize");
     SendError(*x, ApiError{404, "no such route", "invalid_request_error", "", "not_found"});
   } catch (const std::exception&) {
     SendError(*x, ApiError{500, "internal error", "internal_error", "", ""});
@@ -88,6 +89,14 @@ void ApiServer::Dispatch(const std::shared_ptr<HttpExchange>& x) {
 void ApiServer::ServeReady(HttpExchange& x) {
   const bool ok = ready_ && !hub_->draining();
   x.Reply(ok ? 200 : 503, "application/json", ok ? R"({"status":"ready"})" : R"({"status":"not ready"})");
+}
+
+void ApiServer::ServeTokenizer(HttpExchange& x, bool encode) {
+  if (!ready_) return SendError(x, ApiError{503, "the model is still loading", "service_unavailable", "", ""});
+  ApiContext ctx{&engine_->spec(), tokenizer_, o_.served_model_name, chat_};
+  auto body = encode ? TokenizeRequest(x.body(), ctx) : DetokenizeRequest(x.body(), ctx);
+  if (auto* e = std::get_if<ApiError>(&body)) return SendError(x, *e);
+  x.Reply(200, "application/json", Dump(std::get<json>(body)));
 }
 
 void ApiServer::ServeModels(HttpExchange& x) {
@@ -107,11 +116,16 @@ std::variant<std::shared_ptr<CompletionSession>, ApiError> ApiServer::Admit(cons
   std::vector<GenerationRequest> prompts;
   int64_t prompt_tokens = 0;
   for (const auto& ids : call.prompts) {
-    GenerationRequest r = call.base;
-    r.prompt = ids;
-    if (absl::Status st = engine_->ValidateRequest(r); !st.ok()) return ApiError{400, std::string(st.message()), "invalid_request_error", "", ""};
+    // best_of sequences of each prompt, each with its own seed (reproducible per request).
+    for (int j = 0; j < call.best_of; ++j) {
+      GenerationRequest r = call.base;
+      r.prompt = ids;
+      r.sampling.seed = call.base.sampling.seed + static_cast<uint64_t>(j);
+      if (absl::Status st = engine_->ValidateRequest(r); !st.ok())
+        return ApiError{400, std::string(st.message()), "invalid_request_error", "", ""};
+      prompts.push_back(std::move(r));
+    }
     prompt_tokens += static_cast<int64_t>(ids.size());
-    prompts.push_back(std::move(r));
   }
   auto stream = std::make_shared<RequestStream>();
   stream->notify = [this] { http_.Wake(); };

@@ -56,6 +56,7 @@ class ApiServer {
   void SendError(HttpExchange& x, const ApiError& e);
   void ServeReady(HttpExchange& x);
   void ServeModels(HttpExchange& x);
+  void ServeTokenizer(HttpExchange& x, bool encode);  // POST /tokenize, /detokenize
   void ServeGeneration(const std::shared_ptr<HttpExchange>& x, bool chat);
   // Parses, validates and submits a generation request.
   std::variant<std::shared_ptr<CompletionSession>, ApiError> Admit(const std::string& body, bool chat);

@@ -20,7 +20,8 @@ CompletionSession::CompletionSession(CompletionCall call, std::vector<RequestId>
       hub_(hub),
       tokenizer_(tokenizer),
       header_(std::move(header)) {
-  for (size_t i = 0; i < call_.prompts.size(); ++i) choices_.emplace_back(tokenizer_, call_.stop);
+  for (size_t i = 0; i < call_.prompts.size() * static_cast<size_t>(call_.best_of); ++i)
+    choices_.emplace_back(tokenizer_, call_.stop);
 }
 
 std::string CompletionSession::Apply(const StreamEvent& ev) {
@@ -31,6 +32,11 @@ std::string CompletionSession::Apply(const StreamEvent& ev) {
     if (first_token_ == std::chrono::steady_clock::time_point{}) first_token_ = std::chrono::steady_clock::now();
     c.tokens.push_back(ev.token);
     c.logprobs.push_back(ev.logprob);
+    if (call_.logprobs >= 0) {
+      std::vector<std::pair<std::string, float>> alternatives;
+      for (const auto& [id, lp] : ev.top_logprobs) alternatives.push_back({tokenizer_ ? tokenizer_->Decode({id}) : "", lp});
+      c.top.push_back(std::move(alternatives));
+    }
     if (tokenizer_) {
       c.token_texts.push_back(tokenizer_->Decode({ev.token}));
       piece = c.text.Add(ev.token);
@@ -64,7 +70,23 @@ std::variant<json, ApiError> CompletionSession::Result() const {
       e.message = c.error;
       return e;
     }
-  return CompletionBody(call_, header_, choices_);
+  // best_of sequences per prompt; the n with the highest cumulative logprob answer it, in order.
+  std::vector<const ChoiceState*> chosen;
+  const size_t per = static_cast<size_t>(call_.best_of);
+  for (size_t p = 0; p < call_.prompts.size(); ++p) {
+    std::vector<const ChoiceState*> group;
+    for (size_t j = 0; j < per; ++j) group.push_back(&choices_[p * per + j]);
+    auto total = [](const ChoiceState* c) {
+      double s = 0;
+      for (float lp : c->logprobs) s += lp;
+      return s;
+    };
+    if (call_.best_of > call_.n)  // n == best_of keeps the sequences in seed order
+      std::stable_sort(group.begin(), group.end(),
+                       [&](const ChoiceState* a, const ChoiceState* b) { return total(a) > total(b); });
+    chosen.insert(chosen.end(), group.begin(), group.begin() + call_.n);
+  }
+  return CompletionBody(call_, header_, chosen, choices_);
 }
 
 double CompletionSession::ttft_seconds() const {
@@ -98,7 +120,8 @@ std::string CompletionSession::EventText(const StreamEvent& ev) {
   if (!piece.empty() || ev.token >= 0) {
     json lp = nullptr;
     if (call_.logprobs >= 0 && ev.token >= 0)
-      lp = LogprobsBody(call_, {ev.logprob}, {c.token_texts.empty() ? "" : c.token_texts.back()});
+      lp = LogprobsBody(call_, {ev.logprob}, {c.token_texts.empty() ? "" : c.token_texts.back()},
+                        {c.top.empty() ? std::vector<std::pair<std::string, float>>{} : c.top.back()});
     out += Event(StreamChunk(call_, header_, PieceDelta(call_, ev.index, piece, lp, ev.token)));
   }
   if (c.finished) out += Event(StreamChunk(call_, header_, FinishDelta(call_, ev.index, c.finish_reason)));

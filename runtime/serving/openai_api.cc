@@ -3,6 +3,7 @@
 #include <cmath>
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace strata {
@@ -152,23 +153,13 @@ namespace {
 // A field of `j` that was sent (ApplySchema dropped the nulls).
 bool Given(const json& j, const char* f) { return j.contains(f); }
 
-// The served model, and the options Strata does not implement yet (refused, never ignored).
+// The served model, and the options Strata does not implement (refused, never ignored).
 std::optional<ApiError> CheckModelAndSupport(const json& j, const ApiContext& ctx) {
   if (!j.contains("model")) return Bad("model", "'model' is required and must be a string");
   if (j["model"].get<std::string>() != ctx.served_model_name)
     return Bad("model", absl::StrCat("the model '", j["model"].get<std::string>(), "' does not exist; this server serves '",
                                      ctx.served_model_name, "'"),
                404, "model_not_found");
-  if (j.value("n", 1) != 1) return Bad("n", "only n = 1 is supported");
-  if (j.value("best_of", 1) != 1) return Bad("best_of", "only best_of = 1 is supported");
-  if (j.value("top_logprobs", 0) != 0) return Bad("top_logprobs", "only top_logprobs = 0 is supported");
-  for (const char* f : {"presence_penalty", "frequency_penalty", "min_p"})
-    if (j.value(f, 0.0) != 0) return Bad(f, absl::StrCat("'", f, "' is not supported"));
-  if (j.value("repetition_penalty", 1.0) != 1) return Bad("repetition_penalty", "'repetition_penalty' is not supported");
-  if (j.value("min_tokens", 0) != 0) return Bad("min_tokens", "'min_tokens' is not supported");
-  if (j.contains("logit_bias") && !j["logit_bias"].empty()) return Bad("logit_bias", "'logit_bias' is not supported");
-  if (j.contains("stop_token_ids") && !j["stop_token_ids"].empty())
-    return Bad("stop_token_ids", "'stop_token_ids' is not supported");
   if (j.contains("suffix")) return Bad("suffix", "'suffix' is not supported");
   return std::nullopt;
 }
@@ -295,6 +286,36 @@ std::optional<ApiError> ParseLengths(const json& j, bool chat, const ApiContext&
   return std::nullopt;
 }
 
+// logit_bias ({"token id": bias in [-100, 100]}), stop_token_ids, min_tokens, n and best_of.
+std::optional<ApiError> ParseTokenLists(const json& j, const ApiContext& ctx, CompletionCall* c) {
+  const int vocab = ctx.spec->vocab_size;
+  if (Given(j, "logit_bias"))
+    for (const auto& [key, value] : j["logit_bias"].items()) {
+      int64_t id = -1;
+      if (!absl::SimpleAtoi(key, &id) || id < 0 || id >= vocab)
+        return Bad("logit_bias", absl::StrCat("'logit_bias' key '", key, "' is not a token id in 0..", vocab - 1));
+      if (!value.is_number() || !(value.get<double>() >= -100 && value.get<double>() <= 100))
+        return Bad("logit_bias", absl::StrCat("'logit_bias' of token ", key, " must be a number in [-100, 100]"));
+      c->base.sampling.logit_bias.push_back({static_cast<int>(id), static_cast<float>(value.get<double>())});
+    }
+  if (Given(j, "stop_token_ids"))
+    for (const json& t : j["stop_token_ids"]) {
+      if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= vocab)
+        return Bad("stop_token_ids", absl::StrCat("'stop_token_ids' must be token ids in 0..", vocab - 1));
+      c->base.stop_token_ids.push_back(static_cast<int>(t.get<int64_t>()));
+    }
+  c->base.min_tokens = static_cast<int>(j.value("min_tokens", int64_t{0}));
+  if (c->base.min_tokens > c->base.max_tokens)
+    return Bad("min_tokens", absl::StrCat("'min_tokens' (", c->base.min_tokens, ") exceeds max_tokens (",
+                                          c->base.max_tokens, ")"));
+  c->n = static_cast<int>(j.value("n", int64_t{1}));
+  c->best_of = static_cast<int>(j.value("best_of", int64_t{c->n}));
+  if (c->best_of < c->n) return Bad("best_of", "'best_of' must be at least n");
+  if (c->prompts.size() * static_cast<size_t>(c->best_of) > 256)
+    return Bad(c->best_of > c->n ? "best_of" : "n", "at most 256 sequences (prompts x best_of) per request");
+  return std::nullopt;
+}
+
 std::optional<ApiError> ParseSampling(const json& j, const ApiContext& ctx, CompletionCall* c) {
   const double temperature = Given(j, "temperature") ? j["temperature"].get<double>() : 1.0;
   if (!(temperature >= 0 && temperature <= 100)) return Bad("temperature", "'temperature' must be in [0, 100]");
@@ -315,7 +336,11 @@ std::optional<ApiError> ParseSampling(const json& j, const ApiContext& ctx, Comp
     c->base.sampling.seed = static_cast<uint64_t>(j["seed"].get<int64_t>());
   }
   c->base.ignore_eos = j.value("ignore_eos", false);
-  return std::nullopt;
+  c->base.sampling.min_p = static_cast<float>(j.value("min_p", 0.0));
+  c->base.sampling.presence_penalty = static_cast<float>(j.value("presence_penalty", 0.0));
+  c->base.sampling.frequency_penalty = static_cast<float>(j.value("frequency_penalty", 0.0));
+  c->base.sampling.repetition_penalty = static_cast<float>(j.value("repetition_penalty", 1.0));
+  return ParseTokenLists(j, ctx, c);
 }
 
 std::optional<ApiError> ParseStop(const json& j, const ApiContext& ctx, CompletionCall* c) {
@@ -354,7 +379,7 @@ std::optional<ApiError> ParseOutputOptions(const json& j, bool chat, CompletionC
   if (Given(j, "logprobs")) {
     if (chat) {
       if (!j["logprobs"].is_boolean()) return Bad("logprobs", "'logprobs' must be a boolean");
-      c->logprobs = j["logprobs"].get<bool>() ? 0 : -1;
+      c->logprobs = j["logprobs"].get<bool>() ? static_cast<int>(j.value("top_logprobs", int64_t{0})) : -1;
     } else {
       if (!j["logprobs"].is_number_integer()) return Bad("logprobs", "'logprobs' must be an integer");
       const int64_t lp = j["logprobs"].get<int64_t>();
@@ -362,8 +387,12 @@ std::optional<ApiError> ParseOutputOptions(const json& j, bool chat, CompletionC
       c->logprobs = static_cast<int>(lp);
     }
   }
+  if (chat && Given(j, "top_logprobs") && c->logprobs < 0)
+    return Bad("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+  c->base.top_logprobs = std::max(c->logprobs, 0);
   c->echo = j.value("echo", false);
   c->return_token_ids = j.value("return_token_ids", false);
+  if (c->stream && c->best_of > c->n) return Bad("best_of", "'best_of' > n cannot be streamed");
   return std::nullopt;
 }
 
@@ -422,22 +451,86 @@ std::string StopAwareText::Finish() {
   return out;
 }
 
-json LogprobsBody(const CompletionCall& call, const std::vector<float>& logprobs, const std::vector<std::string>& texts) {
+namespace {
+
+// The body as a JSON object whose fields are all in `known` (nulls dropped), or the error.
+std::variant<json, ApiError> ParseObject(const std::string& body, const std::set<std::string>& known) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded()) return Bad("", "the request body is not valid JSON");
+  if (!j.is_object()) return Bad("", "the request body must be a JSON object");
+  for (auto it = j.begin(); it != j.end();) it = it->is_null() ? j.erase(it) : std::next(it);
+  for (const auto& [key, value] : j.items())
+    if (!known.count(key)) return Bad(key, absl::StrCat("unknown field '", key, "'"));
+  if (j.contains("model") && (!j["model"].is_string()))
+    return Bad("model", "'model' must be a string");
+  return j;
+}
+
+}  // namespace
+
+std::variant<json, ApiError> TokenizeRequest(const std::string& body, const ApiContext& ctx) {
+  auto parsed = ParseObject(body, {"model", "prompt", "messages", "add_special_tokens", "add_generation_prompt"});
+  if (auto* e = std::get_if<ApiError>(&parsed)) return *e;
+  json& j = std::get<json>(parsed);
+  if (ctx.tokenizer == nullptr) return Bad("prompt", "the model has no tokenizer");
+  for (const char* f : {"add_special_tokens", "add_generation_prompt"})
+    if (j.contains(f) && !j[f].is_boolean()) return Bad(f, absl::StrCat("'", f, "' must be a boolean"));
+  std::string text;
+  if (j.contains("messages")) {
+    if (auto e = CheckMessages(j)) return *e;
+    auto rendered = RenderChat(j, ctx);
+    if (auto* e = std::get_if<ApiError>(&rendered)) return *e;
+    text = std::get<std::string>(rendered);
+  } else {
+    if (!j.contains("prompt") || !j["prompt"].is_string()) return Bad("prompt", "'prompt' must be a string");
+    text = j["prompt"].get<std::string>();
+  }
+  const std::vector<int> ids = ctx.tokenizer->Encode(text);
+  return json{{"count", ids.size()}, {"max_model_len", ctx.spec->max_position_embeddings}, {"tokens", ids},
+              {"token_strs", nullptr}};
+}
+
+std::variant<json, ApiError> DetokenizeRequest(const std::string& body, const ApiContext& ctx) {
+  auto parsed = ParseObject(body, {"model", "tokens"});
+  if (auto* e = std::get_if<ApiError>(&parsed)) return *e;
+  const json& j = std::get<json>(parsed);
+  if (ctx.tokenizer == nullptr) return Bad("tokens", "the model has no tokenizer");
+  if (!j.contains("tokens") || !j["tokens"].is_array()) return Bad("tokens", "'tokens' must be a list of token ids");
+  std::vector<int> ids;
+  for (const json& t : j["tokens"]) {
+    if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= ctx.spec->vocab_size)
+      return Bad("tokens", absl::StrCat("token ids must be integers in 0..", ctx.spec->vocab_size - 1));
+    ids.push_back(static_cast<int>(t.get<int64_t>()));
+  }
+  return json{{"prompt", ctx.tokenizer->Decode(ids)}};
+}
+
+json LogprobsBody(const CompletionCall& call, const std::vector<float>& logprobs, const std::vector<std::string>& texts,
+                  const std::vector<std::vector<std::pair<std::string, float>>>& top) {
   if (call.logprobs < 0) return nullptr;
+  auto top_of = [&](size_t i) { return i < top.size() ? top[i] : std::vector<std::pair<std::string, float>>{}; };
   if (call.chat) {
     json content = json::array();
-    for (size_t i = 0; i < logprobs.size(); ++i)
-      content.push_back(
-          {{"token", i < texts.size() ? texts[i] : ""}, {"logprob", logprobs[i]}, {"top_logprobs", json::array()}});
+    for (size_t i = 0; i < logprobs.size(); ++i) {
+      json alternatives = json::array();
+      for (const auto& [text, lp] : top_of(i)) alternatives.push_back({{"token", text}, {"logprob", lp}});
+      content.push_back({{"token", i < texts.size() ? texts[i] : ""}, {"logprob", logprobs[i]},
+                         {"top_logprobs", alternatives}});
+    }
     return {{"content", content}};
   }
-  json offsets = json::array();
+  json offsets = json::array(), tops = json::array();
   size_t at = 0;
-  for (const std::string& t : texts) {
+  for (size_t i = 0; i < texts.size(); ++i) {
     offsets.push_back(at);
-    at += t.size();
+    at += texts[i].size();
+    json alternatives = json::object();
+    for (const auto& [text, lp] : top_of(i))
+      if (!alternatives.contains(text)) alternatives[text] = lp;
+    tops.push_back(alternatives);
   }
-  return {{"tokens", texts}, {"token_logprobs", logprobs}, {"top_logprobs", nullptr}, {"text_offset", offsets}};
+  return {{"tokens", texts}, {"token_logprobs", logprobs}, {"top_logprobs", call.logprobs > 0 ? tops : json(nullptr)},
+          {"text_offset", offsets}};
 }
 
 json UsageBody(const CompletionCall& call, const std::vector<ChoiceState>& choices) {
@@ -447,21 +540,23 @@ json UsageBody(const CompletionCall& call, const std::vector<ChoiceState>& choic
   return json{{"prompt_tokens", p}, {"completion_tokens", g}, {"total_tokens", p + g}};
 }
 
-json CompletionBody(const CompletionCall& call, const ResponseHeader& h, const std::vector<ChoiceState>& choices) {
+json CompletionBody(const CompletionCall& call, const ResponseHeader& h, const std::vector<const ChoiceState*>& chosen,
+                    const std::vector<ChoiceState>& all) {
   json out = json::array();
-  for (size_t i = 0; i < choices.size(); ++i) {
-    const ChoiceState& c = choices[i];
-    json ch = {{"index", i}, {"finish_reason", c.finish_reason}, {"logprobs", LogprobsBody(call, c.logprobs, c.token_texts)}};
+  for (size_t i = 0; i < chosen.size(); ++i) {
+    const ChoiceState& c = *chosen[i];
+    json ch = {{"index", i}, {"finish_reason", c.finish_reason},
+               {"logprobs", LogprobsBody(call, c.logprobs, c.token_texts, c.top)}};
     if (call.chat) {
       ch["message"] = {{"role", "assistant"}, {"content", c.out}};
     } else {
-      ch["text"] = (call.echo ? call.prompt_texts[i] : "") + c.out;
+      ch["text"] = (call.echo ? call.prompt_texts[i / call.n] : "") + c.out;
     }
     if (call.return_token_ids) ch["token_ids"] = c.tokens;
     out.push_back(ch);
   }
   return {{"id", h.id}, {"object", call.chat ? "chat.completion" : "text_completion"}, {"created", h.created},
-          {"model", h.model}, {"choices", out}, {"usage", UsageBody(call, choices)}};
+          {"model", h.model}, {"choices", out}, {"usage", UsageBody(call, all)}};
 }
 
 json StreamChunk(const CompletionCall& call, const ResponseHeader& h, json choice) {
@@ -473,7 +568,7 @@ json OpeningDelta(const CompletionCall& call, size_t index) {
   if (call.chat)
     return {{"index", index}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr},
             {"finish_reason", nullptr}};
-  return {{"index", index}, {"text", call.echo ? call.prompt_texts[index] : ""}, {"logprobs", nullptr},
+  return {{"index", index}, {"text", call.echo ? call.prompt_texts[index / call.n] : ""}, {"logprobs", nullptr},
           {"finish_reason", nullptr}};
 }
 

@@ -33,13 +33,16 @@ inline std::string Dump(const nlohmann::json& j) {
 
 struct CompletionCall {
   bool chat = false;
-  std::vector<std::vector<int>> prompts;  // token ids per choice
+  std::vector<std::vector<int>> prompts;  // token ids per prompt
   std::vector<std::string> prompt_texts;  // for echo
-  GenerationRequest base;                 // max_tokens, sampling (prompt left empty)
+  // Sequences per prompt: best_of are generated (seeds seed, seed + 1, ...), the n with the
+  // highest cumulative logprob are returned. Choice i answers prompt i / n.
+  int n = 1, best_of = 1;
+  GenerationRequest base;                 // max_tokens, sampling, stopping (prompt left empty)
   std::vector<std::string> stop;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
-  int logprobs = -1;           // -1: none
+  int logprobs = -1;           // -1: none; else this many top alternatives per token (base.top_logprobs)
   bool echo = false;
   bool return_token_ids = false;  // extension: choices carry "token_ids"
 };
@@ -54,6 +57,11 @@ struct ApiContext {
 // Parses and validates a request body. Checks everything that does not need the engine.
 std::variant<CompletionCall, ApiError> ParseCompletionRequest(const std::string& body, bool chat,
                                                               const ApiContext& ctx);
+
+// vLLM's POST /tokenize ({"prompt": text} or {"messages": [...]}) and POST /detokenize
+// ({"tokens": [...]}): the response body, or the error.
+std::variant<nlohmann::json, ApiError> TokenizeRequest(const std::string& body, const ApiContext& ctx);
+std::variant<nlohmann::json, ApiError> DetokenizeRequest(const std::string& body, const ApiContext& ctx);
 
 // The prompt text of a chat under Strata's default template (ChatML):
 // "<|im_start|>{role}\n{content}<|im_end|>\n" per message, then "<|im_start|>assistant\n".
@@ -86,6 +94,7 @@ struct ChoiceState {
   std::vector<int> tokens;
   std::vector<float> logprobs;
   std::vector<std::string> token_texts;
+  std::vector<std::vector<std::pair<std::string, float>>> top;  // per token: the top alternatives' texts
   bool finished = false;
   std::string finish_reason;
   std::string error;
@@ -99,12 +108,15 @@ struct ResponseHeader {
 };
 
 // The response bodies, in OpenAI's shapes for `call`'s endpoint (chat or text completion).
-// The logprobs object for tokens whose texts are `texts` (null when none were asked for).
+// The logprobs object for tokens whose texts are `texts`, with each token's top alternatives
+// (null when none were asked for).
 nlohmann::json LogprobsBody(const CompletionCall& call, const std::vector<float>& logprobs,
-                            const std::vector<std::string>& texts);
+                            const std::vector<std::string>& texts,
+                            const std::vector<std::vector<std::pair<std::string, float>>>& top);
 nlohmann::json UsageBody(const CompletionCall& call, const std::vector<ChoiceState>& choices);
-// The whole non-streamed response.
-nlohmann::json CompletionBody(const CompletionCall& call, const ResponseHeader& h, const std::vector<ChoiceState>& choices);
+// The whole non-streamed response: `chosen` are the returned choices in order (n per prompt).
+nlohmann::json CompletionBody(const CompletionCall& call, const ResponseHeader& h,
+                              const std::vector<const ChoiceState*>& chosen, const std::vector<ChoiceState>& all);
 // A stream chunk carrying one choice delta, and the deltas: the opening one (role, echo), a piece
 // of text with its token, and the closing one with the finish reason.
 nlohmann::json StreamChunk(const CompletionCall& call, const ResponseHeader& h, nlohmann::json choice);

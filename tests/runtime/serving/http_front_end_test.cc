@@ -338,5 +338,102 @@ TEST_F(HttpFrontEnd, NullFieldsAreDefaultsAndMutationsNever5xx) {
   EXPECT_EQ(c.Get("/health")->status, 200);
 }
 
+
+// The OpenAI surface users expect, each knob against an oracle built from plain requests: n and
+// best_of against single requests with the derived seeds, top logprobs against the chosen token,
+// logit_bias, stop_token_ids and min_tokens against the greedy continuation, /tokenize and
+// /detokenize round trips.
+TEST_F(HttpFrontEnd, OpenAiSurface) {
+  httplib::Client c("127.0.0.1", kPort);
+  c.set_read_timeout(30, 0);
+  auto post = [&](const std::string& path, const json& body) {
+    auto r = c.Post(path.c_str(), body.dump(), "application/json");
+    EXPECT_TRUE(r) << path;
+    EXPECT_EQ(r ? r->status : 0, 200) << path << " " << body.dump() << ": " << (r ? r->body : "");
+    return r ? json::parse(r->body, nullptr, false) : json();
+  };
+  json sampled = Completion(5, 6, false);
+  sampled["temperature"] = 1.0;
+  sampled["seed"] = 40;
+  sampled["logprobs"] = 0;
+  std::vector<std::vector<int>> single;
+  std::vector<double> total;
+  for (int j = 0; j < 3; ++j) {
+    json one = sampled;
+    one["seed"] = 40 + j;
+    const json r = post("/v1/completions", one);
+    single.push_back(r["choices"][0]["token_ids"].get<std::vector<int>>());
+    double sum = 0;
+    for (double lp : r["choices"][0]["logprobs"]["token_logprobs"]) sum += lp;
+    total.push_back(sum);
+  }
+  json n3 = sampled;
+  n3["n"] = 3;
+  const json many = post("/v1/completions", n3);
+  ASSERT_EQ(many["choices"].size(), 3u);
+  for (int j = 0; j < 3; ++j) EXPECT_EQ(many["choices"][j]["token_ids"].get<std::vector<int>>(), single[j]) << j;
+  json best = sampled;
+  best["best_of"] = 3;
+  const json b = post("/v1/completions", best);
+  ASSERT_EQ(b["choices"].size(), 1u);
+  const int winner = static_cast<int>(std::max_element(total.begin(), total.end()) - total.begin());
+  EXPECT_EQ(b["choices"][0]["token_ids"].get<std::vector<int>>(), single[winner]);
+  EXPECT_EQ(b["usage"]["completion_tokens"], 18);  // every sequence generated counts
+
+  // Chat top_logprobs: five alternatives per token, most likely first; greedy picks the first.
+  json chat = {{"model", "model"}, {"messages", json::array({{{"role", "user"}, {"content", "hello"}}})},
+               {"max_tokens", 5}, {"temperature", 0}, {"logprobs", true}, {"top_logprobs", 5}};
+  const json cr = post("/v1/chat/completions", chat);
+  const json& content = cr["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 5u);
+  for (const json& t : content) {
+    ASSERT_EQ(t["top_logprobs"].size(), 5u);
+    for (size_t k = 1; k < 5; ++k) EXPECT_GE(t["top_logprobs"][k - 1]["logprob"], t["top_logprobs"][k]["logprob"]);
+    EXPECT_NEAR(t["top_logprobs"][0]["logprob"].get<double>(), t["logprob"].get<double>(), 1e-5);
+  }
+  // Completions logprobs = 3: a dict of at most three alternatives per position.
+  json lp3 = Completion(6, 4, false);
+  lp3["logprobs"] = 3;
+  const json l = post("/v1/completions", lp3);
+  ASSERT_EQ(l["choices"][0]["logprobs"]["top_logprobs"].size(), 4u);
+  for (const json& d : l["choices"][0]["logprobs"]["top_logprobs"]) EXPECT_LE(d.size(), 3u);
+
+  // Greedy continuation, then the stopping knobs against it.
+  const std::vector<int> greedy = post("/v1/completions", Completion(7, 10, false))["choices"][0]["token_ids"];
+  ASSERT_EQ(greedy.size(), 10u);
+  json biased = Completion(7, 10, false);
+  biased["logit_bias"] = {{"7", 100}};
+  EXPECT_EQ(post("/v1/completions", biased)["choices"][0]["token_ids"].get<std::vector<int>>(), std::vector<int>(10, 7));
+  const int stop_at = greedy[3];
+  const size_t first = static_cast<size_t>(std::find(greedy.begin(), greedy.end(), stop_at) - greedy.begin());
+  json stopping = Completion(7, 10, false);
+  stopping["stop_token_ids"] = {stop_at};
+  const json st = post("/v1/completions", stopping);
+  EXPECT_EQ(st["choices"][0]["token_ids"].get<std::vector<int>>(),
+            std::vector<int>(greedy.begin(), greedy.begin() + static_cast<long>(first) + 1));
+  EXPECT_EQ(st["choices"][0]["finish_reason"], "stop");
+  json minimum = Completion(7, 10, false);
+  minimum["stop_token_ids"] = {greedy[0]};
+  minimum["min_tokens"] = 2;
+  const std::vector<int> m = post("/v1/completions", minimum)["choices"][0]["token_ids"];
+  ASSERT_GE(m.size(), 2u);
+  EXPECT_NE(m[0], greedy[0]);
+  EXPECT_NE(m[1], greedy[0]);
+  json penalized = Completion(7, 10, false);
+  penalized["frequency_penalty"] = 1.5;
+  penalized["presence_penalty"] = 0.5;
+  penalized["repetition_penalty"] = 1.2;
+  penalized["min_p"] = 0.1;
+  EXPECT_EQ(post("/v1/completions", penalized)["choices"][0]["token_ids"].size(), 10u);
+
+  const json tok = post("/tokenize", {{"prompt", "hello world"}});
+  EXPECT_EQ(tok["count"], tok["tokens"].size());
+  EXPECT_EQ(tok["max_model_len"], 4096);
+  EXPECT_EQ(post("/detokenize", {{"tokens", tok["tokens"]}})["prompt"], "hello world");
+  auto bad = c.Post("/detokenize", json{{"tokens", {-1}}}.dump(), "application/json");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+}
+
 }  // namespace
 }  // namespace strata::testing

@@ -85,7 +85,7 @@ TEST_F(OpenAiSchema, WrongTypesAndRangesName400Params) {
       {"top_p", 0, false},                {"top_p", 1.5, true},              {"top_k", -2, false},
       {"top_k", "all", false},            {"seed", 1.5, false},              {"seed", "x", true},
       {"stream", "yes", false},           {"stream", 1, true},               {"echo", "no", false},
-      {"n", 0, false},                    {"n", "two", true},                {"n", 2, false},
+      {"n", 0, false},                    {"n", "two", true},                {"n", 129, false},
       {"logprobs", 9, false},             {"logprobs", "yes", true},         {"logprobs", 1, true},
       {"top_logprobs", 21, true},         {"presence_penalty", 3, false},    {"frequency_penalty", "x", true},
       {"repetition_penalty", 0, false},   {"min_p", 1.5, false},             {"logit_bias", json::array(), false},

@@ -278,7 +278,7 @@ TEST_F(Serve, BadInputsAreRefusedAndTheServerKeepsServing) {
       {"negative temperature", with("temperature", -1), 400, "temperature"},
       {"absurd top_p", with("top_p", 7), 400, "top_p"},
       {"token outside the vocabulary", with("prompt", std::vector<int>{1, 99999}), 400, "prompt"},
-      {"n > 1", with("n", 2), 400, "n"},
+      {"n of 0", with("n", 0), 400, "n"},
       {"unknown model", with("model", "gpt-9"), 404, "model"},
       {"empty prompt", with("prompt", ""), 400, "prompt"},
   };
