@@ -12,6 +12,7 @@ packages=(
   prometheus-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libevent-dev libspdlog-dev
   libopenblas-dev libdnnl-dev libpcre2-dev
   curl prometheus nodejs shellcheck python3-jinja2
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -10,16 +10,18 @@ scripts/build.sh
 # every instruction-set path the CPU runs.
 STRATA_BUILD_DIR=build-portable scripts/build.sh -DSTRATA_WITH_CUDA=OFF -DSTRATA_NATIVE=OFF
 build_dir=${STRATA_BUILD_DIR:-build}
-# From npm, pinned: the tokenizer test's oracle (an independent GPT-2 encoder) and the deploy
-# test's validators (Kubernetes and Prometheus Operator schemas, YAML, JSON schema, Dockerfile lint).
+# From npm, pinned: the tokenizer test's oracle (an independent GPT-2 encoder), the deploy
+# test's validators (Kubernetes and Prometheus Operator schemas, YAML, JSON schema, Dockerfile
+# lint) and the official OpenAI SDK the serving test drives the server with.
 npm_packages=(gpt-3-encoder@1.1.4 kubernetes-models@5.1.0 @kubernetes-models/prometheus-operator@6.0.0
-              yaml@2.9.1 ajv@8.20.0 dockerfilelint@1.8.0)
-[ -f "$build_dir/npm/.installed-v2" ] || {
+              yaml@2.9.1 ajv@8.20.0 dockerfilelint@1.8.0 openai@5.23.2)
+[ -f "$build_dir/npm/.installed-v3" ] || {
   npm install --silent --no-audit --no-fund --prefix "$build_dir/npm" "${npm_packages[@]}"
-  touch "$build_dir/npm/.installed-v2"
+  touch "$build_dir/npm/.installed-v3"
 }
 (cd build-portable &&
   ctest --output-on-failure -j "${STRATA_JOBS:-$(nproc)}" --timeout 600 \
     -R 'KernelTest|CpuGelu|CpuLinear|ForcedCpuIsa|ThreadCount')
-cd "$build_dir"
-ctest --output-on-failure -j "${STRATA_JOBS:-$(nproc)}" --timeout 600
+(cd "$build_dir" && ctest --output-on-failure -j "${STRATA_JOBS:-$(nproc)}" --timeout 600)
+# The parsers that take outside bytes, fuzzed (libFuzzer, ASan + UBSan) for a bounded time each.
+scripts/fuzz.sh "${STRATA_FUZZ_SECONDS:-45}"

@@ -544,8 +544,8 @@ std::vector<Segment> Split(const std::string& src) {
     if (end == std::string::npos) throw Error("unclosed tag");
     std::string body = src.substr(at + 2, end - at - 2);
     const bool strip_before = !body.empty() && body[0] == '-';
-    const bool strip_after = !body.empty() && body.back() == '-';
     if (strip_before) body.erase(0, 1);
+    const bool strip_after = !body.empty() && body.back() == '-';  // "{%-%}": one '-', the first
     if (strip_after) body.pop_back();
     if (strip_before) {
       text = Trim(text, false, true);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -199,6 +200,40 @@ TEST(CpuLinear, AnyWeightTypeAnyRowCount) {
           }
         }
       }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace strata
+
+namespace strata {
+namespace {
+
+// The integer half conversions (the fuzz build's clang has no _Float16) agree with the
+// compiler's own on every half and on a sweep of floats around every rounding boundary.
+TEST(HalfConversion, PortableMatchesTheCompiler) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float a = F16ToFloat(static_cast<uint16_t>(h)), b = F16ToFloatPortable(static_cast<uint16_t>(h));
+    if (std::isnan(a)) {
+      EXPECT_TRUE(std::isnan(b)) << h;
+    } else {
+      EXPECT_EQ(std::memcmp(&a, &b, 4), 0) << "half " << h;
+    }
+  }
+  std::mt19937 rng(5);
+  for (int i = 0; i < 2000000; ++i) {
+    uint32_t u = rng();
+    if (i % 2) u = (u & 0x8000ffffu) | ((100u + rng() % 50u) << 23);  // near the half range
+    float f;
+    std::memcpy(&f, &u, 4);
+    const uint16_t a = FloatToF16(f), b = FloatToF16Portable(f);
+    if (std::isnan(f)) {
+      EXPECT_EQ(a & 0x7c00, 0x7c00);
+      EXPECT_EQ(b & 0x7c00, 0x7c00);
+      EXPECT_NE(b & 0x3ff, 0);
+    } else {
+      ASSERT_EQ(a, b) << "float bits " << u;
     }
   }
 }

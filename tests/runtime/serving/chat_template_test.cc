@@ -111,5 +111,14 @@ TEST(ChatTemplate, UnsupportedSyntaxIsAnErrorNotAGuess) {
   EXPECT_FALSE(ChatTemplate::Parse("{{ 'unterminated }}").ok());
 }
 
+// Inputs the fuzzer (tests/fuzz/fuzz_chat_template.cc) found, kept as regressions.
+TEST(ChatTemplate, FuzzerFindingsParseOrFailCleanly) {
+  // A tag that is only a whitespace-control dash: it used to pop an empty string (UBSan).
+  auto dash = ChatTemplate::Parse("{%-%}");
+  EXPECT_FALSE(dash.ok());
+  auto both = ChatTemplate::Parse("a {{- -}} b");
+  EXPECT_FALSE(both.ok());
+}
+
 }  // namespace
 }  // namespace strata::testing
