@@ -9,7 +9,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git procps
   libabsl-dev libgtest-dev libgmock-dev
   libopenmpi-dev openmpi-bin
-  prometheus-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libevent-dev libspdlog-dev
+  prometheus-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libevent-dev libspdlog-dev libsentencepiece-dev sentencepiece
   libopenblas-dev libdnnl-dev libpcre2-dev
   curl prometheus nodejs shellcheck python3-jinja2
   clang libclang-rt-14-dev

@@ -233,10 +233,15 @@ std::optional<ApiError> AddPromptIds(const json& list, const ApiContext& ctx, Co
   return std::nullopt;
 }
 
+// A text prompt gets the tokenizer's BOS (add_bos_token), as vLLM's add_special_tokens does for
+// completions; token-id prompts and chats (whose templates write the BOS) are taken as they are.
 std::optional<ApiError> AddPromptText(const std::string& text, const ApiContext& ctx, CompletionCall* c) {
   auto ids = Encode(text, false, ctx);
   if (auto* e = std::get_if<ApiError>(&ids)) return *e;
-  c->prompts.push_back(std::get<std::vector<int>>(std::move(ids)));
+  std::vector<int>& got = std::get<std::vector<int>>(ids);
+  const int bos = ctx.tokenizer->bos_to_add();
+  if (bos >= 0 && (got.empty() || got[0] != bos)) got.insert(got.begin(), bos);
+  c->prompts.push_back(std::move(got));
   c->prompt_texts.push_back(text);
   return std::nullopt;
 }

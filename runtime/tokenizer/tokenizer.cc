@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "runtime/base/status.h"
+#include "runtime/tokenizer/sentencepiece_tokenizer.h"
 
 namespace strata {
 namespace {
@@ -60,7 +61,7 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 
 }  // namespace
 
-struct Tokenizer::Regex {
+struct ByteLevelBpeTokenizer::Regex {
   pcre2_code* code = nullptr;
   ~Regex() {
     if (code) pcre2_code_free(code);
@@ -68,8 +69,9 @@ struct Tokenizer::Regex {
 };
 
 Tokenizer::~Tokenizer() = default;
+ByteLevelBpeTokenizer::~ByteLevelBpeTokenizer() = default;
 
-absl::Status Tokenizer::Init(const std::string& pattern) {
+absl::Status ByteLevelBpeTokenizer::Init(const std::string& pattern) {
   // GPT-2's byte <-> printable character table.
   std::vector<int> printable;
   for (int b = '!'; b <= '~'; ++b) printable.push_back(b);
@@ -99,9 +101,14 @@ absl::Status Tokenizer::Init(const std::string& pattern) {
 }
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromTokenizerJson(const std::string& text) {
+  ASSIGN_OR_RETURN(std::unique_ptr<ByteLevelBpeTokenizer> t, ByteLevelBpeTokenizer::FromTokenizerJson(text));
+  return std::unique_ptr<Tokenizer>(std::move(t));
+}
+
+absl::StatusOr<std::unique_ptr<ByteLevelBpeTokenizer>> ByteLevelBpeTokenizer::FromTokenizerJson(const std::string& text) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("tokenizer.json: not a JSON object");
-  std::unique_ptr<Tokenizer> t(new Tokenizer());
+  std::unique_ptr<ByteLevelBpeTokenizer> t(new ByteLevelBpeTokenizer());
   try {
     const json& m = j.at("model");
     if (m.value("type", "BPE") != "BPE")
@@ -177,11 +184,41 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromVocabAndMerges(const s
   return FromTokenizerJson(j.dump());
 }
 
+namespace {
+
+// The BOS a completion prompt starts with: tokenizer_config.json's add_bos_token and bos_token
+// when it says, else the BOS of tokenizer.json's post-processor template, else `fallback`.
+int BosToAdd(const std::string& dir, const Tokenizer& t, const json& tokenizer_json, int fallback) {
+  if (auto cfg_text = ReadFile(dir + "/tokenizer_config.json"); cfg_text.ok()) {
+    const json cfg = json::parse(*cfg_text, nullptr, false);
+    if (cfg.is_object() && cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean()) {
+      if (!cfg["add_bos_token"].get<bool>()) return -1;
+      const json& b = cfg.value("bos_token", json());
+      const std::string bos = b.is_string() ? b.get<std::string>() : b.is_object() ? b.value("content", "") : "";
+      return bos.empty() ? fallback : t.TokenId(bos);
+    }
+  }
+  const json& post = tokenizer_json.is_object() ? tokenizer_json.value("post_processor", json()) : json();
+  if (post.is_object() && post.value("type", "") == "TemplateProcessing" && post.contains("single") &&
+      post["single"].is_array() && !post["single"].empty() && post["single"][0].contains("SpecialToken"))
+    return t.TokenId(post["single"][0]["SpecialToken"].value("id", ""));
+  return fallback;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& dir) {
   if (auto text = ReadFile(dir + "/tokenizer.json"); text.ok()) {
     auto t = FromTokenizerJson(*text);
     if (!t.ok()) return absl::Status(t.status().code(), absl::StrCat(dir, "/", t.status().message()));
+    (*t)->set_bos_to_add(BosToAdd(dir, **t, json::parse(*text, nullptr, false), -1));
     return t;
+  }
+  if (std::ifstream(dir + "/tokenizer.model").good()) {
+    ASSIGN_OR_RETURN(std::unique_ptr<SentencePieceTokenizer> sp, SentencePieceTokenizer::Load(dir + "/tokenizer.model"));
+    const int bos = sp->bos_id();
+    sp->set_bos_to_add(BosToAdd(dir, *sp, json(), bos));  // Llama's default: add_bos_token true
+    return std::unique_ptr<Tokenizer>(std::move(sp));
   }
   auto vocab = ReadFile(dir + "/vocab.json");
   auto merges = ReadFile(dir + "/merges.txt");
@@ -195,14 +232,13 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& di
   return FromVocabAndMerges(*vocab, *merges);
 }
 
-std::string Tokenizer::ToTokenizerJson() const { return source_json_; }
 
-int Tokenizer::TokenId(const std::string& token) const {
+int ByteLevelBpeTokenizer::TokenId(const std::string& token) const {
   auto it = token_to_id_.find(token);
   return it == token_to_id_.end() ? -1 : it->second;
 }
 
-void Tokenizer::EncodeWord(const std::string& piece, std::vector<int>* out) const {
+void ByteLevelBpeTokenizer::EncodeWord(const std::string& piece, std::vector<int>* out) const {
   {
     std::lock_guard<std::mutex> lock(*cache_mu_);
     auto it = cache_.find(piece);
@@ -246,7 +282,7 @@ void Tokenizer::EncodeWord(const std::string& piece, std::vector<int>* out) cons
   out->insert(out->end(), ids.begin(), ids.end());
 }
 
-std::vector<int> Tokenizer::Encode(const std::string& text) const {
+std::vector<int> ByteLevelBpeTokenizer::Encode(const std::string& text) const {
   std::vector<int> out;
   pcre2_match_data* md = pcre2_match_data_create_from_pattern(regex_->code, nullptr);
   auto encode_plain = [&](const std::string& s) {
@@ -289,19 +325,21 @@ std::vector<int> Tokenizer::Encode(const std::string& text) const {
   return out;
 }
 
+std::string ByteLevelBpeTokenizer::DecodeToken(int id, bool skip_special, bool) const {
+  if (id < 0 || id >= static_cast<int>(id_to_token_.size())) return "";
+  if (auto added = added_special_.find(id); added != added_special_.end())  // verbatim text
+    return added->second && skip_special ? "" : id_to_token_[id];
+  std::string out;
+  for (const std::string& ch : Utf8Chars(id_to_token_[id])) {
+    auto it = char_to_byte_.find(ch);
+    out += it != char_to_byte_.end() ? std::string(1, static_cast<char>(it->second)) : ch;
+  }
+  return out;
+}
+
 std::string Tokenizer::Decode(const std::vector<int>& ids, bool skip_special) const {
   std::string out;
-  for (int id : ids) {
-    if (id < 0 || id >= static_cast<int>(id_to_token_.size())) continue;
-    if (auto added = added_special_.find(id); added != added_special_.end()) {  // verbatim text
-      if (!(added->second && skip_special)) out += id_to_token_[id];
-      continue;
-    }
-    for (const std::string& ch : Utf8Chars(id_to_token_[id])) {
-      auto it = char_to_byte_.find(ch);
-      out += it != char_to_byte_.end() ? std::string(1, static_cast<char>(it->second)) : ch;
-    }
-  }
+  for (int id : ids) out += DecodeToken(id, skip_special, out.empty());  // first: nothing before it
   return out;
 }
 
@@ -317,7 +355,9 @@ size_t IncompleteUtf8Tail(const std::string& s) {
 }
 
 std::string IncrementalDecoder::Add(int id) {
-  pending_ += t_->Decode({id}, skip_special_);
+  const std::string bytes = t_->DecodeToken(id, skip_special_, first_);
+  if (!bytes.empty()) first_ = false;
+  pending_ += bytes;
   const size_t hold = IncompleteUtf8Tail(pending_);
   std::string ready = pending_.substr(0, pending_.size() - hold);
   pending_.erase(0, pending_.size() - hold);

@@ -1,5 +1,6 @@
 // File: runtime/tokenizer/tokenizer.h
-// Byte-level BPE, as GPT-2, GPT-NeoX and Llama 3 use it: text -> added/special tokens split out
+// The tokenizer interface, and byte-level BPE as GPT-2, GPT-NeoX and Llama 3 use it: text ->
+// added/special tokens split out
 // verbatim -> pre-tokenizer regex (PCRE2, Unicode classes) -> bytes mapped to printable
 // characters -> merges by rank. Loaded from Hugging Face `tokenizer.json` or from
 // `vocab.json` + `merges.txt`.
@@ -16,28 +17,53 @@
 
 namespace strata {
 
+// A model's tokenizer. Implementations: byte-level BPE (this file's ByteLevelBpeTokenizer:
+// GPT-2, GPT-NeoX, Llama 3 tokenizer.json) and SentencePiece (sentencepiece_tokenizer.h: Llama 2,
+// TinyLlama, Mistral tokenizer.model).
 class Tokenizer {
  public:
-  // From a directory: tokenizer.json, else vocab.json + merges.txt (or GPT-2's encoder.json +
-  // vocab.bpe).
+  // From a model directory: tokenizer.json, else SentencePiece's tokenizer.model, else
+  // vocab.json + merges.txt (or GPT-2's encoder.json + vocab.bpe). tokenizer_config.json's
+  // add_bos_token is honoured.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> Load(const std::string& dir);
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromTokenizerJson(const std::string& json_text);
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromVocabAndMerges(const std::string& vocab_json,
                                                                        const std::string& merges_txt);
-  ~Tokenizer();
+  virtual ~Tokenizer();
 
-  std::vector<int> Encode(const std::string& text) const;
-  // Bytes of the tokens (added tokens as their text, special ones skipped if asked); may end
-  // inside a UTF-8 character.
+  // The ids of `text`: added and special tokens found verbatim, the rest through the model. No
+  // BOS (see bos_to_add).
+  virtual std::vector<int> Encode(const std::string& text) const = 0;
+  // The bytes of one token where it stands; `first` when nothing was decoded before it
+  // (SentencePiece drops its dummy-prefix space there). May end inside a UTF-8 character.
+  virtual std::string DecodeToken(int id, bool skip_special, bool first) const = 0;
+  // The bytes of the tokens (added tokens as their text, special ones skipped if asked).
   std::string Decode(const std::vector<int>& ids, bool skip_special = false) const;
-  // The tokenizer as a Hugging Face tokenizer.json (what make-model --tokenizer writes).
-  std::string ToTokenizerJson() const;
-  int vocab_size() const { return static_cast<int>(id_to_token_.size()); }
+  // The tokenizer as a Hugging Face tokenizer.json ("" when it has none: a SentencePiece model).
+  virtual std::string ToTokenizerJson() const = 0;
+  virtual int vocab_size() const = 0;
   // The id of a special/added token's text, or -1.
-  int TokenId(const std::string& token) const;
+  virtual int TokenId(const std::string& token) const = 0;
+  // The BOS id a completion prompt starts with (-1: none), from add_bos_token.
+  int bos_to_add() const { return bos_to_add_; }
+  void set_bos_to_add(int id) { bos_to_add_ = id; }
 
  private:
-  Tokenizer() = default;
+  int bos_to_add_ = -1;
+};
+
+class ByteLevelBpeTokenizer final : public Tokenizer {
+ public:
+  static absl::StatusOr<std::unique_ptr<ByteLevelBpeTokenizer>> FromTokenizerJson(const std::string& json_text);
+  ~ByteLevelBpeTokenizer() override;
+  std::vector<int> Encode(const std::string& text) const override;
+  std::string DecodeToken(int id, bool skip_special, bool first) const override;
+  std::string ToTokenizerJson() const override { return source_json_; }
+  int vocab_size() const override { return static_cast<int>(id_to_token_.size()); }
+  int TokenId(const std::string& token) const override;
+
+ private:
+  ByteLevelBpeTokenizer() = default;
   absl::Status Init(const std::string& pattern);
   void EncodeWord(const std::string& piece, std::vector<int>* out) const;
 
@@ -66,6 +92,7 @@ class IncrementalDecoder {
  private:
   const Tokenizer* t_;
   bool skip_special_;
+  bool first_ = true;
   std::string pending_;
 };
 

@@ -1,0 +1,122 @@
+// SentencePiece tokenizer.model (Llama 2, TinyLlama, Mistral) against SentencePiece itself: the
+// test trains BPE and Unigram models with Debian's spm_train (byte fallback on) on text it
+// writes, then compares Strata's ids with spm_encode's and its decoding with spm_decode's on 240
+// texts (CJK, emoji, whitespace runs, leading spaces, digits, bytes no piece covers).
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "runtime/tokenizer/sentencepiece_tokenizer.h"
+#include "tests/shell.h"
+#include "tests/test_models.h"
+
+namespace strata::testing {
+namespace {
+
+const std::vector<std::string> kWords = {
+    "the", "model", "reads", "layers", "cache", "token", "sharing", "attention", "pipeline", "stage",
+    "producer", "group", "serve", "request", "quickly", "Hello", "World", "GPU", "CPU", "2024",
+    "日本語", "の", "テキスト", "中文", "文本", "한국어", "😀", "🚀", "é", "ü", "ñ", "Straße", "naïve", "—"};
+
+std::string RandomLine(std::mt19937& rng, int words) {
+  std::string s;
+  for (int i = 0; i < words; ++i) {
+    if (i) s += rng() % 7 == 0 ? "  " : " ";
+    s += kWords[rng() % kWords.size()];
+    if (rng() % 9 == 0) s += std::to_string(rng() % 100000);
+  }
+  return s;
+}
+
+std::vector<std::string> Lines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+std::vector<int> Ids(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<int> ids;
+  for (int id; in >> id;) ids.push_back(id);
+  return ids;
+}
+
+class SentencePieceOracle : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SentencePieceOracle, MatchesSpmEncodeAndDecode) {
+  const std::string type = GetParam();
+  const std::string dir = TempDir("spm-" + type);
+  std::mt19937 rng(type == "bpe" ? 1 : 2);
+  {
+    std::ofstream corpus(dir + "/corpus.txt");
+    for (int i = 0; i < 4000; ++i) corpus << RandomLine(rng, 3 + rng() % 12) << "\n";
+  }
+  const ShellResult train =
+      RunShell("spm_train --input=" + dir + "/corpus.txt --model_prefix=" + dir + "/tokenizer --vocab_size=" +
+               (type == "bpe" ? "1000" : "2000") + " --model_type=" + type +
+               " --byte_fallback=true --character_coverage=0.9995 --num_threads=1 --minloglevel=2 2>&1");
+  ASSERT_EQ(train.code, 0) << train.out;
+  // The model as a checkpoint ships it: tokenizer.model in the model directory.
+  ASSERT_EQ(std::rename((dir + "/tokenizer.model").c_str(), (dir + "/model.spm").c_str()), 0);
+  std::system(("mkdir -p " + dir + "/ckpt && cp " + dir + "/model.spm " + dir + "/ckpt/tokenizer.model").c_str());
+  auto loaded = Tokenizer::Load(dir + "/ckpt");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const Tokenizer& t = **loaded;
+
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i) texts.push_back(RandomLine(rng, 1 + rng() % 20));
+  for (const std::string& s : {std::string(" leading space"), std::string("   three leading"), std::string("trailing   "),
+                               std::string("tabs\tand\tmore"), std::string("ǅǆ unseen ⅯⅭ ꙮ"), std::string("\x01\x02 bytes"),
+                               std::string("12345678901234567890"), std::string("a"), std::string("日本"),
+                               std::string("🚀🚀🚀😀"), std::string("Straße naïve — é"), std::string("x  y   z    w")})
+    texts.push_back(s);
+  while (texts.size() < 240) texts.push_back(RandomLine(rng, 2 + rng() % 6) + " 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ☃");
+  {
+    std::ofstream f(dir + "/texts.txt");
+    for (const std::string& s : texts) f << s << "\n";
+  }
+  const ShellResult enc = RunShell("spm_encode --model=" + dir + "/model.spm --output_format=id < " + dir +
+                                   "/texts.txt > " + dir + "/ids.txt");
+  ASSERT_EQ(enc.code, 0);
+  const ShellResult dec = RunShell("spm_decode --model=" + dir + "/model.spm --input_format=id < " + dir +
+                                   "/ids.txt > " + dir + "/decoded.txt");
+  ASSERT_EQ(dec.code, 0);
+  const std::vector<std::string> want_ids = Lines(dir + "/ids.txt"), want_text = Lines(dir + "/decoded.txt");
+  ASSERT_EQ(want_ids.size(), texts.size());
+  ASSERT_EQ(want_text.size(), texts.size());
+  int same_ids = 0, same_text = 0;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const std::vector<int> ids = t.Encode(texts[i]);
+    same_ids += ids == Ids(want_ids[i]);
+    EXPECT_EQ(ids, Ids(want_ids[i])) << "text " << i << ": '" << texts[i] << "'";
+    const std::string back = t.Decode(Ids(want_ids[i]));
+    same_text += back == want_text[i];
+    EXPECT_EQ(back, want_text[i]) << "text " << i;
+  }
+  std::printf("%s: ids equal to spm_encode's on %d of %zu texts, decoding equal to spm_decode's on %d\n",
+              type.c_str(), same_ids, texts.size(), same_text);
+  // Control pieces are split out of the text verbatim, as Hugging Face does.
+  const int bos = t.TokenId("<s>"), eos = t.TokenId("</s>");
+  ASSERT_GE(bos, 0);
+  std::vector<int> want = {bos};
+  for (int id : t.Encode("hello world")) want.push_back(id);
+  want.push_back(eos);
+  EXPECT_EQ(t.Encode("<s>hello world</s>"), want);
+  EXPECT_EQ(t.bos_to_add(), bos);  // Llama's add_bos_token default
+  EXPECT_EQ(t.Decode(want, /*skip_special=*/true), "hello world");
+  // Incremental decoding gives the same text as decoding at once.
+  const std::vector<int> ids = t.Encode(texts[5]);
+  IncrementalDecoder inc(&t, /*skip_special=*/false);
+  std::string streamed;
+  for (int id : ids) streamed += inc.Add(id);
+  streamed += inc.Flush();
+  EXPECT_EQ(streamed, t.Decode(ids));
+}
+
+INSTANTIATE_TEST_SUITE_P(BpeAndUnigram, SentencePieceOracle, ::testing::Values("bpe", "unigram"));
+
+}  // namespace
+}  // namespace strata::testing
