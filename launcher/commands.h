@@ -15,6 +15,7 @@ int RunBench(const std::vector<std::string>& args);
 int RunDemo(const std::vector<std::string>& args);
 int RunPlan(const std::vector<std::string>& args);
 int RunServe(const std::vector<std::string>& args);
+int RunTokenize(const std::vector<std::string>& args);
 int RunBenchServe();  // `bench serve`, dispatched by RunBench
 
 // Prints "strata <command>: <message>" to stderr and returns 1 (2 for usage errors).

@@ -20,6 +20,7 @@ constexpr char kUsage[] =
     "  plan            place layers and KV groups on pipeline stages (--model --tp --pp --kv-memory)\n"
     "  serve           OpenAI-compatible HTTP server (--model [--tp --pp under mpirun] --host --port)\n"
     "  demo            make a small model and generate from it\n"
+    "  tokenize        the model's tokenizer: --text T | --file F -> ids, --decode 1,2,3 -> text\n"
     "Flags use dashes (--max-tokens); --helpfull lists them all.";
 }  // namespace
 
@@ -58,6 +59,8 @@ int main(int argc, char** argv) {
     code = strata::RunDemo(rest);
   } else if (cmd == "serve") {
     code = strata::RunServe(rest);
+  } else if (cmd == "tokenize") {
+    code = strata::RunTokenize(rest);
   } else if (cmd == "plan") {
     code = strata::RunPlan(rest);
   } else {

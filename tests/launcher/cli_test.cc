@@ -186,5 +186,29 @@ TEST(Cli, PlanSaysWhetherTheModelFits) {
   EXPECT_NE(tight.out.find("does not fit"), std::string::npos) << tight.out;
 }
 
+// strata tokenize: the ids are the library's (Tokenizer::Load + Encode, BOS by add_bos_token),
+// --decode gives the text back, and bad ids are refused.
+TEST(Cli, TokenizeIsTheLibrarysTokenizer) {
+  const std::string dir = TempDir("cli-tokenize");
+  ASSERT_EQ(Strata("make-model " + dir + " --layers 1 --hidden 16 --heads 2 --vocab 512 --seed 3").code, 0);
+  auto t = Tokenizer::Load(dir);
+  ASSERT_TRUE(t.ok()) << t.status();
+  const std::string text = "hello world, twice: hello world";
+  std::vector<int> want = (*t)->Encode(text);
+  if ((*t)->bos_to_add() >= 0) want.insert(want.begin(), (*t)->bos_to_add());
+  const ShellResult r = Strata("tokenize --model " + dir + " --text '" + text + "' --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["tokens"].get<std::vector<int>>(), want);
+  EXPECT_EQ(j["count"], want.size());
+  std::string ids;
+  for (int id : (*t)->Encode(text)) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+  const ShellResult back = Strata("tokenize --model " + dir + " --decode " + ids);
+  ASSERT_EQ(back.code, 0) << back.out;
+  EXPECT_EQ(back.out, text + "\n");
+  EXPECT_EQ(Strata("tokenize --model " + dir + " --decode 1,999999").code, 2);
+  EXPECT_EQ(Strata("tokenize --model " + dir).code, 2);
+}
+
 }  // namespace
 }  // namespace strata::testing

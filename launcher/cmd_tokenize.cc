@@ -1,0 +1,62 @@
+// strata tokenize --model DIR (--text T | --file F | --decode 1,2,3) [--json]: the model's
+// tokenizer from the command line, the same code path as the server's /tokenize and
+// /detokenize (Tokenizer::Load, then Encode with the completion prompt's BOS rule, or Decode).
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_join.h"
+#include "launcher/commands.h"
+#include "launcher/flags.h"
+#include "nlohmann/json.hpp"
+#include "runtime/tokenizer/tokenizer.h"
+
+ABSL_FLAG(std::string, text, "", "tokenize: the text to encode");
+ABSL_FLAG(std::string, file, "", "tokenize: a file whose whole text to encode");
+ABSL_FLAG(std::string, decode, "", "tokenize: comma-separated token ids to decode instead");
+ABSL_FLAG(bool, add_bos, true, "tokenize: put the tokenizer's BOS first when it asks for one (add_bos_token)");
+
+namespace strata {
+
+int RunTokenize(const std::vector<std::string>& args) {
+  if (!args.empty()) return Fail("tokenize", "takes no positional arguments", 2);
+  const std::string dir = absl::GetFlag(FLAGS_model);
+  if (dir.empty()) return Fail("tokenize", "--model is required", 2);
+  auto tokenizer = Tokenizer::Load(dir);
+  if (!tokenizer.ok()) return Fail("tokenize", std::string(tokenizer.status().message()));
+  const Tokenizer& t = **tokenizer;
+  const bool json = absl::GetFlag(FLAGS_json);
+  if (!absl::GetFlag(FLAGS_decode).empty()) {
+    auto ids = ParseIntList(absl::GetFlag(FLAGS_decode), "decode");
+    if (!ids.ok()) return Fail("tokenize", std::string(ids.status().message()), 2);
+    for (int id : *ids)
+      if (id < 0 || id >= t.vocab_size())
+        return Fail("tokenize", "token id " + std::to_string(id) + " is outside the vocabulary", 2);
+    const std::string text = t.Decode(*ids);
+    std::printf("%s\n", json ? nlohmann::json{{"text", text}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str()
+                             : text.c_str());
+    return 0;
+  }
+  std::string text = absl::GetFlag(FLAGS_text);
+  if (!absl::GetFlag(FLAGS_file).empty()) {
+    std::ifstream f(absl::GetFlag(FLAGS_file), std::ios::binary);
+    if (!f) return Fail("tokenize", "cannot read --file " + absl::GetFlag(FLAGS_file));
+    std::stringstream ss;
+    ss << f.rdbuf();
+    text = ss.str();
+  } else if (text.empty()) {
+    return Fail("tokenize", "give --text, --file or --decode", 2);
+  }
+  std::vector<int> ids = t.Encode(text);
+  if (absl::GetFlag(FLAGS_add_bos) && t.bos_to_add() >= 0 && (ids.empty() || ids[0] != t.bos_to_add()))
+    ids.insert(ids.begin(), t.bos_to_add());
+  if (json) {
+    std::printf("%s\n", nlohmann::json{{"count", ids.size()}, {"tokens", ids}}.dump().c_str());
+  } else {
+    std::printf("%s\n", absl::StrJoin(ids, ",").c_str());
+  }
+  return 0;
+}
+
+}  // namespace strata
