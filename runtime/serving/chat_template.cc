@@ -73,12 +73,26 @@ std::vector<Tok> Lex(const std::string& s) {
 struct Scope;
 using Expr = std::function<json(Scope&)>;
 
+// Jinja2's Undefined (a name or attribute that does not exist) is distinct from None: it is a
+// discarded JSON value here. It is false, prints as "", and `is defined` is false only for it.
+json Undefined() { return json(json::value_t::discarded); }
+bool IsUndefined(const json& v) { return v.is_discarded(); }
+
+// A namespace() object: a JSON object with this marker key, assignable with {% set ns.x = v %}.
+constexpr char kNamespaceKey[] = "\x01namespace";
+
 struct Scope {
   std::vector<json> frames;  // innermost last
   json Get(const std::string& name) const {
     for (auto it = frames.rbegin(); it != frames.rend(); ++it)
       if (it->contains(name)) return (*it)[name];
-    return json();  // undefined reads as none
+    return Undefined();
+  }
+  // The frame that holds `name` (for assigning a namespace's attribute), or null.
+  json* Holder(const std::string& name) {
+    for (auto it = frames.rbegin(); it != frames.rend(); ++it)
+      if (it->contains(name)) return &*it;
+    return nullptr;
   }
   bool Defined(const std::string& name) const {
     for (auto it = frames.rbegin(); it != frames.rend(); ++it)
@@ -88,18 +102,101 @@ struct Scope {
 };
 
 bool Truthy(const json& v) {
-  if (v.is_null()) return false;
+  if (v.is_null() || IsUndefined(v)) return false;
   if (v.is_boolean()) return v.get<bool>();
   if (v.is_number()) return v.get<double>() != 0;
   if (v.is_string() || v.is_array() || v.is_object()) return !v.empty();
   return true;
 }
 
+std::string PyJson(const json& v, int indent, int depth);
+
 std::string Str(const json& v) {
   if (v.is_string()) return v.get<std::string>();
-  if (v.is_null()) return "";
+  if (IsUndefined(v)) return "";
+  if (v.is_null()) return "None";
   if (v.is_boolean()) return v.get<bool>() ? "True" : "False";
   if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+  return v.dump();
+}
+
+// Python's json.dumps(v, sort_keys=True, indent=...) with jinja2's HTML-safe escapes of < > & '
+// (jinja2's tojson filter): ASCII only, non-ASCII as \\uXXXX (surrogate pairs above U+FFFF).
+void PyString(const std::string& s, std::string* out) {
+  static const char* hex = "0123456789abcdef";
+  auto u = [&](uint32_t c) {
+    *out += "\\u";
+    for (int k = 3; k >= 0; --k) *out += hex[(c >> (4 * k)) & 15];
+  };
+  *out += '"';
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    uint32_t cp = c;
+    size_t len = 1;
+    if (c >= 0xF0) { cp = c & 7; len = 4; }
+    else if (c >= 0xE0) { cp = c & 15; len = 3; }
+    else if (c >= 0xC0) { cp = c & 31; len = 2; }
+    for (size_t k = 1; k < len && i + k < s.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 63);
+    i += len;
+    if (cp == '"') *out += "\\\"";
+    else if (cp == '\\') *out += "\\\\";
+    else if (cp == '\n') *out += "\\n";
+    else if (cp == '\r') *out += "\\r";
+    else if (cp == '\t') *out += "\\t";
+    else if (cp == '\b') *out += "\\b";
+    else if (cp == '\f') *out += "\\f";
+    else if (cp < 0x20 || cp == '<' || cp == '>' || cp == '&' || cp == '\'' || cp > 0x7f) {
+      if (cp >= 0x10000) {
+        cp -= 0x10000;
+        u(0xD800 + (cp >> 10));
+        u(0xDC00 + (cp & 0x3ff));
+      } else {
+        u(cp);
+      }
+    } else {
+      *out += static_cast<char>(cp);
+    }
+  }
+  *out += '"';
+}
+
+std::string PyJson(const json& v, int indent, int depth) {
+  const std::string nl = indent >= 0 ? "\n" + std::string(static_cast<size_t>(indent) * (depth + 1), ' ') : "";
+  const std::string end = indent >= 0 ? "\n" + std::string(static_cast<size_t>(indent) * depth, ' ') : "";
+  const std::string item_sep = indent >= 0 ? "," : ", ";
+  std::string out;
+  if (v.is_object()) {
+    std::vector<std::string> keys;
+    for (auto& [k, x] : v.items())
+      if (k != kNamespaceKey) keys.push_back(k);
+    if (keys.empty()) return "{}";
+    std::sort(keys.begin(), keys.end());
+    out = "{";
+    for (size_t i = 0; i < keys.size(); ++i) {
+      out += (i ? item_sep : "") + nl;
+      PyString(keys[i], &out);
+      out += ": " + PyJson(v[keys[i]], indent, depth + 1);
+    }
+    return out + end + "}";
+  }
+  if (v.is_array()) {
+    if (v.empty()) return "[]";
+    out = "[";
+    for (size_t i = 0; i < v.size(); ++i) out += (i ? item_sep : "") + nl + PyJson(v[i], indent, depth + 1);
+    return out + end + "]";
+  }
+  if (v.is_string()) {
+    PyString(v.get<std::string>(), &out);
+    return out;
+  }
+  if (v.is_null() || IsUndefined(v)) return "null";
+  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    std::string r = json(d).dump();
+    if (r.find_first_of(".eE") == std::string::npos && std::isfinite(d)) r += ".0";  // Python repr
+    return r;
+  }
   return v.dump();
 }
 
@@ -191,7 +288,8 @@ class ExprParser {
         a = [a, neg, test](Scope& s) {
           json v = a(s);
           bool r;
-          if (test == "defined") r = !v.is_null();
+          if (test == "defined") r = !IsUndefined(v);
+          else if (test == "undefined") r = IsUndefined(v);
           else if (test == "none") r = v.is_null();
           else if (test == "string") r = v.is_string();
           else if (test == "mapping") r = v.is_object();
@@ -280,9 +378,23 @@ class ExprParser {
   }
   std::vector<Expr> Args() {  // after '('
     std::vector<Expr> args;
+    for (auto& [name, e] : NamedArgs()) {
+      if (!name.empty()) throw Error(absl::StrCat("unsupported keyword argument '", name, "'"));
+      args.push_back(std::move(e));
+    }
+    return args;
+  }
+  // After '(': positional (empty name) and keyword arguments, in order.
+  std::vector<std::pair<std::string, Expr>> NamedArgs() {
+    std::vector<std::pair<std::string, Expr>> args;
     if (!Accept(")")) {
       do {
-        args.push_back(Parse());
+        std::string name;
+        if (Peek().kind == Tok::kName && t_[p_ + 1].text == "=") {
+          name = Name();
+          Expect("=");
+        }
+        args.push_back({name, Parse()});
       } while (Accept(","));
       Expect(")");
     }
@@ -297,7 +409,7 @@ class ExprParser {
         } else {
           a = [a, name](Scope& s) {
             json v = a(s);
-            return v.is_object() && v.contains(name) ? v[name] : json();
+            return v.is_object() && v.contains(name) ? v[name] : Undefined();
           };
         }
       } else if (Accept("[")) {
@@ -323,38 +435,102 @@ class ExprParser {
         } else {
           a = [a, lo](Scope& s) {
             json v = a(s), k = lo(s);
-            if (v.is_object() && k.is_string()) return v.contains(k.get<std::string>()) ? v[k.get<std::string>()] : json();
+            if (v.is_object() && k.is_string())
+              return v.contains(k.get<std::string>()) ? v[k.get<std::string>()] : Undefined();
             if ((v.is_array() || v.is_string()) && k.is_number_integer()) {
               int64_t i = k.get<int64_t>();
               if (i < 0) i += static_cast<int64_t>(v.size());
-              if (i < 0 || i >= static_cast<int64_t>(v.size())) return json();
+              if (i < 0 || i >= static_cast<int64_t>(v.size())) return Undefined();
               return v.is_string() ? json(v.get<std::string>().substr(i, 1)) : v[i];
             }
-            return json();
+            return Undefined();
           };
         }
       } else if (Accept("|")) {
         const std::string f = Name();
-        std::vector<Expr> args;
-        if (Accept("(")) args = Args();
-        a = [a, f, args](Scope& s) {
-          json v = a(s);
-          if (f == "trim") return json(Trim(Str(v), true, true));
-          if (f == "length" || f == "count") return json(v.is_null() ? 0 : v.size());
-          if (f == "upper" || f == "lower") {
-            std::string t = Str(v);
-            for (char& c : t) c = static_cast<char>(f == "upper" ? std::toupper(c) : std::tolower(c));
-            return json(t);
-          }
-          if (f == "tojson") return json(v.dump());
-          if (f == "string") return json(Str(v));
-          if (f == "default") return v.is_null() && !args.empty() ? args[0](s) : v;
-          throw Error(absl::StrCat("unknown filter '", f, "'"));
-        };
+        std::vector<std::pair<std::string, Expr>> args;
+        if (Accept("(")) args = NamedArgs();
+        a = [a, f, args](Scope& s) { return Filter(f, a(s), args, s); };
       } else {
         return a;
       }
     }
+  }
+  // An argument by keyword, else by position, else undefined.
+  static json Arg(const std::vector<std::pair<std::string, Expr>>& args, size_t position, const char* name, Scope& s) {
+    for (const auto& [n, e] : args)
+      if (n == name) return e(s);
+    size_t k = 0;
+    for (const auto& [n, e] : args)
+      if (n.empty() && k++ == position) return e(s);
+    return Undefined();
+  }
+  // The items of `v` whose attribute `args[0]` passes the test `args[1]` (args[2] its operand);
+  // with one argument, those whose attribute is true (Jinja2's selectattr / rejectattr).
+  static json SelectAttr(const json& v, const std::vector<std::pair<std::string, Expr>>& args, Scope& s, bool keep) {
+    const std::string attr = Str(Arg(args, 0, "attribute", s));
+    const json test = Arg(args, 1, "test", s), operand = Arg(args, 2, "value", s);
+    json out = json::array();
+    if (!v.is_array()) return out;
+    for (const json& item : v) {
+      const json x = item.is_object() && item.contains(attr) ? item[attr] : Undefined();
+      bool pass;
+      const std::string t = IsUndefined(test) ? "" : Str(test);
+      if (t.empty()) pass = Truthy(x);
+      else if (t == "equalto" || t == "==" || t == "eq") pass = !IsUndefined(x) && x == operand;
+      else if (t == "ne" || t == "!=") pass = IsUndefined(x) || x != operand;
+      else if (t == "defined") pass = !IsUndefined(x);
+      else if (t == "undefined") pass = IsUndefined(x);
+      else if (t == "none") pass = x.is_null();
+      else if (t == "string") pass = x.is_string();
+      else throw Error(absl::StrCat("unsupported test '", t, "' in selectattr"));
+      if (pass == keep) out.push_back(item);
+    }
+    return out;
+  }
+  static json Filter(const std::string& f, const json& v, const std::vector<std::pair<std::string, Expr>>& args,
+                     Scope& s) {
+    if (f == "trim") return json(Trim(Str(v), true, true));
+    if (f == "length" || f == "count") return json(v.is_null() || IsUndefined(v) ? 0 : v.size());
+    if (f == "upper" || f == "lower") {
+      std::string t = Str(v);
+      for (char& c : t) c = static_cast<char>(f == "upper" ? std::toupper(c) : std::tolower(c));
+      return json(t);
+    }
+    if (f == "tojson") {
+      const json indent = Arg(args, 0, "indent", s);
+      return json(PyJson(v, indent.is_number_integer() ? indent.get<int>() : -1, 0));
+    }
+    if (f == "string") return json(Str(v));
+    if (f == "default" || f == "d") {
+      const bool boolean = Truthy(Arg(args, 1, "boolean", s));
+      return IsUndefined(v) || (boolean && !Truthy(v)) ? Arg(args, 0, "default_value", s) : v;
+    }
+    if (f == "list") return v.is_array() ? v : IsUndefined(v) ? json::array() : json::array({v});
+    if (f == "first") return v.is_array() && !v.empty() ? v.front() : Undefined();
+    if (f == "last") return v.is_array() && !v.empty() ? v.back() : Undefined();
+    if (f == "join") {
+      const json sep = Arg(args, 0, "d", s);
+      std::string out;
+      if (v.is_array())
+        for (size_t i = 0; i < v.size(); ++i) out += (i ? (IsUndefined(sep) ? "" : Str(sep)) : "") + Str(v[i]);
+      return json(out);
+    }
+    if (f == "selectattr" || f == "rejectattr") return SelectAttr(v, args, s, f == "selectattr");
+    if (f == "map") {
+      json out = json::array();
+      if (!v.is_array()) return out;
+      const json attr = Arg(args, 99, "attribute", s);
+      if (!IsUndefined(attr)) {
+        for (const json& item : v)
+          out.push_back(item.is_object() && item.contains(Str(attr)) ? item[Str(attr)] : Undefined());
+        return out;
+      }
+      const std::string filter = Str(Arg(args, 0, "filter", s));
+      for (const json& item : v) out.push_back(Filter(filter, item, {}, s));
+      return out;
+    }
+    throw Error(absl::StrCat("unknown filter '", f, "'"));
   }
   Expr Method(Expr obj, const std::string& name, std::vector<Expr> args) {
     return [obj, name, args](Scope& s) {
@@ -434,6 +610,15 @@ class ExprParser {
       if (n == "false" || n == "False") return [](Scope&) { return json(false); };
       if (n == "none" || n == "None") return [](Scope&) { return json(); };
       if (Accept("(")) {
+        if (n == "namespace") {
+          auto named = NamedArgs();
+          return [named](Scope& s) {
+            json ns = {{kNamespaceKey, true}};
+            for (const auto& [key, e] : named)
+              if (!key.empty()) ns[key] = e(s);
+            return ns;
+          };
+        }
         std::vector<Expr> args = Args();
         if (n == "raise_exception")
           return [args](Scope& s) -> json { throw Error(args.empty() ? "raise_exception" : Str(args[0](s))); };
@@ -475,7 +660,16 @@ struct ChatTemplate::Node {
       case kBlock:
         for (const auto& c : children) c->Render(s, out);
         break;
-      case kSet: s.frames.back()[names[0]] = expr(s); break;
+      case kSet:
+        if (names.size() == 2) {  // {% set ns.attr = v %}: the namespace where it was made
+          json* holder = s.Holder(names[0]);
+          if (holder == nullptr || !(*holder)[names[0]].is_object() || !(*holder)[names[0]].contains(kNamespaceKey))
+            throw Error(absl::StrCat("'", names[0], "' is not a namespace"));
+          (*holder)[names[0]][names[1]] = expr(s);
+        } else {
+          s.frames.back()[names[0]] = expr(s);
+        }
+        break;
       case kIf:
         for (const auto& [cond, block] : branches)
           if (!cond || Truthy(cond(s))) {
@@ -501,6 +695,8 @@ struct ChatTemplate::Node {
           }
           frame["loop"] = {{"index", i + 1}, {"index0", i}, {"first", i == 0}, {"last", i + 1 == n}, {"length", n},
                            {"revindex", n - i}, {"revindex0", n - i - 1}};
+          if (i > 0) frame["loop"]["previtem"] = items[i - 1];
+          if (i + 1 < n) frame["loop"]["nextitem"] = items[i + 1];
           s.frames.push_back(std::move(frame));
           body->Render(s, out);
           // `set` inside a loop does not leak out (Jinja scoping), except namespace-free reads.
@@ -661,6 +857,7 @@ class StmtParser {
     n->kind = Node::kSet;
     ExprParser ep(Lex(rest));
     n->names.push_back(ep.Name());
+    if (ep.Accept(".")) n->names.push_back(ep.Name());  // a namespace attribute
     ep.Expect("=");
     n->expr = ep.Parse();
     if (!ep.AtEnd()) throw Error(absl::StrCat("unsupported set: ", rest));
