@@ -16,15 +16,17 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelSpec
   if (placement.plan == nullptr || !placement.plan->layout.has_stages())
     return absl::InvalidArgumentError("the model runner needs a pipeline plan");
   std::unique_ptr<ModelRunner> r(new ModelRunner(spec, weights, backend, kv, placement));
-  // cos/sin(pos * theta^(-2i/rotary_dims)), computed in double once.
+  // cos/sin(pos * inv_freq[i]) x attention factor, computed in double once; the frequencies
+  // carry config.json's rope_scaling.
   const int half = spec.rotary_dims / 2;
   const int max_pos = spec.max_position_embeddings;
+  const std::vector<double> inv_freq = RopeInverseFrequencies(spec);
+  const double scale = RopeAttentionFactor(spec);
   std::vector<float> c(static_cast<size_t>(max_pos) * std::max(half, 1)), s(c.size());
   for (int p = 0; p < max_pos; ++p)
     for (int i = 0; i < half; ++i) {
-      const double inv_freq = 1.0 / std::pow(static_cast<double>(spec.rope_theta), 2.0 * i / spec.rotary_dims);
-      c[static_cast<size_t>(p) * half + i] = static_cast<float>(std::cos(p * inv_freq));
-      s[static_cast<size_t>(p) * half + i] = static_cast<float>(std::sin(p * inv_freq));
+      c[static_cast<size_t>(p) * half + i] = static_cast<float>(scale * std::cos(p * inv_freq[i]));
+      s[static_cast<size_t>(p) * half + i] = static_cast<float>(scale * std::sin(p * inv_freq[i]));
     }
   ASSIGN_OR_RETURN(r->rope_cos_, backend->Allocate(c.size() * 4));
   ASSIGN_OR_RETURN(r->rope_sin_, backend->Allocate(s.size() * 4));

@@ -1,5 +1,6 @@
 #include "runtime/model/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -101,6 +102,46 @@ absl::Status ReadCommonDims(const Fields& f, ModelSpec* s) {
   return absl::OkStatus();
 }
 
+// rope_scaling: {"rope_type" (or "type"): linear | llama3 | yarn, "factor", ...}. Anything else
+// changes the math in a way Strata does not do, and is refused by name.
+absl::Status ReadRopeScaling(const Fields& f, ModelSpec* s) {
+  if (!f.Has("rope_scaling")) return absl::OkStatus();
+  const json& r = f.Raw("rope_scaling");
+  if (!r.is_object()) return f.Error("rope_scaling", "must be an object");
+  const std::string type = r.contains("rope_type") ? r.value("rope_type", "") : r.value("type", "");
+  auto number = [&](const char* key, double dflt) -> absl::StatusOr<double> {
+    if (!r.contains(key) || r[key].is_null()) return dflt;
+    if (!r[key].is_number()) return f.Error("rope_scaling", absl::StrCat("'", key, "' must be a number"));
+    return r[key].get<double>();
+  };
+  RopeScaling& out = s->rope_scaling;
+  if (type == "default") return absl::OkStatus();
+  if (type == "linear") out.type = RopeScaling::kLinear;
+  else if (type == "llama3") out.type = RopeScaling::kLlama3;
+  else if (type == "yarn") out.type = RopeScaling::kYarn;
+  else
+    return f.Error("rope_scaling", absl::StrCat("rope_type '", type, "' is not supported (linear, llama3, yarn are;"
+                                                " dynamic NTK scaling changes with the sequence length)"));
+  ASSIGN_OR_RETURN(out.factor, number("factor", 0));
+  if (!(out.factor >= 1)) return f.Error("rope_scaling", "'factor' must be a number >= 1");
+  ASSIGN_OR_RETURN(double original, number("original_max_position_embeddings",
+                                           out.type == RopeScaling::kYarn ? s->max_position_embeddings : 0));
+  out.original_max_position_embeddings = static_cast<int>(original);
+  if (out.type != RopeScaling::kLinear && out.original_max_position_embeddings < 1)
+    return f.Error("rope_scaling", "'original_max_position_embeddings' is required");
+  ASSIGN_OR_RETURN(out.low_freq_factor, number("low_freq_factor", 1));
+  ASSIGN_OR_RETURN(out.high_freq_factor, number("high_freq_factor", 4));
+  if (out.type == RopeScaling::kLlama3 && !(out.high_freq_factor > out.low_freq_factor))
+    return f.Error("rope_scaling", "'high_freq_factor' must exceed 'low_freq_factor'");
+  ASSIGN_OR_RETURN(out.beta_fast, number("beta_fast", 32));
+  ASSIGN_OR_RETURN(out.beta_slow, number("beta_slow", 1));
+  ASSIGN_OR_RETURN(out.attention_factor, number("attention_factor", 0));
+  for (const char* key : {"mscale", "mscale_all_dim", "short_factor", "long_factor"})
+    if (r.contains(key) && !r[key].is_null())
+      return f.Error("rope_scaling", absl::StrCat("'", key, "' is not supported"));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ModelSpec> ParseGptNeox(const Fields& f, const std::string& model_type) {
   ModelSpec s;
   s.family = Family::kGptNeox;
@@ -127,8 +168,7 @@ absl::StatusOr<ModelSpec> ParseGptNeox(const Fields& f, const std::string& model
     return f.Error("rotary_pct", absl::StrCat("gives an odd number of rotary dims (", s.rotary_dims, ")"));
   ASSIGN_OR_RETURN(double base, f.Number("rotary_emb_base", 10000, 1, 1e12));
   s.rope_theta = static_cast<float>(base);
-  if (f.Has("rope_scaling"))
-    return f.Error("rope_scaling", "rotary scaling is not supported");
+  RETURN_IF_ERROR(ReadRopeScaling(f, &s));
   ASSIGN_OR_RETURN(bool kv_mlp, f.Bool("use_key_value_mlp", false));
   if (kv_mlp) return f.Error("use_key_value_mlp", "the MLKV key/value MLP variant is not supported");
 
@@ -175,7 +215,7 @@ absl::StatusOr<ModelSpec> ParseLlama(const Fields& f, const std::string& model_t
   s.rope_theta = static_cast<float>(theta);
   s.rotary_dims = s.head_dim;
   if (s.head_dim % 2 != 0) return f.Error("head_dim", "must be even for rotary embeddings");
-  if (f.Has("rope_scaling")) return f.Error("rope_scaling", "rotary scaling is not supported");
+  RETURN_IF_ERROR(ReadRopeScaling(f, &s));
   s.qkv_layout = QkvLayout::kSeparate;
 
   LayerMapInput in;
@@ -265,13 +305,54 @@ absl::StatusOr<ModelSpec> ParseModelConfig(const std::string& json_text, const s
   return spec;
 }
 
+// generation_config.json, when the checkpoint has one: more end-of-sequence ids (Llama 3 lists
+// several) and the sampling defaults requests fall back to (vLLM's --generation-config auto).
+absl::Status ReadGenerationConfig(const std::string& path, ModelSpec* spec) {
+  std::ifstream in(path);
+  if (!in) return absl::OkStatus();
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const json g = json::parse(ss.str(), nullptr, false);
+  if (g.is_discarded() || !g.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
+  auto bad = [&](const char* field, const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": field '", field, "': ", what));
+  };
+  if (g.contains("eos_token_id") && !g["eos_token_id"].is_null()) {
+    const json& e = g["eos_token_id"];
+    for (const json& v : e.is_array() ? e : json::array({e})) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= spec->vocab_size)
+        return bad("eos_token_id", absl::StrCat(v.dump(), " is not a token id below vocab_size"));
+      if (std::find(spec->eos_token_ids.begin(), spec->eos_token_ids.end(), v.get<int>()) == spec->eos_token_ids.end())
+        spec->eos_token_ids.push_back(v.get<int>());
+    }
+  }
+  auto number = [&](const char* field, double lo, double hi, double* out) -> absl::Status {
+    if (!g.contains(field) || g[field].is_null()) return absl::OkStatus();
+    if (!g[field].is_number() || !(g[field].get<double>() >= lo && g[field].get<double>() <= hi))
+      return bad(field, absl::StrCat("expected a number in [", lo, ", ", hi, "], got ", g[field].dump()));
+    *out = g[field].get<double>();
+    return absl::OkStatus();
+  };
+  // do_sample false means greedy, whatever temperature says (transformers' rule).
+  const bool sample = !g.contains("do_sample") || !g["do_sample"].is_boolean() || g["do_sample"].get<bool>();
+  RETURN_IF_ERROR(number("temperature", 0, 100, &spec->default_temperature));
+  if (!sample && g.contains("do_sample")) spec->default_temperature = 0;
+  RETURN_IF_ERROR(number("top_p", 1e-9, 1, &spec->default_top_p));
+  double top_k = -1;
+  RETURN_IF_ERROR(number("top_k", 0, 1e9, &top_k));
+  if (top_k >= 0) spec->default_top_k = static_cast<int>(top_k);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ModelSpec> LoadModelConfig(const std::string& model_dir) {
   const std::string path = model_dir + "/config.json";
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
   std::stringstream ss;
   ss << in.rdbuf();
-  return ParseModelConfig(ss.str(), path);
+  ASSIGN_OR_RETURN(ModelSpec spec, ParseModelConfig(ss.str(), path));
+  RETURN_IF_ERROR(ReadGenerationConfig(model_dir + "/generation_config.json", &spec));
+  return spec;
 }
 
 }  // namespace strata

@@ -1,6 +1,9 @@
 #include "runtime/model/model_spec.h"
 
 #include <algorithm>
+#include <cmath>
+
+#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -135,6 +138,50 @@ std::string LayerTypesString(const ModelSpec& spec) {
   for (const auto& l : spec.layers)
     parts.push_back(absl::StrCat(l.kv_source, l.window > 0 ? "s" : ""));
   return absl::StrJoin(parts, "_");
+}
+
+std::vector<double> RopeInverseFrequencies(const ModelSpec& s) {
+  const int dim = s.rotary_dims, half = dim / 2;
+  const double base = s.rope_theta;
+  const RopeScaling& r = s.rope_scaling;
+  std::vector<double> inv(half);
+  for (int i = 0; i < half; ++i) inv[i] = 1.0 / std::pow(base, 2.0 * i / dim);
+  if (r.type == RopeScaling::kLinear) {
+    for (double& f : inv) f /= r.factor;
+  } else if (r.type == RopeScaling::kLlama3) {
+    const double old = r.original_max_position_embeddings;
+    const double low_wavelen = old / r.low_freq_factor, high_wavelen = old / r.high_freq_factor;
+    for (double& f : inv) {
+      const double wavelen = 2 * M_PI / f;
+      if (wavelen > low_wavelen) {
+        f /= r.factor;
+      } else if (wavelen >= high_wavelen) {  // between: a smooth blend
+        const double smooth = (old / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+        f = (1 - smooth) * f / r.factor + smooth * f;
+      }
+    }
+  } else if (r.type == RopeScaling::kYarn) {
+    const double max_pos = r.original_max_position_embeddings;
+    auto correction_dim = [&](double rotations) {
+      return dim * std::log(max_pos / (rotations * 2 * M_PI)) / (2 * std::log(base));
+    };
+    const double low = std::max(0.0, std::floor(correction_dim(r.beta_fast)));
+    double high = std::min(dim - 1.0, std::ceil(correction_dim(r.beta_slow)));
+    if (high == low) high += 0.001;
+    for (int i = 0; i < half; ++i) {
+      const double ramp = std::clamp((i - low) / (high - low), 0.0, 1.0);
+      const double extrapolation = 1 - ramp;  // 1: keep the frequency, 0: interpolate it
+      inv[i] = inv[i] / r.factor * (1 - extrapolation) + inv[i] * extrapolation;
+    }
+  }
+  return inv;
+}
+
+double RopeAttentionFactor(const ModelSpec& s) {
+  const RopeScaling& r = s.rope_scaling;
+  if (r.type != RopeScaling::kYarn) return 1;
+  if (r.attention_factor > 0) return r.attention_factor;
+  return r.factor <= 1 ? 1 : 0.1 * std::log(r.factor) + 1;
 }
 
 }  // namespace strata

@@ -33,6 +33,18 @@ struct LayerSpec {
   bool upward(int layer) const { return kv_source > layer; }
 };
 
+// config.json's rope_scaling (Hugging Face's rope_type), applied to the rotary inverse
+// frequencies once (RopeInverseFrequencies). "dynamic" (NTK) changes with the sequence length and
+// is refused by the config reader.
+struct RopeScaling {
+  enum Type { kNone, kLinear, kLlama3, kYarn } type = kNone;
+  double factor = 1;
+  int original_max_position_embeddings = 0;  // llama3 and yarn
+  double low_freq_factor = 1, high_freq_factor = 4;  // llama3
+  double beta_fast = 32, beta_slow = 1;              // yarn
+  double attention_factor = 0;                       // yarn: cos/sin scale; 0: 0.1 ln(factor) + 1
+};
+
 struct ModelSpec {
   Family family = Family::kLlama;
   std::string model_type;  // as written in config.json
@@ -53,6 +65,7 @@ struct ModelSpec {
   QkvLayout qkv_layout = QkvLayout::kSeparate;
   int rotary_dims = 0;  // leading dims of each head that get RoPE
   float rope_theta = 10000.f;
+  RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
 
   // LCKV iterative prefill (§2.4).
@@ -62,6 +75,9 @@ struct ModelSpec {
 
   DType torch_dtype = DType::kF32;
   std::vector<int> eos_token_ids;  // generation stops at any of these unless told otherwise
+  // generation_config.json's sampling defaults for requests that leave them out (< 0: none).
+  double default_temperature = -1, default_top_p = -1;
+  int default_top_k = -1;
   std::vector<LayerSpec> layers;
 
   // Layers that own a KV bank, ascending.
@@ -97,6 +113,12 @@ struct PlanSegment {
   bool cyclic;
 };
 std::vector<PlanSegment> IterationPlan(const ModelSpec& spec);
+
+// The rotary inverse frequencies theta^(-2i/rotary_dims), i < rotary_dims / 2, after
+// rope_scaling (Hugging Face's _compute_*_parameters), and the factor cos and sin are scaled by
+// (1 except for yarn).
+std::vector<double> RopeInverseFrequencies(const ModelSpec& spec);
+double RopeAttentionFactor(const ModelSpec& spec);
 
 // The exact "layer_types" string of a spec (e.g. "0s_1s_2_2"), for logs and tests.
 std::string LayerTypesString(const ModelSpec& spec);

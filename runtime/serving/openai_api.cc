@@ -322,11 +322,15 @@ std::optional<ApiError> ParseTokenLists(const json& j, const ApiContext& ctx, Co
 }
 
 std::optional<ApiError> ParseSampling(const json& j, const ApiContext& ctx, CompletionCall* c) {
-  const double temperature = Given(j, "temperature") ? j["temperature"].get<double>() : 1.0;
+  // Defaults: the checkpoint's generation_config.json, else OpenAI's.
+  const ModelSpec& m = *ctx.spec;
+  const double temperature = Given(j, "temperature")        ? j["temperature"].get<double>()
+                             : m.default_temperature >= 0 ? m.default_temperature
+                                                          : 1.0;
   if (!(temperature >= 0 && temperature <= 100)) return Bad("temperature", "'temperature' must be in [0, 100]");
-  const double top_p = Given(j, "top_p") ? j["top_p"].get<double>() : 1.0;
+  const double top_p = Given(j, "top_p") ? j["top_p"].get<double>() : m.default_top_p > 0 ? m.default_top_p : 1.0;
   if (!(top_p > 0 && top_p <= 1)) return Bad("top_p", "'top_p' must be in (0, 1]");
-  int64_t top_k = 0;
+  int64_t top_k = m.default_top_k > 0 ? m.default_top_k : 0;
   if (Given(j, "top_k")) {
     if (!j["top_k"].is_number_integer()) return Bad("top_k", "'top_k' must be an integer");
     top_k = j["top_k"].get<int64_t>();

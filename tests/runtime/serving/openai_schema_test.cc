@@ -160,5 +160,31 @@ TEST_F(OpenAiSchema, SeededMutationsNeverEscapeAsExceptionsOr5xx) {
   EXPECT_GT(refused, 1000);
 }
 
+// A checkpoint's generation_config.json defaults fill the sampling fields a request leaves out;
+// what the request says wins.
+TEST_F(OpenAiSchema, GenerationConfigDefaultsFillOmittedSampling) {
+  ModelSpec spec = *spec_;
+  spec.default_temperature = 0.6;
+  spec.default_top_p = 0.9;
+  spec.default_top_k = 20;
+  ApiContext ctx{&spec, tokenizer_, "m", nullptr};
+  auto r = ParseCompletionRequest(Base(false).dump(), false, ctx);
+  ASSERT_TRUE(std::holds_alternative<CompletionCall>(r));
+  const SamplingParams& d = std::get<CompletionCall>(r).base.sampling;
+  EXPECT_FLOAT_EQ(d.temperature, 0.6f);
+  EXPECT_FLOAT_EQ(d.top_p, 0.9f);
+  EXPECT_EQ(d.top_k, 20);
+  json explicit_body = Base(false);
+  explicit_body["temperature"] = 0.0;
+  explicit_body["top_p"] = 1.0;
+  explicit_body["top_k"] = -1;
+  r = ParseCompletionRequest(explicit_body.dump(), false, ctx);
+  ASSERT_TRUE(std::holds_alternative<CompletionCall>(r));
+  const SamplingParams& e = std::get<CompletionCall>(r).base.sampling;
+  EXPECT_EQ(e.temperature, 0.f);
+  EXPECT_EQ(e.top_p, 1.f);
+  EXPECT_EQ(e.top_k, 0);
+}
+
 }  // namespace
 }  // namespace strata::testing

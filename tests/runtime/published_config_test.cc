@@ -1,0 +1,137 @@
+// Configs as checkpoints publish them. rope_scaling against Hugging Face's formulas (transformers' modeling_rope_utils, transcribed
+// into a Python script the test runs with numpy): linear, llama3 (Llama 3.1's parameters) and
+// yarn (Qwen 2.5's), from config.json through the config reader; unsupported kinds are refused
+// by name. generation_config.json: its end-of-sequence ids join config.json's, its sampling
+// defaults are read, and a bad value is an error naming the file and field.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "nlohmann/json.hpp"
+#include "runtime/model/config.h"
+#include "tests/shell.h"
+#include "tests/test_models.h"
+
+namespace strata::testing {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr char kHfFormulas[] = R"PY(
+import json, math, sys
+import numpy as np
+cfg = json.load(open(sys.argv[1]))
+base, dim = cfg["rope_theta"], cfg["head_dim"]
+r = cfg.get("rope_scaling") or {}
+kind = r.get("rope_type", r.get("type", "default"))
+inv = 1.0 / (base ** (np.arange(0, dim, 2, dtype=np.int64).astype(np.float64) / dim))
+attention = 1.0
+if kind == "linear":
+    inv = inv / r["factor"]
+elif kind == "llama3":
+    factor, low, high, old = r["factor"], r["low_freq_factor"], r["high_freq_factor"], r["original_max_position_embeddings"]
+    low_wavelen, high_wavelen = old / low, old / high
+    wavelen = 2 * math.pi / inv
+    out = np.where(wavelen > low_wavelen, inv / factor, inv)
+    smooth = (old / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * out / factor + smooth * out
+    medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
+    inv = np.where(medium, smoothed, out)
+elif kind == "yarn":
+    factor, old = r["factor"], r["original_max_position_embeddings"]
+    beta_fast, beta_slow = r.get("beta_fast", 32), r.get("beta_slow", 1)
+    attention = r.get("attention_factor") or (0.1 * math.log(factor) + 1.0 if factor > 1 else 1.0)
+    def corr(n): return (dim * math.log(old / (n * 2 * math.pi))) / (2 * math.log(base))
+    low, high = max(math.floor(corr(beta_fast)), 0), min(math.ceil(corr(beta_slow)), dim - 1)
+    if low == high: high += 0.001
+    ramp = np.clip((np.arange(dim // 2, dtype=np.float64) - low) / (high - low), 0, 1)
+    extrapolation = 1 - ramp
+    pos = base ** (np.arange(0, dim, 2).astype(np.float64) / dim)
+    inv = (1.0 / (factor * pos)) * (1 - extrapolation) + (1.0 / pos) * extrapolation
+print(json.dumps({"inv_freq": [float(x) for x in inv], "attention_factor": attention}))
+)PY";
+
+ModelSpec SpecWith(const std::string& dir, const json& rope_scaling, double theta, int heads, int hidden) {
+  json cfg = {{"model_type", "llama"}, {"architectures", {"LlamaForCausalLM"}}, {"hidden_size", hidden},
+              {"intermediate_size", 64}, {"num_hidden_layers", 1}, {"num_attention_heads", heads},
+              {"num_key_value_heads", heads}, {"vocab_size", 64}, {"max_position_embeddings", 4096},
+              {"rope_theta", theta}, {"rms_norm_eps", 1e-5}, {"torch_dtype", "float32"}};
+  if (!rope_scaling.is_null()) cfg["rope_scaling"] = rope_scaling;
+  std::ofstream(dir + "/config.json") << cfg.dump();
+  auto spec = LoadModelConfig(dir);
+  EXPECT_TRUE(spec.ok()) << spec.status();
+  return spec.ok() ? *spec : ModelSpec{};
+}
+
+TEST(RopeScaling, MatchesHuggingFaceFormulas) {
+  const std::string dir = TempDir("rope-scaling");
+  std::ofstream(dir + "/hf.py") << kHfFormulas;
+  const std::vector<std::pair<json, double>> cases = {
+      {json(), 10000.0},
+      {{{"type", "linear"}, {"factor", 4.0}}, 10000.0},
+      {{{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+        {"original_max_position_embeddings", 8192}},
+       500000.0},
+      {{{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32768}}, 1000000.0},
+      {{{"rope_type", "yarn"}, {"factor", 2.0}, {"original_max_position_embeddings", 2048}, {"beta_fast", 16},
+        {"beta_slow", 2}, {"attention_factor", 1.2}},
+       10000.0},
+  };
+  for (const auto& [rs, theta] : cases) {
+    const ModelSpec spec = SpecWith(dir, rs, theta, 4, 512);  // head_dim 128, as Llama 3.1 8B
+    json hf_cfg = {{"rope_theta", theta}, {"head_dim", spec.head_dim}, {"rope_scaling", rs}};
+    std::ofstream(dir + "/hf.json") << hf_cfg.dump();
+    // Debian's interpreter, where python3-numpy installs (a python3 earlier on PATH may lack it).
+    const ShellResult r = RunShell("/usr/bin/python3 " + dir + "/hf.py " + dir + "/hf.json 2>&1");
+    ASSERT_EQ(r.code, 0) << "python3 with numpy is needed (Debian: python3-numpy): " << r.out;
+    const json want = json::parse(r.out);
+    const std::vector<double> got = RopeInverseFrequencies(spec);
+    ASSERT_EQ(got.size(), want["inv_freq"].size()) << rs.dump();
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_NEAR(got[i], want["inv_freq"][i].get<double>(), 1e-12 + 1e-9 * std::abs(got[i])) << rs.dump() << " i " << i;
+    EXPECT_NEAR(RopeAttentionFactor(spec), want["attention_factor"].get<double>(), 1e-12) << rs.dump();
+  }
+}
+
+TEST(RopeScaling, UnsupportedKindsAreRefusedByName) {
+  const std::string dir = TempDir("rope-refused");
+  for (const json& rs : {json{{"rope_type", "dynamic"}, {"factor", 2.0}}, json{{"type", "su"}, {"factor", 2.0}},
+                         json{{"rope_type", "yarn"}, {"factor", 2.0}, {"original_max_position_embeddings", 100},
+                              {"mscale", 0.7}},
+                         json{{"rope_type", "linear"}, {"factor", 0.5}}}) {
+    json cfg = {{"model_type", "llama"}, {"hidden_size", 64}, {"intermediate_size", 64}, {"num_hidden_layers", 1},
+                {"num_attention_heads", 4}, {"vocab_size", 64}, {"max_position_embeddings", 128},
+                {"rope_scaling", rs}};
+    std::ofstream(dir + "/config.json") << cfg.dump();
+    auto spec = LoadModelConfig(dir);
+    ASSERT_FALSE(spec.ok()) << rs.dump();
+    EXPECT_NE(spec.status().message().find("rope_scaling"), std::string::npos) << spec.status();
+  }
+}
+
+TEST(GenerationConfig, EosIdsAndSamplingDefaults) {
+  const std::string dir = TempDir("generation-config");
+  const ModelSpec plain = SpecWith(dir, json(), 10000.0, 4, 64);
+  EXPECT_LT(plain.default_temperature, 0);
+  std::ofstream(dir + "/generation_config.json")
+      << json{{"eos_token_id", {5, 7}}, {"temperature", 0.6}, {"top_p", 0.9}, {"top_k", 20}, {"do_sample", true}}.dump();
+  auto spec = LoadModelConfig(dir);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_NE(std::find(spec->eos_token_ids.begin(), spec->eos_token_ids.end(), 5), spec->eos_token_ids.end());
+  EXPECT_NE(std::find(spec->eos_token_ids.begin(), spec->eos_token_ids.end(), 7), spec->eos_token_ids.end());
+  EXPECT_DOUBLE_EQ(spec->default_temperature, 0.6);
+  EXPECT_DOUBLE_EQ(spec->default_top_p, 0.9);
+  EXPECT_EQ(spec->default_top_k, 20);
+  std::ofstream(dir + "/generation_config.json") << json{{"temperature", 0.6}, {"do_sample", false}}.dump();
+  spec = LoadModelConfig(dir);
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(spec->default_temperature, 0);  // greedy, as transformers reads do_sample false
+  std::ofstream(dir + "/generation_config.json") << json{{"eos_token_id", 100000}}.dump();
+  spec = LoadModelConfig(dir);
+  ASSERT_FALSE(spec.ok());
+  EXPECT_NE(spec.status().message().find("generation_config.json"), std::string::npos) << spec.status();
+}
+
+}  // namespace
+}  // namespace strata::testing
