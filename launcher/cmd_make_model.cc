@@ -37,14 +37,20 @@ ABSL_FLAG(std::string, tokenizer, "",
 namespace strata {
 namespace {
 
-// Writes the tokenizer of `src` as `dir`/tokenizer.json (plus its tokenizer_config.json) and
+// Writes the tokenizer of `src` as `dir`/tokenizer.json, or copies a SentencePiece
+// tokenizer.model (plus its tokenizer_config.json), and
 // points config.json's eos/bos at its end-of-text token.
 absl::Status PlaceTokenizer(const std::string& src, const std::string& dir, int model_vocab) {
   ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, Tokenizer::Load(src));
   if (tok->vocab_size() > model_vocab)
     return absl::InvalidArgumentError(absl::StrCat("--tokenizer ", src, " has ", tok->vocab_size(),
                                                    " tokens; --vocab is ", model_vocab));
-  std::ofstream(dir + "/tokenizer.json") << tok->ToTokenizerJson() << "\n";
+  if (const std::string tj = tok->ToTokenizerJson(); !tj.empty()) {
+    std::ofstream(dir + "/tokenizer.json") << tj << "\n";
+  } else {  // a SentencePiece model: the checkpoint ships it as it is
+    std::ifstream model(src + "/tokenizer.model", std::ios::binary);
+    std::ofstream(dir + "/tokenizer.model", std::ios::binary) << model.rdbuf();
+  }
   if (std::ifstream cfg(src + "/tokenizer_config.json"); cfg) std::ofstream(dir + "/tokenizer_config.json") << cfg.rdbuf();
   for (const char* eos : {"<|endoftext|>", "</s>", "<|end_of_text|>", "<|eot_id|>"}) {
     const int id = tok->TokenId(eos);
