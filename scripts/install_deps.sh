@@ -11,7 +11,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   prometheus-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libevent-dev libspdlog-dev libsentencepiece-dev sentencepiece
   libopenblas-dev libdnnl-dev libpcre2-dev
-  curl prometheus nodejs shellcheck python3-jinja2 python3-numpy
+  curl prometheus nodejs shellcheck python3-jinja2 python3-numpy python3-sentencepiece
   clang libclang-rt-14-dev
 )
 

@@ -33,6 +33,8 @@ int SentencePieceTokenizer::vocab_size() const { return sp_->size(); }
 
 int SentencePieceTokenizer::bos_id() const { return sp_->bos_id(); }
 
+bool SentencePieceTokenizer::IsSpecial(int id) const { return id >= 0 && id < sp_->size() && sp_->is_control(id); }
+
 int SentencePieceTokenizer::TokenId(const std::string& token) const {
   const int id = sp_->id_of(token);
   return id >= 0 && id < sp_->size() && sp_->piece(id) == token ? id : -1;

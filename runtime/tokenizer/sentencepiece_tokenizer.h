@@ -22,6 +22,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   ~SentencePieceTokenizer() override;
   std::vector<int> Encode(const std::string& text) const override;
   std::string DecodeToken(int id, bool skip_special, bool first) const override;
+  bool IsSpecial(int id) const override;
   std::string ToTokenizerJson() const override { return ""; }
   int vocab_size() const override;
   int TokenId(const std::string& token) const override;

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "runtime/base/status.h"
+#include "runtime/tokenizer/metaspace_bpe_tokenizer.h"
 #include "runtime/tokenizer/sentencepiece_tokenizer.h"
 
 namespace strata {
@@ -101,6 +102,11 @@ absl::Status ByteLevelBpeTokenizer::Init(const std::string& pattern) {
 }
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromTokenizerJson(const std::string& text) {
+  const json j = json::parse(text, nullptr, false);
+  if (j.is_object() && MetaspaceBpeTokenizer::Recognizes(j)) {
+    ASSIGN_OR_RETURN(std::unique_ptr<MetaspaceBpeTokenizer> m, MetaspaceBpeTokenizer::FromTokenizerJson(j, text));
+    return std::unique_ptr<Tokenizer>(std::move(m));
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<ByteLevelBpeTokenizer> t, ByteLevelBpeTokenizer::FromTokenizerJson(text));
   return std::unique_ptr<Tokenizer>(std::move(t));
 }
@@ -339,7 +345,11 @@ std::string ByteLevelBpeTokenizer::DecodeToken(int id, bool skip_special, bool) 
 
 std::string Tokenizer::Decode(const std::vector<int>& ids, bool skip_special) const {
   std::string out;
-  for (int id : ids) out += DecodeToken(id, skip_special, out.empty());  // first: nothing before it
+  bool first = true;
+  for (int id : ids) {
+    out += DecodeToken(id, skip_special, first);
+    if (!(skip_special && IsSpecial(id))) first = false;
+  }
   return out;
 }
 
@@ -355,9 +365,8 @@ size_t IncompleteUtf8Tail(const std::string& s) {
 }
 
 std::string IncrementalDecoder::Add(int id) {
-  const std::string bytes = t_->DecodeToken(id, skip_special_, first_);
-  if (!bytes.empty()) first_ = false;
-  pending_ += bytes;
+  pending_ += t_->DecodeToken(id, skip_special_, first_);
+  if (!(skip_special_ && t_->IsSpecial(id))) first_ = false;
   const size_t hold = IncompleteUtf8Tail(pending_);
   std::string ready = pending_.substr(0, pending_.size() - hold);
   pending_.erase(0, pending_.size() - hold);

@@ -34,9 +34,12 @@ class Tokenizer {
   // The ids of `text`: added and special tokens found verbatim, the rest through the model. No
   // BOS (see bos_to_add).
   virtual std::vector<int> Encode(const std::string& text) const = 0;
-  // The bytes of one token where it stands; `first` when nothing was decoded before it
-  // (SentencePiece drops its dummy-prefix space there). May end inside a UTF-8 character.
+  // The bytes of one token where it stands; `first` when it is the first token decoded (skipped
+  // special tokens do not count): SentencePiece drops its dummy-prefix space there, as Hugging
+  // Face's Strip decoder does. May end inside a UTF-8 character.
   virtual std::string DecodeToken(int id, bool skip_special, bool first) const = 0;
+  // A special token (skipped when decoding with skip_special).
+  virtual bool IsSpecial(int id) const = 0;
   // The bytes of the tokens (added tokens as their text, special ones skipped if asked).
   std::string Decode(const std::vector<int>& ids, bool skip_special = false) const;
   // The tokenizer as a Hugging Face tokenizer.json ("" when it has none: a SentencePiece model).
@@ -58,6 +61,10 @@ class ByteLevelBpeTokenizer final : public Tokenizer {
   ~ByteLevelBpeTokenizer() override;
   std::vector<int> Encode(const std::string& text) const override;
   std::string DecodeToken(int id, bool skip_special, bool first) const override;
+  bool IsSpecial(int id) const override {
+    auto it = added_special_.find(id);
+    return it != added_special_.end() && it->second;
+  }
   std::string ToTokenizerJson() const override { return source_json_; }
   int vocab_size() const override { return static_cast<int>(id_to_token_.size()); }
   int TokenId(const std::string& token) const override;

@@ -116,6 +116,94 @@ TEST_P(SentencePieceOracle, MatchesSpmEncodeAndDecode) {
   EXPECT_EQ(streamed, t.Decode(ids));
 }
 
+// Hugging Face's Llama layout of the same model: tokenizer.json written from the .model the way
+// transformers' LlamaConverter does (SentencePieceExtractor's merges, Prepend + Replace
+// normalizer, byte fallback, fuse_unk, Replace/ByteFallback/Fuse/Strip decoder; the script is a
+// transcription run with python3-sentencepiece). Strata reads it with MetaspaceBpeTokenizer and
+// must segment as spm_encode does.
+constexpr char kLlamaConverter[] = R"PY(
+import json, sys
+import sentencepiece as spm
+sp = spm.SentencePieceProcessor(model_file=sys.argv[1])
+n = sp.get_piece_size()
+vocab = {sp.id_to_piece(i): i for i in range(n)}
+scores = {sp.id_to_piece(i): sp.get_score(i) for i in range(n)}
+merges = []
+for merge, score in scores.items():
+    local = []
+    for k in range(1, len(merge)):
+        l, r = merge[:k], merge[k:]
+        if l in vocab and r in vocab:
+            local.append((l, r, score))
+    local.sort(key=lambda x: (vocab[x[0]], vocab[x[1]]))
+    merges.extend(local)
+merges.sort(key=lambda m: m[2], reverse=True)
+added = [{"id": i, "content": sp.id_to_piece(i), "special": True, "single_word": False, "lstrip": False,
+          "rstrip": False, "normalized": False} for i in range(n) if sp.is_control(i) or sp.is_unknown(i)]
+print(json.dumps({
+  "version": "1.0", "added_tokens": added,
+  "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u2581"},
+                 {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+  "pre_tokenizer": None,
+  "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                     {"Sequence": {"id": "A", "type_id": 0}}]},
+  "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+              {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+  "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
+            "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "vocab": vocab,
+            "merges": [l + " " + r for l, r, _ in merges]}}))
+)PY";
+
+TEST(SentencePieceTokenizerJson, LlamaLayoutSegmentsLikeSpmEncode) {
+  const std::string dir = TempDir("spm-llama-json");
+  std::mt19937 rng(3);
+  {
+    std::ofstream corpus(dir + "/corpus.txt");
+    for (int i = 0; i < 4000; ++i) corpus << RandomLine(rng, 3 + rng() % 12) << "\n";
+  }
+  // Llama's training settings: no normalization, whitespace kept, dummy prefix, byte fallback.
+  const ShellResult train = RunShell(
+      "spm_train --input=" + dir + "/corpus.txt --model_prefix=" + dir + "/llama --vocab_size=1500 "
+      "--model_type=bpe --byte_fallback=true --normalization_rule_name=identity --remove_extra_whitespaces=false "
+      "--add_dummy_prefix=true --character_coverage=0.9995 --num_threads=1 --minloglevel=2 2>&1");
+  ASSERT_EQ(train.code, 0) << train.out;
+  std::ofstream(dir + "/convert.py") << kLlamaConverter;
+  std::system(("mkdir -p " + dir + "/ckpt").c_str());
+  const ShellResult conv = RunShell("/usr/bin/python3 " + dir + "/convert.py " + dir + "/llama.model > " + dir +
+                                    "/ckpt/tokenizer.json 2> " + dir + "/convert.err");
+  ASSERT_EQ(conv.code, 0) << "python3-sentencepiece is needed: " << ReadFile(dir + "/convert.err");
+  auto loaded = Tokenizer::Load(dir + "/ckpt");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const Tokenizer& t = **loaded;
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i) texts.push_back(RandomLine(rng, 1 + rng() % 20));
+  for (const std::string& s : {std::string(" leading space"), std::string("   three leading"), std::string("trailing   "),
+                               std::string("x  y   z    w"), std::string("ǅǆ unseen ⅯⅭ ꙮ"), std::string("12345 678"),
+                               std::string("🚀🚀🚀😀"), std::string("Straße naïve — é"), std::string("日本")})
+    texts.push_back(s);
+  {
+    std::ofstream f(dir + "/texts.txt");
+    for (const std::string& s : texts) f << s << "\n";
+  }
+  ASSERT_EQ(RunShell("spm_encode --model=" + dir + "/llama.model --output_format=id < " + dir + "/texts.txt > " + dir +
+                     "/ids.txt").code,
+            0);
+  const std::vector<std::string> want = Lines(dir + "/ids.txt");
+  ASSERT_EQ(want.size(), texts.size());
+  int same = 0, round_trips = 0;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const std::vector<int> ids = t.Encode(texts[i]);
+    same += ids == Ids(want[i]);
+    EXPECT_EQ(ids, Ids(want[i])) << "text " << i << ": '" << texts[i] << "'";
+    round_trips += t.Decode(ids) == texts[i];
+    EXPECT_EQ(t.Decode(ids), texts[i]) << "text " << i;
+  }
+  std::printf("tokenizer.json (Llama layout): ids equal to spm_encode's on %d of %zu texts, %d round trips\n", same,
+              texts.size(), round_trips);
+  EXPECT_EQ(t.bos_to_add(), t.TokenId("<s>"));  // from the post-processor template
+  EXPECT_EQ(t.Encode("<s>hello")[0], t.TokenId("<s>"));
+}
+
 INSTANTIATE_TEST_SUITE_P(BpeAndUnigram, SentencePieceOracle, ::testing::Values("bpe", "unigram"));
 
 }  // namespace
