@@ -4,23 +4,13 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/base/status.h"
+#include "runtime/tokenizer/tokenizer_parts.h"
 
 namespace strata {
 namespace {
 
 using json = nlohmann::json;
-
-std::vector<std::string> Chars(const std::string& s) {
-  std::vector<std::string> out;
-  for (size_t i = 0; i < s.size();) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-    if (i + n > s.size()) n = 1;
-    out.push_back(s.substr(i, n));
-    i += n;
-  }
-  return out;
-}
 
 std::string ReplaceAll(std::string s, const std::string& from, const std::string& to) {
   for (size_t at = 0; (at = s.find(from, at)) != std::string::npos; at += to.size()) s.replace(at, from.size(), to);
@@ -56,21 +46,7 @@ absl::StatusOr<std::unique_ptr<MetaspaceBpeTokenizer>> MetaspaceBpeTokenizer::Fr
       return absl::UnimplementedError(absl::StrCat("tokenizer.json: model type ", m.value("type", ""),
                                                    " with a Metaspace layout (only BPE is supported)"));
     for (const auto& [piece, id] : m.at("vocab").items()) t->piece_to_id_[piece] = id.get<int>();
-    int rank = 0;
-    for (const json& mg : m.at("merges")) {
-      std::string a, b;
-      if (mg.is_string()) {
-        const std::string s = mg.get<std::string>();
-        const size_t sp = s.find(' ');
-        if (sp == std::string::npos) return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: merge '", s, "'"));
-        a = s.substr(0, sp);
-        b = s.substr(sp + 1);
-      } else {
-        a = mg.at(0).get<std::string>();
-        b = mg.at(1).get<std::string>();
-      }
-      t->merge_rank_.emplace(std::make_pair(a, b), rank++);
-    }
+    ASSIGN_OR_RETURN(t->merge_rank_, ParseMerges(m.at("merges")));
     t->byte_fallback_ = m.value("byte_fallback", false);
     t->fuse_unk_ = m.value("fuse_unk", false);
     if (m.contains("unk_token") && m["unk_token"].is_string() && t->piece_to_id_.count(m["unk_token"].get<std::string>()))
@@ -138,7 +114,7 @@ int MetaspaceBpeTokenizer::TokenId(const std::string& token) const {
 void MetaspaceBpeTokenizer::EncodeSegment(const std::string& segment, bool first, std::vector<int>* out) const {
   std::string s = ReplaceAll(segment, " ", replacement_);
   if (prepend_ == Prepend::kAlways || (prepend_ == Prepend::kFirst && first)) s = replacement_ + s;
-  std::vector<std::string> sym = Chars(s);
+  std::vector<std::string> sym = Utf8Chars(s);
   // Merges by rank, the lowest first (leftmost on ties), until none applies.
   for (;;) {
     int best = -1, best_rank = 0;
@@ -173,27 +149,9 @@ void MetaspaceBpeTokenizer::EncodeSegment(const std::string& segment, bool first
 }
 
 std::vector<int> MetaspaceBpeTokenizer::Encode(const std::string& text) const {
-  std::vector<int> out;
-  size_t at = 0, plain = 0;
-  bool first = true;
-  auto flush = [&](size_t end) {
-    if (end > plain) EncodeSegment(text.substr(plain, end - plain), first, &out);
-    if (end > plain) first = false;
-  };
-  while (at < text.size()) {
-    const auto hit = std::find_if(added_.begin(), added_.end(),
-                                  [&](const auto& a) { return text.compare(at, a.first.size(), a.first) == 0; });
-    if (hit == added_.end()) {
-      ++at;
-      continue;
-    }
-    flush(at);
-    out.push_back(hit->second);
-    at += hit->first.size();
-    plain = at;
-  }
-  flush(text.size());
-  return out;
+  return EncodeAroundAddedTokens(text, added_, [this](const std::string& segment, bool first, std::vector<int>* out) {
+    EncodeSegment(segment, first, out);
+  });
 }
 
 std::string MetaspaceBpeTokenizer::DecodeToken(int id, bool skip_special, bool first) const {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/tokenizer/tokenizer_parts.h"
 
 namespace strata {
 namespace {
@@ -41,28 +42,10 @@ int SentencePieceTokenizer::TokenId(const std::string& token) const {
 }
 
 std::vector<int> SentencePieceTokenizer::Encode(const std::string& text) const {
-  std::vector<int> out;
-  size_t at = 0, plain = 0;
-  auto flush = [&](size_t end) {
-    if (end > plain) {
-      const std::vector<int> ids = sp_->Encode(text.substr(plain, end - plain));
-      out.insert(out.end(), ids.begin(), ids.end());
-    }
-  };
-  while (at < text.size()) {
-    const auto hit = std::find_if(special_.begin(), special_.end(),
-                                  [&](const auto& s) { return text.compare(at, s.first.size(), s.first) == 0; });
-    if (hit == special_.end()) {
-      ++at;
-      continue;
-    }
-    flush(at);
-    out.push_back(hit->second);
-    at += hit->first.size();
-    plain = at;
-  }
-  flush(text.size());
-  return out;
+  return EncodeAroundAddedTokens(text, special_, [this](const std::string& segment, bool, std::vector<int>* out) {
+    const std::vector<int> ids = sp_->Encode(segment);
+    out->insert(out->end(), ids.begin(), ids.end());
+  });
 }
 
 std::string SentencePieceTokenizer::DecodeToken(int id, bool skip_special, bool first) const {

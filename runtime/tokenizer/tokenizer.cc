@@ -14,6 +14,7 @@
 #include "runtime/base/status.h"
 #include "runtime/tokenizer/metaspace_bpe_tokenizer.h"
 #include "runtime/tokenizer/sentencepiece_tokenizer.h"
+#include "runtime/tokenizer/tokenizer_parts.h"
 
 namespace strata {
 namespace {
@@ -37,19 +38,6 @@ std::string CodepointToUtf8(uint32_t c) {
     s += static_cast<char>(0x80 | (c & 0x3F));
   }
   return s;
-}
-
-// Splits a UTF-8 string into its characters (invalid bytes stand alone).
-std::vector<std::string> Utf8Chars(const std::string& s) {
-  std::vector<std::string> out;
-  for (size_t i = 0; i < s.size();) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-    if (i + n > s.size()) n = 1;
-    out.push_back(s.substr(i, n));
-    i += n;
-  }
-  return out;
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
@@ -121,21 +109,7 @@ absl::StatusOr<std::unique_ptr<ByteLevelBpeTokenizer>> ByteLevelBpeTokenizer::Fr
       return absl::UnimplementedError(absl::StrCat("tokenizer.json: model type ", m.value("type", ""),
                                                    " (only byte-level BPE is supported)"));
     for (const auto& [tok, id] : m.at("vocab").items()) t->token_to_id_[tok] = id.get<int>();
-    int rank = 0;
-    for (const json& mg : m.at("merges")) {
-      std::string a, b;
-      if (mg.is_string()) {
-        const std::string s = mg.get<std::string>();
-        const size_t sp = s.find(' ');
-        if (sp == std::string::npos) return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: merge '", s, "'"));
-        a = s.substr(0, sp);
-        b = s.substr(sp + 1);
-      } else {  // newer files: ["a", "b"]
-        a = mg.at(0).get<std::string>();
-        b = mg.at(1).get<std::string>();
-      }
-      t->merge_rank_.emplace(std::make_pair(a, b), rank++);
-    }
+    ASSIGN_OR_RETURN(t->merge_rank_, ParseMerges(m.at("merges")));
     if (j.contains("added_tokens") && j["added_tokens"].is_array())
       for (const json& a : j["added_tokens"]) {
         const std::string content = a.at("content").get<std::string>();
