@@ -1,6 +1,8 @@
 #include "runtime/serving/chat_template.h"
 
 #include <cctype>
+#include <climits>
+#include <cmath>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -13,6 +15,8 @@ namespace strata {
 namespace {
 
 using json = nlohmann::json;
+
+constexpr int64_t kMaxRange = 1 << 20;
 
 struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -107,6 +111,41 @@ bool Truthy(const json& v) {
   if (v.is_number()) return v.get<double>() != 0;
   if (v.is_string() || v.is_array() || v.is_object()) return !v.empty();
   return true;
+}
+
+// An integer operand (a slice bound, range's count): Python refuses floats there, whole or not.
+int64_t Int(const json& v, const char* what) {
+  if (!v.is_number_integer()) throw Error(absl::StrCat(what, " must be an integer"));
+  return v.get<int64_t>();
+}
+
+// Integer arithmetic as Python's (floor division and modulo), refusing what int64 cannot hold
+// instead of overflowing.
+json IntegerOp(const std::string& op, int64_t u, int64_t v) {
+  int64_t r = 0;
+  bool overflow = false;
+  if (op == "+") overflow = __builtin_add_overflow(u, v, &r);
+  else if (op == "-") overflow = __builtin_sub_overflow(u, v, &r);
+  else if (op == "*") overflow = __builtin_mul_overflow(u, v, &r);
+  else {
+    if (v == 0) throw Error("division by zero");
+    if (u == INT64_MIN && v == -1) throw Error("integer overflow");
+    const int64_t q = u / v, m = u % v;
+    const bool adjust = m != 0 && ((m < 0) != (v < 0));
+    r = op == "%" ? (adjust ? m + v : m) : (adjust ? q - 1 : q);
+  }
+  if (overflow) throw Error("integer overflow");
+  return json(r);
+}
+
+json FloatOp(const std::string& op, double u, double v) {
+  if (op == "+") return json(u + v);
+  if (op == "-") return json(u - v);
+  if (op == "*") return json(u * v);
+  if (op == "/") return json(u / v);
+  if (v == 0) throw Error("division by zero");
+  const double q = std::floor(u / v);
+  return json(op == "//" ? q : u - v * q);
 }
 
 std::string PyJson(const json& v, int indent, int depth);
@@ -344,9 +383,8 @@ class ExprParser {
           return r;
         }
         if (!x.is_number() || !y.is_number()) throw Error("arithmetic on non-numbers");
-        if (x.is_number_integer() && y.is_number_integer())
-          return json(op == "+" ? x.get<int64_t>() + y.get<int64_t>() : x.get<int64_t>() - y.get<int64_t>());
-        return json(op == "+" ? x.get<double>() + y.get<double>() : x.get<double>() - y.get<double>());
+        if (x.is_number_integer() && y.is_number_integer()) return IntegerOp(op, x.get<int64_t>(), y.get<int64_t>());
+        return FloatOp(op, x.get<double>(), y.get<double>());
       };
     }
   }
@@ -359,10 +397,9 @@ class ExprParser {
       a = [a, b, op](Scope& s) {
         json x = a(s), y = b(s);
         if (!x.is_number() || !y.is_number()) throw Error("arithmetic on non-numbers");
-        if (op == "/") return json(x.get<double>() / y.get<double>());
-        const int64_t u = x.get<int64_t>(), v = y.get<int64_t>();
-        if ((op == "%" || op == "//") && v == 0) throw Error("division by zero");
-        return json(op == "*" ? u * v : op == "%" ? ((u % v) + v) % v : u / v);
+        if (op != "/" && x.is_number_integer() && y.is_number_integer())
+          return IntegerOp(op, x.get<int64_t>(), y.get<int64_t>());
+        return FloatOp(op, x.get<double>(), y.get<double>());
       };
     }
   }
@@ -371,7 +408,8 @@ class ExprParser {
       Expr a = Unary();
       return [a](Scope& s) {
         json v = a(s);
-        return v.is_number_integer() ? json(-v.get<int64_t>()) : json(-v.get<double>());
+        if (!v.is_number()) throw Error("negation of a non-number");
+        return v.is_number_integer() ? IntegerOp("-", 0, v.get<int64_t>()) : json(-v.get<double>());
       };
     }
     return Postfix(Primary());
@@ -426,7 +464,8 @@ class ExprParser {
             json v = a(s);
             const int64_t n = v.is_array() || v.is_string() ? static_cast<int64_t>(v.size()) : 0;
             auto clamp = [n](int64_t i) { return std::max<int64_t>(0, std::min(n, i < 0 ? n + i : i)); };
-            const int64_t b = lo ? clamp(lo(s).get<int64_t>()) : 0, e = hi ? clamp(hi(s).get<int64_t>()) : n;
+            const int64_t b = lo ? clamp(Int(lo(s), "a slice bound")) : 0,
+                          e = hi ? clamp(Int(hi(s), "a slice bound")) : n;
             if (v.is_string()) return json(v.get<std::string>().substr(b, std::max<int64_t>(0, e - b)));
             json r = json::array();
             for (int64_t i = b; i < e; ++i) r.push_back(v[i]);
@@ -499,6 +538,8 @@ class ExprParser {
     }
     if (f == "tojson") {
       const json indent = Arg(args, 0, "indent", s);
+      if (indent.is_number_integer() && (indent.get<int64_t>() < 0 || indent.get<int64_t>() > 64))
+        throw Error("tojson's indent must be between 0 and 64");
       return json(PyJson(v, indent.is_number_integer() ? indent.get<int>() : -1, 0));
     }
     if (f == "string") return json(Str(v));
@@ -625,7 +666,9 @@ class ExprParser {
         if (n == "range")
           return [args](Scope& s) {
             json r = json::array();
-            const int64_t n2 = args.empty() ? 0 : args[0](s).get<int64_t>();
+            const int64_t n2 = args.empty() ? 0 : Int(args[0](s), "range's argument");
+            // A template renders one conversation: a range this long is a mistake or an attack.
+            if (n2 > kMaxRange) throw Error(absl::StrCat("range(", n2, ") is longer than ", kMaxRange));
             for (int64_t i = 0; i < n2; ++i) r.push_back(i);
             return r;
           };

@@ -77,6 +77,9 @@ const std::vector<std::string>& Templates() {
       "tojson(indent=2) }}\n{{ messages | map(attribute='role') | map('upper') | join(',') }}\n{% set x = none %}{{ x "
       "}} {{ 'defined' if x is defined else 'undefined' }} {{ 'u' if y is undefined }} {{ y | default('dflt') }} {{ x "
       "| default('kept') }}",
+      // Python's integer and float arithmetic: floor division and modulo of negative numbers, floats
+      "{{ 7 // 2 }} {{ -7 // 2 }} {{ 7 // -2 }} {{ -7 % 3 }} {{ 7 % -3 }} {{ 7.5 // 2 }} {{ -7.5 % 2 }} {{ 2 * 3.5 }} "
+      "{{ 7 / 2 }} {{ -(3 - 5) }} {{ messages | length * 10 - 1 }} {{ range(messages | length) | list | length }}",
   };
   return t;
 }
@@ -153,6 +156,30 @@ TEST(ChatTemplate, FuzzerFindingsParseOrFailCleanly) {
   EXPECT_FALSE(dash.ok());
   auto both = ChatTemplate::Parse("a {{- -}} b");
   EXPECT_FALSE(both.ok());
+  // Numbers no int64 holds: a huge float floor-divided once cast to an integer (UBSan); the same
+  // overflows in integer arithmetic, slices and range() now fail with a message or stay floats.
+  const json context = {{"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+  const std::vector<std::pair<std::string, bool>> cases = {
+      {"{{ 888405000000000000000000.0 // 2 }}", true},  // a float stays a float, as in Python
+      {"{{ 888405000000000000000000.0 % 7 }}", true},
+      {"{{ 9223372036854775807 + 1 }}", false},
+      {"{{ -9223372036854775807 - 2 }}", false},
+      {"{{ 4294967296 * 4294967296 }}", false},
+      {"{{ -(-9223372036854775807 - 1) }}", false},
+      {"{{ (-9223372036854775807 - 1) // -1 }}", false},
+      {"{{ messages[1000000000000000000000.0:] }}", false},
+      {"{{ messages[:2.5] }}", false},
+      {"{{ range(1000000000000000000000.0) }}", false},
+      {"{{ range(100000000000) }}", false},
+      {"{{ messages | tojson(indent=2147483647) }}", false},
+      {"{{ 1 // 0 }}", false},
+      {"{{ 1.5 % 0 }}", false},
+  };
+  for (const auto& [text, renders] : cases) {
+    auto t = ChatTemplate::Parse(text);
+    ASSERT_TRUE(t.ok()) << text << ": " << t.status();
+    EXPECT_EQ((*t)->Render(context).ok(), renders) << text;
+  }
 }
 
 }  // namespace
