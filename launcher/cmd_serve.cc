@@ -16,7 +16,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "launcher/commands.h"
-#include "parallel/topology.h"
+#include "parallel/parallel_layout.h"
 #include "launcher/flags.h"
 #include "runtime/serving/api_server.h"
 #include "runtime/serving/serve_loop.h"
@@ -42,6 +42,18 @@ namespace {
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 
+// Where this rank sits, as the layout (the one owner of rank <-> stage and slice) says.
+void LogRankPlacement(const JobComms& comms, const ParallelLayout& layout) {
+  const int rank = comms.world->rank();
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  const std::string device = absl::GetFlag(FLAGS_device);
+  const std::string where = device == "cuda" ? absl::StrCat("cuda:", CudaDeviceOfThisRank()) : device;
+  spdlog::info("strata rank {}/{} host {} stage {} slice {} device {} (local rank {}) data plane {}", rank,
+               comms.world->size(), host, layout.stage_of(rank), layout.slice_of(rank), where, LocalRank(),
+               comms.data_plane);
+}
+
 }  // namespace
 
 int RunServe(const std::vector<std::string>& args) {
@@ -54,14 +66,6 @@ int RunServe(const std::vector<std::string>& args) {
   std::signal(SIGPIPE, SIG_IGN);
   JobComms comms = CreateJobCommsFromFlags();
   const int rank = comms.world->rank(), tp = std::max(1, absl::GetFlag(FLAGS_tp));
-  const Topology topo{tp, std::max(1, comms.world->size() / tp)};
-  char host[256] = {};
-  gethostname(host, sizeof(host) - 1);
-  const std::string device = absl::GetFlag(FLAGS_device);
-  const std::string where = device == "cuda" ? absl::StrCat("cuda:", CudaDeviceOfThisRank()) : device;
-  spdlog::info("strata rank {}/{} host {} stage {} slice {} device {} (local rank {}) data plane {}", rank,
-               comms.world->size(), host, topo.stage_of(rank), topo.slice_of(rank), where, LocalRank(),
-               comms.data_plane);
 
   std::unique_ptr<RequestHub> hub;
   std::unique_ptr<ApiServer> server;
@@ -92,6 +96,7 @@ int RunServe(const std::vector<std::string>& args) {
   }
   auto engine = CreateEngineOrAbort("serve", comms);
   if (!engine.ok()) return Fail("serve", std::string(engine.status().message()));
+  LogRankPlacement(comms, (*engine)->plan().layout);
   // Every rank has loaded its weights once all are past this point.
   if (absl::Status st = comms.world->Barrier(); !st.ok()) comms.world->Abort(std::string(st.message()));
   if (rank != 0) {

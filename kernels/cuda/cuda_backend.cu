@@ -287,7 +287,7 @@ double CudaBackend::MeasureGemmFlops(int m, int n, int k) {
   Zero(x->get(), x->bytes());
   Zero(w->get(), w->bytes());
   const float ms = BestMilliseconds(
-      [&] { Linear({x->f32(), w->get(), nullptr, y->f32(), m, n, k, false, DType::kBF16}); });
+      [&] { Linear({.x = x->f32(), .w = w->get(), .y = y->f32(), .m = m, .n = n, .k = k, .w_dtype = DType::kBF16}); });
   return ms > 0 ? 2.0 * m * n * k / (ms * 1e-3) : 0;
 }
 

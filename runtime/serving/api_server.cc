@@ -100,9 +100,8 @@ void ApiServer::ServeTokenizer(HttpExchange& x, bool encode) {
 }
 
 void ApiServer::ServeModels(HttpExchange& x) {
-  json m = {{"id", o_.served_model_name}, {"object", "model"}, {"created", UnixNow()}, {"owned_by", "strata"}};
-  if (engine_) m["max_model_len"] = engine_->spec().max_position_embeddings;
-  x.Reply(200, "application/json", Dump(json{{"object", "list"}, {"data", json::array({m})}}));
+  const int64_t max_model_len = engine_ ? engine_->spec().max_position_embeddings : 0;
+  x.Reply(200, "application/json", Dump(ModelsBody(o_.served_model_name, UnixNow(), max_model_len)));
 }
 
 std::variant<std::shared_ptr<CompletionSession>, ApiError> ApiServer::Admit(const std::string& body, bool chat) {
@@ -121,8 +120,7 @@ std::variant<std::shared_ptr<CompletionSession>, ApiError> ApiServer::Admit(cons
       GenerationRequest r = call.base;
       r.prompt = ids;
       r.sampling.seed = call.base.sampling.seed + static_cast<uint64_t>(j);
-      if (absl::Status st = engine_->ValidateRequest(r); !st.ok())
-        return ApiError{400, std::string(st.message()), "invalid_request_error", "", ""};
+      if (absl::Status st = engine_->ValidateRequest(r); !st.ok()) return EngineRefusal(st, chat);
       prompts.push_back(std::move(r));
     }
     prompt_tokens += static_cast<int64_t>(ids.size());

@@ -9,6 +9,7 @@
 #include <event2/thread.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "runtime/serving/request_deadlines.h"
 
 namespace strata {
 namespace {
@@ -67,6 +69,15 @@ absl::StatusOr<int> Listen(const std::string& host, int port, int backlog, int s
   return fd;
 }
 
+// A server holds a descriptor per connection: take the hard limit, not the usual soft 1024.
+void RaiseDescriptorLimit() {
+  rlimit r{};
+  if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
+  }
+}
+
 }  // namespace
 
 HttpExchange::HttpExchange(evhttp_request* req) : req_(req), conn_(evhttp_request_get_connection(req)) {
@@ -102,6 +113,14 @@ void HttpExchange::ClosedCallback(evhttp_connection*, void* self) {
   }
 }
 
+void HttpExchange::Finish() {
+  finished_ = true;
+  if (on_done_) {
+    auto f = std::move(on_done_);
+    f();
+  }
+}
+
 void HttpExchange::Detach() {
   if (conn_) evhttp_connection_set_closecb(conn_, nullptr, nullptr);
   conn_ = nullptr;
@@ -115,7 +134,7 @@ std::string HttpExchange::header(const char* name) const {
 
 void HttpExchange::Reply(int status, const std::string& content_type, const std::string& body) {
   if (finished_ || req_ == nullptr) return;
-  finished_ = true;
+  Finish();
   Detach();
   evhttp_add_header(evhttp_request_get_output_headers(req_), "Content-Type", content_type.c_str());
   evbuffer* out = evbuffer_new();
@@ -149,7 +168,7 @@ bool HttpExchange::Write(const std::string& data, size_t limit) {
 
 void HttpExchange::EndStream() {
   if (finished_ || req_ == nullptr) return;
-  finished_ = true;
+  Finish();
   Detach();
   evhttp_send_reply_end(req_);  // frees req_
   req_ = nullptr;
@@ -157,7 +176,7 @@ void HttpExchange::EndStream() {
 
 void HttpExchange::Drop() {
   if (finished_ || req_ == nullptr) return;
-  finished_ = true;
+  Finish();
   closed_ = true;
   evhttp_connection* conn = conn_;
   Detach();
@@ -182,6 +201,8 @@ absl::Status HttpServer::Start() {
   evhttp_set_max_body_size(http_, static_cast<ev_ssize_t>(o_.max_body_bytes));
   evhttp_set_max_headers_size(http_, static_cast<ev_ssize_t>(o_.max_header_bytes));
   evhttp_set_timeout(http_, o_.timeout_seconds);
+  deadlines_ = std::make_unique<RequestDeadlines>(base_, http_, o_.timeout_seconds);
+  RaiseDescriptorLimit();
   // Read the rest of a refused body before closing: the client sees the 413, not a reset.
   evhttp_set_flags(http_, EVHTTP_SERVER_LINGERING_CLOSE);
   evhttp_set_allowed_methods(http_, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
@@ -206,6 +227,11 @@ absl::Status HttpServer::Start() {
 void HttpServer::OnRequest(evhttp_request* req, void* self) {
   auto* s = static_cast<HttpServer*>(self);
   auto x = std::make_shared<HttpExchange>(req);
+  if (evhttp_connection* conn = evhttp_request_get_connection(req)) {
+    RequestDeadlines* d = s->deadlines_.get();
+    const RequestDeadlines::Ticket t = d->RequestArrived(evhttp_connection_get_bufferevent(conn));
+    x->OnDone([d, t] { d->ResponseDone(t); });
+  }
   s->handler_(x);
 }
 
@@ -225,6 +251,7 @@ void HttpServer::Stop() {
   }
   if (wake_) event_free(wake_);
   if (http_) evhttp_free(http_);
+  deadlines_.reset();  // after evhttp has freed its connections: drops the last references
   if (base_) event_base_free(base_);
   wake_ = nullptr;
   http_ = nullptr;

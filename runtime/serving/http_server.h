@@ -4,7 +4,8 @@
 // half-sent or streaming, so a slow or silent client costs a file descriptor and a few KiB,
 // never a thread. Keep-alive and chunked replies are evhttp's; a connection that stalls mid
 // request is closed after the inactivity timeout; a streaming reader that falls behind by more
-// than `max_stream_buffer_bytes` is dropped. Handlers run on the loop thread and must not block:
+// than `max_stream_buffer_bytes` is dropped; one that trickles a request is closed at its
+// deadline (runtime/serving/request_deadlines.h). Handlers run on the loop thread and must not block:
 // work that completes later (generation) is finished from OnWake, which another thread triggers
 // with Wake().
 #pragma once
@@ -27,12 +28,17 @@ struct evhttp_connection;
 
 namespace strata {
 
+class RequestDeadlines;
+
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
   int port = 8000;
   size_t max_body_bytes = 1 << 20;     // larger bodies get 413
   size_t max_header_bytes = 16 << 10;  // larger header blocks get 400
-  int timeout_seconds = 30;            // a connection silent this long, reading or writing, is closed
+  // A connection silent this long, reading or writing, is closed; and each request must arrive
+  // whole within it, from the accept or the end of the previous response (a client trickling
+  // bytes cannot hold a half-sent request longer).
+  int timeout_seconds = 30;
   size_t max_stream_buffer_bytes = 4 << 20;  // unsent bytes a streaming reader may fall behind by
   // The kernel's send buffer per connection (SO_SNDBUF; 0 leaves the kernel's autotuning, which
   // lets one stalled reader hold megabytes of kernel memory before the bound above sees any).
@@ -62,15 +68,18 @@ class HttpExchange {
   void Drop();
   // Called once if the connection closes before the response is complete.
   void OnClose(std::function<void()> f) { on_close_ = std::move(f); }
+  // Called once when the response is complete (sent, ended or dropped); the server's.
+  void OnDone(std::function<void()> f) { on_done_ = std::move(f); }
 
  private:
   static void ClosedCallback(evhttp_connection* conn, void* self);
   void Detach();  // no more close callbacks for this exchange
+  void Finish();  // the response is complete: once
   evhttp_request* req_;
   evhttp_connection* conn_;
   std::string method_, path_, body_;
   bool closed_ = false, streaming_ = false, finished_ = false;
-  std::function<void()> on_close_;
+  std::function<void()> on_close_, on_done_;
 };
 
 class HttpServer {
@@ -92,6 +101,7 @@ class HttpServer {
   static void OnRequest(evhttp_request* req, void* self);
   static void OnWakeEvent(int, short, void* self);
   HttpServerOptions o_;
+  std::unique_ptr<RequestDeadlines> deadlines_;
   Handler handler_;
   std::function<void()> on_wake_;
   event_base* base_ = nullptr;

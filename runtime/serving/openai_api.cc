@@ -3,6 +3,7 @@
 #include <cmath>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -49,7 +50,7 @@ constexpr Field kSchema[] = {
     {"stop_token_ids", Kind::kArray, kBoth},
     {"stream", Kind::kBool, kBoth},
     {"stream_options", Kind::kObject, kBoth},
-    {"logprobs", Kind::kAny, kBoth},  // an integer 0-5 for completions, a boolean for chat
+    {"logprobs", Kind::kAny, kBoth},  // an integer 0-20 for completions (vLLM's max_logprobs; OpenAI: 5), a boolean for chat
     {"top_logprobs", Kind::kInt, kChat, 0, 20},
     {"echo", Kind::kBool, kCompletions},
     {"n", Kind::kInt, kBoth, 1, 128},
@@ -132,6 +133,18 @@ json ErrorBody(const ApiError& e) {
             {"type", e.type},
             {"param", e.param.empty() ? json(nullptr) : json(e.param)},
             {"code", e.code.empty() ? json(nullptr) : json(e.code)}}}};
+}
+
+json ModelsBody(const std::string& served_model_name, int64_t created, int64_t max_model_len) {
+  json m = {{"id", served_model_name}, {"object", "model"}, {"created", created}, {"owned_by", "strata"}};
+  if (max_model_len > 0) m["max_model_len"] = max_model_len;
+  return {{"object", "list"}, {"data", json::array({m})}};
+}
+
+ApiError EngineRefusal(const absl::Status& status, bool chat) {
+  const bool too_long = absl::StrContains(status.message(), "context length");
+  return ApiError{400, std::string(status.message()), "invalid_request_error", chat ? "messages" : "prompt",
+                  too_long ? "context_length_exceeded" : ""};
 }
 
 std::string RenderDefaultChatTemplate(const json& messages) {
@@ -392,7 +405,7 @@ std::optional<ApiError> ParseOutputOptions(const json& j, bool chat, CompletionC
     } else {
       if (!j["logprobs"].is_number_integer()) return Bad("logprobs", "'logprobs' must be an integer");
       const int64_t lp = j["logprobs"].get<int64_t>();
-      if (lp < 0 || lp > 5) return Bad("logprobs", "'logprobs' must be in [0, 5]");
+      if (lp < 0 || lp > 20) return Bad("logprobs", "'logprobs' must be in [0, 20]");
       c->logprobs = static_cast<int>(lp);
     }
   }

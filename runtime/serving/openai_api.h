@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "nlohmann/json.hpp"
 #include "runtime/model/model_spec.h"
 #include "runtime/scheduler.h"
@@ -24,6 +25,13 @@ struct ApiError {
   std::string code;
 };
 nlohmann::json ErrorBody(const ApiError& e);
+
+// GET /v1/models: the one served model, with its context length (vLLM's max_model_len).
+nlohmann::json ModelsBody(const std::string& served_model_name, int64_t created, int64_t max_model_len);
+
+// A request the engine refused after parsing (its token ids, its length against the context):
+// a 400 naming the prompt (or the messages), as OpenAI's context_length_exceeded does.
+ApiError EngineRefusal(const absl::Status& status, bool chat);
 
 // Serializes a response. Token text may hold a piece of a UTF-8 character; it becomes U+FFFD
 // instead of an exception.

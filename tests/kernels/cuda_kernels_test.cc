@@ -97,8 +97,10 @@ TEST_F(CudaKernels, EmbeddingGathersThisSlicesRows) {
   FromFloat(DType::kBF16, table.data(), table_bf16.data(), table.size());
   DeviceBuffer ct = Put(cpu_.get(), table), ci = Put(cpu_.get(), ids), cy = Poisoned(cpu_.get(), tokens * hidden);
   DeviceBuffer gt = Put(gpu_.get(), table_bf16), gi = Put(gpu_.get(), ids), gy = Poisoned(gpu_.get(), tokens * hidden);
-  cpu_->Embedding({ct.get(), ci.i32(), cy.f32(), tokens, hidden, vocab_begin, vocab_rows, DType::kF32});
-  gpu_->Embedding({gt.get(), gi.i32(), gy.f32(), tokens, hidden, vocab_begin, vocab_rows, DType::kBF16});
+  cpu_->Embedding({.table = ct.get(), .ids = ci.i32(), .y = cy.f32(), .tokens = tokens, .hidden = hidden,
+                   .vocab_begin = vocab_begin, .vocab_rows = vocab_rows, .table_dtype = DType::kF32});
+  gpu_->Embedding({.table = gt.get(), .ids = gi.i32(), .y = gy.f32(), .tokens = tokens, .hidden = hidden,
+                   .vocab_begin = vocab_begin, .vocab_rows = vocab_rows, .table_dtype = DType::kBF16});
   ExpectClose(Get(cpu_.get(), cy, tokens * hidden), Get(gpu_.get(), gy, tokens * hidden), 0.f, 0.f, "embedding");
 }
 
@@ -117,8 +119,10 @@ TEST_F(CudaKernels, LinearMatchesOpenBlas) {
           DeviceBuffer cx = Put(cpu_.get(), x), cw = Put(cpu_.get(), w), cb = Put(cpu_.get(), bias), cy = Put(cpu_.get(), y0);
           DeviceBuffer gx = Put(gpu_.get(), x), gw = Put(gpu_.get(), w_packed), gb = Put(gpu_.get(), bias);
           DeviceBuffer gy = accumulate ? Put(gpu_.get(), y0) : Poisoned(gpu_.get(), y0.size());
-          cpu_->Linear({cx.f32(), cw.get(), with_bias ? cb.f32() : nullptr, cy.f32(), s.m, s.n, s.k, accumulate, DType::kF32});
-          gpu_->Linear({gx.f32(), gw.get(), with_bias ? gb.f32() : nullptr, gy.f32(), s.m, s.n, s.k, accumulate, wt});
+          cpu_->Linear({.x = cx.f32(), .w = cw.get(), .bias = with_bias ? cb.f32() : nullptr, .y = cy.f32(), .m = s.m,
+                        .n = s.n, .k = s.k, .accumulate = accumulate, .w_dtype = DType::kF32});
+          gpu_->Linear({.x = gx.f32(), .w = gw.get(), .bias = with_bias ? gb.f32() : nullptr, .y = gy.f32(), .m = s.m,
+                        .n = s.n, .k = s.k, .accumulate = accumulate, .w_dtype = wt});
           ExpectClose(Get(cpu_.get(), cy, y0.size()), Get(gpu_.get(), gy, y0.size()), 2e-4f, 1e-4f,
                       std::string("linear ") + DTypeName(wt) + " " + std::to_string(s.m) + "x" + std::to_string(s.n) +
                           "x" + std::to_string(s.k));
@@ -137,10 +141,13 @@ TEST_F(CudaKernels, NormsMatch) {
         const std::vector<float> w = Random(cols), b = Random(cols);
         DeviceBuffer cx = Put(cpu_.get(), x), cw = Put(cpu_.get(), w), cb = Put(cpu_.get(), b), cy = Poisoned(cpu_.get(), x.size());
         DeviceBuffer gx = Put(gpu_.get(), x), gw = Put(gpu_.get(), w), gb = Put(gpu_.get(), b), gy = Poisoned(gpu_.get(), x.size());
-        cpu_->Norm({type, cx.f32(), cw.f32(), cb.f32(), cy.f32(), rows, cols, 1e-5f});
-        gpu_->Norm({type, gx.f32(), gw.f32(), gb.f32(), gy.f32(), rows, cols, 1e-5f});
+        cpu_->Norm({.type = type, .x = cx.f32(), .weight = cw.f32(), .bias = cb.f32(), .y = cy.f32(), .rows = rows,
+                    .cols = cols, .eps = 1e-5f});
+        gpu_->Norm({.type = type, .x = gx.f32(), .weight = gw.f32(), .bias = gb.f32(), .y = gy.f32(), .rows = rows,
+                    .cols = cols, .eps = 1e-5f});
         ExpectClose(Get(cpu_.get(), cy, x.size()), Get(gpu_.get(), gy, x.size()), 1e-4f, 1e-4f, "norm");
-        gpu_->Norm({type, gx.f32(), gw.f32(), gb.f32(), gx.f32(), rows, cols, 1e-5f});  // in place
+        gpu_->Norm({.type = type, .x = gx.f32(), .weight = gw.f32(), .bias = gb.f32(), .y = gx.f32(), .rows = rows,
+                    .cols = cols, .eps = 1e-5f});  // in place
         ExpectClose(Get(cpu_.get(), cy, x.size()), Get(gpu_.get(), gx, x.size()), 1e-4f, 1e-4f, "norm in place");
       }
     }
@@ -171,8 +178,10 @@ TEST_F(CudaKernels, RotaryFullAndPartial) {
       const std::vector<float> x = Random(static_cast<size_t>(tokens) * heads * head_dim);
       DeviceBuffer cc = Put(cpu_.get(), rope.cos), cs = Put(cpu_.get(), rope.sin), cp = Put(cpu_.get(), positions), cx = Put(cpu_.get(), x);
       DeviceBuffer gc = Put(gpu_.get(), rope.cos), gs = Put(gpu_.get(), rope.sin), gp = Put(gpu_.get(), positions), gx = Put(gpu_.get(), x);
-      cpu_->Rotary({cx.f32(), cp.i32(), tokens, heads, head_dim, {cc.f32(), cs.f32(), rotary_dims, max_pos}});
-      gpu_->Rotary({gx.f32(), gp.i32(), tokens, heads, head_dim, {gc.f32(), gs.f32(), rotary_dims, max_pos}});
+      cpu_->Rotary({.x = cx.f32(), .positions = cp.i32(), .tokens = tokens, .heads = heads, .head_dim = head_dim,
+                     .rope = {.cos = cc.f32(), .sin = cs.f32(), .rotary_dims = rotary_dims, .max_positions = max_pos}});
+      gpu_->Rotary({.x = gx.f32(), .positions = gp.i32(), .tokens = tokens, .heads = heads, .head_dim = head_dim,
+                     .rope = {.cos = gc.f32(), .sin = gs.f32(), .rotary_dims = rotary_dims, .max_positions = max_pos}});
       ExpectClose(Get(cpu_.get(), cx, x.size()), Get(gpu_.get(), gx, x.size()), 1e-5f, 1e-5f, "rotary");
     }
   }
@@ -185,8 +194,8 @@ TEST_F(CudaKernels, ActivationsAddAndGather) {
     const std::vector<float> x = Random(in, 2.f);
     DeviceBuffer cx = Put(cpu_.get(), x), cy = Poisoned(cpu_.get(), rows * cols);
     DeviceBuffer gx = Put(gpu_.get(), x), gy = Poisoned(gpu_.get(), rows * cols);
-    cpu_->Activation({t, cx.f32(), cy.f32(), rows, cols});
-    gpu_->Activation({t, gx.f32(), gy.f32(), rows, cols});
+    cpu_->Activation({.type = t, .x = cx.f32(), .y = cy.f32(), .rows = rows, .cols = cols});
+    gpu_->Activation({.type = t, .x = gx.f32(), .y = gy.f32(), .rows = rows, .cols = cols});
     ExpectClose(Get(cpu_.get(), cy, rows * cols), Get(gpu_.get(), gy, rows * cols), 1e-5f, 1e-5f, "activation");
   }
   const std::vector<float> a = Random(1001), b = Random(1001);
@@ -199,7 +208,7 @@ TEST_F(CudaKernels, ActivationsAddAndGather) {
   DeviceBuffer gp = Put(gpu_.get(), pick), gg = Poisoned(gpu_.get(), pick.size() * 143);
   const std::vector<float> src = Random(7 * 143);
   DeviceBuffer gs = Put(gpu_.get(), src);
-  gpu_->GatherRows({gs.f32(), gp.i32(), gg.f32(), 4, 143});
+  gpu_->GatherRows({.src = gs.f32(), .rows = gp.i32(), .dst = gg.f32(), .count = 4, .cols = 143});
   std::vector<float> want;
   for (int r : pick) want.insert(want.end(), src.begin() + r * 143, src.begin() + (r + 1) * 143);
   ExpectClose(want, Get(gpu_.get(), gg, want.size()), 0.f, 0.f, "gather");
@@ -285,7 +294,7 @@ class CudaAttention : public CudaKernels {
       if (c.rope_dims > 0) a.rope_on_read = {dcos.f32(), dsin.f32(), c.rope_dims, max_len + 1};
       b->Attention(a);
       outputs[which] = Get(b, dout, q.size());
-      b->KvWrite({dsk.f32(), dsv.f32(), bank, batch});
+      b->KvWrite({.step_k = dsk.f32(), .step_v = dsv.f32(), .bank = bank, .batch = batch});
       for (int kv = 0; kv < 2; ++kv) {
         banks_after[which][kv].resize(bank_k.size());
         b->CopyToHost(banks_after[which][kv].data(), (kv == 0 ? dk : dv).get(), bank_k.size());

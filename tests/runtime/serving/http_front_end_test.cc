@@ -426,6 +426,63 @@ TEST_F(HttpFrontEnd, OpenAiSurface) {
   penalized["min_p"] = 0.1;
   EXPECT_EQ(post("/v1/completions", penalized)["choices"][0]["token_ids"].size(), 10u);
 
+  // The same requests streamed: each choice's tokens and logprobs, chunk by chunk, equal the
+  // non-streamed answer (n = 2 sampled, with completions logprobs).
+  json twice = sampled;
+  twice["n"] = 2;
+  twice["logprobs"] = 2;
+  const json whole = post("/v1/completions", twice);
+  twice["stream"] = true;
+  auto streamed = c.Post("/v1/completions", twice.dump(), "application/json");
+  ASSERT_TRUE(streamed && streamed->status == 200);
+  std::map<int, std::vector<int>> stream_ids;
+  std::map<int, std::vector<double>> stream_lps;
+  for (size_t at = 0; (at = streamed->body.find("data: {", at)) != std::string::npos; ++at) {
+    const json j = json::parse(streamed->body.substr(at + 6, streamed->body.find('\n', at) - at - 6));
+    for (const json& ch : j["choices"]) {
+      const int i = ch["index"];
+      if (ch.contains("token_ids") && ch["token_ids"].is_array())
+        for (int t : ch["token_ids"]) stream_ids[i].push_back(t);
+      if (ch["logprobs"].is_object())
+        for (double lp : ch["logprobs"]["token_logprobs"]) stream_lps[i].push_back(lp);
+    }
+  }
+  ASSERT_EQ(whole["choices"].size(), 2u);
+  for (const json& ch : whole["choices"]) {
+    const int i = ch["index"];
+    EXPECT_EQ(stream_ids[i], ch["token_ids"].get<std::vector<int>>()) << i;
+    const std::vector<double> lps = ch["logprobs"]["token_logprobs"];
+    ASSERT_EQ(stream_lps[i].size(), lps.size()) << i;
+    for (size_t k = 0; k < lps.size(); ++k) EXPECT_NEAR(stream_lps[i][k], lps[k], 1e-6) << i << " " << k;
+  }
+  // 20 alternatives, the most either endpoint takes; max_completion_tokens bounds a chat answer.
+  chat["top_logprobs"] = 20;
+  chat["max_completion_tokens"] = 3;
+  chat.erase("max_tokens");
+  const json c20 = post("/v1/chat/completions", chat);
+  ASSERT_EQ(c20["choices"][0]["logprobs"]["content"].size(), c20["usage"]["completion_tokens"].get<size_t>());
+  EXPECT_LE(c20["usage"]["completion_tokens"].get<int>(), 3);
+  for (const json& t : c20["choices"][0]["logprobs"]["content"]) EXPECT_EQ(t["top_logprobs"].size(), 20u);
+  json lp20 = Completion(6, 2, false);
+  lp20["logprobs"] = 20;
+  const json l20 = post("/v1/completions", lp20);
+  EXPECT_EQ(l20["choices"][0]["token_ids"].size(), 2u);
+  for (const json& d : l20["choices"][0]["logprobs"]["top_logprobs"]) {
+    EXPECT_GE(d.size(), 1u);
+    EXPECT_LE(d.size(), 20u);
+  }
+  // /v1/models states the context length; a request beyond it is a 400 naming max_tokens.
+  auto models = c.Get("/v1/models");
+  ASSERT_TRUE(models && models->status == 200);
+  EXPECT_EQ(json::parse(models->body)["data"][0]["max_model_len"], 4096);
+  json too_long = Completion(8, 4095, false);  // 6 prompt tokens + 4095 > 4096
+  auto refused = c.Post("/v1/completions", too_long.dump(), "application/json");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 400);
+  const json err = json::parse(refused->body)["error"];
+  EXPECT_EQ(err["param"], "max_tokens") << refused->body;
+  EXPECT_EQ(err["code"], "context_length_exceeded") << refused->body;
+
   const json tok = post("/tokenize", {{"prompt", "hello world"}});
   EXPECT_EQ(tok["count"], tok["tokens"].size());
   EXPECT_EQ(tok["max_model_len"], 4096);

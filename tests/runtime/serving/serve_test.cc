@@ -13,6 +13,7 @@
 #include <chrono>
 #include <fstream>
 #include <sstream>
+#include <set>
 #include <thread>
 
 #include "nlohmann/json.hpp"
@@ -49,7 +50,7 @@ class Serve : public ::testing::Test {
                             "OMPI_MCA_rmaps_base_oversubscribe=1 " +
                             std::string(mpiexec ? mpiexec : "mpirun") + " -np 4 " + Bin() + " serve --model " + d +
                             "/model --tp 2 --pp 2 --threads 1 --port " + std::to_string(kPort) + " --api-key " + kKey +
-                            " --max-body-bytes 65536 --block-size 4";
+                            " --max-body-bytes 65536 --block-size 4 --log-format json";
     std::system(("bash -c '(" + cmd + " & echo $! > " + d + "/pid; wait $!; echo $? > " + d + "/rc) > " + d +
                  "/log 2>&1' &")
                     .c_str());
@@ -150,6 +151,37 @@ TEST_F(Serve, GreedyTokensEqualGenerate) {
   EXPECT_EQ(r["usage"]["prompt_tokens"], 7);
   EXPECT_EQ(r["usage"]["completion_tokens"], 12);
   EXPECT_EQ(r["choices"][0]["finish_reason"], "length");
+}
+
+// --log-format json: every line a rank writes is one JSON object naming its rank, and each
+// finished request has one line with its id, token counts, timings and finish reason.
+TEST_F(Serve, JsonLogsNameTheRankAndOneLinePerRequest) {
+  int status = 0;
+  const json r = Post("/v1/completions", {{"model", "model"}, {"prompt", json::array({4, 5, 6})}, {"max_tokens", 3},
+                                          {"temperature", 0}, {"ignore_eos", true}}, &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the line follows the response
+  std::istringstream log(ReadFile(Dir() + "/log"));
+  std::set<int> ranks;
+  json request_line;
+  int lines = 0;
+  for (std::string line; std::getline(log, line);) {
+    if (line.empty() || line[0] != '{') continue;  // mpirun's own lines
+    const json j = json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << line;
+    ++lines;
+    ASSERT_TRUE(j.contains("rank") && j.contains("level") && j.contains("time")) << line;
+    ranks.insert(j["rank"].get<int>());
+    if (j.value("event", "") == "request" && j.value("id", "") == r["id"]) request_line = j;
+  }
+  EXPECT_GE(lines, 8);
+  EXPECT_EQ(ranks, (std::set<int>{0, 1, 2, 3}));
+  ASSERT_TRUE(request_line.is_object()) << "no log line for request " << r["id"];
+  EXPECT_EQ(request_line["prompt_tokens"], 3);
+  EXPECT_EQ(request_line["output_tokens"], 3);
+  EXPECT_EQ(request_line["finish_reason"], "length");
+  EXPECT_EQ(request_line["rank"], 0);
+  EXPECT_GE(request_line["e2e_ms"].get<double>(), request_line["ttft_ms"].get<double>());
 }
 
 TEST_F(Serve, TextStreamingAndChat) {
