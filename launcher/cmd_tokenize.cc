@@ -15,7 +15,8 @@
 ABSL_FLAG(std::string, text, "", "tokenize: the text to encode");
 ABSL_FLAG(std::string, file, "", "tokenize: a file whose whole text to encode");
 ABSL_FLAG(std::string, decode, "", "tokenize: comma-separated token ids to decode instead");
-ABSL_FLAG(bool, add_bos, true, "tokenize: put the tokenizer's BOS first when it asks for one (add_bos_token)");
+ABSL_FLAG(bool, add_special_tokens, true,
+          "tokenize: add the BOS / EOS the tokenizer asks for (add_bos_token, add_eos_token, its template)");
 
 namespace strata {
 
@@ -49,8 +50,7 @@ int RunTokenize(const std::vector<std::string>& args) {
     return Fail("tokenize", "give --text, --file or --decode", 2);
   }
   std::vector<int> ids = t.Encode(text);
-  if (absl::GetFlag(FLAGS_add_bos) && t.bos_to_add() >= 0 && (ids.empty() || ids[0] != t.bos_to_add()))
-    ids.insert(ids.begin(), t.bos_to_add());
+  if (absl::GetFlag(FLAGS_add_special_tokens)) ids = t.WithSpecialTokens(std::move(ids));
   if (json) {
     std::printf("%s\n", nlohmann::json{{"count", ids.size()}, {"tokens", ids}}.dump().c_str());
   } else {

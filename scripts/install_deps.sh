@@ -10,7 +10,7 @@ packages=(
   libabsl-dev libgtest-dev libgmock-dev
   libopenmpi-dev openmpi-bin
   prometheus-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libevent-dev libspdlog-dev libsentencepiece-dev sentencepiece
-  libopenblas-dev libdnnl-dev libpcre2-dev
+  libopenblas-dev libdnnl-dev libpcre2-dev libutf8proc-dev
   curl prometheus nodejs shellcheck python3-jinja2 python3-numpy python3-sentencepiece
   clang libclang-rt-14-dev
 )

@@ -119,9 +119,14 @@ absl::Status ReadRopeScaling(const Fields& f, ModelSpec* s) {
   if (type == "linear") out.type = RopeScaling::kLinear;
   else if (type == "llama3") out.type = RopeScaling::kLlama3;
   else if (type == "yarn") out.type = RopeScaling::kYarn;
+  else if (type == "dynamic")
+    // transformers' _compute_dynamic_ntk_parameters recomputes the rotary base from the current
+    // sequence length at every forward once it passes max_position_embeddings. Strata's rotary
+    // tables are fixed when the model loads, so serving it would be different math past that length.
+    return f.Error("rope_scaling", "rope_type 'dynamic' (NTK scaling by the current sequence length) is not "
+                                   "supported: Strata's rotary frequencies are fixed at load time");
   else
-    return f.Error("rope_scaling", absl::StrCat("rope_type '", type, "' is not supported (linear, llama3, yarn are;"
-                                                " dynamic NTK scaling changes with the sequence length)"));
+    return f.Error("rope_scaling", absl::StrCat("rope_type '", type, "' is not supported (linear, llama3, yarn are)"));
   ASSIGN_OR_RETURN(out.factor, number("factor", 0));
   if (!(out.factor >= 1)) return f.Error("rope_scaling", "'factor' must be a number >= 1");
   ASSIGN_OR_RETURN(double original, number("original_max_position_embeddings",
@@ -139,6 +144,48 @@ absl::Status ReadRopeScaling(const Fields& f, ModelSpec* s) {
   for (const char* key : {"mscale", "mscale_all_dim", "short_factor", "long_factor"})
     if (r.contains(key) && !r[key].is_null())
       return f.Error("rope_scaling", absl::StrCat("'", key, "' is not supported"));
+  return absl::OkStatus();
+}
+
+// config.json fields that change a model's math in ways Strata does not implement, each with the
+// value that means "off". A field missing, null or at that value is fine; anything else is refused
+// by name rather than served wrong. Fields Strata reads are checked where they are read; all other
+// fields (architectures, torch_dtype, transformers_version, use_cache, bos/pad_token_id,
+// initializer_range, *_dropout, pretraining_tp, ...) do not change inference and are ignored.
+absl::Status RefuseUnsupportedMath(const Fields& f, const ModelSpec& s) {
+  struct Unsupported {
+    const char* field;
+    json off;  // the value that leaves the math unchanged
+    const char* what;
+  };
+  const Unsupported table[] = {
+      {"attn_logit_softcapping", json(), "attention logit soft-capping (Gemma 2)"},
+      {"final_logit_softcapping", json(), "final logit soft-capping (Gemma 2)"},
+      {"partial_rotary_factor", json(1.0), "rotary embeddings on part of each head"},
+      {"use_qk_norm", json(false), "normalization of queries and keys"},
+      {"qk_layernorm", json(false), "normalization of queries and keys"},
+      {"use_sliding_window", json(false), "sliding-window attention outside lckv-llama's layer_types"},
+      {"embedding_multiplier", json(1.0), "scaled embeddings (Granite)"},
+      {"residual_multiplier", json(1.0), "scaled residuals (Granite)"},
+      {"attention_multiplier", json(), "a custom attention scale (Granite)"},
+      {"logits_scaling", json(1.0), "scaled logits (Granite)"},
+      {"logit_scale", json(1.0), "scaled logits"},
+      {"use_bias", json(false), "biases on every linear layer"},
+  };
+  for (const Unsupported& u : table) {
+    if (!f.Has(u.field)) continue;
+    const json& v = f.Raw(u.field);
+    const bool off = u.off.is_number() && v.is_number() ? v.get<double>() == u.off.get<double>() : v == u.off;
+    if (!off)
+      return f.Error(u.field, absl::StrCat(v.dump(), " asks for ", u.what, ", which Strata does not implement"));
+  }
+  // Gemma 2 scales attention by query_pre_attn_scalar**-0.5; equal to head_dim it is the usual scale.
+  if (f.Has("query_pre_attn_scalar")) {
+    const json& v = f.Raw("query_pre_attn_scalar");
+    if (!v.is_number() || v.get<double>() != s.head_dim)
+      return f.Error("query_pre_attn_scalar", absl::StrCat(v.dump(), " differs from head_dim ", s.head_dim,
+                                                           ": a custom attention scale is not supported"));
+  }
   return absl::OkStatus();
 }
 
@@ -210,6 +257,9 @@ absl::StatusOr<ModelSpec> ParseLlama(const Fields& f, const std::string& model_t
   s.parallel_residual = false;
   ASSIGN_OR_RETURN(s.attention_bias, f.Bool("attention_bias", false));
   ASSIGN_OR_RETURN(s.mlp_bias, f.Bool("mlp_bias", false));
+  // The weight loader has no llama MLP biases (runtime/weights.cc): refuse here, by name, before
+  // any weights are read.
+  if (s.mlp_bias) return f.Error("mlp_bias", "true is not supported for llama (biases on the MLP projections)");
   ASSIGN_OR_RETURN(s.tie_word_embeddings, f.Bool("tie_word_embeddings", false));
   ASSIGN_OR_RETURN(double theta, f.Number("rope_theta", 10000, 1, 1e12));
   s.rope_theta = static_cast<float>(theta);
@@ -302,6 +352,7 @@ absl::StatusOr<ModelSpec> ParseModelConfig(const std::string& json_text, const s
   }
   if (!spec.ok()) return spec.status();
   if (spec->num_heads * spec->head_dim <= 0) return f.Error("head_dim", "invalid");
+  RETURN_IF_ERROR(RefuseUnsupportedMath(f, *spec));
   return spec;
 }
 

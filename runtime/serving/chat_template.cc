@@ -1,5 +1,6 @@
 #include "runtime/serving/chat_template.h"
 
+#include <algorithm>
 #include <cctype>
 #include <climits>
 #include <cmath>
@@ -14,7 +15,9 @@
 namespace strata {
 namespace {
 
-using json = nlohmann::json;
+// Mappings keep their insertion order, as Python dicts do: `items()`, `for k in d` and `tojson`
+// (Hugging Face's, which does not sort) then print keys in the order the request gave them.
+using json = nlohmann::ordered_json;
 
 constexpr int64_t kMaxRange = 1 << 20;
 
@@ -109,8 +112,65 @@ bool Truthy(const json& v) {
   if (v.is_null() || IsUndefined(v)) return false;
   if (v.is_boolean()) return v.get<bool>();
   if (v.is_number()) return v.get<double>() != 0;
-  if (v.is_string() || v.is_array() || v.is_object()) return !v.empty();
+  // nlohmann's empty() is false for every string, "" included: ask the string itself.
+  if (v.is_string()) return !v.get_ref<const std::string&>().empty();
+  if (v.is_array() || v.is_object()) return !v.empty();
   return true;
+}
+
+// Strings are indexed, sliced and measured in code points, as Python does, not in bytes: the
+// byte offset where each code point starts, plus the end. Bytes that are not UTF-8 count one each.
+std::vector<size_t> CodePointStarts(const std::string& s) {
+  std::vector<size_t> at;
+  for (size_t i = 0; i < s.size();) {
+    at.push_back(i);
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    for (size_t k = 1; k < len; ++k)
+      if (i + k >= s.size() || (static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) len = 1;
+    i += len;
+  }
+  at.push_back(s.size());
+  return at;
+}
+
+size_t Length(const json& v) {
+  if (v.is_string()) return CodePointStarts(v.get<std::string>()).size() - 1;
+  if (v.is_array() || v.is_object()) return v.size();
+  throw Error("length of a value that has none");
+}
+
+// Python's ==: mappings compare without regard to key order, 1 == 1.0.
+bool Equal(const json& a, const json& b) {
+  if (a.is_number() && b.is_number()) {
+    if (a.is_number_integer() && b.is_number_integer()) return a.get<int64_t>() == b.get<int64_t>();
+    return a.get<double>() == b.get<double>();
+  }
+  if (a.is_object() && b.is_object()) {
+    if (a.size() != b.size()) return false;
+    for (auto& [k, x] : a.items())
+      if (!b.contains(k) || !Equal(x, b[k])) return false;
+    return true;
+  }
+  if (a.is_array() && b.is_array()) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (!Equal(a[i], b[i])) return false;
+    return true;
+  }
+  if (IsUndefined(a) || IsUndefined(b)) return IsUndefined(a) && IsUndefined(b);
+  return a == b;
+}
+
+// Python's < on numbers or on strings (UTF-8 byte order is code point order); anything else is
+// a TypeError there and an error here.
+bool Less(const json& a, const json& b) {
+  if (a.is_number() && b.is_number()) {
+    if (a.is_number_integer() && b.is_number_integer()) return a.get<int64_t>() < b.get<int64_t>();
+    return a.get<double>() < b.get<double>();
+  }
+  if (a.is_string() && b.is_string()) return a.get<std::string>() < b.get<std::string>();
+  throw Error("'<' between values that do not order (only numbers with numbers, strings with strings)");
 }
 
 // An integer operand (a slice bound, range's count): Python refuses floats there, whole or not.
@@ -148,43 +208,82 @@ json FloatOp(const std::string& op, double u, double v) {
   return json(op == "//" ? q : u - v * q);
 }
 
-std::string PyJson(const json& v, int indent, int depth);
 
-std::string Str(const json& v) {
-  if (v.is_string()) return v.get<std::string>();
+std::string PyFloat(double d) {
+  std::string r = json(d).dump();
+  if (!std::isfinite(d)) return d != d ? "nan" : d > 0 ? "inf" : "-inf";
+  if (r.find_first_of(".eE") == std::string::npos) r += ".0";  // Python repr of a whole float
+  return r;
+}
+
+// Python's repr() of a string: single quotes unless it holds ' and no ".
+std::string PyRepr(const std::string& s) {
+  const char q = s.find('\'') != std::string::npos && s.find('"') == std::string::npos ? '"' : '\'';
+  std::string out(1, q);
+  static const char* hex = "0123456789abcdef";
+  for (const char ch : s) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    if (ch == q || ch == '\\') out += std::string("\\") + ch;
+    else if (ch == '\n') out += "\\n";
+    else if (ch == '\r') out += "\\r";
+    else if (ch == '\t') out += "\\t";
+    else if (c < 0x20 || c == 0x7f) out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
+    else out += ch;
+  }
+  return out + q;
+}
+
+// Python's str(): containers print as Python literals ({'a': 1}, [True, None]).
+std::string Str(const json& v, bool nested = false) {
+  if (v.is_string()) return nested ? PyRepr(v.get<std::string>()) : v.get<std::string>();
   if (IsUndefined(v)) return "";
   if (v.is_null()) return "None";
   if (v.is_boolean()) return v.get<bool>() ? "True" : "False";
   if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+  if (v.is_number_float()) return PyFloat(v.get<double>());
+  std::string out;
+  if (v.is_array()) {
+    for (const json& x : v) out += (out.empty() ? "" : ", ") + Str(x, true);
+    return "[" + out + "]";
+  }
+  if (v.is_object()) {
+    if (v.contains(kNamespaceKey)) return "<Namespace>";
+    for (auto& [k, x] : v.items()) out += (out.empty() ? "" : ", ") + PyRepr(k) + ": " + Str(x, true);
+    return "{" + out + "}";
+  }
   return v.dump();
 }
 
-// Python's json.dumps(v, sort_keys=True, indent=...) with jinja2's HTML-safe escapes of < > & '
-// (jinja2's tojson filter): ASCII only, non-ASCII as \\uXXXX (surrogate pairs above U+FFFF).
-void PyString(const std::string& s, std::string* out) {
+// Hugging Face replaces Jinja's tojson (HTML-safe, sorted keys) with Python's
+// json.dumps(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False); these are its
+// options, with Python's defaults.
+struct DumpOptions {
+  bool ensure_ascii = false;
+  int indent = -1;  // -1: None (one line)
+  std::string item_sep = ", ", key_sep = ": ";
+  bool sort_keys = false;
+};
+
+// A JSON string as json.dumps writes it: control characters as \uXXXX; with ensure_ascii every
+// code point above 0x7f too (surrogate pairs above U+FFFF), else the UTF-8 bytes as they are.
+void PyString(const std::string& s, bool ensure_ascii, std::string* out) {
   static const char* hex = "0123456789abcdef";
   auto u = [&](uint32_t c) {
     *out += "\\u";
     for (int k = 3; k >= 0; --k) *out += hex[(c >> (4 * k)) & 15];
   };
   *out += '"';
-  for (size_t i = 0; i < s.size();) {
+  const std::vector<size_t> at = CodePointStarts(s);
+  for (size_t n = 0; n + 1 < at.size(); ++n) {
+    const size_t i = at[n], len = at[n + 1] - at[n];
     const unsigned char c = static_cast<unsigned char>(s[i]);
-    uint32_t cp = c;
-    size_t len = 1;
-    if (c >= 0xF0) { cp = c & 7; len = 4; }
-    else if (c >= 0xE0) { cp = c & 15; len = 3; }
-    else if (c >= 0xC0) { cp = c & 31; len = 2; }
-    for (size_t k = 1; k < len && i + k < s.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 63);
-    i += len;
-    if (cp == '"') *out += "\\\"";
-    else if (cp == '\\') *out += "\\\\";
-    else if (cp == '\n') *out += "\\n";
-    else if (cp == '\r') *out += "\\r";
-    else if (cp == '\t') *out += "\\t";
-    else if (cp == '\b') *out += "\\b";
-    else if (cp == '\f') *out += "\\f";
-    else if (cp < 0x20 || cp == '<' || cp == '>' || cp == '&' || cp == '\'' || cp > 0x7f) {
+    if (len > 1 || c >= 0x80) {
+      if (!ensure_ascii) {
+        out->append(s, i, len);
+        continue;
+      }
+      uint32_t cp = len == 1 ? c : len == 2 ? (c & 31) : len == 3 ? (c & 15) : (c & 7);
+      for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 63);
       if (cp >= 0x10000) {
         cp -= 0x10000;
         u(0xD800 + (cp >> 10));
@@ -192,54 +291,65 @@ void PyString(const std::string& s, std::string* out) {
       } else {
         u(cp);
       }
-    } else {
-      *out += static_cast<char>(cp);
-    }
+    } else if (c == '"') *out += "\\\"";
+    else if (c == '\\') *out += "\\\\";
+    else if (c == '\n') *out += "\\n";
+    else if (c == '\r') *out += "\\r";
+    else if (c == '\t') *out += "\\t";
+    else if (c == '\b') *out += "\\b";
+    else if (c == '\f') *out += "\\f";
+    else if (c < 0x20) u(c);
+    else *out += static_cast<char>(c);
   }
   *out += '"';
 }
 
-std::string PyJson(const json& v, int indent, int depth) {
-  const std::string nl = indent >= 0 ? "\n" + std::string(static_cast<size_t>(indent) * (depth + 1), ' ') : "";
-  const std::string end = indent >= 0 ? "\n" + std::string(static_cast<size_t>(indent) * depth, ' ') : "";
-  const std::string item_sep = indent >= 0 ? "," : ", ";
+// Nesting is bounded by the parsed input (nlohmann's parser) and by what a template can build.
+std::string PyJson(const json& v, const DumpOptions& o, int depth) {
+  if (depth > 512) throw Error("tojson: value nested too deeply");
+  const std::string nl = o.indent >= 0 ? "\n" + std::string(static_cast<size_t>(o.indent) * (depth + 1), ' ') : "";
+  const std::string end = o.indent >= 0 ? "\n" + std::string(static_cast<size_t>(o.indent) * depth, ' ') : "";
   std::string out;
   if (v.is_object()) {
     std::vector<std::string> keys;
     for (auto& [k, x] : v.items())
       if (k != kNamespaceKey) keys.push_back(k);
     if (keys.empty()) return "{}";
-    std::sort(keys.begin(), keys.end());
+    if (o.sort_keys) std::sort(keys.begin(), keys.end());
     out = "{";
     for (size_t i = 0; i < keys.size(); ++i) {
-      out += (i ? item_sep : "") + nl;
-      PyString(keys[i], &out);
-      out += ": " + PyJson(v[keys[i]], indent, depth + 1);
+      out += (i ? o.item_sep : "") + nl;
+      PyString(keys[i], o.ensure_ascii, &out);
+      out += o.key_sep + PyJson(v[keys[i]], o, depth + 1);
     }
     return out + end + "}";
   }
   if (v.is_array()) {
     if (v.empty()) return "[]";
     out = "[";
-    for (size_t i = 0; i < v.size(); ++i) out += (i ? item_sep : "") + nl + PyJson(v[i], indent, depth + 1);
+    for (size_t i = 0; i < v.size(); ++i) out += (i ? o.item_sep : "") + nl + PyJson(v[i], o, depth + 1);
     return out + end + "]";
   }
   if (v.is_string()) {
-    PyString(v.get<std::string>(), &out);
+    PyString(v.get<std::string>(), o.ensure_ascii, &out);
     return out;
   }
-  if (v.is_null() || IsUndefined(v)) return "null";
+  if (IsUndefined(v)) throw Error("tojson of an undefined value");
+  if (v.is_null()) return "null";
   if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
   if (v.is_number_float()) {
     const double d = v.get<double>();
-    std::string r = json(d).dump();
-    if (r.find_first_of(".eE") == std::string::npos && std::isfinite(d)) r += ".0";  // Python repr
-    return r;
+    return std::isfinite(d) ? PyFloat(d) : d != d ? "NaN" : d > 0 ? "Infinity" : "-Infinity";
   }
   return v.dump();
 }
 
-std::string Trim(const std::string& s, bool left, bool right, const std::string& chars = " \t\n\r") {
+// Python's str.strip: by default ASCII whitespace as str.isspace() has it. (Unicode spaces such as
+// U+00A0 are whitespace to Python too; they are kept here.)
+std::string Trim(const std::string& s, bool left, bool right,
+                 const std::string& chars = std::string(" \t\n\r\v\f\x1c\x1d\x1e\x1f")) {
+  for (const char c : chars)
+    if (static_cast<unsigned char>(c) >= 0x80) throw Error("stripping non-ASCII characters is not supported");
   size_t a = 0, b = s.size();
   if (left)
     while (a < b && chars.find(s[a]) != std::string::npos) ++a;
@@ -248,10 +358,93 @@ std::string Trim(const std::string& s, bool left, bool right, const std::string&
   return s.substr(a, b - a);
 }
 
+// Python's list(v): a list's items, a string's code points, a mapping's keys.
+json ToList(const json& v) {
+  if (v.is_array()) return v;
+  json r = json::array();
+  if (v.is_string()) {
+    const std::string t = v.get<std::string>();
+    const std::vector<size_t> at = CodePointStarts(t);
+    for (size_t n = 0; n + 1 < at.size(); ++n) r.push_back(t.substr(at[n], at[n + 1] - at[n]));
+    return r;
+  }
+  if (v.is_object() && !v.contains(kNamespaceKey)) {
+    for (auto& [k, x] : v.items()) r.push_back(k);
+    return r;
+  }
+  throw Error("a value that is not iterable");
+}
+
+enum CaseMode { kUpper, kLower, kTitle, kCapitalize };
+
+// Python's str.upper/lower/title/capitalize. Only ASCII: Unicode case mapping needs tables Strata
+// does not carry, so non-ASCII text is refused rather than half-mapped.
+std::string CaseMap(const std::string& s, CaseMode mode) {
+  std::string out = s;
+  bool prev_cased = false;
+  for (size_t i = 0; i < out.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(out[i]);
+    if (c >= 0x80) throw Error("changing the case of non-ASCII text is not supported");
+    const bool cased = std::isalpha(c) != 0;
+    bool up = mode == kUpper;
+    if (mode == kTitle) up = cased && !prev_cased;
+    if (mode == kCapitalize) up = i == 0;
+    out[i] = static_cast<char>(up ? std::toupper(c) : std::tolower(c));
+    prev_cased = cased;
+  }
+  return out;
+}
+
+// Python's str.split(): with no separator, runs of whitespace split and ends are dropped.
+json PySplit(const std::string& t, const json& sep) {
+  json r = json::array();
+  if (IsUndefined(sep) || sep.is_null()) {
+    size_t i = 0;
+    for (;;) {
+      while (i < t.size() && std::isspace(static_cast<unsigned char>(t[i]))) ++i;
+      if (i >= t.size()) return r;
+      size_t j = i;
+      while (j < t.size() && !std::isspace(static_cast<unsigned char>(t[j]))) ++j;
+      r.push_back(t.substr(i, j - i));
+      i = j;
+    }
+  }
+  if (!sep.is_string() || sep.get<std::string>().empty()) throw Error("split's separator must be a non-empty string");
+  const std::string d = sep.get<std::string>();
+  size_t at = 0;
+  for (size_t f; (f = t.find(d, at)) != std::string::npos; at = f + d.size()) r.push_back(t.substr(at, f - at));
+  r.push_back(t.substr(at));
+  return r;
+}
+
+// Python's str.replace(old, new[, count]); an empty `old` inserts between code points.
+std::string Replace(const std::string& t, const std::string& from, const std::string& to, int64_t count) {
+  std::string out;
+  if (from.empty()) {
+    const std::vector<size_t> at = CodePointStarts(t);
+    for (size_t n = 0; n + 1 < at.size(); ++n) {
+      if (count < 0 || static_cast<int64_t>(n) < count) out += to;
+      out.append(t, at[n], at[n + 1] - at[n]);
+    }
+    if (count < 0 || static_cast<int64_t>(at.size()) - 1 < count) out += to;
+    return out;
+  }
+  size_t at = 0;
+  for (int64_t done = 0; count < 0 || done < count; ++done) {
+    const size_t f = t.find(from, at);
+    if (f == std::string::npos) break;
+    out.append(t, at, f - at);
+    out += to;
+    at = f + from.size();
+  }
+  return out + t.substr(at);
+}
+
 class ExprParser {
  public:
   explicit ExprParser(std::vector<Tok> t) : t_(std::move(t)) {}
   Expr Parse() { return Conditional(); }
+  Expr ParseNoConditional() { return Or(); }
   bool AtEnd() const { return t_[p_].kind == Tok::kEnd; }
   const Tok& Peek() const { return t_[p_]; }
   bool Accept(const std::string& s) {
@@ -324,18 +517,19 @@ class ExprParser {
       if (op.empty() && Accept("is")) {
         const bool neg = Accept("not");
         const std::string test = Name();
-        a = [a, neg, test](Scope& s) {
-          json v = a(s);
-          bool r;
-          if (test == "defined") r = !IsUndefined(v);
-          else if (test == "undefined") r = IsUndefined(v);
-          else if (test == "none") r = v.is_null();
-          else if (test == "string") r = v.is_string();
-          else if (test == "mapping") r = v.is_object();
-          else if (test == "iterable" || test == "sequence") r = v.is_array() || v.is_string();
-          else if (test == "number") r = v.is_number();
-          else if (test == "boolean") r = v.is_boolean();
-          else throw Error(absl::StrCat("unknown test 'is ", test, "'"));
+        // `is divisibleby(3)`, `is equalto 5` (one literal or name), or no operand.
+        Expr operand;
+        if (Accept("(")) {
+          std::vector<Expr> args = Args();
+          if (args.size() > 1) throw Error(absl::StrCat("test '", test, "' takes at most one argument"));
+          if (!args.empty()) operand = args[0];
+        } else if (Peek().kind == Tok::kString || Peek().kind == Tok::kNumber ||
+                   (Peek().kind == Tok::kName && !IsKeyword(Peek().text))) {
+          operand = Postfix(Primary());
+        }
+        a = [a, neg, test, operand](Scope& s) {
+          const json v = a(s);
+          const bool r = ApplyTest(test, v, operand ? operand(s) : Undefined(), static_cast<bool>(operand));
           return json(neg ? !r : r);
         };
         continue;
@@ -344,21 +538,68 @@ class ExprParser {
       Expr b = Concat();
       a = [a, b, op](Scope& s) {
         json x = a(s), y = b(s);
-        if (op == "==") return json(x == y);
-        if (op == "!=") return json(x != y);
+        if (op == "==") return json(Equal(x, y));
+        if (op == "!=") return json(!Equal(x, y));
         if (op == "in" || op == "not in") {
-          bool in = false;
-          if (y.is_string()) in = y.get<std::string>().find(Str(x)) != std::string::npos;
-          else if (y.is_array()) in = std::find(y.begin(), y.end(), x) != y.end();
-          else if (y.is_object()) in = x.is_string() && y.contains(x.get<std::string>());
+          const bool in = Contains(y, x);
           return json(op == "in" ? in : !in);
         }
-        if (op == "<") return json(x < y);
-        if (op == ">") return json(x > y);
-        if (op == "<=") return json(x <= y);
-        return json(x >= y);
+        if (op == "<") return json(Less(x, y));
+        if (op == ">") return json(Less(y, x));
+        if (op == "<=") return json(!Less(y, x));
+        return json(!Less(x, y));
       };
     }
+  }
+  static bool IsKeyword(const std::string& w) {
+    return w == "and" || w == "or" || w == "not" || w == "if" || w == "else" || w == "in" || w == "is";
+  }
+  // Python's `x in y`: a substring, a list item, a mapping key.
+  static bool Contains(const json& y, const json& x) {
+    if (y.is_string()) {
+      if (!x.is_string()) throw Error("'in <string>' requires a string on the left");
+      return y.get<std::string>().find(x.get<std::string>()) != std::string::npos;
+    }
+    if (y.is_array()) {
+      for (const json& e : y)
+        if (Equal(e, x)) return true;
+      return false;
+    }
+    if (y.is_object()) return x.is_string() && y.contains(x.get<std::string>()) && x.get<std::string>() != kNamespaceKey;
+    throw Error("'in' on a value that is not a string, list or mapping");
+  }
+  // Jinja's tests, as `x is name`, select/reject and selectattr/rejectattr use them.
+  static bool ApplyTest(const std::string& t, const json& v, const json& operand, bool has_operand) {
+    auto need = [&](bool want) {
+      if (has_operand != want)
+        throw Error(absl::StrCat("test '", t, want ? "' needs an argument" : "' takes no argument"));
+    };
+    if (t == "equalto" || t == "eq" || t == "==") return need(true), Equal(v, operand);
+    if (t == "ne" || t == "!=") return need(true), !Equal(v, operand);
+    if (t == "lt" || t == "<" || t == "lessthan") return need(true), Less(v, operand);
+    if (t == "gt" || t == ">" || t == "greaterthan") return need(true), Less(operand, v);
+    if (t == "le" || t == "<=") return need(true), !Less(operand, v);
+    if (t == "ge" || t == ">=") return need(true), !Less(v, operand);
+    if (t == "in") return need(true), Contains(operand, v);
+    need(false);
+    if (t == "defined") return !IsUndefined(v);
+    if (t == "undefined") return IsUndefined(v);
+    if (t == "none") return v.is_null();
+    if (t == "string") return v.is_string();
+    if (t == "mapping") return v.is_object() && !v.contains(kNamespaceKey);
+    if (t == "iterable" || t == "sequence") return v.is_array() || v.is_string() || (v.is_object() && !v.contains(kNamespaceKey));
+    if (t == "number") return v.is_number();  // True is a number in Python; JSON keeps them apart
+    if (t == "integer") return v.is_number_integer();
+    if (t == "float") return v.is_number_float();
+    if (t == "boolean") return v.is_boolean();
+    if (t == "true") return v.is_boolean() && v.get<bool>();
+    if (t == "false") return v.is_boolean() && !v.get<bool>();
+    if (t == "lower" || t == "upper") {
+      if (!v.is_string()) return false;
+      const std::string x = v.get<std::string>();
+      return x == CaseMap(x, t == "upper" ? kUpper : kLower) && x != CaseMap(x, t == "upper" ? kLower : kUpper);
+    }
+    throw Error(absl::StrCat("unsupported test '", t, "'"));
   }
   Expr Concat() {
     Expr a = Additive();
@@ -447,7 +688,9 @@ class ExprParser {
         } else {
           a = [a, name](Scope& s) {
             json v = a(s);
-            return v.is_object() && v.contains(name) ? v[name] : Undefined();
+            // Jinja: an attribute of an undefined value is an error, of anything else undefined.
+            if (IsUndefined(v)) throw Error(absl::StrCat("attribute '", name, "' of an undefined value"));
+            return v.is_object() && v.contains(name) && name != kNamespaceKey ? v[name] : Undefined();
           };
         }
       } else if (Accept("[")) {
@@ -462,11 +705,17 @@ class ExprParser {
         if (slice) {
           a = [a, lo, hi](Scope& s) {
             json v = a(s);
-            const int64_t n = v.is_array() || v.is_string() ? static_cast<int64_t>(v.size()) : 0;
+            if (!v.is_array() && !v.is_string()) throw Error("slice of a value that is not a list or string");
+            const int64_t n = static_cast<int64_t>(Length(v));
             auto clamp = [n](int64_t i) { return std::max<int64_t>(0, std::min(n, i < 0 ? n + i : i)); };
             const int64_t b = lo ? clamp(Int(lo(s), "a slice bound")) : 0,
                           e = hi ? clamp(Int(hi(s), "a slice bound")) : n;
-            if (v.is_string()) return json(v.get<std::string>().substr(b, std::max<int64_t>(0, e - b)));
+            if (v.is_string()) {
+              if (e <= b) return json("");
+              const std::string t = v.get<std::string>();
+              const std::vector<size_t> at = CodePointStarts(t);
+              return json(t.substr(at[b], at[e] - at[b]));
+            }
             json r = json::array();
             for (int64_t i = b; i < e; ++i) r.push_back(v[i]);
             return r;
@@ -474,13 +723,19 @@ class ExprParser {
         } else {
           a = [a, lo](Scope& s) {
             json v = a(s), k = lo(s);
+            if (IsUndefined(v)) throw Error("index into an undefined value");
             if (v.is_object() && k.is_string())
-              return v.contains(k.get<std::string>()) ? v[k.get<std::string>()] : Undefined();
+              return v.contains(k.get<std::string>()) && k.get<std::string>() != kNamespaceKey ? v[k.get<std::string>()]
+                                                                                              : Undefined();
             if ((v.is_array() || v.is_string()) && k.is_number_integer()) {
+              const int64_t n = static_cast<int64_t>(Length(v));
               int64_t i = k.get<int64_t>();
-              if (i < 0) i += static_cast<int64_t>(v.size());
-              if (i < 0 || i >= static_cast<int64_t>(v.size())) return Undefined();
-              return v.is_string() ? json(v.get<std::string>().substr(i, 1)) : v[i];
+              if (i < 0) i += n;
+              if (i < 0 || i >= n) return Undefined();
+              if (v.is_array()) return v[static_cast<size_t>(i)];
+              const std::string t = v.get<std::string>();
+              const std::vector<size_t> at = CodePointStarts(t);
+              return json(t.substr(at[i], at[i + 1] - at[i]));
             }
             return Undefined();
           };
@@ -504,71 +759,119 @@ class ExprParser {
       if (n.empty() && k++ == position) return e(s);
     return Undefined();
   }
-  // The items of `v` whose attribute `args[0]` passes the test `args[1]` (args[2] its operand);
-  // with one argument, those whose attribute is true (Jinja2's selectattr / rejectattr).
-  static json SelectAttr(const json& v, const std::vector<std::pair<std::string, Expr>>& args, Scope& s, bool keep) {
-    const std::string attr = Str(Arg(args, 0, "attribute", s));
-    const json test = Arg(args, 1, "test", s), operand = Arg(args, 2, "value", s);
+  // The items of `v` that pass a test (select / reject), or whose attribute passes it
+  // (selectattr / rejectattr): the test by name, its operand after it; with no test, truthiness.
+  static json Select(const json& v, const std::vector<std::pair<std::string, Expr>>& args, Scope& s, bool keep,
+                     bool by_attribute) {
+    std::vector<json> pos;
+    for (const auto& [n, e] : args) {
+      if (!n.empty()) throw Error(absl::StrCat("unsupported keyword argument '", n, "'"));
+      pos.push_back(e(s));
+    }
+    size_t k = 0;
+    std::string attr;
+    if (by_attribute) {
+      if (pos.empty() || !pos[0].is_string()) throw Error("selectattr / rejectattr need an attribute name");
+      attr = pos[k++].get<std::string>();
+    }
+    const std::string test = k < pos.size() ? Str(pos[k]) : "";
+    if (pos.size() > k + 2) throw Error("a test takes at most one argument");
+    const bool has_operand = pos.size() == k + 2;
+    const json operand = has_operand ? pos[k + 1] : Undefined();
+    if (!v.is_array()) throw Error("select / reject on a value that is not a list");
     json out = json::array();
-    if (!v.is_array()) return out;
     for (const json& item : v) {
-      const json x = item.is_object() && item.contains(attr) ? item[attr] : Undefined();
-      bool pass;
-      const std::string t = IsUndefined(test) ? "" : Str(test);
-      if (t.empty()) pass = Truthy(x);
-      else if (t == "equalto" || t == "==" || t == "eq") pass = !IsUndefined(x) && x == operand;
-      else if (t == "ne" || t == "!=") pass = IsUndefined(x) || x != operand;
-      else if (t == "defined") pass = !IsUndefined(x);
-      else if (t == "undefined") pass = IsUndefined(x);
-      else if (t == "none") pass = x.is_null();
-      else if (t == "string") pass = x.is_string();
-      else throw Error(absl::StrCat("unsupported test '", t, "' in selectattr"));
+      json x = item;
+      if (by_attribute) x = item.is_object() && item.contains(attr) ? item[attr] : Undefined();
+      const bool pass = test.empty() ? Truthy(x) : ApplyTest(test, x, operand, has_operand);
       if (pass == keep) out.push_back(item);
     }
     return out;
   }
+  static std::string StrArg(const json& v, const char* what) {
+    if (!v.is_string()) throw Error(absl::StrCat(what, " must be a string"));
+    return v.get<std::string>();
+  }
+  static json Items(const json& v) {
+    if (!v.is_object() || v.contains(kNamespaceKey)) throw Error("items of a value that is not a mapping");
+    json r = json::array();
+    for (auto& [k, x] : v.items()) r.push_back(json::array({k, x}));
+    return r;
+  }
   static json Filter(const std::string& f, const json& v, const std::vector<std::pair<std::string, Expr>>& args,
                      Scope& s) {
-    if (f == "trim") return json(Trim(Str(v), true, true));
-    if (f == "length" || f == "count") return json(v.is_null() || IsUndefined(v) ? 0 : v.size());
-    if (f == "upper" || f == "lower") {
-      std::string t = Str(v);
-      for (char& c : t) c = static_cast<char>(f == "upper" ? std::toupper(c) : std::tolower(c));
-      return json(t);
+    if (f == "trim") {
+      const json chars = Arg(args, 0, "chars", s);
+      return json(IsUndefined(chars) || chars.is_null() ? Trim(Str(v), true, true)
+                                                         : Trim(Str(v), true, true, StrArg(chars, "trim's chars")));
+    }
+    if (f == "length" || f == "count") return json(Length(v));
+    if (f == "upper") return json(CaseMap(Str(v), kUpper));
+    if (f == "lower") return json(CaseMap(Str(v), kLower));
+    if (f == "title") return json(CaseMap(Str(v), kTitle));
+    if (f == "capitalize") return json(CaseMap(Str(v), kCapitalize));
+    if (f == "replace") {
+      const json count = Arg(args, 2, "count", s);
+      return json(Replace(Str(v), StrArg(Arg(args, 0, "old", s), "replace's old"),
+                          StrArg(Arg(args, 1, "new", s), "replace's new"),
+                          IsUndefined(count) || count.is_null() ? -1 : Int(count, "replace's count")));
     }
     if (f == "tojson") {
-      const json indent = Arg(args, 0, "indent", s);
-      if (indent.is_number_integer() && (indent.get<int64_t>() < 0 || indent.get<int64_t>() > 64))
-        throw Error("tojson's indent must be between 0 and 64");
-      return json(PyJson(v, indent.is_number_integer() ? indent.get<int>() : -1, 0));
+      // Hugging Face's signature: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False).
+      DumpOptions o;
+      const json ascii = Arg(args, 0, "ensure_ascii", s), indent = Arg(args, 1, "indent", s),
+                 seps = Arg(args, 2, "separators", s), sort = Arg(args, 3, "sort_keys", s);
+      for (const auto& [n, e] : args)
+        if (!n.empty() && n != "ensure_ascii" && n != "indent" && n != "separators" && n != "sort_keys")
+          throw Error(absl::StrCat("tojson has no argument '", n, "'"));
+      o.ensure_ascii = Truthy(ascii);
+      o.sort_keys = Truthy(sort);
+      if (!IsUndefined(indent) && !indent.is_null()) {
+        const int64_t n = Int(indent, "tojson's indent");
+        if (n < 0 || n > 64) throw Error("tojson's indent must be between 0 and 64");
+        o.indent = static_cast<int>(n);
+        o.item_sep = ",";
+      }
+      if (!IsUndefined(seps) && !seps.is_null()) {
+        if (!seps.is_array() || seps.size() != 2 || !seps[0].is_string() || !seps[1].is_string())
+          throw Error("tojson's separators must be two strings");
+        o.item_sep = seps[0].get<std::string>();
+        o.key_sep = seps[1].get<std::string>();
+      }
+      return json(PyJson(v, o, 0));
     }
     if (f == "string") return json(Str(v));
     if (f == "default" || f == "d") {
       const bool boolean = Truthy(Arg(args, 1, "boolean", s));
       return IsUndefined(v) || (boolean && !Truthy(v)) ? Arg(args, 0, "default_value", s) : v;
     }
-    if (f == "list") return v.is_array() ? v : IsUndefined(v) ? json::array() : json::array({v});
+    if (f == "items") return Items(v);
+    if (f == "list") return ToList(v);
     if (f == "first") return v.is_array() && !v.empty() ? v.front() : Undefined();
     if (f == "last") return v.is_array() && !v.empty() ? v.back() : Undefined();
     if (f == "join") {
       const json sep = Arg(args, 0, "d", s);
+      if (!v.is_array()) throw Error("join of a value that is not a list");
       std::string out;
-      if (v.is_array())
-        for (size_t i = 0; i < v.size(); ++i) out += (i ? (IsUndefined(sep) ? "" : Str(sep)) : "") + Str(v[i]);
+      for (size_t i = 0; i < v.size(); ++i) out += (i ? (IsUndefined(sep) ? "" : Str(sep)) : "") + Str(v[i]);
       return json(out);
     }
-    if (f == "selectattr" || f == "rejectattr") return SelectAttr(v, args, s, f == "selectattr");
+    if (f == "selectattr" || f == "rejectattr") return Select(v, args, s, f == "selectattr", true);
+    if (f == "select" || f == "reject") return Select(v, args, s, f == "select", false);
     if (f == "map") {
       json out = json::array();
-      if (!v.is_array()) return out;
+      if (!v.is_array()) throw Error("map of a value that is not a list");
       const json attr = Arg(args, 99, "attribute", s);
       if (!IsUndefined(attr)) {
+        const json dflt = Arg(args, 99, "default", s);
         for (const json& item : v)
-          out.push_back(item.is_object() && item.contains(Str(attr)) ? item[Str(attr)] : Undefined());
+          out.push_back(item.is_object() && item.contains(Str(attr)) ? item[Str(attr)] : dflt);
         return out;
       }
-      const std::string filter = Str(Arg(args, 0, "filter", s));
-      for (const json& item : v) out.push_back(Filter(filter, item, {}, s));
+      if (args.empty() || !args[0].first.empty()) throw Error("map needs a filter name or attribute=");
+      const std::string filter = Str(args[0].second(s));
+      const std::vector<std::pair<std::string, Expr>> rest(args.begin() + 1, args.end());
+      for (const json& item : v) out.push_back(Filter(filter, item, rest, s));
       return out;
     }
     throw Error(absl::StrCat("unknown filter '", f, "'"));
@@ -578,38 +881,57 @@ class ExprParser {
       json v = obj(s);
       std::vector<json> a;
       for (const Expr& e : args) a.push_back(e(s));
-      if (name == "items" && v.is_object()) {
-        json r = json::array();
-        for (auto& [k, x] : v.items()) r.push_back(json::array({k, x}));
-        return r;
+      auto arity = [&](size_t lo, size_t hi) {
+        if (a.size() < lo || a.size() > hi)
+          throw Error(absl::StrCat("method '", name, "' called with ", a.size(), " arguments"));
+      };
+      if (IsUndefined(v)) throw Error(absl::StrCat("method '", name, "' of an undefined value"));
+      if (v.is_object() && !v.contains(kNamespaceKey)) {
+        if (name == "items") return arity(0, 0), Items(v);
+        if (name == "keys" || name == "values") {
+          arity(0, 0);
+          json r = json::array();
+          for (auto& [k, x] : v.items()) r.push_back(name == "keys" ? json(k) : x);
+          return r;
+        }
+        if (name == "get") {
+          arity(1, 2);
+          return a[0].is_string() && v.contains(a[0].get<std::string>()) ? v[a[0].get<std::string>()]
+                                                                          : (a.size() > 1 ? a[1] : json());
+        }
+        throw Error(absl::StrCat("unknown mapping method '", name, "'"));
       }
-      if (name == "get" && v.is_object() && !a.empty())
-        return v.contains(Str(a[0])) ? v[Str(a[0])] : (a.size() > 1 ? a[1] : json());
-      if (!v.is_string()) throw Error(absl::StrCat("method '", name, "' on a non-string"));
+      if (!v.is_string()) throw Error(absl::StrCat("method '", name, "' on a value that is not a string"));
       const std::string t = v.get<std::string>();
-      const std::string chars = a.empty() ? " \t\n\r" : Str(a[0]);
-      if (name == "strip") return json(Trim(t, true, true, chars));
-      if (name == "lstrip") return json(Trim(t, true, false, chars));
-      if (name == "rstrip") return json(Trim(t, false, true, chars));
-      if (name == "upper" || name == "lower") {
-        std::string u = t;
-        for (char& c : u) c = static_cast<char>(name == "upper" ? std::toupper(c) : std::tolower(c));
-        return json(u);
+      if (name == "strip" || name == "lstrip" || name == "rstrip") {
+        arity(0, 1);
+        if (a.empty() || a[0].is_null()) return json(Trim(t, name != "rstrip", name != "lstrip"));
+        return json(Trim(t, name != "rstrip", name != "lstrip", StrArg(a[0], "strip's chars")));
       }
-      if (name == "startswith" && !a.empty()) return json(t.rfind(Str(a[0]), 0) == 0);
-      if (name == "endswith" && !a.empty()) {
-        const std::string e = Str(a[0]);
+      if (name == "upper") return arity(0, 0), json(CaseMap(t, kUpper));
+      if (name == "lower") return arity(0, 0), json(CaseMap(t, kLower));
+      if (name == "title") return arity(0, 0), json(CaseMap(t, kTitle));
+      if (name == "capitalize") return arity(0, 0), json(CaseMap(t, kCapitalize));
+      if (name == "startswith" || name == "endswith") {
+        arity(1, 1);
+        const std::string e = StrArg(a[0], name.c_str());
+        if (name == "startswith") return json(t.compare(0, e.size(), e) == 0 && t.size() >= e.size());
         return json(t.size() >= e.size() && t.compare(t.size() - e.size(), e.size(), e) == 0);
       }
-      if (name == "split") {
-        const std::string sep = a.empty() ? " " : Str(a[0]);
-        json r = json::array();
-        size_t at = 0;
-        for (size_t f; (f = t.find(sep, at)) != std::string::npos; at = f + sep.size()) r.push_back(t.substr(at, f - at));
-        r.push_back(t.substr(at));
-        return r;
+      if (name == "split") return arity(0, 1), PySplit(t, a.empty() ? Undefined() : a[0]);
+      if (name == "replace") {
+        arity(2, 3);
+        return json(Replace(t, StrArg(a[0], "replace's old"), StrArg(a[1], "replace's new"),
+                            a.size() > 2 ? Int(a[2], "replace's count") : -1));
       }
-      throw Error(absl::StrCat("unknown method '", name, "'"));
+      if (name == "join") {
+        arity(1, 1);
+        if (!a[0].is_array()) throw Error("join's argument must be a list");
+        std::string out;
+        for (size_t i = 0; i < a[0].size(); ++i) out += (i ? t : "") + StrArg(a[0][i], "an item joined");
+        return json(out);
+      }
+      throw Error(absl::StrCat("unknown string method '", name, "'"));
     };
   }
   Expr Primary() {
@@ -691,10 +1013,25 @@ struct ChatTemplate::Node {
   enum Kind { kText, kOutput, kIf, kFor, kSet, kBlock } kind = kBlock;
   std::string text;                                   // kText
   Expr expr;                                          // kOutput, kSet value, kFor iterable
+  Expr filter;                                        // kFor: the optional `if` clause
   std::vector<std::pair<Expr, std::unique_ptr<Node>>> branches;  // kIf (null cond = else)
   std::vector<std::string> names;                     // kFor loop variables, kSet target
   std::vector<std::unique_ptr<Node>> children;        // kBlock
   std::unique_ptr<Node> body;                         // kFor
+
+  // The loop variables for one item: `for a, b in pairs` unpacks, and the counts must agree.
+  json Bind(const json& item) const {
+    json frame = json::object();
+    if (names.size() == 1) {
+      frame[names[0]] = item;
+      return frame;
+    }
+    const json parts = ToList(item);  // Python unpacks any iterable: a mapping gives its keys
+    if (parts.size() != names.size())
+      throw Error(absl::StrCat("cannot unpack ", parts.size(), " values into ", names.size(), " loop variables"));
+    for (size_t k = 0; k < names.size(); ++k) frame[names[k]] = parts[k];
+    return frame;
+  }
 
   void Render(Scope& s, std::string* out) const {
     switch (kind) {
@@ -722,20 +1059,21 @@ struct ChatTemplate::Node {
         break;
       case kFor: {
         json items = expr(s);
-        if (items.is_object()) {
-          json keys = json::array();
-          for (auto& [k, v] : items.items()) keys.push_back(k);
-          items = keys;
+        if (IsUndefined(items)) break;  // Jinja iterates an undefined value as empty
+        items = ToList(items);  // keys of a mapping, code points of a string; None is an error
+        if (filter) {  // {% for x in xs if cond %}: loop.* count only the items kept
+          json kept = json::array();
+          for (const json& item : items) {
+            s.frames.push_back(Bind(item));
+            const bool keep = Truthy(filter(s));
+            s.frames.pop_back();
+            if (keep) kept.push_back(item);
+          }
+          items = std::move(kept);
         }
-        if (!items.is_array()) break;
         const size_t n = items.size();
         for (size_t i = 0; i < n; ++i) {
-          json frame = json::object();
-          if (names.size() == 1) {
-            frame[names[0]] = items[i];
-          } else {
-            for (size_t k = 0; k < names.size(); ++k) frame[names[k]] = items[i].is_array() && k < items[i].size() ? items[i][k] : json();
-          }
+          json frame = Bind(items[i]);
           frame["loop"] = {{"index", i + 1}, {"index0", i}, {"first", i == 0}, {"last", i + 1 == n}, {"length", n},
                            {"revindex", n - i}, {"revindex0", n - i - 1}};
           if (i > 0) frame["loop"]["previtem"] = items[i - 1];
@@ -779,7 +1117,21 @@ std::vector<Segment> Split(const std::string& src) {
     }
     const char kind = src[at + 1];
     const std::string close = kind == '{' ? "}}" : kind == '%' ? "%}" : "#}";
-    const size_t end = src.find(close, at + 2);
+    // The tag ends at the first close outside string literals ('}}' may sit inside one).
+    size_t end = std::string::npos;
+    for (size_t j = at + 2; j + 1 < src.size(); ++j) {
+      if (kind != '#' && (src[j] == '\'' || src[j] == '"')) {
+        const char q = src[j];
+        for (++j; j < src.size() && src[j] != q; ++j)
+          if (src[j] == '\\') ++j;
+        if (j >= src.size()) throw Error("unterminated string in a tag");
+        continue;
+      }
+      if (src.compare(j, 2, close) == 0) {
+        end = j;
+        break;
+      }
+    }
     if (end == std::string::npos) throw Error("unclosed tag");
     std::string body = src.substr(at + 2, end - at - 2);
     const bool strip_before = !body.empty() && body[0] == '-';
@@ -886,7 +1238,10 @@ class StmtParser {
       n->names.push_back(ep.Name());
     } while (ep.Accept(","));
     ep.Expect("in");
-    n->expr = ep.Parse();
+    // The iterable stops before a loop filter's `if` (an inline if-else is not allowed there).
+    n->expr = ep.ParseNoConditional();
+    if (ep.Accept("if")) n->filter = ep.ParseNoConditional();
+    if (ep.Peek().text == "recursive") throw Error("recursive loops are not supported");
     if (!ep.AtEnd()) throw Error(absl::StrCat("unsupported for clause: ", rest));
     std::string s;
     n->body = Block({"endfor"}, &s);
@@ -936,7 +1291,13 @@ absl::StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::Parse(const std::str
   }
 }
 
-absl::StatusOr<std::string> ChatTemplate::Render(const json& context) const {
+absl::StatusOr<std::string> ChatTemplate::Render(const nlohmann::json& context) const {
+  // nlohmann::json has already sorted each mapping's keys; the values are the same.
+  return RenderOrdered(json::parse(context.dump()));
+}
+
+absl::StatusOr<std::string> ChatTemplate::RenderOrdered(const nlohmann::ordered_json& context) const {
+  if (!context.is_object()) return absl::InvalidArgumentError("chat template: the context must be a JSON object");
   try {
     Scope s;
     s.frames.push_back(context);

@@ -215,8 +215,10 @@ std::variant<std::string, ApiError> RenderChat(const json& j, const ApiContext& 
     }
     messages.push_back(copy);
   }
-  auto rendered = ctx.chat->tmpl->Render({{"messages", messages}, {"add_generation_prompt", true},
-                                          {"bos_token", ctx.chat->bos_token}, {"eos_token", ctx.chat->eos_token}});
+  auto rendered = ctx.chat->tmpl->Render({{"messages", messages},
+                                          {"add_generation_prompt", j.value("add_generation_prompt", true)},
+                                          {"bos_token", ctx.chat->bos_token},
+                                          {"eos_token", ctx.chat->eos_token}});
   if (!rendered.ok()) return Bad("messages", std::string(rendered.status().message()));
   return *rendered;
 }
@@ -246,15 +248,13 @@ std::optional<ApiError> AddPromptIds(const json& list, const ApiContext& ctx, Co
   return std::nullopt;
 }
 
-// A text prompt gets the tokenizer's BOS (add_bos_token), as vLLM's add_special_tokens does for
-// completions; token-id prompts and chats (whose templates write the BOS) are taken as they are.
+// A text prompt gets the tokenizer's BOS and EOS (add_bos_token / add_eos_token, or the
+// post-processor's template), as vLLM's add_special_tokens does for completions; token-id prompts
+// and chats (whose templates write them) are taken as they are.
 std::optional<ApiError> AddPromptText(const std::string& text, const ApiContext& ctx, CompletionCall* c) {
   auto ids = Encode(text, false, ctx);
   if (auto* e = std::get_if<ApiError>(&ids)) return *e;
-  std::vector<int>& got = std::get<std::vector<int>>(ids);
-  const int bos = ctx.tokenizer->bos_to_add();
-  if (bos >= 0 && (got.empty() || got[0] != bos)) got.insert(got.begin(), bos);
-  c->prompts.push_back(std::move(got));
+  c->prompts.push_back(ctx.tokenizer->WithSpecialTokens(std::move(std::get<std::vector<int>>(ids))));
   c->prompt_texts.push_back(text);
   return std::nullopt;
 }
@@ -507,7 +507,10 @@ std::variant<json, ApiError> TokenizeRequest(const std::string& body, const ApiC
     if (!j.contains("prompt") || !j["prompt"].is_string()) return Bad("prompt", "'prompt' must be a string");
     text = j["prompt"].get<std::string>();
   }
-  const std::vector<int> ids = ctx.tokenizer->Encode(text);
+  // vLLM's defaults: a prompt gets the tokenizer's special tokens, a rendered chat (whose template
+  // wrote them) does not.
+  std::vector<int> ids = ctx.tokenizer->Encode(text);
+  if (j.value("add_special_tokens", !j.contains("messages"))) ids = ctx.tokenizer->WithSpecialTokens(std::move(ids));
   return json{{"count", ids.size()}, {"max_model_len", ctx.spec->max_position_embeddings}, {"tokens", ids},
               {"token_strs", nullptr}};
 }

@@ -1,9 +1,7 @@
 #include "runtime/tokenizer/sentencepiece_tokenizer.h"
 
-#include <algorithm>
-
 #include "absl/strings/str_cat.h"
-#include "runtime/tokenizer/tokenizer_parts.h"
+#include "runtime/tokenizer/added_tokens.h"
 
 namespace strata {
 namespace {
@@ -20,9 +18,13 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
   if (std::string error; !t->sp_->Load(path, &error))
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a SentencePiece model: ", error));
   for (int id = 0; id < t->sp_->size(); ++id)
-    if (t->sp_->is_control(id) || t->sp_->is_unknown(id)) t->special_.push_back({t->sp_->piece(id), id});
-  std::sort(t->special_.begin(), t->special_.end(),
-            [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+    if (t->sp_->is_control(id) || t->sp_->is_unknown(id)) {
+      AddedToken a;
+      a.content = t->sp_->piece(id);
+      a.id = id;
+      a.special = true;
+      t->special_.push_back(a);
+    }
   // Whether the model puts a space in front of the text (normalizer_spec.add_dummy_prefix): seen
   // in how it segments a lone letter.
   const std::vector<std::string> pieces = t->sp_->EncodePieces("a");
@@ -42,10 +44,16 @@ int SentencePieceTokenizer::TokenId(const std::string& token) const {
 }
 
 std::vector<int> SentencePieceTokenizer::Encode(const std::string& text) const {
-  return EncodeAroundAddedTokens(text, special_, [this](const std::string& segment, bool, std::vector<int>* out) {
-    const std::vector<int> ids = sp_->Encode(segment);
-    out->insert(out->end(), ids.begin(), ids.end());
-  });
+  std::vector<int> out;
+  for (const TextPart& part : SplitAddedTokens(text, special_)) {
+    if (part.id >= 0) {
+      out.push_back(part.id);
+      continue;
+    }
+    const std::vector<int> ids = sp_->Encode(part.text);
+    out.insert(out.end(), ids.begin(), ids.end());
+  }
+  return out;
 }
 
 std::string SentencePieceTokenizer::DecodeToken(int id, bool skip_special, bool first) const {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "runtime/tokenizer/added_tokens.h"
 #include "runtime/tokenizer/sentencepiece_library.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -31,7 +32,7 @@ class SentencePieceTokenizer final : public Tokenizer {
  private:
   SentencePieceTokenizer();
   std::unique_ptr<SentencePieceLibrary> sp_;
-  std::vector<std::pair<std::string, int>> special_;  // (piece, id), longest first
+  std::vector<AddedToken> special_;  // control and unknown pieces, matched verbatim
   bool dummy_prefix_ = true;
 };
 

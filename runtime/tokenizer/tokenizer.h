@@ -1,30 +1,24 @@
 // File: runtime/tokenizer/tokenizer.h
-// The tokenizer interface, and byte-level BPE as GPT-2, GPT-NeoX and Llama 3 use it: text ->
-// added/special tokens split out
-// verbatim -> pre-tokenizer regex (PCRE2, Unicode classes) -> bytes mapped to printable
-// characters -> merges by rank. Loaded from Hugging Face `tokenizer.json` or from
-// `vocab.json` + `merges.txt`.
+// The tokenizer interface, its loaders (a model directory's tokenizer.json, SentencePiece
+// tokenizer.model, or GPT-2's vocab.json + merges.txt) and streaming detokenization.
 #pragma once
 
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
 
 namespace strata {
 
-// A model's tokenizer. Implementations: byte-level BPE (this file's ByteLevelBpeTokenizer:
-// GPT-2, GPT-NeoX, Llama 3 tokenizer.json) and SentencePiece (sentencepiece_tokenizer.h: Llama 2,
-// TinyLlama, Mistral tokenizer.model).
+// A model's tokenizer. Implementations: JsonTokenizer (json_tokenizer.h: any tokenizer.json with a
+// BPE or Unigram model: GPT-2, GPT-NeoX, Llama 2/3, TinyLlama, Mistral) and SentencePiece
+// (sentencepiece_tokenizer.h: a tokenizer.model read directly).
 class Tokenizer {
  public:
   // From a model directory: tokenizer.json, else SentencePiece's tokenizer.model, else
   // vocab.json + merges.txt (or GPT-2's encoder.json + vocab.bpe). tokenizer_config.json's
-  // add_bos_token is honoured.
+  // add_bos_token / add_eos_token are honoured, else tokenizer.json's post-processor template.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> Load(const std::string& dir);
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromTokenizerJson(const std::string& json_text);
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromVocabAndMerges(const std::string& vocab_json,
@@ -50,42 +44,16 @@ class Tokenizer {
   // The BOS id a completion prompt starts with (-1: none), from add_bos_token.
   int bos_to_add() const { return bos_to_add_; }
   void set_bos_to_add(int id) { bos_to_add_ = id; }
+  // The EOS id a completion prompt ends with (-1: none), from add_eos_token or the template.
+  int eos_to_add() const { return eos_to_add_; }
+  void set_eos_to_add(int id) { eos_to_add_ = id; }
+  // `ids` with bos_to_add before and eos_to_add after (those that are set): Hugging Face's
+  // encode(text, add_special_tokens=True).
+  std::vector<int> WithSpecialTokens(std::vector<int> ids) const;
 
  private:
   int bos_to_add_ = -1;
-};
-
-class ByteLevelBpeTokenizer final : public Tokenizer {
- public:
-  static absl::StatusOr<std::unique_ptr<ByteLevelBpeTokenizer>> FromTokenizerJson(const std::string& json_text);
-  ~ByteLevelBpeTokenizer() override;
-  std::vector<int> Encode(const std::string& text) const override;
-  std::string DecodeToken(int id, bool skip_special, bool first) const override;
-  bool IsSpecial(int id) const override {
-    auto it = added_special_.find(id);
-    return it != added_special_.end() && it->second;
-  }
-  std::string ToTokenizerJson() const override { return source_json_; }
-  int vocab_size() const override { return static_cast<int>(id_to_token_.size()); }
-  int TokenId(const std::string& token) const override;
-
- private:
-  ByteLevelBpeTokenizer() = default;
-  absl::Status Init(const std::string& pattern);
-  void EncodeWord(const std::string& piece, std::vector<int>* out) const;
-
-  std::unordered_map<std::string, int> token_to_id_;
-  std::vector<std::string> id_to_token_;  // byte-level strings
-  std::map<std::pair<std::string, std::string>, int> merge_rank_;
-  std::vector<std::pair<std::string, int>> added_;  // (content, id), longest first, for Encode
-  std::unordered_map<int, bool> added_special_;     // added token id -> special, for Decode
-  std::string byte_to_char_[256];
-  std::unordered_map<std::string, uint8_t> char_to_byte_;
-  struct Regex;
-  std::unique_ptr<Regex> regex_;
-  std::string source_json_;  // the tokenizer.json this was built from
-  mutable std::unordered_map<std::string, std::vector<int>> cache_;
-  mutable std::unique_ptr<std::mutex> cache_mu_;
+  int eos_to_add_ = -1;
 };
 
 // Streaming detokenization: feed ids one at a time, get the text that is complete so far; never

@@ -1,6 +1,8 @@
 #include "runtime/tokenizer/tokenizer_parts.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <unordered_map>
 
 #include "absl/strings/str_cat.h"
 
@@ -38,30 +40,42 @@ absl::StatusOr<std::map<std::pair<std::string, std::string>, int>> ParseMerges(c
   return rank;
 }
 
-std::vector<int> EncodeAroundAddedTokens(const std::string& text, const std::vector<std::pair<std::string, int>>& added,
-                                         const std::function<void(const std::string&, bool, std::vector<int>*)>& segment) {
-  std::vector<int> out;
-  size_t at = 0, plain = 0;
-  bool first = true;
-  auto flush = [&](size_t end) {
-    if (end <= plain) return;
-    segment(text.substr(plain, end - plain), first, &out);
-    first = false;
-  };
-  while (at < text.size()) {
-    const auto hit = std::find_if(added.begin(), added.end(),
-                                  [&](const auto& a) { return text.compare(at, a.first.size(), a.first) == 0; });
-    if (hit == added.end()) {
-      ++at;
-      continue;
+namespace {
+
+struct ByteLevelTable {
+  std::string chars[256];
+  std::unordered_map<std::string, int> bytes;
+  ByteLevelTable() {
+    // Printable Latin-1 bytes stand for themselves; the others map to U+0100 upwards in order.
+    int extra = 0;
+    for (int b = 0; b < 256; ++b) {
+      const bool direct = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+      const uint32_t c = direct ? b : 256 + extra++;
+      std::string s;
+      if (c < 0x80) {
+        s += static_cast<char>(c);
+      } else {
+        s += static_cast<char>(0xC0 | (c >> 6));
+        s += static_cast<char>(0x80 | (c & 0x3F));
+      }
+      chars[b] = s;
+      bytes[s] = b;
     }
-    flush(at);
-    out.push_back(hit->second);
-    at += hit->first.size();
-    plain = at;
   }
-  flush(text.size());
-  return out;
+};
+
+const ByteLevelTable& Table() {
+  static const ByteLevelTable t;
+  return t;
+}
+
+}  // namespace
+
+const std::string& ByteLevelChar(unsigned char b) { return Table().chars[b]; }
+
+int ByteLevelByte(const std::string& ch) {
+  auto it = Table().bytes.find(ch);
+  return it == Table().bytes.end() ? -1 : it->second;
 }
 
 }  // namespace strata

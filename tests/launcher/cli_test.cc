@@ -41,7 +41,10 @@ TEST(Cli, MakeModelThenGenerateJsonMatchesTheEngine) {
   r.prompt = {1, 2, 3, 4};
   r.max_tokens = 6;
   r.ignore_eos = true;
-  r.sampling = {0.9f, 0.95f, 50, 3};
+  r.sampling.temperature = 0.9f;
+  r.sampling.top_p = 0.95f;
+  r.sampling.top_k = 50;
+  r.sampling.seed = 3;
   auto res = (*engine)->Generate({r});
   ASSERT_TRUE(res.ok());
   EXPECT_EQ(j["tokens"].get<std::vector<int>>(), (*res)[0].tokens);

@@ -1,8 +1,10 @@
 // Configs as checkpoints publish them. rope_scaling against Hugging Face's formulas (transformers' modeling_rope_utils, transcribed
 // into a Python script the test runs with numpy): linear, llama3 (Llama 3.1's parameters) and
 // yarn (Qwen 2.5's), from config.json through the config reader; unsupported kinds are refused
-// by name. generation_config.json: its end-of-sequence ids join config.json's, its sampling
-// defaults are read, and a bad value is an error naming the file and field.
+// by name (dynamic NTK scaling with the reason). generation_config.json: its end-of-sequence ids
+// join config.json's, its sampling defaults are read, and a bad value is an error naming the file
+// and field. Fields that change the math and are not implemented are refused by name; fields that
+// do not change inference are accepted.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -108,6 +110,89 @@ TEST(RopeScaling, UnsupportedKindsAreRefusedByName) {
     ASSERT_FALSE(spec.ok()) << rs.dump();
     EXPECT_NE(spec.status().message().find("rope_scaling"), std::string::npos) << spec.status();
   }
+}
+
+// A small llama config.json in Llama 2's published shape, with `extra` merged over it.
+absl::StatusOr<ModelSpec> LlamaWith(const json& extra) {
+  json cfg = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", 64},
+              {"intermediate_size", 96}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+              {"num_key_value_heads", 2}, {"vocab_size", 100}, {"max_position_embeddings", 256},
+              {"rms_norm_eps", 1e-5}, {"hidden_act", "silu"}, {"torch_dtype", "float16"}};
+  for (auto& [k, v] : extra.items()) cfg[k] = v;
+  return ParseModelConfig(cfg.dump(), "/m/config.json");
+}
+
+TEST(RopeScaling, DynamicIsRefusedWithTheReason) {
+  auto spec = LlamaWith({{"rope_scaling", {{"type", "dynamic"}, {"factor", 2.0}}}});
+  ASSERT_FALSE(spec.ok());
+  const std::string m(spec.status().message());
+  EXPECT_NE(m.find("rope_scaling"), std::string::npos) << m;
+  EXPECT_NE(m.find("dynamic"), std::string::npos) << m;
+  EXPECT_NE(m.find("sequence length"), std::string::npos) << m;
+}
+
+TEST(PublishedConfig, FieldsThatDoNotChangeTheMathAreAccepted) {
+  // Llama 2 / TinyLlama / Llama 3.1 configs carry these; none changes inference.
+  auto spec = LlamaWith({{"bos_token_id", 1}, {"pad_token_id", nullptr}, {"initializer_range", 0.02},
+                         {"transformers_version", "4.43.0"}, {"use_cache", true}, {"attention_dropout", 0.0},
+                         {"pretraining_tp", 1}, {"tie_word_embeddings", false}, {"rope_scaling", nullptr},
+                         {"attn_logit_softcapping", nullptr}, {"partial_rotary_factor", 1.0},
+                         {"use_qk_norm", false}, {"some_future_field", "whatever"}});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  // pretraining_tp > 1 only splits the same matmuls into slices (transformers sums them back).
+  EXPECT_TRUE(LlamaWith({{"pretraining_tp", 2}}).ok());
+}
+
+TEST(PublishedConfig, MathChangingFieldsAreRefusedByName) {
+  const std::vector<std::pair<std::string, json>> cases = {
+      {"attn_logit_softcapping", 50.0}, {"final_logit_softcapping", 30.0}, {"partial_rotary_factor", 0.5},
+      {"use_qk_norm", true},            {"qk_layernorm", true},            {"use_sliding_window", true},
+      {"embedding_multiplier", 12.0},   {"residual_multiplier", 0.22},     {"attention_multiplier", 0.0078125},
+      {"logits_scaling", 8.0},          {"query_pre_attn_scalar", 144},    {"mlp_bias", true},
+      {"hidden_act", "gelu"},
+  };
+  for (const auto& [field, value] : cases) {
+    auto spec = LlamaWith({{field, value}});
+    ASSERT_FALSE(spec.ok()) << field;
+    const std::string m(spec.status().message());
+    EXPECT_NE(m.find("'" + field + "'"), std::string::npos) << m;
+    EXPECT_NE(m.find("/m/config.json"), std::string::npos) << m;
+  }
+  // query_pre_attn_scalar equal to head_dim is the usual 1/sqrt(head_dim) scale.
+  EXPECT_TRUE(LlamaWith({{"query_pre_attn_scalar", 16}}).ok());
+}
+
+TEST(PublishedConfig, HeadDimBiasesAndSeveralEosIds) {
+  // An explicit head_dim that is not hidden_size / num_attention_heads (as Gemma and Qwen 3 publish).
+  auto spec = LlamaWith({{"head_dim", 32}});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->head_dim, 32);
+  EXPECT_EQ(spec->rotary_dims, 32);
+  EXPECT_FALSE(LlamaWith({{"head_dim", 31}}).ok());  // rotary embeddings need an even head_dim
+  spec = LlamaWith({});
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(spec->head_dim, 16);
+  EXPECT_FALSE(spec->attention_bias);
+  EXPECT_FALSE(spec->mlp_bias);
+  // attention_bias: q/k/v/o biases (Qwen 2 style), read from the checkpoint.
+  spec = LlamaWith({{"attention_bias", true}});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_TRUE(spec->attention_bias);
+  // Llama 3.1 lists three end-of-sequence ids in config.json.
+  spec = LlamaWith({{"eos_token_id", {98, 99, 97}}});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->eos_token_ids, (std::vector<int>{98, 99, 97}));
+  spec = LlamaWith({{"eos_token_id", 2}});
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(spec->eos_token_ids, (std::vector<int>{2}));
+  auto bad = LlamaWith({{"eos_token_id", {1, 100}}});  // 100 is not below vocab_size
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("eos_token_id"), std::string::npos) << bad.status();
+  // mlp_bias false is the default and fine; true is refused at parse time, naming the field.
+  EXPECT_TRUE(LlamaWith({{"mlp_bias", false}}).ok());
+  bad = LlamaWith({{"mlp_bias", true}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("mlp_bias"), std::string::npos) << bad.status();
 }
 
 TEST(GenerationConfig, EosIdsAndSamplingDefaults) {

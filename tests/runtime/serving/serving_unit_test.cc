@@ -29,7 +29,13 @@ TEST(RequestHub, RefusesBeyondTheQueueLimitAndWhileDraining) {
   hub.TakeWork(&adds, &cancels, std::chrono::milliseconds(0));
   EXPECT_EQ(cancels, (std::vector<RequestId>{(*one)[0]}));
   // Finishing frees room; events arrive in order on the stream.
-  hub.Deliver({(*one)[0], 7, -0.5f, true, "abort"});
+  RequestOutput aborted;
+  aborted.id = (*one)[0];
+  aborted.token = 7;
+  aborted.logprob = -0.5f;
+  aborted.finished = true;
+  aborted.finish_reason = "abort";
+  hub.Deliver(aborted);
   EXPECT_EQ(hub.unfinished(), 2);
   auto events = stream->Wait(std::chrono::milliseconds(0));
   ASSERT_EQ(events.size(), 1u);

@@ -119,7 +119,7 @@ TEST_P(SentencePieceOracle, MatchesSpmEncodeAndDecode) {
 // Hugging Face's Llama layout of the same model: tokenizer.json written from the .model the way
 // transformers' LlamaConverter does (SentencePieceExtractor's merges, Prepend + Replace
 // normalizer, byte fallback, fuse_unk, Replace/ByteFallback/Fuse/Strip decoder; the script is a
-// transcription run with python3-sentencepiece). Strata reads it with MetaspaceBpeTokenizer and
+// transcription run with python3-sentencepiece). Strata reads it with JsonTokenizer and
 // must segment as spm_encode does.
 constexpr char kLlamaConverter[] = R"PY(
 import json, sys
@@ -202,6 +202,97 @@ TEST(SentencePieceTokenizerJson, LlamaLayoutSegmentsLikeSpmEncode) {
               texts.size(), round_trips);
   EXPECT_EQ(t.bos_to_add(), t.TokenId("<s>"));  // from the post-processor template
   EXPECT_EQ(t.Encode("<s>hello")[0], t.TokenId("<s>"));
+}
+
+// A SentencePiece Unigram model in Hugging Face's tokenizer.json layouts, written from the
+// .model with python3-sentencepiece: "legacy" as transformers' LlamaConverter (Prepend + Replace
+// normalizer, no pre-tokenizer, the Replace/ByteFallback/Fuse/Strip decoder) and "metaspace" as
+// its SpmConverter (Metaspace pre-tokenizer; ByteFallback then Metaspace decoder; prepend_scheme
+// always, split); the
+// model is Unigram([[piece, score], ...], unk_id, byte_fallback) in both.
+constexpr char kUnigramConverter[] = R"PY(
+import json, sys
+import sentencepiece as spm
+sp = spm.SentencePieceProcessor(model_file=sys.argv[1])
+layout = sys.argv[2]
+n = sp.get_piece_size()
+M = "\u2581"
+added = [{"id": i, "content": sp.id_to_piece(i), "special": True, "single_word": False, "lstrip": False,
+          "rstrip": False, "normalized": False} for i in range(n) if sp.is_control(i) or sp.is_unknown(i)]
+model = {"type": "Unigram", "unk_id": sp.unk_id(), "byte_fallback": True,
+         "vocab": [[sp.id_to_piece(i), sp.get_score(i)] for i in range(n)]}
+if layout == "legacy":
+    normalizer = {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": M},
+                  {"type": "Replace", "pattern": {"String": " "}, "content": M}]}
+    pre = None
+    decoder = {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": M}, "content": " "},
+               {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}
+else:
+    normalizer = None
+    pre = {"type": "Metaspace", "replacement": M, "prepend_scheme": "always", "split": True}
+    decoder = {"type": "Sequence", "decoders": [{"type": "ByteFallback"},
+               {"type": "Metaspace", "replacement": M, "prepend_scheme": "always", "split": True}]}
+print(json.dumps({"version": "1.0", "added_tokens": added, "normalizer": normalizer, "pre_tokenizer": pre,
+                  "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                                     {"Sequence": {"id": "A", "type_id": 0}}]},
+                  "decoder": decoder, "model": model}))
+)PY";
+
+TEST(SentencePieceTokenizerJson, UnigramLayoutsSegmentLikeSpmEncode) {
+  const std::string dir = TempDir("spm-unigram-json");
+  std::mt19937 rng(4);
+  {
+    std::ofstream corpus(dir + "/corpus.txt");
+    for (int i = 0; i < 4000; ++i) corpus << RandomLine(rng, 3 + rng() % 12) << "\n";
+  }
+  const ShellResult train = RunShell(
+      "spm_train --input=" + dir + "/corpus.txt --model_prefix=" + dir + "/uni --vocab_size=2000 "
+      "--model_type=unigram --byte_fallback=true --normalization_rule_name=identity --remove_extra_whitespaces=false "
+      "--add_dummy_prefix=true --character_coverage=0.9995 --num_threads=1 --minloglevel=2 2>&1");
+  ASSERT_EQ(train.code, 0) << train.out;
+  std::ofstream(dir + "/convert.py") << kUnigramConverter;
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i) texts.push_back(RandomLine(rng, 1 + rng() % 20));
+  for (const std::string& s : {std::string(" leading space"), std::string("   three leading"), std::string("trailing   "),
+                               std::string("x  y   z    w"), std::string("ǅǆ unseen ⅯⅭ ꙮ"), std::string("12345 678"),
+                               std::string("🚀🚀🚀😀"), std::string("Straße naïve — é"), std::string("日本"),
+                               std::string("\x01\x02 bytes"), std::string("tabs\tand\tmore")})
+    texts.push_back(s);
+  {
+    std::ofstream f(dir + "/texts.txt");
+    for (const std::string& s : texts) f << s << "\n";
+  }
+  ASSERT_EQ(RunShell("spm_encode --model=" + dir + "/uni.model --output_format=id < " + dir + "/texts.txt > " + dir +
+                     "/ids.txt").code,
+            0);
+  const std::vector<std::string> want = Lines(dir + "/ids.txt");
+  ASSERT_EQ(want.size(), texts.size());
+  for (const std::string layout : {"legacy", "metaspace"}) {
+    const std::string ckpt = dir + "/" + layout;
+    std::system(("mkdir -p " + ckpt).c_str());
+    const ShellResult conv = RunShell("/usr/bin/python3 " + dir + "/convert.py " + dir + "/uni.model " + layout + " > " +
+                                      ckpt + "/tokenizer.json 2> " + dir + "/convert.err");
+    ASSERT_EQ(conv.code, 0) << "python3-sentencepiece is needed: " << ReadFile(dir + "/convert.err");
+    auto loaded = Tokenizer::Load(ckpt);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    const Tokenizer& t = **loaded;
+    int same = 0, compared = 0, round_trips = 0;
+    for (size_t i = 0; i < texts.size(); ++i) {
+      // Hugging Face's Metaspace does not prepend ▁ to text that starts with a space (SentencePiece
+      // does): those texts are compared in the legacy layout only.
+      if (layout == std::string("metaspace") && texts[i][0] == ' ') continue;
+      ++compared;
+      const std::vector<int> ids = t.Encode(texts[i]);
+      same += ids == Ids(want[i]);
+      EXPECT_EQ(ids, Ids(want[i])) << layout << " text " << i << ": '" << texts[i] << "'";
+      round_trips += t.Decode(ids) == texts[i];
+      EXPECT_EQ(t.Decode(ids), texts[i]) << layout << " text " << i;
+    }
+    std::printf("Unigram tokenizer.json (%s layout): ids equal to spm_encode's on %d of %d texts, %d round trips\n",
+                layout.c_str(), same, compared, round_trips);
+    EXPECT_GE(compared, 200);
+    EXPECT_EQ(t.bos_to_add(), t.TokenId("<s>"));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(BpeAndUnigram, SentencePieceOracle, ::testing::Values("bpe", "unigram"));

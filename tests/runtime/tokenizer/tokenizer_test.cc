@@ -85,13 +85,15 @@ std::string SmallTokenizerJson(bool llama3_split) {
       {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", {"h e", "he l", "Ġ w"}}}},
       {"added_tokens", {{{"id", 100}, {"content", "<|eot|>"}, {"special", true}}}},
   };
+  // GPT-2's ByteLevel pre-tokenizer, or Llama 3's Split regex then ByteLevel without its regex.
+  j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
   if (llama3_split)
     j["pre_tokenizer"] = {{"type", "Sequence"},
                           {"pretokenizers",
                            {{{"type", "Split"},
                              {"pattern", {{"Regex", "(?i:'s|'t)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}|\\s+"}}},
                              {"behavior", "Isolated"}},
-                            {{"type", "ByteLevel"}, {"use_regex", false}}}}};
+                            {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}};
   return j.dump();
 }
 
@@ -139,7 +141,10 @@ TEST(Tokenizer, IncrementalDecodingKeepsCharactersWhole) {
     }
     v[s] = b;
   }
-  auto tok = Tokenizer::FromTokenizerJson(nlohmann::json{{"model", {{"type", "BPE"}, {"vocab", v}, {"merges", nlohmann::json::array()}}}}.dump());
+  auto tok = Tokenizer::FromTokenizerJson(
+      nlohmann::json{{"model", {{"type", "BPE"}, {"vocab", v}, {"merges", nlohmann::json::array()}}},
+                     {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}
+          .dump());
   ASSERT_TRUE(tok.ok()) << tok.status();
   const std::vector<int> ids = (*tok)->Encode(text);
   ASSERT_EQ(ids.size(), text.size());  // one token per byte

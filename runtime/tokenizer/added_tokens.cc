@@ -1,0 +1,53 @@
+#include "runtime/tokenizer/added_tokens.h"
+
+#include "runtime/tokenizer/unicode.h"
+
+namespace strata {
+
+AddedToken AddedToken::FromJson(const nlohmann::json& j) {
+  AddedToken t;
+  t.content = j.at("content").get<std::string>();
+  t.id = j.at("id").get<int>();
+  t.special = j.value("special", false);
+  t.lstrip = j.value("lstrip", false);
+  t.rstrip = j.value("rstrip", false);
+  t.single_word = j.value("single_word", false);
+  t.normalized = j.value("normalized", !t.special);  // Hugging Face's default
+  return t;
+}
+
+std::vector<TextPart> SplitAddedTokens(const std::string& text, const std::vector<AddedToken>& tokens) {
+  std::vector<TextPart> parts;
+  size_t plain = 0;  // where the current plain text began
+  auto word_before = [&](size_t at) {
+    size_t start = 0;
+    return at > 0 && IsUnicodeWordChar(CodepointBefore(text, at, &start));
+  };
+  auto word_at = [&](size_t at) {
+    size_t len = 0;
+    return at < text.size() && IsUnicodeWordChar(DecodeCodepoint(text, at, &len));
+  };
+  for (size_t at = 0; at < text.size();) {
+    const AddedToken* hit = nullptr;
+    for (const AddedToken& t : tokens) {  // the longest that matches here
+      if (t.content.empty() || (hit && t.content.size() <= hit->content.size())) continue;
+      if (text.compare(at, t.content.size(), t.content) != 0) continue;
+      if (t.single_word && (word_before(at) || word_at(at + t.content.size()))) continue;
+      hit = &t;
+    }
+    if (hit == nullptr) {
+      ++at;
+      continue;
+    }
+    size_t start = at, stop = at + hit->content.size(), len = 0, before = 0;
+    while (hit->lstrip && start > plain && IsUnicodeWhitespace(CodepointBefore(text, start, &before))) start = before;
+    while (hit->rstrip && stop < text.size() && IsUnicodeWhitespace(DecodeCodepoint(text, stop, &len))) stop += len;
+    if (start > plain) parts.push_back({-1, text.substr(plain, start - plain), plain});
+    parts.push_back({hit->id, "", start});
+    at = plain = stop;
+  }
+  if (plain < text.size()) parts.push_back({-1, text.substr(plain), plain});
+  return parts;
+}
+
+}  // namespace strata
