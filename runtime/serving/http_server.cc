@@ -151,6 +151,10 @@ void HttpExchange::StartStream(const std::string& content_type) {
   evhttp_add_header(h, "Content-Type", content_type.c_str());
   evhttp_add_header(h, "Cache-Control", "no-cache");
   evhttp_send_reply_start(req_, 200, "OK");
+  // evhttp would close a stream that stays silent for its timeout (a long prefill before the first
+  // token). A stream's readers are bounded by max_stream_buffer_bytes instead, and once it ends the
+  // request deadline (RequestDeadlines) bounds the connection's idleness.
+  if (conn_ != nullptr) evhttp_connection_set_timeout(conn_, -1);
 }
 
 bool HttpExchange::Write(const std::string& data, size_t limit) {

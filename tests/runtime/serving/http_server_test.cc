@@ -100,5 +100,34 @@ TEST_F(HttpServerDeadlines, KeepAliveRequestsOnOneConnectionAreServed) {
   close(fd);
 }
 
+// A stream whose first chunk comes later than the timeout (a long prefill) is kept: only the
+// request's arrival has a deadline, not the engine's pace.
+TEST_F(HttpServerDeadlines, AStreamSilentLongerThanTheTimeoutIsKept) {
+  std::shared_ptr<HttpExchange> pending;
+  server_->SetHandler([&](const std::shared_ptr<HttpExchange>& x) {
+    x->StartStream("text/event-stream");
+    pending = x;
+  });
+  server_->SetWakeHandler([&] {
+    if (!pending) return;
+    pending->Write("data: late\n\n", 1 << 20);
+    pending->EndStream();
+    pending.reset();
+  });
+  std::thread later([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(3500));  // timeout: 2 s
+    server_->Wake();
+  });
+  const int fd = ConnectTo(server_->port());
+  const std::string req = "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+  std::string got;
+  char buf[4096];
+  for (ssize_t r; (r = recv(fd, buf, sizeof(buf), 0)) > 0;) got.append(buf, static_cast<size_t>(r));
+  later.join();
+  close(fd);
+  EXPECT_NE(got.find("data: late"), std::string::npos) << got;
+}
+
 }  // namespace
 }  // namespace strata::testing

@@ -11,10 +11,8 @@ const require = createRequire(npmDir + '/package.json');
 const OpenAI = require('openai').default ?? require('openai');
 const client = new OpenAI({ baseURL: baseURL + '/v1', apiKey: 'unused', maxRetries: 0, timeout: 600000 });
 const model = 'model';
-const messages = [
-  { role: 'system', content: 'You are a friendly chatbot.' },
-  { role: 'user', content: 'How many helicopters can a human eat in one sitting?' },
-];
+// Short: LCKV prefills a prompt in m + b = 9 passes over most of a 1.1B model, on 2 cores.
+const messages = [{ role: 'user', content: 'Hello!' }];
 const request = { model, messages, max_tokens: 4, temperature: 0, ignore_eos: true, return_token_ids: true };
 
 const whole = await client.chat.completions.create(request);
@@ -35,5 +33,10 @@ for await (const chunk of stream) {
 }
 assert.equal(text, whole.choices[0].message.content);
 assert.equal(finish, 'length');
-writeFileSync(outPath, JSON.stringify({ ids, text, prompt_tokens: whole.usage.prompt_tokens }));
+// The prompt's ids as the server tokenized them (vLLM's /tokenize with the same messages).
+const tokenized = await (await fetch(baseURL + '/tokenize', {
+  method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ model, messages }),
+})).json();
+assert.equal(tokenized.count, whole.usage.prompt_tokens);
+writeFileSync(outPath, JSON.stringify({ ids, text, prompt: tokenized.tokens }));
 console.log(`chat answered ${JSON.stringify(text)} (${ids}), prompt ${whole.usage.prompt_tokens} tokens`);

@@ -17,7 +17,7 @@ fail() { echo "FAIL: $*"; [ -f "$work/log" ] && tail -30 "$work/log"; echo "0 pa
 [ -d "$npm_dir/node_modules/openai" ] || fail "the openai npm package is not installed in $npm_dir"
 
 mkdir -p "$work/tok"
-find /usr/lib/python3*/ -maxdepth 1 -name '*.py' | sort | xargs cat | head -c 3000000 >"$work/corpus.txt"
+find /usr/lib/python3*/ -maxdepth 1 -name '*.py' | sort | xargs cat 2>/dev/null | head -c 3000000 >"$work/corpus.txt"
 spm_train --input="$work/corpus.txt" --model_prefix="$work/tok/tokenizer" --vocab_size=32000 --model_type=bpe \
   --byte_fallback=true --character_coverage=1.0 --max_sentence_length=8192 --num_threads=2 --minloglevel=2 \
   >"$work/spm.log" 2>&1 || { tail -5 "$work/spm.log"; fail "spm_train"; }
@@ -48,18 +48,15 @@ for _ in $(seq 1 600); do
 done
 [ "$ready" = 1 ] || fail "the server did not become ready"
 node "$here/lckv_tinyllama_sdk_test.mjs" "$npm_dir" "http://127.0.0.1:$port" "$work/answer.json" || fail "SDK chat"
-prompt_ids=$(curl -sf "localhost:$port/tokenize" -d '{"messages": [{"role": "system", "content": "You are a friendly chatbot."},
-  {"role": "user", "content": "How many helicopters can a human eat in one sitting?"}]}' |
-  python3 -c 'import json, sys; print(",".join(map(str, json.load(sys.stdin)["tokens"])))') || fail "/tokenize"
+prompt_ids=$(python3 -c 'import json, sys; print(",".join(map(str, json.load(open(sys.argv[1]))["prompt"])))' \
+  "$work/answer.json") || fail "no prompt ids"
 kill "$server"; wait "$server" 2>/dev/null; server=""
 "$strata" generate --model "$work/model" --prompt-ids "$prompt_ids" --max-tokens 4 --json --threads 2 \
   >"$work/alone.json" 2>"$work/alone.log" || { cat "$work/alone.log"; fail "single-rank generate"; }
-python3 - "$work/answer.json" "$work/alone.json" "$prompt_ids" <<'PY' || fail "the served answer differs from one rank's"
+python3 - "$work/answer.json" "$work/alone.json" <<'PY' || fail "the served answer differs from one rank's"
 import json, sys
 served, alone = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-prompt = sys.argv[3].split(",")
-print("prompt", len(prompt), "tokens; served", served["ids"], "alone", alone["tokens"])
-assert served["prompt_tokens"] == len(prompt), (served["prompt_tokens"], len(prompt))
+print("prompt", len(served["prompt"]), "tokens; served", served["ids"], "alone", alone["tokens"])
 assert served["ids"] == alone["tokens"]
 PY
 echo "1 passed, 0 failed"
