@@ -7,6 +7,8 @@
 #include "absl/strings/str_split.h"
 #include "launcher/commands.h"
 #include "launcher/flags.h"
+#include <spdlog/spdlog.h>
+
 #include "nlohmann/json.hpp"
 #include "runtime/engine.h"
 
@@ -52,6 +54,10 @@ int RunGenerate(const std::vector<std::string>& args) {
   auto results = (*engine)->Generate(batch);
   if (absl::Status st = (*engine)->Shutdown(); !st.ok()) comms.world->Abort(std::string(st.message()));
   if (!results.ok()) return Fail("generate", std::string(results.status().message()));
+  if ((*engine)->prefix_caching()) {
+    const PrefixCacheStats& pc = (*engine)->scheduler().prefix_cache();
+    spdlog::debug("prefix cache: {} of {} prompt tokens found cached", pc.hits, pc.queries);
+  }
   nlohmann::json all = nlohmann::json::array();
   for (const GenerationResult& g : *results) {
     nlohmann::json j = {{"tokens", g.tokens}, {"logprobs", g.logprobs}};

@@ -23,6 +23,9 @@ ABSL_FLAG(double, gpu_memory_fraction, 0,
 ABSL_FLAG(int, block_size, 16, "tokens per KV block");
 ABSL_FLAG(int, max_seqs, 256, "sequences running at once");
 ABSL_FLAG(int, max_batched_tokens, 2048, "tokens per micro-batch step (longer prompts are prefilled in chunks)");
+ABSL_FLAG(bool, enable_prefix_caching, true,
+          "reuse the KV blocks of identical prompt prefixes across requests (off by itself for LCKV and "
+          "sliding-window models, with the reason logged)");
 ABSL_FLAG(bool, json, false, "print JSON");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
 ABSL_FLAG(int, tp, 1, "tensor-parallel ranks per pipeline stage");
@@ -93,6 +96,7 @@ EngineOptions EngineOptionsFromFlags() {
   o.block_size = absl::GetFlag(FLAGS_block_size);
   o.max_seqs = absl::GetFlag(FLAGS_max_seqs);
   o.max_batched_tokens = absl::GetFlag(FLAGS_max_batched_tokens);
+  o.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   o.tp = absl::GetFlag(FLAGS_tp);
   o.pp = absl::GetFlag(FLAGS_pp);
   o.partition = absl::GetFlag(FLAGS_partition);

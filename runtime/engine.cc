@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include <spdlog/spdlog.h>
 #include "runtime/base/status.h"
 #include "runtime/model/config.h"
 #include "runtime/model/safetensors.h"
@@ -165,10 +166,27 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
     so.max_seqs = o.max_seqs;
     so.max_batched_tokens = o.max_batched_tokens;
     so.micro_batches = o.pp;
+    if (o.enable_prefix_caching) {
+      const std::string refusal = PrefixCachingRefusal(e->spec_);
+      if (refusal.empty()) {
+        so.prefix_caching = e->prefix_caching_ = so.num_blocks > 0;
+      } else {
+        spdlog::info("prefix caching is off for this model: {}", refusal);
+      }
+    }
     e->scheduler_ = std::make_unique<Scheduler>(e->spec_, so);
   }
   e->started_ = e->last_report_ = std::chrono::steady_clock::now();
   return e;
+}
+
+std::string PrefixCachingRefusal(const ModelSpec& spec) {
+  if (spec.HasUpwardEdges() || spec.use_sequential)
+    return "LCKV's iterative prefill makes a prefix's cached rows depend on how its prompt was split";
+  for (int p : spec.Producers())
+    if (spec.layers[p].window > 0)
+      return "sliding-window layers keep only their last window of rows, per sequence (ring banks)";
+  return "";
 }
 
 absl::Status Engine::AddRequest(RequestId id, GenerationRequest r) {

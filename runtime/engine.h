@@ -46,7 +46,17 @@ struct EngineOptions {
   int pp = 1;          // pipeline stages
   // Forced layer ranges per stage ("0-5,6-11"), for comparing plans; empty: the planner's own.
   std::string partition;
+  // Reuse cached KV blocks of identical prompt prefixes (vLLM's automatic prefix caching), for
+  // models where that is exact (PrefixCachingRefusal says when it is not).
+  bool enable_prefix_caching = true;
 };
+
+// Why prefix caching would not reproduce a fresh prefill's rows for this model, or "" when it
+// does. Rows of a paged bank at a position depend only on the tokens up to it, which is what a
+// block's key chain fixes; two kinds of bank break that (../shared semantics, §2.4 and (e)):
+// LCKV's iterative prefill (a prefix's rows depend on how its prompt was split into passes and
+// chunks) and sliding-window ring banks (they keep only the last window, per sequence slot).
+std::string PrefixCachingRefusal(const ModelSpec& spec);
 
 struct GenerationResult {
   std::vector<int> tokens;
@@ -120,6 +130,8 @@ class Engine {
   const EngineStats& stats() const { return stats_; }
   void ResetStats() { stats_ = {}; }
   const Scheduler& scheduler() const { return *scheduler_; }
+  // Whether this engine reuses cached prefixes (the option, less the model's refusal).
+  bool prefix_caching() const { return prefix_caching_; }
   int micro_batches() const { return static_cast<int>(in_flight_.size()); }
   // The pipeline plan this engine runs (every rank derives the same one).
   const PipelinePlan& plan() const { return plan_; }
@@ -167,6 +179,7 @@ class Engine {
   EngineStats stats_;
   EngineComms comms_;
   bool shut_down_ = false;
+  bool prefix_caching_ = false;
 };
 
 }  // namespace strata

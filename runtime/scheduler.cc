@@ -50,7 +50,8 @@ absl::Status Scheduler::Add(RequestId id, GenerationRequest r) {
   RETURN_IF_ERROR(Validate(r));
   if (seqs_.count(id)) return absl::AlreadyExistsError(absl::StrCat("request ", id, " is already scheduled"));
   const uint64_t seed = r.sampling.seed;
-  auto s = std::make_unique<Seq>(Seq{id, next_order_++, std::move(r), {}, {}, -1, 0, -1, 0, false, SamplerRng(seed)});
+  auto s = std::make_unique<Seq>(
+      Seq{id, next_order_++, std::move(r), {}, {}, -1, 0, -1, 0, false, SamplerRng(seed), {}, 0});
   seqs_[id] = std::move(s);
   waiting_.push_back(id);
   return absl::OkStatus();
@@ -78,6 +79,7 @@ void Scheduler::Abort(RequestId id) {
 void Scheduler::Preempt(Seq* s) {
   Release(s);
   s->computed = 0;
+  s->published = 0;
   s->micro_batch = -1;
   ++preemptions_;
   // Back among the waiting in arrival order, so that it is readmitted before younger requests.
@@ -107,17 +109,76 @@ std::vector<Scheduler::Seq*> Scheduler::MicroBatch(int mb) {
   return out;
 }
 
+std::vector<BlockKey> Scheduler::KeyChain(Seq* s, int n) {
+  std::vector<BlockKey> chain;
+  for (int b = 0; b < n; ++b) {
+    BlockKey k;
+    k.parent = b == 0 ? kRootBlockHash : s->hashes[b - 1];
+    for (int i = 0; i < o_.block_size; ++i) k.tokens.push_back(s->token_at(b * o_.block_size + i));
+    k.hash = BlockHash(k.parent, k.tokens);
+    if (static_cast<int>(s->hashes.size()) == b) s->hashes.push_back(k.hash);
+    chain.push_back(std::move(k));
+  }
+  return chain;
+}
+
+bool Scheduler::ComputingElsewhere(uint64_t hash) const {
+  for (const auto& [id, s] : seqs_)
+    if (s->micro_batch >= 0 && !s->aborted)
+      for (size_t b = static_cast<size_t>(s->published); b < s->hashes.size(); ++b)
+        if (s->hashes[b] == hash) return true;
+  return false;
+}
+
 bool Scheduler::Admit(int mb) {
   Seq* s = seqs_[waiting_.front()].get();
   if (slots_.num_free() == 0) return false;
+  std::vector<int> hit;
+  if (Paged() && o_.prefix_caching) {
+    // Full blocks of the known prefix, less the last token, which must be computed for logits.
+    std::vector<BlockKey> chain = KeyChain(s, (s->total() - 1) / o_.block_size);
+    hit = blocks_.Match(chain);
+    if (hit.size() < chain.size() && ComputingElsewhere(chain[hit.size()].hash)) {
+      blocks_.Free(hit);
+      return false;
+    }
+    // The chain of a running sequence: its full blocks as they will be published.
+    KeyChain(s, s->total() / o_.block_size);
+  }
   // The whole known prefix plus one token must fit, so it is not preempted on its first step.
-  const int64_t need = Paged() ? BlocksFor(s->total() + 1, o_.block_size) : 0;
-  if (need > blocks_.num_free()) return false;
-  if (need > 0) s->blocks = std::move(blocks_.Allocate(need)).value();
+  const int64_t need = Paged() ? BlocksFor(s->total() + 1, o_.block_size) - static_cast<int64_t>(hit.size()) : 0;
+  if (need > blocks_.num_free()) {
+    blocks_.Free(hit);
+    return false;
+  }
+  s->blocks = hit;
+  if (need > 0) {
+    std::vector<int> fresh = std::move(blocks_.Allocate(need)).value();
+    s->blocks.insert(s->blocks.end(), fresh.begin(), fresh.end());
+  }
+  if (o_.prefix_caching && Paged()) {
+    prefix_stats_.queries += s->total();
+    prefix_stats_.hits += static_cast<int64_t>(hit.size()) * o_.block_size;
+  }
+  s->computed = static_cast<int>(hit.size()) * o_.block_size;
+  s->published = static_cast<int>(hit.size());
   s->slot = std::move(slots_.Allocate()).value();
   s->micro_batch = mb;
   waiting_.pop_front();
   return true;
+}
+
+void Scheduler::PublishComputedBlocks(Seq* s) {
+  const int full = s->computed / o_.block_size;
+  if (full <= s->published) return;
+  std::vector<BlockKey> chain = KeyChain(s, full);
+  for (; s->published < full; ++s->published) blocks_.Publish(s->blocks[s->published], chain[s->published]);
+}
+
+std::vector<std::vector<int>> Scheduler::BlocksHeld() const {
+  std::vector<std::vector<int>> out;
+  for (const auto& [id, s] : seqs_) out.push_back(s->blocks);
+  return out;
 }
 
 absl::StatusOr<ScheduledStep> Scheduler::Schedule(int mb) {
@@ -193,6 +254,7 @@ std::vector<RequestOutput> Scheduler::Complete(const ScheduledStep& step, const 
     Seq* s = it->second.get();
     s->computed += s->in_flight;
     s->in_flight = 0;
+    if (o_.prefix_caching && Paged()) PublishComputedBlocks(s);
     RequestOutput o;
     o.id = s->id;
     if (!s->aborted && s->computed == s->total()) {  // every known token is in: sample the next one

@@ -45,6 +45,15 @@ struct SchedulerOptions {
   int max_seqs = 256;            // running sequences (ring-bank slots)
   int max_batched_tokens = 2048; // tokens per step, decodes first, then prefill chunks
   int micro_batches = 1;         // >= the number of pipeline stages
+  // Reuse the KV blocks of earlier requests' identical prefixes (cache/block_pool.h). Only for
+  // models whose cached rows equal what a fresh prefill writes (Engine decides, and says why not).
+  bool prefix_caching = false;
+};
+
+// Prefix-cache counters, in tokens (vLLM's meaning): tokens looked up at admission, and those
+// found cached.
+struct PrefixCacheStats {
+  int64_t queries = 0, hits = 0;
 };
 
 // What one step produced for one request.
@@ -89,6 +98,12 @@ class Scheduler {
   int64_t num_preemptions() const { return preemptions_; }
   int64_t blocks_used() const { return blocks_.num_blocks() - blocks_.num_free(); }
   int64_t num_blocks() const { return blocks_.num_blocks(); }
+  int64_t blocks_free() const { return blocks_.num_free(); }
+  int64_t blocks_cached() const { return blocks_.num_cached(); }
+  const PrefixCacheStats& prefix_cache() const { return prefix_stats_; }
+  const BlockPool& block_pool() const { return blocks_; }
+  // Every sequence's blocks (waiting ones hold none), for accounting checks.
+  std::vector<std::vector<int>> BlocksHeld() const;
   const SchedulerOptions& options() const { return o_; }
 
  private:
@@ -104,6 +119,8 @@ class Scheduler {
     int in_flight = 0;     // tokens of a step not completed yet
     bool aborted = false;
     SamplerRng rng;
+    std::vector<uint64_t> hashes;  // of its full blocks so far (the prefix-cache key chain)
+    int published = 0;             // leading blocks published to the prefix cache
     int total() const { return static_cast<int>(req.prompt.size() + generated.size()); }
     int token_at(int i) const {
       return i < static_cast<int>(req.prompt.size()) ? req.prompt[i] : generated[i - req.prompt.size()];
@@ -117,6 +134,12 @@ class Scheduler {
   void Release(Seq* s);  // blocks and slot back to their pools
   void Preempt(Seq* s);
   bool Admit(int mb);    // moves the oldest waiting sequence into `mb`; false if it does not fit
+  // The prefix-cache keys of `s`'s first `n` full blocks (extending s->hashes as needed).
+  std::vector<BlockKey> KeyChain(Seq* s, int n);
+  // Whether a running sequence has yet to publish the block `hash` (so a waiting one that needs it
+  // waits rather than computing it again: n samples of one prompt prefill it once).
+  bool ComputingElsewhere(uint64_t hash) const;
+  void PublishComputedBlocks(Seq* s);
   std::vector<Seq*> MicroBatch(int mb);
 
   const ModelSpec& spec_;
@@ -127,6 +150,7 @@ class Scheduler {
   std::deque<RequestId> waiting_;                   // by arrival (preempted ones back in order)
   int64_t next_order_ = 0;
   int64_t preemptions_ = 0;
+  PrefixCacheStats prefix_stats_;
 };
 
 }  // namespace strata

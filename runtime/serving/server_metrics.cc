@@ -38,6 +38,10 @@ ServerMetrics::ServerMetrics(const Engine& engine, const std::string& model_name
   prompt_tokens_ = &BuildCounter().Name("strata_prompt_tokens_total").Help("Prompt tokens received.").Register(r).Add(base_);
   generation_tokens_ = &BuildCounter().Name("strata_generation_tokens_total").Help("Tokens generated.").Register(r).Add(base_);
   preemptions_ = &BuildCounter().Name("strata_num_preemptions_total").Help("Sequences preempted (recomputed later) for lack of KV blocks.").Register(r).Add(base_);
+  prefix_queries_ = &BuildCounter().Name("strata_prefix_cache_queries_total").Help("Prompt tokens looked up in the prefix cache at admission (vLLM's prefix_cache_queries).").Register(r).Add(base_);
+  prefix_hits_ = &BuildCounter().Name("strata_prefix_cache_hits_total").Help("Prompt tokens found in the prefix cache (their prefill skipped).").Register(r).Add(base_);
+  stage_blocks_cached_ = &BuildGauge().Name("strata_stage_kv_blocks_cached").Help("KV blocks holding a cached prefix, per pipeline stage (held or evictable).").Register(r);
+  stage_blocks_free_ = &BuildGauge().Name("strata_stage_kv_blocks_free").Help("KV blocks a new sequence can take, per pipeline stage (never used, or cached and unheld).").Register(r);
   requests_ = &BuildCounter().Name("strata_requests_total").Help("HTTP generation requests accepted, by endpoint.").Register(r);
   success_ = &BuildCounter().Name("strata_request_success_total").Help("Finished requests, by finish reason.").Register(r);
   http_errors_ = &BuildCounter().Name("strata_http_errors_total").Help("Requests answered with an error status.").Register(r);
@@ -108,7 +112,13 @@ void ServerMetrics::Update(const Engine& engine) {
     prometheus::Labels l = base_;
     l["stage"] = std::to_string(st);
     stage_usage_->Add(l).Set(static_cast<double>(s.blocks_used() * block_size_));
+    stage_blocks_cached_->Add(l).Set(static_cast<double>(s.blocks_cached()));
+    stage_blocks_free_->Add(l).Set(static_cast<double>(s.blocks_free()));
   }
+  const PrefixCacheStats& pc = s.prefix_cache();
+  prefix_queries_->Increment(static_cast<double>(pc.queries - last_prefix_.queries));
+  prefix_hits_->Increment(static_cast<double>(pc.hits - last_prefix_.hits));
+  last_prefix_ = pc;
   // Rank reports: deltas since the previous one give step time, busy ratio and edge bytes.
   std::map<int, std::pair<double, int>> busy_ratio;  // stage -> (sum of ratios, ranks)
   int reporting = 0;

@@ -41,6 +41,9 @@ class ServerMetrics {
   prometheus::Labels base_;
   prometheus::Gauge *running_, *waiting_, *kv_usage_, *bubble_, *ready_, *ranks_reporting_;
   prometheus::Counter *prompt_tokens_, *generation_tokens_, *preemptions_;
+  prometheus::Counter *prefix_queries_, *prefix_hits_;
+  prometheus::Family<prometheus::Gauge>* stage_blocks_cached_;
+  prometheus::Family<prometheus::Gauge>* stage_blocks_free_;
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Counter>* success_;
   prometheus::Family<prometheus::Counter>* http_errors_;
@@ -49,6 +52,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Gauge>* stage_step_;
   prometheus::Histogram *ttft_, *itl_, *e2e_;
   int64_t last_preemptions_ = 0;
+  PrefixCacheStats last_prefix_;
   struct RankSeen {
     double busy = 0, wall = 0;
     int64_t steps = 0;

@@ -63,6 +63,58 @@ TEST(BlockPool, RandomTrafficNeverHandsOutAnIdTwice) {
   }
 }
 
+BlockKey Key(uint64_t parent, std::vector<int> tokens) {
+  BlockKey k;
+  k.parent = parent;
+  k.hash = BlockHash(parent, tokens);
+  k.tokens = std::move(tokens);
+  return k;
+}
+
+// Prefix caching: a published block outlives its sequence until Allocate needs it (least
+// recently freed first), Match takes the longest cached prefix with one reference per taker,
+// and a key whose tokens differ (a hash collision) is not a match.
+TEST(BlockPool, PublishedBlocksAreMatchedSharedAndEvictedLeastRecentlyFreedFirst) {
+  BlockPool pool(4);
+  const BlockKey a = Key(kRootBlockHash, {1, 2}), b = Key(a.hash, {3, 4}), c = Key(kRootBlockHash, {9, 9});
+  EXPECT_NE(a.hash, Key(kRootBlockHash, {2, 1}).hash);
+  EXPECT_NE(b.hash, Key(c.hash, {3, 4}).hash);  // the parent is part of the key
+  auto s1 = pool.Allocate(2);
+  ASSERT_TRUE(s1.ok());
+  pool.Publish((*s1)[0], a);
+  pool.Publish((*s1)[1], b);
+  EXPECT_EQ(pool.num_cached(), 2);
+  // Another sequence takes both while the first still holds them.
+  std::vector<int> hit = pool.Match({a, b, Key(b.hash, {5, 6})});
+  EXPECT_EQ(hit, *s1);
+  EXPECT_EQ(pool.ref_count((*s1)[0]), 2);
+  pool.Free(*s1);
+  pool.Free(hit);
+  EXPECT_EQ(pool.num_free(), 4);  // cached but unheld blocks count as free
+  EXPECT_EQ(pool.num_cached(), 2);
+  EXPECT_EQ(pool.Match({a}).size(), 1u);  // still there after both let go
+  pool.Free({(*s1)[0]});
+  // Same hash, other tokens: refused.
+  BlockKey forged = a;
+  forged.tokens = {7, 7};
+  EXPECT_TRUE(pool.Match({forged}).empty());
+  // Allocation uses never-held blocks first, then evicts the least recently freed (b, then a).
+  auto s2 = pool.Allocate(3);
+  ASSERT_TRUE(s2.ok());
+  EXPECT_EQ(pool.num_cached(), 1);
+  EXPECT_TRUE(pool.Cached(a.hash));
+  EXPECT_FALSE(pool.Cached(b.hash));
+  auto s3 = pool.Allocate(1);
+  ASSERT_TRUE(s3.ok());
+  EXPECT_EQ(pool.num_cached(), 0);
+  EXPECT_FALSE(pool.Allocate(1).ok());
+  // A key published twice keeps its first block; the second stays private.
+  pool.Publish((*s2)[0], c);
+  pool.Publish((*s2)[1], c);
+  EXPECT_TRUE(pool.published((*s2)[0]));
+  EXPECT_FALSE(pool.published((*s2)[1]));
+}
+
 TEST(SlotPool, ExhaustsAndRecovers) {
   SlotPool slots(3);
   std::set<int> got;

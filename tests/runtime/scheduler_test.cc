@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <random>
+#include <set>
 
 namespace strata {
 namespace {
@@ -219,6 +221,95 @@ TEST(Scheduler, RefusesRequestsThatCanNeverRun) {
   bad.prompt[0] = kVocab;
   EXPECT_EQ(s.Add(3, bad).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(s.Add(4, Request(200, 100)).code(), absl::StatusCode::kInvalidArgument);  // past the context
+}
+
+// Prefix caching's block accounting over seeded random schedules (adds from a few shared
+// prompts, aborts, two micro-batches, a cache small enough to evict and preempt): after every
+// step each block is free, cached, or held by exactly the sequences that reference it, and
+// nothing leaks once every request is over; every request that was not aborted produced exactly
+// its expected tokens (the hand-made logits depend only on what it has produced), with caching
+// on and off.
+TEST(SchedulerPrefixCache, BlockAccountingHoldsOverRandomSchedules) {
+  for (uint32_t seed = 1; seed <= 20; ++seed) {
+    for (int caching = 0; caching < 2; ++caching) {
+      std::map<RequestId, std::vector<int>> outputs;
+      std::map<RequestId, int> wanted;
+      std::set<RequestId> aborted;
+      std::mt19937 rng(seed);
+      SchedulerOptions o;
+      o.block_size = 4;
+      o.num_blocks = 24;
+      o.max_seqs = 6;
+      o.max_batched_tokens = 16;
+      o.micro_batches = 2;
+      o.prefix_caching = caching == 1;
+      const ModelSpec spec = OneLayerSpec();
+      Scheduler sched(spec, o);
+      std::vector<std::vector<int>> prompts;
+      for (int p = 0; p < 3; ++p) {
+        std::vector<int> t;
+        for (int i = 0; i < 9 + p * 5; ++i) t.push_back(1 + static_cast<int>(rng() % (kVocab - 1)));
+        prompts.push_back(t);
+      }
+      std::map<RequestId, int> produced;
+      RequestId next = 0;
+      for (int step = 0; step < 400 && (next < 30 || !sched.Idle()); ++step) {
+        if (next < 30 && rng() % 3 == 0) {
+          GenerationRequest r;
+          r.prompt = prompts[rng() % prompts.size()];
+          if (rng() % 2) r.prompt.push_back(1 + static_cast<int>(rng() % (kVocab - 1)));  // a partial hit
+          r.max_tokens = 1 + static_cast<int>(rng() % 6);
+          r.ignore_eos = true;
+          wanted[next] = r.max_tokens;
+          ASSERT_TRUE(sched.Add(next++, r).ok());
+        }
+        if (next > 0 && rng() % 23 == 0) {
+          const RequestId victim = static_cast<RequestId>(rng() % next);
+          aborted.insert(victim);
+          sched.Abort(victim);
+        }
+        sched.TakeAborted();
+        auto st = sched.Schedule(step % 2);
+        ASSERT_TRUE(st.ok()) << st.status();
+        if (!st->empty()) {
+          const std::vector<float> logits = Logits(*st, produced);
+          for (const RequestOutput& out : sched.Complete(*st, logits.data()))
+            if (out.token >= 0) {
+              outputs[out.id].push_back(out.token);
+              ++produced[out.id];
+            }
+        }
+        // Accounting: references equal holders; free + held-or-cached covers every block once.
+        const BlockPool& pool = sched.block_pool();
+        std::map<int, int> holders;
+        for (const auto& blocks : sched.BlocksHeld()) {
+          std::set<int> once(blocks.begin(), blocks.end());
+          ASSERT_EQ(once.size(), blocks.size()) << "a sequence holds a block twice";
+          for (int b : blocks) ++holders[b];
+        }
+        int64_t unheld_cached = 0;
+        for (int b = 0; b < o.num_blocks; ++b) {
+          ASSERT_EQ(pool.ref_count(b), holders.count(b) ? holders[b] : 0) << "block " << b << " seed " << seed;
+          if (pool.ref_count(b) > 1) {
+            ASSERT_TRUE(pool.published(b)) << "an unpublished block is shared";
+          }
+          unheld_cached += pool.ref_count(b) == 0 && pool.published(b);
+        }
+        const int64_t never_or_plain_free = pool.num_free() - unheld_cached;
+        ASSERT_EQ(never_or_plain_free + unheld_cached + static_cast<int64_t>(holders.size()), o.num_blocks);
+      }
+      ASSERT_TRUE(sched.Idle()) << "seed " << seed;
+      EXPECT_EQ(sched.block_pool().num_free(), o.num_blocks) << "blocks leaked, seed " << seed;
+      for (const auto& [id, n] : wanted) {
+        if (!aborted.count(id)) EXPECT_EQ(outputs[id], Expected(id, n)) << "request " << id << " seed " << seed;
+      }
+      if (caching) {
+        EXPECT_GT(sched.prefix_cache().hits, 0) << "seed " << seed;
+      } else {
+        EXPECT_EQ(sched.prefix_cache().hits, 0);
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -416,7 +416,9 @@ TEST_F(Serve, MetricsPassPromtoolAndARealPrometheusScrapesThem) {
                            "strata_time_per_output_token_seconds_bucket", "strata_e2e_request_latency_seconds_bucket",
                            "strata_num_preemptions_total", "strata_kv_cache_usage_perc", "strata_stage_kv_usage_tokens",
                            "strata_stage_kv_capacity_tokens", "strata_kv_bytes_per_token",
-                           "strata_stage_step_seconds", "strata_pipeline_bubble_ratio", "strata_request_success_total"})
+                           "strata_stage_step_seconds", "strata_pipeline_bubble_ratio", "strata_request_success_total",
+                           "strata_prefix_cache_queries_total", "strata_prefix_cache_hits_total",
+                           "strata_stage_kv_blocks_cached", "strata_stage_kv_blocks_free"})
     EXPECT_NE(ReadFile(d + "/metrics.txt").find(name), std::string::npos) << name;
 
   const int prom_port = kPort + 1;
