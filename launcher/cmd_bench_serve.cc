@@ -1,5 +1,6 @@
 // strata bench serve --url URL [--concurrency C | --rate R] --num-prompts N --prompt-len P
-// --output-len O [--model NAME] [--api-key KEY] [--json]: load on any OpenAI-compatible server.
+// --output-len O [--shared-prefix-len P --num-prefixes K] [--model NAME] [--api-key KEY] [--json]: load on
+// any OpenAI-compatible server.
 #include <cstdio>
 
 #include "absl/flags/flag.h"
@@ -16,6 +17,9 @@ ABSL_FLAG(int, concurrency, 8, "bench serve: clients at once (closed loop; a cap
 ABSL_FLAG(double, rate, 0, "bench serve: Poisson arrivals per second (0: closed loop)");
 ABSL_FLAG(int, num_prompts, 64, "bench serve: requests to send");
 ABSL_FLAG(int, vocab_range, 256, "bench serve: prompt token ids are drawn from [0, N)");
+ABSL_FLAG(int, shared_prefix_len, 0,
+          "bench serve: each prompt starts with one of --num-prefixes shared prefixes of this many tokens");
+ABSL_FLAG(int, num_prefixes, 1, "bench serve: distinct shared prefixes (with --shared-prefix-len)");
 
 namespace strata {
 
@@ -30,6 +34,8 @@ int RunBenchServe() {
   o.prompt_len = absl::GetFlag(FLAGS_prompt_len);
   o.output_len = absl::GetFlag(FLAGS_output_len);
   o.vocab = absl::GetFlag(FLAGS_vocab_range);
+  o.shared_prefix_len = absl::GetFlag(FLAGS_shared_prefix_len);
+  o.num_prefixes = absl::GetFlag(FLAGS_num_prefixes);
   o.seed = absl::GetFlag(FLAGS_seed);
   auto r = RunLoad(o);
   if (!r.ok()) return Fail("bench serve", std::string(r.status().message()));

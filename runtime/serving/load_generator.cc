@@ -114,7 +114,8 @@ json LoadResult::ToJson(const LoadOptions& o) const {
   return {{"config",
            {{"url", o.url}, {"model", model}, {"concurrency", o.concurrency}, {"rate", o.rate},
             {"num_prompts", o.num_prompts}, {"prompt_len", o.prompt_len}, {"output_len", o.output_len},
-            {"vocab", o.vocab}, {"ignore_eos", o.ignore_eos}, {"seed", o.seed}}},
+            {"vocab", o.vocab}, {"ignore_eos", o.ignore_eos}, {"seed", o.seed},
+            {"shared_prefix_len", o.shared_prefix_len}, {"num_prefixes", o.num_prefixes}}},
           {"completed", completed},
           {"errors", errors},
           {"error_samples", error_samples},
@@ -131,9 +132,11 @@ json LoadResult::ToJson(const LoadOptions& o) const {
 
 absl::StatusOr<LoadResult> RunLoad(const LoadOptions& opts) {
   LoadOptions o = opts;
-  if (o.num_prompts < 1 || o.concurrency < 1 || o.prompt_len < 1 || o.output_len < 1 || o.vocab < 1 || o.rate < 0)
-    return absl::InvalidArgumentError("bench serve: --num-prompts, --concurrency, --prompt-len, --output-len and "
-                                      "--vocab must be positive, --rate non-negative");
+  if (o.num_prompts < 1 || o.concurrency < 1 || o.prompt_len < 1 || o.output_len < 1 || o.vocab < 1 || o.rate < 0 ||
+      o.shared_prefix_len < 0 || o.num_prefixes < 1)
+    return absl::InvalidArgumentError("bench serve: --num-prompts, --concurrency, --prompt-len, --output-len, "
+                                      "--vocab and --num-prefixes must be positive, --rate and "
+                                      "--shared-prefix-len non-negative");
   if (o.model.empty()) {  // ask the server
     httplib::Client c(o.url);
     auto res = c.Get("/v1/models", Headers(o));
@@ -147,9 +150,15 @@ absl::StatusOr<LoadResult> RunLoad(const LoadOptions& opts) {
   }
   // Seeded prompts and arrival times, so a run can be repeated.
   std::mt19937_64 rng(o.seed);
+  auto token = [&] { return static_cast<int>(rng() % static_cast<uint64_t>(o.vocab)); };
+  std::vector<std::vector<int>> prefixes(o.shared_prefix_len > 0 ? o.num_prefixes : 0);
+  for (auto& p : prefixes)
+    for (int i = 0; i < o.shared_prefix_len; ++i) p.push_back(token());
   std::vector<std::vector<int>> prompts(o.num_prompts);
-  for (auto& p : prompts)
-    for (int i = 0; i < o.prompt_len; ++i) p.push_back(static_cast<int>(rng() % static_cast<uint64_t>(o.vocab)));
+  for (auto& p : prompts) {
+    if (!prefixes.empty()) p = prefixes[rng() % prefixes.size()];
+    for (int i = 0; i < o.prompt_len; ++i) p.push_back(token());
+  }
   std::vector<double> arrival(o.num_prompts, 0.0);
   if (o.rate > 0) {
     std::exponential_distribution<double> gap(o.rate);

@@ -24,6 +24,10 @@ struct LoadOptions {
   int prompt_len = 32;
   int output_len = 64;
   int vocab = 256;               // prompt ids are drawn from [0, vocab)
+  // > 0: each prompt starts with one of `num_prefixes` seeded prefixes of this many tokens (the
+  // traffic prefix caching serves: system prompts, few-shot examples), then prompt_len own tokens.
+  int shared_prefix_len = 0;
+  int num_prefixes = 1;
   bool ignore_eos = true;
   uint64_t seed = 0;
 };

@@ -397,6 +397,21 @@ TEST_F(Serve, LoadGeneratorAgreesWithTheServersCounters) {
   }
   EXPECT_EQ(counter("strata_requests_total") - requests0, 24);
   EXPECT_EQ(counter("strata_generation_tokens_total") - tokens0, 24 * 7);
+  // Shared prefixes (prefix caching's workload): 12 prompts, each one of 2 prefixes of 16 tokens
+  // and 3 of its own. Every prompt is looked up (19 tokens); all but the first of each prefix find
+  // its 4 blocks (block size 4) cached, or wait for them while the first computes them.
+  const double hits0 = counter("strata_prefix_cache_hits_total");
+  const double queries0 = counter("strata_prefix_cache_queries_total");
+  const std::string shared = RunShell(Bin() + " bench serve --url http://127.0.0.1:" + std::to_string(kPort) +
+                                      " --api-key " + kKey + " --concurrency 4 --num-prompts 12 --prompt-len 3"
+                                      " --output-len 2 --shared-prefix-len 16 --num-prefixes 2 --vocab-range 500"
+                                      " --seed 5 --json").out;
+  const json sj = json::parse(shared, nullptr, false);
+  ASSERT_FALSE(sj.is_discarded()) << shared;
+  EXPECT_EQ(sj["completed"], 12) << shared;
+  EXPECT_EQ(sj["prompt_tokens"], 12 * 19);
+  EXPECT_EQ(counter("strata_prefix_cache_queries_total") - queries0, 12 * 19);
+  EXPECT_EQ(counter("strata_prefix_cache_hits_total") - hits0, 10 * 16);
   // A wrong key is reported as errors, with a non-zero exit.
   const ShellResult bad = RunShell(Bin() + " bench serve --url http://127.0.0.1:" + std::to_string(kPort) +
                                    " --served-model-name model --api-key wrong --num-prompts 2 --json");
