@@ -302,13 +302,19 @@ TEST_F(HttpFrontEnd, NullFieldsAreDefaultsAndMutationsNever5xx) {
   json nulls = Completion(2, 4, false);
   for (const char* f : {"stream", "n", "echo", "logprobs", "stop", "seed", "top_p", "top_k", "user", "best_of",
                         "presence_penalty", "frequency_penalty", "logit_bias", "stream_options", "suffix", "min_p",
-                        "repetition_penalty", "min_tokens", "stop_token_ids"})
+                        "repetition_penalty", "min_tokens", "stop_token_ids", "temperature", "ignore_eos",
+                        "return_token_ids"})
     nulls[f] = nullptr;
   auto r = c.Post("/v1/completions", nulls.dump(), "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << r->body;
   json chat = {{"model", "model"}, {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})},
-               {"max_tokens", 4}, {"stream", nullptr}, {"n", nullptr}, {"logprobs", nullptr}, {"top_logprobs", nullptr}};
+               {"max_tokens", 4}, {"stream", nullptr}, {"n", nullptr}, {"logprobs", nullptr}, {"top_logprobs", nullptr},
+               {"max_completion_tokens", nullptr}, {"temperature", nullptr}, {"top_p", nullptr}, {"seed", nullptr},
+               {"stop", nullptr}, {"presence_penalty", nullptr}, {"frequency_penalty", nullptr},
+               {"logit_bias", nullptr}, {"user", nullptr}, {"stream_options", nullptr}, {"min_p", nullptr},
+               {"top_k", nullptr}, {"repetition_penalty", nullptr}, {"min_tokens", nullptr},
+               {"stop_token_ids", nullptr}, {"ignore_eos", nullptr}, {"return_token_ids", nullptr}};
   r = c.Post("/v1/chat/completions", chat.dump(), "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << r->body;
@@ -317,15 +323,26 @@ TEST_F(HttpFrontEnd, NullFieldsAreDefaultsAndMutationsNever5xx) {
   const std::vector<json> values = {nullptr, true, 0, -1, 3, 1e300, "x", json::array(), json::array({1}),
                                     json::object(), json{{"a", nullptr}}};
   const std::vector<std::string> keys = {"prompt", "messages", "max_tokens", "temperature", "top_p", "stream",
-                                         "stop", "logprobs", "n", "stream_options", "echo", "seed", "model"};
+                                         "stop", "logprobs", "n", "stream_options", "echo", "seed", "model",
+                                         "top_logprobs", "best_of", "logit_bias", "min_tokens", "stop_token_ids",
+                                         "presence_penalty", "repetition_penalty", "max_completion_tokens",
+                                         "tokens", "add_special_tokens", "add_generation_prompt"};
+  // Every endpoint that takes a body: generation, /tokenize and /detokenize.
+  const std::vector<std::pair<std::string, json>> bases = {
+      {"/v1/chat/completions", chat},
+      {"/v1/completions", Completion(3, 2, false)},
+      {"/v1/completions", Completion(4, 2, true)},
+      {"/tokenize", {{"prompt", "hello"}}},
+      {"/tokenize", {{"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}}},
+      {"/detokenize", {{"tokens", {1, 2, 3}}}}};
   int over_499 = 0, answered = 0;
   for (int i = 0; i < 600; ++i) {
-    const bool is_chat = rng() % 2;
-    json body = is_chat ? chat : Completion(i, 2, rng() % 2);
+    const auto& [path, base] = bases[rng() % bases.size()];
+    json body = base;
     for (int k = 0, n = 1 + rng() % 3; k < n; ++k) body[keys[rng() % keys.size()]] = values[rng() % values.size()];
     std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
     if (rng() % 4 == 0) text[rng() % text.size()] = static_cast<char>(rng() % 256);
-    auto m = c.Post(is_chat ? "/v1/chat/completions" : "/v1/completions", text, "application/json");
+    auto m = c.Post(path.c_str(), text, "application/json");
     ASSERT_TRUE(m) << "no answer to " << text;
     ++answered;
     if (m->status >= 500) {
@@ -336,6 +353,9 @@ TEST_F(HttpFrontEnd, NullFieldsAreDefaultsAndMutationsNever5xx) {
   EXPECT_EQ(over_499, 0);
   EXPECT_EQ(answered, 600);
   EXPECT_EQ(c.Get("/health")->status, 200);
+  auto models = c.Get("/v1/models?x=1");
+  ASSERT_TRUE(models);
+  EXPECT_EQ(models->status, 200);
 }
 
 
