@@ -94,6 +94,11 @@ void BlockPool::Publish(int block, BlockKey key) {
   m.key = std::move(key);
 }
 
+void BlockPool::Retain(int block) {
+  STRATA_CHECK(block >= 0 && block < num_blocks_ && meta_[block].refs > 0);
+  ++meta_[block].refs;
+}
+
 SlotPool::SlotPool(int num_slots) {
   for (int s = num_slots - 1; s >= 0; --s) free_.push_back(s);
 }

@@ -50,6 +50,8 @@ class BlockPool {
   // `block` (held, rows written) now holds `key`'s contents. A key already cached under another
   // block keeps that one; this block then stays private and is freed as usual.
   void Publish(int block, BlockKey key);
+  // One more reference to a held block (kept from reuse while another sequence copies it).
+  void Retain(int block);
   int ref_count(int block) const { return meta_[block].refs; }
   bool published(int block) const { return meta_[block].published; }
 

@@ -24,6 +24,19 @@ absl::StatusOr<KvStorage> KvStorage::Create(Backend* backend, const KvLayout& la
   return s;
 }
 
+void KvStorage::CopyBlock(Backend* backend, int src, int dst) const {
+  for (size_t i = 0; i < layout_.banks.size(); ++i) {
+    const KvBank& b = layout_.banks[i];
+    if (b.window > 0) continue;  // ring banks are per slot, not per block
+    const size_t block_bytes = static_cast<size_t>(layout_.block_size) * static_cast<size_t>(b.bytes_per_row / 2);
+    for (const DeviceBuffer* buf : {&k_[i], &v_[i]}) {
+      char* base = static_cast<char*>(buf->get());
+      backend->CopyDeviceToDevice(base + static_cast<size_t>(dst) * block_bytes, base + static_cast<size_t>(src) * block_bytes,
+                                  block_bytes);
+    }
+  }
+}
+
 KvBankView KvStorage::View(int i) const {
   const KvBank& b = layout_.banks[i];
   KvBankView v;

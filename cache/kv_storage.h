@@ -18,6 +18,8 @@ class KvStorage {
   // The view of bank `bank_index` (an index into layout.banks).
   KvBankView View(int bank_index) const;
   int64_t allocated_bytes() const { return allocated_bytes_; }
+  // Copies block `src`'s rows to block `dst` in every paged bank (K and V).
+  void CopyBlock(Backend* backend, int src, int dst) const;
   const KvLayout& layout() const { return layout_; }
   const KvCapacity& capacity() const { return capacity_; }
 

@@ -337,6 +337,16 @@ absl::Status ModelRunner::RecvRows(int bank, int peer, int tokens) {
 
 absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceStep>& seqs) {
   RETURN_IF_ERROR(Prepare(seqs));
+  // Block copies first: on every rank they precede this step and follow every earlier one, so
+  // the source rows are final and the copy is in place before anything reads it.
+  for (const SequenceStep& q : seqs) {
+    if (q.copy_src < 0) continue;
+    const int64_t blocks = kv_->capacity().num_blocks;
+    if (q.copy_src >= blocks || q.copy_dst < 0 || q.copy_dst >= blocks)
+      return absl::InvalidArgumentError(absl::StrCat("block copy ", q.copy_src, " -> ", q.copy_dst, " outside the ",
+                                                     blocks, " blocks"));
+    kv_->CopyBlock(backend_, q.copy_src, q.copy_dst);
+  }
   const int T = num_tokens_;
   const int h = spec_.hidden_size;
   const int first = first_layer_, last = last_layer_;

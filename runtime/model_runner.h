@@ -31,6 +31,9 @@ struct SequenceStep {
   int context_len = 0;      // tokens already in the cache
   std::vector<int> blocks;  // block table covering context_len + tokens.size() (empty: no paged bank)
   int slot = 0;             // ring-bank slot
+  // Before the step: copy block copy_src's rows into block copy_dst in every paged bank (a
+  // sequence taking over another's partly filled prompt block; -1: none).
+  int copy_src = -1, copy_dst = -1;
 };
 
 // Where this rank sits in the job and how it talks to the others.

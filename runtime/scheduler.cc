@@ -51,7 +51,7 @@ absl::Status Scheduler::Add(RequestId id, GenerationRequest r) {
   if (seqs_.count(id)) return absl::AlreadyExistsError(absl::StrCat("request ", id, " is already scheduled"));
   const uint64_t seed = r.sampling.seed;
   auto s = std::make_unique<Seq>(
-      Seq{id, next_order_++, std::move(r), {}, {}, -1, 0, -1, 0, false, SamplerRng(seed), {}, 0});
+      Seq{id, next_order_++, std::move(r), {}, {}, -1, 0, -1, 0, false, SamplerRng(seed), {}, 0, -1, false});
   seqs_[id] = std::move(s);
   waiting_.push_back(id);
   return absl::OkStatus();
@@ -63,7 +63,14 @@ int Scheduler::num_running() const {
   return n;
 }
 
+void Scheduler::DropCopySource(Seq* s) {
+  if (s->copy_src >= 0) blocks_.Free({s->copy_src});
+  s->copy_src = -1;
+  s->copy_in_flight = false;
+}
+
 void Scheduler::Release(Seq* s) {
+  DropCopySource(s);
   if (!s->blocks.empty()) blocks_.Free(s->blocks);
   s->blocks.clear();
   if (s->slot >= 0) slots_.Free(s->slot);
@@ -130,6 +137,19 @@ bool Scheduler::ComputingElsewhere(uint64_t hash) const {
   return false;
 }
 
+const Scheduler::Seq* Scheduler::SharingPrefix(const Seq& s, int n, const std::vector<BlockKey>& chain) const {
+  const int full = std::min(static_cast<int>(chain.size()), n / o_.block_size);
+  for (const auto& [id, other] : seqs_) {
+    const Seq& l = *other;
+    if (&l == &s || l.micro_batch < 0 || l.aborted || l.total() < n) continue;
+    if (full > 0 && (static_cast<int>(l.hashes.size()) < full || l.hashes[full - 1] != chain[full - 1].hash)) continue;
+    bool same = true;
+    for (int i = full * o_.block_size; i < n && same; ++i) same = l.token_at(i) == s.token_at(i);
+    if (same) return &l;
+  }
+  return nullptr;
+}
+
 bool Scheduler::Admit(int mb) {
   Seq* s = seqs_[waiting_.front()].get();
   if (slots_.num_free() == 0) return false;
@@ -142,6 +162,20 @@ bool Scheduler::Admit(int mb) {
       blocks_.Free(hit);
       return false;
     }
+    // The rest of the prefix, up to the last token, in a running sequence's partly filled block
+    // (n samples of one prompt): copy that block once it is computed, wait while it is not.
+    const int want = s->total() - 1, have = static_cast<int>(hit.size()) * o_.block_size;
+    if (want > have && hit.size() == chain.size()) {
+      const Seq* donor = SharingPrefix(*s, want, chain);
+      if (donor != nullptr && donor->computed < want) {
+        blocks_.Free(hit);
+        return false;
+      }
+      if (donor != nullptr && static_cast<int>(donor->blocks.size()) > static_cast<int>(hit.size())) {
+        s->copy_src = donor->blocks[hit.size()];
+        blocks_.Retain(s->copy_src);
+      }
+    }
     // The chain of a running sequence: its full blocks as they will be published.
     KeyChain(s, s->total() / o_.block_size);
   }
@@ -149,6 +183,7 @@ bool Scheduler::Admit(int mb) {
   const int64_t need = Paged() ? BlocksFor(s->total() + 1, o_.block_size) - static_cast<int64_t>(hit.size()) : 0;
   if (need > blocks_.num_free()) {
     blocks_.Free(hit);
+    DropCopySource(s);
     return false;
   }
   s->blocks = hit;
@@ -156,11 +191,12 @@ bool Scheduler::Admit(int mb) {
     std::vector<int> fresh = std::move(blocks_.Allocate(need)).value();
     s->blocks.insert(s->blocks.end(), fresh.begin(), fresh.end());
   }
+  s->computed = static_cast<int>(hit.size()) * o_.block_size;
+  if (s->copy_src >= 0) s->computed = s->total() - 1;  // all but the last token, copied
   if (o_.prefix_caching && Paged()) {
     prefix_stats_.queries += s->total();
-    prefix_stats_.hits += static_cast<int64_t>(hit.size()) * o_.block_size;
+    prefix_stats_.hits += s->computed;
   }
-  s->computed = static_cast<int>(hit.size()) * o_.block_size;
   s->published = static_cast<int>(hit.size());
   s->slot = std::move(slots_.Allocate()).value();
   s->micro_batch = mb;
@@ -173,6 +209,13 @@ void Scheduler::PublishComputedBlocks(Seq* s) {
   if (full <= s->published) return;
   std::vector<BlockKey> chain = KeyChain(s, full);
   for (; s->published < full; ++s->published) blocks_.Publish(s->blocks[s->published], chain[s->published]);
+}
+
+std::vector<int> Scheduler::CopySources() const {
+  std::vector<int> out;
+  for (const auto& [id, s] : seqs_)
+    if (s->copy_src >= 0) out.push_back(s->copy_src);
+  return out;
 }
 
 std::vector<std::vector<int>> Scheduler::BlocksHeld() const {
@@ -229,6 +272,11 @@ absl::StatusOr<ScheduledStep> Scheduler::Schedule(int mb) {
     for (int i = 0; i < n; ++i) st.tokens.push_back(s->token_at(s->computed + i));
     st.context_len = s->computed;
     st.slot = s->slot;
+    if (s->copy_src >= 0 && !s->copy_in_flight) {
+      st.copy_src = s->copy_src;
+      st.copy_dst = s->blocks[s->published];
+      s->copy_in_flight = true;
+    }
     s->in_flight = n;
     (n == 1 && s->computed + 1 == s->total() && !s->generated.empty() ? step.decode_tokens : step.prefill_tokens) += n;
     budget -= n;
@@ -254,6 +302,7 @@ std::vector<RequestOutput> Scheduler::Complete(const ScheduledStep& step, const 
     Seq* s = it->second.get();
     s->computed += s->in_flight;
     s->in_flight = 0;
+    if (s->copy_in_flight) DropCopySource(s);  // the copy ran with the step
     if (o_.prefix_caching && Paged()) PublishComputedBlocks(s);
     RequestOutput o;
     o.id = s->id;

@@ -104,6 +104,8 @@ class Scheduler {
   const BlockPool& block_pool() const { return blocks_; }
   // Every sequence's blocks (waiting ones hold none), for accounting checks.
   std::vector<std::vector<int>> BlocksHeld() const;
+  // Blocks held for a copy (one reference each, by the sequence that will copy them).
+  std::vector<int> CopySources() const;
   const SchedulerOptions& options() const { return o_; }
 
  private:
@@ -121,6 +123,10 @@ class Scheduler {
     SamplerRng rng;
     std::vector<uint64_t> hashes;  // of its full blocks so far (the prefix-cache key chain)
     int published = 0;             // leading blocks published to the prefix cache
+    // A running sequence's partly filled block this one copies at its first step (held by one
+    // reference of ours until that step completes), and whether that step is in flight.
+    int copy_src = -1;
+    bool copy_in_flight = false;
     int total() const { return static_cast<int>(req.prompt.size() + generated.size()); }
     int token_at(int i) const {
       return i < static_cast<int>(req.prompt.size()) ? req.prompt[i] : generated[i - req.prompt.size()];
@@ -139,6 +145,10 @@ class Scheduler {
   // Whether a running sequence has yet to publish the block `hash` (so a waiting one that needs it
   // waits rather than computing it again: n samples of one prompt prefill it once).
   bool ComputingElsewhere(uint64_t hash) const;
+  // A running sequence whose first `n` tokens are `s`'s first `n` (its full blocks checked by
+  // hash, the rest token by token), or null.
+  const Seq* SharingPrefix(const Seq& s, int n, const std::vector<BlockKey>& chain) const;
+  void DropCopySource(Seq* s);
   void PublishComputedBlocks(Seq* s);
   std::vector<Seq*> MicroBatch(int mb);
 

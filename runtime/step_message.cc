@@ -13,7 +13,7 @@ std::vector<int32_t> EncodeStepMessage(const StepMessage& m) {
                             static_cast<int32_t>(m.seqs.size())};
   for (const SequenceStep& s : m.seqs) {
     const int nb = static_cast<int>(s.blocks.size());
-    w.insert(w.end(), {s.context_len, s.slot, static_cast<int32_t>(s.tokens.size()), nb});
+    w.insert(w.end(), {s.context_len, s.slot, static_cast<int32_t>(s.tokens.size()), nb, s.copy_src, s.copy_dst});
     w.insert(w.end(), s.tokens.begin(), s.tokens.end());
     w.insert(w.end(), s.blocks.begin(), s.blocks.end());
   }
@@ -39,12 +39,14 @@ absl::StatusOr<StepMessage> DecodeStepMessage(const std::vector<char>& bytes) {
   m.seqs.resize(num);
   size_t at = 6;
   for (int i = 0; i < num; ++i) {
-    if (at + 4 > n) return bad("truncated sequence header");
+    if (at + 6 > n) return bad("truncated sequence header");
     SequenceStep& s = m.seqs[i];
     s.context_len = w[at];
     s.slot = w[at + 1];
     const int nt = w[at + 2], nb = w[at + 3];
-    at += 4;
+    s.copy_src = w[at + 4];
+    s.copy_dst = w[at + 5];
+    at += 6;
     if (nt < 0 || nb < 0 || at + nt + nb > n) return bad("truncated sequence body");
     s.tokens.assign(w.begin() + at, w.begin() + at + nt);
     at += nt;

@@ -16,7 +16,7 @@
 namespace strata {
 
 // Bumped whenever the wire layout changes: ranks built from different sources refuse each other.
-inline constexpr int32_t kStepProtocolVersion = 1;
+inline constexpr int32_t kStepProtocolVersion = 2;
 
 struct StepMessage {
   bool stop = false;    // the job is over: leave the worker loop
@@ -26,7 +26,7 @@ struct StepMessage {
 };
 
 // [version, stop, report, step_id lo, hi, num_seqs, then per sequence: context_len, slot,
-// n_tokens, n_blocks, tokens..., blocks...] as int32.
+// n_tokens, n_blocks, copy_src, copy_dst, tokens..., blocks...] as int32.
 std::vector<int32_t> EncodeStepMessage(const StepMessage& m);
 absl::StatusOr<StepMessage> DecodeStepMessage(const std::vector<char>& bytes);
 

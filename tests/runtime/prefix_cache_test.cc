@@ -143,10 +143,10 @@ TEST(PrefixCache, FourSamplesShareOnePrefill) {
   ASSERT_TRUE(together.ok());
   const int64_t prefill = (*engine)->stats().prefill_tokens;
   const int64_t hits = (*engine)->scheduler().prefix_cache().hits;
-  // The first sample prefills all 18 tokens; each sibling finds the 4 full blocks before the last
-  // token (16 tokens) and computes only the 2 after them.
-  EXPECT_EQ(hits, 3 * 16);
-  EXPECT_EQ(prefill, 18 + 3 * 2);
+  // The first sample prefills all 18 tokens; each sibling shares its 4 full blocks, copies the
+  // partly filled fifth (token 17 of 18) and computes only the last token, for its own logits.
+  EXPECT_EQ(hits, 3 * 17);
+  EXPECT_EQ(prefill, 18 + 3 * 1);
   for (size_t i = 0; i < samples.size(); ++i) {
     EngineOptions alone_options = eo;
     alone_options.enable_prefix_caching = false;

@@ -27,6 +27,10 @@ StepMessage RandomMessage(std::mt19937& rng) {
     q.slot = static_cast<int>(rng() % 64);
     for (int t = 0, n = 1 + static_cast<int>(rng() % 9); t < n; ++t) q.tokens.push_back(static_cast<int>(rng() % 50000));
     for (int b = 0, n = static_cast<int>(rng() % 6); b < n; ++b) q.blocks.push_back(static_cast<int>(rng() % 4096));
+    if (rng() % 3 == 0) {  // a block copy before the step
+      q.copy_src = static_cast<int>(rng() % 4096);
+      q.copy_dst = static_cast<int>(rng() % 4096);
+    }
     m.seqs.push_back(std::move(q));
   }
   return m;
@@ -42,6 +46,8 @@ void ExpectSame(const StepMessage& a, const StepMessage& b) {
     EXPECT_EQ(a.seqs[i].context_len, b.seqs[i].context_len);
     EXPECT_EQ(a.seqs[i].slot, b.seqs[i].slot);
     EXPECT_EQ(a.seqs[i].blocks, b.seqs[i].blocks);
+    EXPECT_EQ(a.seqs[i].copy_src, b.seqs[i].copy_src);
+    EXPECT_EQ(a.seqs[i].copy_dst, b.seqs[i].copy_dst);
   }
 }
 
