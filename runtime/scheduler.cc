@@ -51,7 +51,7 @@ absl::Status Scheduler::Add(RequestId id, GenerationRequest r) {
   if (seqs_.count(id)) return absl::AlreadyExistsError(absl::StrCat("request ", id, " is already scheduled"));
   const uint64_t seed = r.sampling.seed;
   auto s = std::make_unique<Seq>(
-      Seq{id, next_order_++, std::move(r), {}, {}, -1, 0, -1, 0, false, SamplerRng(seed), {}, 0, -1, false});
+      Seq{id, next_order_++, std::move(r), {}, {}, -1, 0, -1, 0, false, SamplerRng(seed), {}, 0, -1, false, false});
   seqs_[id] = std::move(s);
   waiting_.push_back(id);
   return absl::OkStatus();
@@ -137,17 +137,26 @@ bool Scheduler::ComputingElsewhere(uint64_t hash) const {
   return false;
 }
 
-const Scheduler::Seq* Scheduler::SharingPrefix(const Seq& s, int n, const std::vector<BlockKey>& chain) const {
+Scheduler::Donor Scheduler::SharingPrefix(const Seq& s, int n, const std::vector<BlockKey>& chain) const {
   const int full = std::min(static_cast<int>(chain.size()), n / o_.block_size);
+  Donor d;
   for (const auto& [id, other] : seqs_) {
     const Seq& l = *other;
     if (&l == &s || l.micro_batch < 0 || l.aborted || l.total() < n) continue;
     if (full > 0 && (static_cast<int>(l.hashes.size()) < full || l.hashes[full - 1] != chain[full - 1].hash)) continue;
     bool same = true;
     for (int i = full * o_.block_size; i < n && same; ++i) same = l.token_at(i) == s.token_at(i);
-    if (same) return &l;
+    if (!same) continue;
+    // Its rows count once its own copy (if it took one) has been issued: every rank runs steps in
+    // issue order, so a copy issued later reads them after they are there.
+    const bool rows_there = l.computed >= n && !(l.copy_src >= 0 && !l.copy_in_flight);
+    if (rows_there && static_cast<int>(l.blocks.size()) > full) {
+      d.ready = &l;
+      return d;
+    }
+    d.computing = true;
   }
-  return nullptr;
+  return d;
 }
 
 bool Scheduler::Admit(int mb) {
@@ -166,13 +175,13 @@ bool Scheduler::Admit(int mb) {
     // (n samples of one prompt): copy that block once it is computed, wait while it is not.
     const int want = s->total() - 1, have = static_cast<int>(hit.size()) * o_.block_size;
     if (want > have && hit.size() == chain.size()) {
-      const Seq* donor = SharingPrefix(*s, want, chain);
-      if (donor != nullptr && donor->computed < want) {
+      const Donor donor = SharingPrefix(*s, want, chain);
+      if (donor.ready == nullptr && donor.computing) {
         blocks_.Free(hit);
         return false;
       }
-      if (donor != nullptr && static_cast<int>(donor->blocks.size()) > static_cast<int>(hit.size())) {
-        s->copy_src = donor->blocks[hit.size()];
+      if (donor.ready != nullptr) {
+        s->copy_src = donor.ready->blocks[hit.size()];
         blocks_.Retain(s->copy_src);
       }
     }
@@ -193,9 +202,10 @@ bool Scheduler::Admit(int mb) {
   }
   s->computed = static_cast<int>(hit.size()) * o_.block_size;
   if (s->copy_src >= 0) s->computed = s->total() - 1;  // all but the last token, copied
-  if (o_.prefix_caching && Paged()) {
+  if (o_.prefix_caching && Paged() && !s->counted) {  // a readmission after preemption is not a new query
     prefix_stats_.queries += s->total();
     prefix_stats_.hits += s->computed;
+    s->counted = true;
   }
   s->published = static_cast<int>(hit.size());
   s->slot = std::move(slots_.Allocate()).value();

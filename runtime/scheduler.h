@@ -50,8 +50,9 @@ struct SchedulerOptions {
   bool prefix_caching = false;
 };
 
-// Prefix-cache counters, in tokens (vLLM's meaning): tokens looked up at admission, and those
-// found cached.
+// Prefix-cache counters, in tokens, once per request (a readmission after preemption is not
+// counted again): tokens looked up at admission, and those not recomputed (found cached, or
+// copied from a running sequence's partly filled block).
 struct PrefixCacheStats {
   int64_t queries = 0, hits = 0;
 };
@@ -127,6 +128,7 @@ class Scheduler {
     // reference of ours until that step completes), and whether that step is in flight.
     int copy_src = -1;
     bool copy_in_flight = false;
+    bool counted = false;  // in the prefix-cache counters (once per request, not per readmission)
     int total() const { return static_cast<int>(req.prompt.size() + generated.size()); }
     int token_at(int i) const {
       return i < static_cast<int>(req.prompt.size()) ? req.prompt[i] : generated[i - req.prompt.size()];
@@ -145,9 +147,14 @@ class Scheduler {
   // Whether a running sequence has yet to publish the block `hash` (so a waiting one that needs it
   // waits rather than computing it again: n samples of one prompt prefill it once).
   bool ComputingElsewhere(uint64_t hash) const;
-  // A running sequence whose first `n` tokens are `s`'s first `n` (its full blocks checked by
-  // hash, the rest token by token), or null.
-  const Seq* SharingPrefix(const Seq& s, int n, const std::vector<BlockKey>& chain) const;
+  // Running sequences whose first `n` tokens are `s`'s first `n` (full blocks checked by hash, the
+  // rest token by token): one that has computed them and holds them in its own blocks (not in a
+  // copy still to run), else whether one is still computing them.
+  struct Donor {
+    const Seq* ready = nullptr;
+    bool computing = false;
+  };
+  Donor SharingPrefix(const Seq& s, int n, const std::vector<BlockKey>& chain) const;
   void DropCopySource(Seq* s);
   void PublishComputedBlocks(Seq* s);
   std::vector<Seq*> MicroBatch(int mb);

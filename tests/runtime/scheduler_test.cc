@@ -226,7 +226,9 @@ TEST(Scheduler, RefusesRequestsThatCanNeverRun) {
 // Prefix caching's block accounting over seeded random schedules (adds from a few shared
 // prompts, aborts, two micro-batches, a cache small enough to evict and preempt): after every
 // step each block is free, cached, or held by exactly the sequences that reference it, and
-// nothing leaks once every request is over; every request that was not aborted produced exactly
+// nothing leaks once every request is over; a model of the cache's rows (copies run before each
+// step, as on every rank) shows every row a sequence reads holding its own token; every request
+// that was not aborted produced exactly
 // its expected tokens (the hand-made logits depend only on what it has produced), with caching
 // on and off.
 TEST(SchedulerPrefixCache, BlockAccountingHoldsOverRandomSchedules) {
@@ -234,17 +236,19 @@ TEST(SchedulerPrefixCache, BlockAccountingHoldsOverRandomSchedules) {
     for (int caching = 0; caching < 2; ++caching) {
       std::map<RequestId, std::vector<int>> outputs;
       std::map<RequestId, int> wanted;
+      std::map<RequestId, std::vector<int>> prompts_of;
       std::set<RequestId> aborted;
       std::mt19937 rng(seed);
       SchedulerOptions o;
       o.block_size = 4;
       o.num_blocks = 24;
       o.max_seqs = 6;
-      o.max_batched_tokens = 16;
+      o.max_batched_tokens = seed % 2 ? 16 : 3;  // a small budget leaves admitted sequences out of a step
       o.micro_batches = 2;
       o.prefix_caching = caching == 1;
       const ModelSpec spec = OneLayerSpec();
       Scheduler sched(spec, o);
+      std::vector<std::vector<int>> rows(o.num_blocks, std::vector<int>(o.block_size, -1));
       std::vector<std::vector<int>> prompts;
       for (int p = 0; p < 3; ++p) {
         std::vector<int> t;
@@ -261,6 +265,7 @@ TEST(SchedulerPrefixCache, BlockAccountingHoldsOverRandomSchedules) {
           r.max_tokens = 1 + static_cast<int>(rng() % 6);
           r.ignore_eos = true;
           wanted[next] = r.max_tokens;
+          prompts_of[next] = r.prompt;
           ASSERT_TRUE(sched.Add(next++, r).ok());
         }
         if (next > 0 && rng() % 23 == 0) {
@@ -271,6 +276,26 @@ TEST(SchedulerPrefixCache, BlockAccountingHoldsOverRandomSchedules) {
         sched.TakeAborted();
         auto st = sched.Schedule(step % 2);
         ASSERT_TRUE(st.ok()) << st.status();
+        // A model of the KV cache's rows (which token each row holds), run as every rank runs a
+        // step: block copies first, then each sequence reads its context and writes its tokens.
+        // Every row a sequence reads must hold that sequence's own token at that position.
+        for (const SequenceStep& q : st->seqs)
+          if (q.copy_src >= 0) rows[q.copy_dst] = rows[q.copy_src];
+        for (size_t i = 0; i < st->seqs.size(); ++i) {
+          const SequenceStep& q = st->seqs[i];
+          const RequestId id = st->ids[i];
+          std::vector<int> known = prompts_of[id];
+          known.insert(known.end(), outputs[id].begin(), outputs[id].end());
+          for (int pos = 0; pos < q.context_len; ++pos) {
+            const int b = q.blocks[pos / o.block_size];
+            ASSERT_EQ(rows[b][pos % o.block_size], known[pos])
+                << "request " << id << " reads a wrong row at " << pos << " (block " << b << "), seed " << seed;
+          }
+          for (size_t t = 0; t < q.tokens.size(); ++t) {
+            const int pos = q.context_len + static_cast<int>(t);
+            rows[q.blocks[pos / o.block_size]][pos % o.block_size] = q.tokens[t];
+          }
+        }
         if (!st->empty()) {
           const std::vector<float> logits = Logits(*st, produced);
           for (const RequestOutput& out : sched.Complete(*st, logits.data()))
