@@ -119,13 +119,16 @@ absl::Status ReadRopeScaling(const Fields& f, ModelSpec* s) {
   if (type == "linear") out.type = RopeScaling::kLinear;
   else if (type == "llama3") out.type = RopeScaling::kLlama3;
   else if (type == "yarn") out.type = RopeScaling::kYarn;
-  else if (type == "dynamic")
-    // transformers' _compute_dynamic_ntk_parameters recomputes the rotary base from the current
-    // sequence length at every forward once it passes max_position_embeddings. Strata's rotary
-    // tables are fixed when the model loads, so serving it would be different math past that length.
-    return f.Error("rope_scaling", "rope_type 'dynamic' (NTK scaling by the current sequence length) is not "
-                                   "supported: Strata's rotary frequencies are fixed at load time");
-  else
+  else if (type == "dynamic") {
+    // transformers' dynamic NTK scaling (_compute_dynamic_ntk_parameters) multiplies the rotary
+    // base by ((factor * L / max_position_embeddings) - (factor - 1)) ^ (dim / (dim - 2)) with
+    // L = max(sequence length, max_position_embeddings): 1 for every sequence up to
+    // max_position_embeddings, the longest Strata admits. So within what Strata serves the
+    // frequencies are the unscaled ones, exactly; only the factor is checked.
+    ASSIGN_OR_RETURN(const double factor, number("factor", 0));
+    if (!(factor >= 1)) return f.Error("rope_scaling", "'factor' must be a number >= 1");
+    return absl::OkStatus();
+  } else
     return f.Error("rope_scaling", absl::StrCat("rope_type '", type, "' is not supported (linear, llama3, yarn are)"));
   ASSIGN_OR_RETURN(out.factor, number("factor", 0));
   if (!(out.factor >= 1)) return f.Error("rope_scaling", "'factor' must be a number >= 1");

@@ -34,8 +34,8 @@ struct LayerSpec {
 };
 
 // config.json's rope_scaling (Hugging Face's rope_type), applied to the rotary inverse
-// frequencies once (RopeInverseFrequencies). "dynamic" (NTK) changes with the sequence length and
-// is refused by the config reader.
+// frequencies once (RopeInverseFrequencies). "dynamic" (NTK) scales only sequences longer than
+// max_position_embeddings, which Strata never admits, so the config reader reads it as none.
 struct RopeScaling {
   enum Type { kNone, kLinear, kLlama3, kYarn } type = kNone;
   double factor = 1;

@@ -51,6 +51,12 @@ elif kind == "yarn":
     extrapolation = 1 - ramp
     pos = base ** (np.arange(0, dim, 2).astype(np.float64) / dim)
     inv = (1.0 / (factor * pos)) * (1 - extrapolation) + (1.0 / pos) * extrapolation
+elif kind == "dynamic":
+    # transformers' _compute_dynamic_ntk_parameters at the longest sequence Strata admits.
+    max_pos = cfg["max_position_embeddings"]
+    seq_len = max(cfg["max_position_embeddings"], max_pos)
+    base = base * ((r["factor"] * seq_len / max_pos) - (r["factor"] - 1)) ** (dim / (dim - 2))
+    inv = 1.0 / (base ** (np.arange(0, dim, 2, dtype=np.int64).astype(np.float64) / dim))
 print(json.dumps({"inv_freq": [float(x) for x in inv], "attention_factor": attention}))
 )PY";
 
@@ -76,13 +82,15 @@ TEST(RopeScaling, MatchesHuggingFaceFormulas) {
         {"original_max_position_embeddings", 8192}},
        500000.0},
       {{{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32768}}, 1000000.0},
+      {{{"type", "dynamic"}, {"factor", 2.0}}, 10000.0},
       {{{"rope_type", "yarn"}, {"factor", 2.0}, {"original_max_position_embeddings", 2048}, {"beta_fast", 16},
         {"beta_slow", 2}, {"attention_factor", 1.2}},
        10000.0},
   };
   for (const auto& [rs, theta] : cases) {
     const ModelSpec spec = SpecWith(dir, rs, theta, 4, 512);  // head_dim 128, as Llama 3.1 8B
-    json hf_cfg = {{"rope_theta", theta}, {"head_dim", spec.head_dim}, {"rope_scaling", rs}};
+    json hf_cfg = {{"rope_theta", theta}, {"head_dim", spec.head_dim}, {"rope_scaling", rs},
+                   {"max_position_embeddings", spec.max_position_embeddings}};
     std::ofstream(dir + "/hf.json") << hf_cfg.dump();
     // Debian's interpreter, where python3-numpy installs (a python3 earlier on PATH may lack it).
     const ShellResult r = RunShell("/usr/bin/python3 " + dir + "/hf.py " + dir + "/hf.json 2>&1");
@@ -98,7 +106,7 @@ TEST(RopeScaling, MatchesHuggingFaceFormulas) {
 
 TEST(RopeScaling, UnsupportedKindsAreRefusedByName) {
   const std::string dir = TempDir("rope-refused");
-  for (const json& rs : {json{{"rope_type", "dynamic"}, {"factor", 2.0}}, json{{"type", "su"}, {"factor", 2.0}},
+  for (const json& rs : {json{{"rope_type", "longrope"}, {"factor", 2.0}}, json{{"type", "su"}, {"factor", 2.0}},
                          json{{"rope_type", "yarn"}, {"factor", 2.0}, {"original_max_position_embeddings", 100},
                               {"mscale", 0.7}},
                          json{{"rope_type", "linear"}, {"factor", 0.5}}}) {
@@ -122,13 +130,15 @@ absl::StatusOr<ModelSpec> LlamaWith(const json& extra) {
   return ParseModelConfig(cfg.dump(), "/m/config.json");
 }
 
-TEST(RopeScaling, DynamicIsRefusedWithTheReason) {
+// Dynamic NTK scales only past max_position_embeddings, which no request reaches: the frequencies
+// match transformers' at that length (MatchesHuggingFaceFormulas), a longer request is refused as
+// for every model, and a bad factor is an error naming the field.
+TEST(RopeScaling, DynamicIsExactUpToTheContextLength) {
   auto spec = LlamaWith({{"rope_scaling", {{"type", "dynamic"}, {"factor", 2.0}}}});
-  ASSERT_FALSE(spec.ok());
-  const std::string m(spec.status().message());
-  EXPECT_NE(m.find("rope_scaling"), std::string::npos) << m;
-  EXPECT_NE(m.find("dynamic"), std::string::npos) << m;
-  EXPECT_NE(m.find("sequence length"), std::string::npos) << m;
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  auto bad = LlamaWith({{"rope_scaling", {{"type", "dynamic"}, {"factor", 0.5}}}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("rope_scaling"), std::string::npos) << bad.status();
 }
 
 TEST(PublishedConfig, FieldsThatDoNotChangeTheMathAreAccepted) {
