@@ -57,6 +57,8 @@ int RunGenerate(const std::vector<std::string>& args) {
   if ((*engine)->prefix_caching()) {
     const PrefixCacheStats& pc = (*engine)->scheduler().prefix_cache();
     spdlog::debug("prefix cache: {} of {} prompt tokens found cached", pc.hits, pc.queries);
+  } else if (!(*engine)->prefix_caching_refusal().empty()) {
+    spdlog::debug("prefix caching off for this model: {}", (*engine)->prefix_caching_refusal());
   }
   nlohmann::json all = nlohmann::json::array();
   for (const GenerationResult& g : *results) {

@@ -133,6 +133,11 @@ int RunServe(const std::vector<std::string>& args) {
     }
   }
   spdlog::info("strata serve: {}", (*engine)->kv_budget());
+  if ((*engine)->prefix_caching()) {
+    spdlog::info("strata serve: prefix caching on");
+  } else if (!(*engine)->prefix_caching_refusal().empty()) {
+    spdlog::info("strata serve: prefix caching off for this model: {}", (*engine)->prefix_caching_refusal());
+  }
   spdlog::info("strata serve: chat template: {}", chat.tmpl ? "the model's (Jinja)" : "built-in ChatML");
   ServerMetrics metrics(**engine, served_name);
   hub->set_observer([&metrics](const StreamEvent& ev, auto submitted, auto last, bool first) {

@@ -7,7 +7,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include <spdlog/spdlog.h>
 #include "runtime/base/status.h"
 #include "runtime/model/config.h"
 #include "runtime/model/safetensors.h"
@@ -171,7 +170,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
       if (refusal.empty()) {
         so.prefix_caching = e->prefix_caching_ = so.num_blocks > 0;
       } else {
-        spdlog::info("prefix caching is off for this model: {}", refusal);
+        e->prefix_caching_refusal_ = refusal;
       }
     }
     e->scheduler_ = std::make_unique<Scheduler>(e->spec_, so);

@@ -130,8 +130,10 @@ class Engine {
   const EngineStats& stats() const { return stats_; }
   void ResetStats() { stats_ = {}; }
   const Scheduler& scheduler() const { return *scheduler_; }
-  // Whether this engine reuses cached prefixes (the option, less the model's refusal).
+  // Whether this engine reuses cached prefixes (the option, less the model's refusal), and why
+  // not when the model refused it (serve logs it).
   bool prefix_caching() const { return prefix_caching_; }
+  const std::string& prefix_caching_refusal() const { return prefix_caching_refusal_; }
   int micro_batches() const { return static_cast<int>(in_flight_.size()); }
   // The pipeline plan this engine runs (every rank derives the same one).
   const PipelinePlan& plan() const { return plan_; }
@@ -180,6 +182,7 @@ class Engine {
   EngineComms comms_;
   bool shut_down_ = false;
   bool prefix_caching_ = false;
+  std::string prefix_caching_refusal_;
 };
 
 }  // namespace strata
