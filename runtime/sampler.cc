@@ -42,6 +42,9 @@ std::vector<float> ProcessLogits(const float* logits, int vocab, const SamplingP
     for (int t = 0; t < vocab; ++t)
       if (count[t] > 0) l[t] -= p.frequency_penalty * static_cast<float>(count[t]) + p.presence_penalty;
   }
+  if (c.allowed)
+    for (int t = 0; t < vocab; ++t)
+      if (!((c.allowed[t >> 5] >> (t & 31)) & 1u)) l[t] = -std::numeric_limits<float>::infinity();
   if (c.banned)
     for (int t : *c.banned)
       if (t >= 0 && t < vocab) l[t] = -std::numeric_limits<float>::infinity();
@@ -68,7 +71,7 @@ SampledToken SampleToken(const float* raw, int vocab, const SamplingParams& p, S
                          const SamplingContext& context) {
   std::vector<float> processed;
   const float* logits = raw;
-  if (p.transforms_logits() || (context.banned && !context.banned->empty())) {
+  if (p.transforms_logits() || (context.banned && !context.banned->empty()) || context.allowed) {
     processed = ProcessLogits(raw, vocab, p, context);
     logits = processed.data();
   }

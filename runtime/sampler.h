@@ -31,6 +31,8 @@ struct SamplingContext {
   const std::vector<int>* prompt = nullptr;
   const std::vector<int>* output = nullptr;
   const std::vector<int>* banned = nullptr;  // e.g. EOS before min_tokens
+  // A bitmask over the vocabulary (bit i of word i / 32): only these may be chosen (a grammar's).
+  const uint32_t* allowed = nullptr;
 };
 
 // A request's random stream: splitmix64, so results are the same on every platform.

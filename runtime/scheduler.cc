@@ -36,6 +36,10 @@ absl::Status Scheduler::Validate(const GenerationRequest& r) const {
   if (r.min_tokens < 0 || r.min_tokens > r.max_tokens)
     return absl::InvalidArgumentError(absl::StrCat("min_tokens (", r.min_tokens, ") must be in [0, max_tokens (",
                                                    r.max_tokens, ")]"));
+  if (r.grammar && r.grammar->vocabulary().size() != spec_.vocab_size)
+    return absl::InvalidArgumentError(absl::StrCat("the grammar was compiled for a vocabulary of ",
+                                                   r.grammar->vocabulary().size(), " tokens; the model has ",
+                                                   spec_.vocab_size));
   for (int t : r.stop_token_ids)
     if (t < 0 || t >= spec_.vocab_size)
       return absl::InvalidArgumentError(absl::StrCat("stop token id ", t, " outside the vocabulary"));
@@ -52,6 +56,7 @@ absl::Status Scheduler::Add(RequestId id, GenerationRequest r) {
   const uint64_t seed = r.sampling.seed;
   auto s = std::make_unique<Seq>(
       Seq{id, next_order_++, std::move(r), {}, {}, -1, 0, -1, 0, false, SamplerRng(seed), {}, 0, -1, false, false});
+  if (s->req.grammar) s->matcher = std::make_unique<grammar::GrammarMatcher>(s->req.grammar);
   seqs_[id] = std::move(s);
   waiting_.push_back(id);
   return absl::OkStatus();
@@ -304,6 +309,30 @@ std::vector<int> Scheduler::BannedNow(const Seq& s) const {
   return banned;
 }
 
+SampledToken Scheduler::Sample(Seq* s, const float* row) {
+  std::vector<int> banned = BannedNow(*s);
+  if (!s->matcher)
+    return SampleToken(row, spec_.vocab_size, s->req.sampling, &s->rng,
+                       {.prompt = &s->req.prompt, .output = &s->generated, .banned = &banned});
+  // Structured output: only what the grammar allows. Where the grammar allows nothing but the
+  // end, the end wins over min_tokens.
+  s->matcher->FillNextTokenMask(&mask_);
+  bool any = false;
+  for (uint32_t w : mask_) any |= w != 0;
+  if (!any) return {-1, 0.f};
+  for (int b : banned)
+    if (b >= 0 && b < spec_.vocab_size) mask_[b >> 5] &= ~(1u << (b & 31));
+  bool left = false;
+  for (uint32_t w : mask_) left |= w != 0;
+  if (!left) s->matcher->FillNextTokenMask(&mask_);
+  const SampledToken t = SampleToken(row, spec_.vocab_size, s->req.sampling, &s->rng,
+                                     {.prompt = &s->req.prompt, .output = &s->generated, .allowed = mask_.data()});
+  // The mask allows only tokens the matcher takes; logits that are all -inf or NaN could still
+  // pick one outside it, and that ends the request rather than the server.
+  if (!s->matcher->AcceptToken(t.token)) return {-1, 0.f};
+  return t;
+}
+
 std::vector<RequestOutput> Scheduler::Complete(const ScheduledStep& step, const float* logits) {
   std::vector<RequestOutput> out;
   for (size_t i = 0; i < step.ids.size(); ++i) {
@@ -318,22 +347,27 @@ std::vector<RequestOutput> Scheduler::Complete(const ScheduledStep& step, const 
     o.id = s->id;
     if (!s->aborted && s->computed == s->total()) {  // every known token is in: sample the next one
       const float* row = logits + i * spec_.vocab_size;
-      const std::vector<int> banned = BannedNow(*s);
-      const SampledToken t = SampleToken(row, spec_.vocab_size, s->req.sampling, &s->rng,
-                                         {.prompt = &s->req.prompt, .output = &s->generated, .banned = &banned});
-      s->generated.push_back(t.token);
+      const SampledToken t = Sample(s, row);
       o.token = t.token;
       o.logprob = t.logprob;
       if (s->req.top_logprobs > 0) o.top_logprobs = TopLogprobs(row, spec_.vocab_size, s->req.top_logprobs);
-      const auto& eos = spec_.eos_token_ids;
-      const auto& stop_ids = s->req.stop_token_ids;
-      if ((!s->req.ignore_eos && std::find(eos.begin(), eos.end(), t.token) != eos.end()) ||
-          std::find(stop_ids.begin(), stop_ids.end(), t.token) != stop_ids.end()) {
+      if (t.token < 0) {  // the grammar has no token to go on with: nothing can be sampled
+        o.token = -1;
         o.finished = true;
-        o.finish_reason = "stop";
-      } else if (static_cast<int>(s->generated.size()) >= s->req.max_tokens) {
-        o.finished = true;
-        o.finish_reason = "length";
+        o.finish_reason = "abort";
+      } else {
+        s->generated.push_back(t.token);
+        const auto& eos = spec_.eos_token_ids;
+        const auto& stop_ids = s->req.stop_token_ids;
+        if ((!s->req.ignore_eos && std::find(eos.begin(), eos.end(), t.token) != eos.end()) ||
+            std::find(stop_ids.begin(), stop_ids.end(), t.token) != stop_ids.end() ||
+            (s->matcher && s->matcher->IsComplete())) {  // the grammar's sentence is whole
+          o.finished = true;
+          o.finish_reason = "stop";
+        } else if (static_cast<int>(s->generated.size()) >= s->req.max_tokens) {
+          o.finished = true;
+          o.finish_reason = "length";
+        }
       }
     }
     if (s->aborted && !o.finished) {

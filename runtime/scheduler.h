@@ -21,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "cache/block_pool.h"
+#include "runtime/grammar/grammar_matcher.h"
 #include "runtime/model/model_spec.h"
 #include "runtime/model_runner.h"
 #include "runtime/sampler.h"
@@ -37,6 +38,9 @@ struct GenerationRequest {
   int min_tokens = 0;               // EOS and stop_token_ids cannot be chosen before this many tokens
   std::vector<int> stop_token_ids;  // generating one of these finishes the request ("stop")
   int top_logprobs = 0;             // report this many most likely tokens with each token
+  // Structured output: only tokens the grammar allows are sampled, and the end-of-sequence ids
+  // only where it accepts (runtime/grammar/grammar_matcher.h). Null: unconstrained.
+  std::shared_ptr<const grammar::CompiledGrammar> grammar;
 };
 
 struct SchedulerOptions {
@@ -129,6 +133,7 @@ class Scheduler {
     int copy_src = -1;
     bool copy_in_flight = false;
     bool counted = false;  // in the prefix-cache counters (once per request, not per readmission)
+    std::unique_ptr<grammar::GrammarMatcher> matcher;  // where its output stands in req.grammar
     int total() const { return static_cast<int>(req.prompt.size() + generated.size()); }
     int token_at(int i) const {
       return i < static_cast<int>(req.prompt.size()) ? req.prompt[i] : generated[i - req.prompt.size()];
@@ -136,6 +141,9 @@ class Scheduler {
   };
   // Tokens that may not be sampled for `s` now (EOS and stop ids before min_tokens).
   std::vector<int> BannedNow(const Seq& s) const;
+  // The next token of `s` from its logits row (under its grammar, if any; token -1: the grammar
+  // allows no token at all).
+  SampledToken Sample(Seq* s, const float* row);
   // Tokens to feed `s` next, before the token budget.
   int WantTokens(const Seq& s) const;
   bool Paged() const { return o_.num_blocks > 0; }
@@ -165,6 +173,7 @@ class Scheduler {
   SlotPool slots_;
   std::map<RequestId, std::unique_ptr<Seq>> seqs_;  // waiting and running
   std::deque<RequestId> waiting_;                   // by arrival (preempted ones back in order)
+  grammar::TokenMask mask_;  // scratch: the grammar mask of the sequence being sampled
   int64_t next_order_ = 0;
   int64_t preemptions_ = 0;
   PrefixCacheStats prefix_stats_;
