@@ -148,6 +148,20 @@ TEST(Sampler, BannedTokensAreNeverChosen) {
   ExpectFrequencies(kLogits, SamplingParams{}, {.banned = &banned}, want);
 }
 
+TEST(Sampler, OnlyTokensInTheAllowedMaskAreChosen) {
+  const uint32_t allowed = (1u << 0) | (1u << 3) | (1u << 5);  // a grammar's mask over 6 tokens
+  SamplerRng rng(4);
+  EXPECT_EQ(SampleToken(kLogits.data(), 6, {}, &rng, {.allowed = &allowed}).token, 0);  // the best allowed
+  std::vector<float> want = kLogits;
+  want[1] = want[2] = want[4] = -1e30f;
+  SamplingParams p;
+  p.temperature = 1.f;
+  ExpectFrequencies(kLogits, p, {.allowed = &allowed}, want);
+  // The logprob stays the raw softmax's, as with every other transform.
+  const SampledToken t = SampleToken(kLogits.data(), 6, {}, &rng, {.allowed = &allowed});
+  EXPECT_NEAR(t.logprob, TokenLogprob(kLogits.data(), 6, t.token), 1e-6);
+}
+
 TEST(Sampler, TopLogprobsAreTheSortedLogSoftmax) {
   const auto top = TopLogprobs(kLogits.data(), 6, 3);
   ASSERT_EQ(top.size(), 3u);

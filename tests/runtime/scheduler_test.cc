@@ -346,3 +346,56 @@ TEST(SchedulerPrefixCache, BlockAccountingHoldsOverRandomSchedules) {
 
 }  // namespace
 }  // namespace strata
+
+namespace strata {
+namespace {
+
+// Under a grammar the logits' favourites (outside it) are never sampled: the output is a sentence
+// of the grammar, and the request ends ("stop") as soon as nothing may follow, even with
+// ignore_eos and max_tokens left.
+TEST(Scheduler, GrammarConstrainsSamplingAndEndsTheSentence) {
+  std::vector<std::string> bytes(kVocab, "");
+  for (int i = 1; i < kVocab; ++i) bytes[i] = std::string(1, static_cast<char>('a' + i - 1));  // "a".."o"
+  bytes[5] = "{";
+  bytes[6] = "}";
+  auto vocab = std::make_shared<grammar::TokenVocabulary>(bytes, std::vector<int>{0});
+  grammar::Grammar g;
+  g.AddRule("root");
+  g.rules[0].body = grammar::Sequence({grammar::Bytes("{"), grammar::Repeat(grammar::CharClass({{'a', 'c'}}), 1, 3),
+                                       grammar::Bytes("}")});
+  auto compiled = grammar::CompileGrammar(g, vocab);
+  ASSERT_TRUE(compiled.ok()) << compiled.status();
+  const ModelSpec spec = OneLayerSpec();
+  SchedulerOptions o;
+  o.block_size = 4;
+  o.num_blocks = 64;
+  Scheduler s(spec, o);
+  for (RequestId id = 0; id < 3; ++id) {
+    GenerationRequest r = Request(3, 20);
+    r.grammar = *compiled;
+    r.sampling.temperature = id == 0 ? 0.f : 1.f;
+    r.sampling.seed = id;
+    ASSERT_TRUE(s.Add(id, r).ok());
+  }
+  const Outcome run = Drive(s);
+  for (RequestId id = 0; id < 3; ++id) {
+    std::string text;
+    for (int t : run.tokens.at(id)) text += bytes[t];
+    EXPECT_EQ(run.finish.at(id), "stop") << text;
+    ASSERT_GE(text.size(), 3u);
+    EXPECT_EQ(text.front(), '{');
+    EXPECT_EQ(text.back(), '}');
+    EXPECT_LE(text.size(), 5u);
+    for (size_t i = 1; i + 1 < text.size(); ++i) EXPECT_TRUE(text[i] >= 'a' && text[i] <= 'c') << text;
+  }
+  // A grammar compiled for another vocabulary size is refused.
+  auto other = std::make_shared<grammar::TokenVocabulary>(std::vector<std::string>(kVocab + 1, "a"), std::vector<int>{});
+  auto wrong = grammar::CompileGrammar(g, other);
+  ASSERT_TRUE(wrong.ok());
+  GenerationRequest r = Request(3, 4);
+  r.grammar = *wrong;
+  EXPECT_FALSE(s.Add(9, r).ok());
+}
+
+}  // namespace
+}  // namespace strata
