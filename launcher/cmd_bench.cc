@@ -1,6 +1,7 @@
 // strata bench offline --model DIR --batch B --prompt-len P --output-len O [--json]:
 // prefill and decode throughput of the engine on random prompts (seeded).
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -11,11 +12,15 @@
 #include "nlohmann/json.hpp"
 #include "kernels/cpu/cpu_isa.h"
 #include "runtime/engine.h"
+#include "runtime/grammar/grammar_matcher.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 ABSL_FLAG(int, batch, 1, "bench: sequences per batch");
 ABSL_FLAG(int, prompt_len, 32, "bench: prompt tokens per sequence");
 ABSL_FLAG(int, output_len, 64, "bench: generated tokens per sequence");
 ABSL_FLAG(int, repeat, 3, "bench: measured runs (the median is reported)");
+ABSL_DECLARE_FLAG(std::string, json_schema);
+ABSL_DECLARE_FLAG(std::string, grammar);
 
 namespace strata {
 namespace {
@@ -30,8 +35,12 @@ double Median(std::vector<double> v) {
 
 int RunBench(const std::vector<std::string>& args) {
   if (args.size() == 1 && args[0] == "serve") return RunBenchServe();
+  if (args.size() == 1 && args[0] == "grammar") return RunBenchGrammar();
   if (args.size() != 1 || args[0] != "offline")
-    return Fail("bench", "usage: strata bench offline --model DIR ... | strata bench serve --url URL ...", 2);
+    return Fail("bench",
+                "usage: strata bench offline --model DIR ... | strata bench serve --url URL ... | "
+                "strata bench grammar --tokenizer DIR ...",
+                2);
   const EngineOptions opts = EngineOptionsFromFlags();
   JobComms comms = CreateJobCommsFromFlags();
   auto engine = CreateEngineOrAbort("bench", comms);
@@ -50,11 +59,28 @@ int RunBench(const std::vector<std::string>& args) {
   const int batch = absl::GetFlag(FLAGS_batch), plen = absl::GetFlag(FLAGS_prompt_len),
             olen = absl::GetFlag(FLAGS_output_len), repeat = std::max(1, absl::GetFlag(FLAGS_repeat));
   std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
+  // --json-schema: every sequence's output is held to it (the grammar ends a sequence when its
+  // sentence is whole, so decode tokens/s is the figure to compare).
+  std::shared_ptr<const grammar::CompiledGrammar> constraint;
+  double compile_ms = 0;
+  if (!absl::GetFlag(FLAGS_json_schema).empty() || !absl::GetFlag(FLAGS_grammar).empty()) {
+    auto g = GrammarFromFlags(/*use_default=*/false);
+    if (!g.ok()) return Fail("bench", std::string(g.status().message()));
+    auto tok = Tokenizer::Load(absl::GetFlag(FLAGS_model));
+    if (!tok.ok()) return Fail("bench", "--json-schema needs the model's tokenizer: " + std::string(tok.status().message()));
+    const auto t0 = std::chrono::steady_clock::now();
+    auto c = grammar::CompileGrammar(
+        *g, grammar::TokenVocabulary::FromTokenizer(**tok, e.spec().vocab_size, e.spec().eos_token_ids));
+    if (!c.ok()) return Fail("bench", std::string(c.status().message()));
+    compile_ms = 1e3 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    constraint = *c;
+  }
   std::vector<GenerationRequest> reqs(batch);
   for (auto& r : reqs) {
     for (int i = 0; i < plen; ++i) r.prompt.push_back(static_cast<int>(rng() % e.spec().vocab_size));
     r.max_tokens = olen;
     r.ignore_eos = true;
+    r.grammar = constraint;
   }
   // Warm-up (page faults, BLAS thread start), then `repeat` measured runs.
   std::vector<GenerationRequest> warm = reqs;
@@ -114,9 +140,10 @@ int RunBench(const std::vector<std::string>& args) {
       {"gemm_flops_per_s", gemm},
       {"prefill_fraction_of_gemm", one_rank ? nlohmann::json(prefill_tps * prefill_flops / gemm) : nlohmann::json(nullptr)},
       {"ranks", per_rank},
+      {"grammar_compile_ms", compile_ms},
       {"config",
        {{"model", absl::GetFlag(FLAGS_model)}, {"model_type", spec.model_type}, {"layer_types", LayerTypesString(spec)},
-        {"batch", batch}, {"prompt_len", plen}, {"output_len", olen}, {"repeat", repeat},
+        {"batch", batch}, {"prompt_len", plen}, {"json_schema", absl::GetFlag(FLAGS_json_schema)}, {"output_len", olen}, {"repeat", repeat},
         {"threads", e.backend()->threads()}, {"device", opts.backend.device}, {"tp", opts.tp}, {"pp", opts.pp},
         {"kv_dtype", std::string(TorchDTypeName(e.kv_layout().dtype))}, {"seed", absl::GetFlag(FLAGS_seed)},
         {"weight_dtype", std::string(TorchDTypeName(spec.torch_dtype))},

@@ -17,6 +17,7 @@ constexpr char kUsage[] =
     "  inspect         show a model's KV groups and KV cost (--model)\n"
     "  bench offline   measure prefill/decode throughput (--model --batch --prompt-len --output-len)\n"
     "  bench serve     HTTP load on an OpenAI-compatible server (--url --concurrency|--rate --num-prompts)\n"
+    "  bench grammar   structured-output cost: grammar compile and token-mask time (--tokenizer --json-schema)\n"
     "  plan            place layers and KV groups on pipeline stages (--model --tp --pp --kv-memory)\n"
     "  serve           OpenAI-compatible HTTP server (--model [--tp --pp under mpirun] --host --port)\n"
     "  demo            make a small model and generate from it\n"

@@ -150,8 +150,14 @@ std::vector<bool> CyclicRules(const Grammar& g) {
 
 class NfaBuilder {
  public:
+  // An automaton rule still to build: its body and name.
+  struct Pending {
+    const Expr* body;
+    std::string name;
+  };
+
   NfaBuilder(const Grammar& g, const std::vector<bool>& cyclic, const AutomatonLimits& limits,
-             std::vector<int>* rule_index, std::vector<int>* pending, int* total_states)
+             std::vector<int>* rule_index, std::vector<Pending>* pending, int* total_states)
       : g_(g), cyclic_(cyclic), limits_(limits), rule_index_(rule_index), pending_(pending), total_(total_states) {}
 
   absl::StatusOr<Nfa> Build(const Expr& body) {
@@ -214,11 +220,9 @@ class NfaBuilder {
         int& index = (*rule_index_)[e.rule];
         if (index < 0) {
           index = static_cast<int>(pending_->size());
-          pending_->push_back(e.rule);
+          pending_->push_back({&g_.rules[e.rule].body, g_.rules[e.rule].name});
         }
-        const int ret = NewState();
-        nfa_.states[from].calls.push_back({index, ret});
-        return ret;
+        return Call(from, index);
       }
       case Expr::Kind::kSequence: {
         int at = from;
@@ -239,18 +243,28 @@ class NfaBuilder {
           error_ = absl::InvalidArgumentError(absl::StrCat("bad repetition {", e.min, ",", e.max, "}"));
           return from;
         }
+        // A large item copied several times becomes a rule of its own that each copy calls:
+        // its states (and their token masks) exist once, not once per copy.
+        const int copies = e.max < 0 ? e.min + 1 : e.max;
+        int item_rule = -1;
+        if (copies >= 2 && Weight(e.items[0], 0) > kInlineWeight) {
+          auto [it, inserted] = aux_index_.try_emplace(&e.items[0], static_cast<int>(pending_->size()));
+          if (inserted) pending_->push_back({&e.items[0], "repeated item"});
+          item_rule = it->second;
+        }
+        auto item = [&](int at) { return item_rule >= 0 ? Call(at, item_rule) : Fragment(e.items[0], at, depth + 1); };
         int at = from;
-        for (int k = 0; k < e.min && error_.ok(); ++k) at = Fragment(e.items[0], at, depth + 1);
+        for (int k = 0; k < e.min && error_.ok(); ++k) at = item(at);
         if (e.max < 0) {  // at -> item -> at, and out
           const int loop = NewState();
           AddEps(at, loop);
-          AddEps(Fragment(e.items[0], loop, depth + 1), loop);
+          AddEps(item(loop), loop);
           return loop;
         }
         const int end = NewState();
         AddEps(at, end);
         for (int k = e.min; k < e.max && error_.ok(); ++k) {
-          at = Fragment(e.items[0], at, depth + 1);
+          at = item(at);
           AddEps(at, end);
         }
         return end;
@@ -259,11 +273,40 @@ class NfaBuilder {
     return from;
   }
 
+  int Call(int from, int rule) {
+    const int ret = NewState();
+    nfa_.states[from].calls.push_back({rule, ret});
+    return ret;
+  }
+
+  // About how many automaton states `e` inlines to (capped: only "small or not" matters).
+  static constexpr int kInlineWeight = 64;
+  int Weight(const Expr& e, int depth) const {
+    if (depth > 32) return kInlineWeight + 1;
+    switch (e.kind) {
+      case Expr::Kind::kBytes: return static_cast<int>(e.bytes.size());
+      case Expr::Kind::kCharClass: return 4;
+      case Expr::Kind::kRuleRef:
+        return e.rule >= 0 && e.rule < static_cast<int>(g_.rules.size()) && !cyclic_[e.rule]
+                   ? Weight(g_.rules[e.rule].body, depth + 1) : 1;
+      case Expr::Kind::kRepeat: {
+        const int inner = e.items.empty() ? 0 : Weight(e.items[0], depth + 1);
+        return std::min(kInlineWeight + 1, inner * std::max(1, e.max < 0 ? e.min + 1 : e.max));
+      }
+      default: {
+        int w = 0;
+        for (const Expr& i : e.items) w = std::min(kInlineWeight + 1, w + Weight(i, depth + 1));
+        return w;
+      }
+    }
+  }
+
   const Grammar& g_;
   const std::vector<bool>& cyclic_;
   const AutomatonLimits& limits_;
-  std::vector<int>* rule_index_;  // grammar rule -> automaton rule (-1: not yet)
-  std::vector<int>* pending_;     // automaton rule -> grammar rule
+  std::vector<int>* rule_index_;    // grammar rule -> automaton rule (-1: not yet)
+  std::vector<Pending>* pending_;   // automaton rules to build
+  std::map<const Expr*, int> aux_index_;  // repeated items made rules
   int* total_;
   Nfa nfa_;
   absl::Status error_;
@@ -467,13 +510,14 @@ absl::StatusOr<GrammarAutomaton> BuildAutomaton(const Grammar& g, const Automato
     return absl::InvalidArgumentError("the grammar has no root rule");
   std::vector<bool> cyclic = CyclicRules(g);
   cyclic[g.root] = true;  // the root is always a rule of its own
-  std::vector<int> rule_index(g.rules.size(), -1), pending = {g.root};
+  std::vector<int> rule_index(g.rules.size(), -1);
+  std::vector<NfaBuilder::Pending> pending = {{&g.rules[g.root].body, g.rules[g.root].name}};
   rule_index[g.root] = 0;
   int nfa_states = 0;
   std::vector<Nfa> nfas;
   NfaBuilder builder(g, cyclic, limits, &rule_index, &pending, &nfa_states);
   for (size_t k = 0; k < pending.size(); ++k) {  // pending grows as calls are found
-    auto nfa = builder.Build(g.rules[pending[k]].body);
+    auto nfa = builder.Build(*pending[k].body);
     if (!nfa.ok()) return nfa.status();
     nfas.push_back(std::move(*nfa));
   }
@@ -483,7 +527,7 @@ absl::StatusOr<GrammarAutomaton> BuildAutomaton(const Grammar& g, const Automato
   int dfa_states = 0;
   for (size_t k = 0; k < nfas.size(); ++k) {
     RuleAutomaton r;
-    r.name = g.rules[pending[k]].name;
+    r.name = pending[k].name;
     if (nonempty[k]) {
       const std::vector<bool> live = CoReachable(nfas[k], nonempty);
       auto dfa = Determinizer(nfas[k], live, nonempty, limits.max_dfa_states, &dfa_states).Run();

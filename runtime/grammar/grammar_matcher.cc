@@ -39,28 +39,31 @@ void SetBit(TokenMask* m, int id) { (*m)[id >> 5] |= 1u << (id & 31); }
 // sorts every token into accepted, uncertain (it needs the stack below) or rejected.
 MaskEntry ComputeEntry(StackStore* store, const TokenVocabulary& v, int32_t node) {
   struct Level {
-    StackSet set;
+    const StackSet* set = nullptr;
+    StackSet scratch;
     bool inherited = false;  // a path escaped at a shallower depth: longer tokens are uncertain
   };
   std::vector<Level> levels(v.max_token_bytes() + 1);
-  store->Start(node, &levels[0].set);
+  store->Start(node, &levels[0].scratch);
+  levels[0].set = &levels[0].scratch;
   std::vector<int32_t> accepted, uncertain;
+  const std::vector<int>& sorted = v.sorted();
   for (int k = 0; k < v.trie_size();) {
     const int d = v.trie_depth(k);
     const Level& parent = levels[d - 1];
     Level& cur = levels[d];
-    cur.inherited = parent.inherited || parent.set.escapes;
-    store->Advance(parent.set, v.trie_byte(k), &cur.set);
-    const bool any = !cur.set.tops.empty() || cur.set.ends || cur.set.escapes;
-    if (!any) {  // no token with this prefix passes here; those past an escape need the real stack
+    cur.inherited = parent.inherited || parent.set->escapes;
+    cur.set = &store->AdvanceShared(*parent.set, v.trie_byte(k), &cur.scratch);
+    const StackSet& set = *cur.set;
+    if (set.tops.empty() && !set.ends && !set.escapes) {
+      // No token with this prefix passes here; those past an escape need the real stack.
       if (cur.inherited)
-        uncertain.insert(uncertain.end(), v.sorted().begin() + v.trie_first(k), v.sorted().begin() + v.trie_last(k));
+        for (int i = v.trie_first(k); i < v.trie_last(k); ++i) uncertain.push_back(sorted[i]);
       k = v.trie_skip(k);
       continue;
     }
-    accepted.insert(accepted.end(), v.sorted().begin() + v.trie_first(k),
-                    v.sorted().begin() + v.trie_first(k) + v.trie_ends(k));
-    if (!cur.set.alive() && !cur.inherited && !cur.set.escapes) {  // nothing longer passes
+    for (int i = v.trie_first(k), end = i + v.trie_ends(k); i < end; ++i) accepted.push_back(sorted[i]);
+    if (set.tops.empty() && !set.escapes && !cur.inherited) {  // only the end: nothing longer passes
       k = v.trie_skip(k);
       continue;
     }

@@ -12,7 +12,10 @@ int32_t StackStore::Intern(int32_t rule, int32_t state, int32_t parent) {
   nodes_.push_back({rule, state, parent});
   stamp_.push_back(0);
   bucket.push_back(id);
-  if (memoize_) successor_.resize(successor_.size() + 256, -2);
+  if (memoize_) {
+    successor_.resize(successor_.size() + 256, -2);
+    advanced_.resize(advanced_.size() + 256, -1);
+  }
   return id;
 }
 
@@ -58,6 +61,20 @@ void StackStore::Advance(const StackSet& in, uint8_t b, StackSet* out) {
     const int32_t next = Successor(id, b);
     if (next >= 0) Close(next, out);
   }
+}
+
+const StackSet& StackStore::AdvanceShared(const StackSet& in, uint8_t b, StackSet* scratch) {
+  if (!memoize_ || in.tops.size() != 1) {
+    Advance(in, b, scratch);
+    return *scratch;
+  }
+  const size_t k = static_cast<size_t>(in.tops[0]) * 256 + b;
+  if (advanced_[k] < 0) {
+    Advance(in, b, scratch);
+    advanced_[k] = static_cast<int32_t>(sets_.size());  // Advance may have grown advanced_: index again
+    sets_.push_back(*scratch);
+  }
+  return sets_[advanced_[k]];
 }
 
 bool StackStore::Accepts(int32_t node, const char* bytes, size_t n) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -49,6 +50,9 @@ class StackStore {
   void Start(int32_t node, StackSet* out);
   // `out` = the closure of every stack of `in` after byte `b` (empty: `b` fits none).
   void Advance(const StackSet& in, uint8_t b, StackSet* out);
+  // Advance, memoized for a single stack when the store memoizes (the result depends on that
+  // stack and the byte only): the returned set lives in the store, or is `*scratch`.
+  const StackSet& AdvanceShared(const StackSet& in, uint8_t b, StackSet* scratch);
   // Runs `bytes` from the closure of `node`: does a stack survive (or end exactly at the last byte)?
   bool Accepts(int32_t node, const char* bytes, size_t n);
 
@@ -64,6 +68,8 @@ class StackStore {
   const GrammarAutomaton* a_;
   bool memoize_;
   std::vector<int32_t> successor_;  // node * 256 + byte -> node; -1: none; -2: not yet known
+  std::vector<int32_t> advanced_;   // node * 256 + byte -> index in sets_; -1: not yet known
+  std::deque<StackSet> sets_;       // memoized results (a deque: references stay valid)
   std::vector<StackNode> nodes_;
   absl::flat_hash_map<uint64_t, std::vector<int32_t>> index_;  // key -> nodes (collisions kept apart)
   std::vector<uint32_t> stamp_;  // per node: the closure that last visited it
