@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include "runtime/grammar/grammar_automaton.h"
@@ -21,9 +22,12 @@ struct MaskEntry {
 struct CompiledGrammarData {
   GrammarAutomaton automaton;
   std::shared_ptr<const TokenVocabulary> vocab;
-  // entry[rule][state]: with an unknown stack below; root_entry[state]: the root's states with
-  // nothing below (the output ends where the root does). -1 where the state consumes no byte.
-  std::vector<std::vector<int32_t>> entry;
+  // A state of a called rule is computed once per place it returns to (the caller's rule and
+  // return state, with an unknown stack below that): a token that ends the rule goes on in a
+  // known caller, so only tokens that end two rules need the real stack. entry: keyed by
+  // EntryKey(rule, state, caller rule, return state); root_entry[state]: the root's states with
+  // nothing below (the output ends where the root does), -1 where a state consumes no byte.
+  absl::flat_hash_map<uint64_t, int32_t> entry;
   std::vector<int32_t> root_entry;
   std::vector<MaskEntry> entries;
   TokenMask first_mask;  // the first step's, when first tokens decode differently
@@ -33,6 +37,10 @@ struct CompiledGrammarData {
 namespace {
 
 int Words(int vocab) { return (vocab + 31) / 32; }
+uint64_t EntryKey(int32_t rule, int32_t state, int32_t caller, int32_t ret) {
+  return (uint64_t(uint16_t(rule)) << 48) | (uint64_t(uint16_t(state)) << 32) | (uint64_t(uint16_t(caller)) << 16) |
+         uint64_t(uint16_t(ret));
+}
 void SetBit(TokenMask* m, int id) { (*m)[id >> 5] |= 1u << (id & 31); }
 
 // Walks the vocabulary's byte trie from the stack `node` (its bottom kUnknown or kBottom) and
@@ -84,35 +92,43 @@ MaskEntry ComputeEntry(StackStore* store, const TokenVocabulary& v, int32_t node
 // Every (rule, state, below) the matcher can stand on, computed on all cores.
 void ComputeEntries(CompiledGrammarData* d) {
   struct Job {
-    int32_t rule, state, below;
+    int32_t rule, state, caller, ret;  // caller -1: the root on the bottom
     int32_t* slot;
   };
   std::vector<Job> jobs;
-  // Rules that are called stand on an unknown stack; the root, unless it is called too, always
-  // stands on the bottom.
-  std::vector<bool> called(d->automaton.rules.size(), false);
-  for (const RuleAutomaton& r : d->automaton.rules)
-    for (const DfaState& st : r.states)
-      for (const CallEdge& c : st.calls) called[c.rule] = true;
-  d->entry.resize(d->automaton.rules.size());
-  for (size_t r = 0; r < d->automaton.rules.size(); ++r) {
-    const auto& states = d->automaton.rules[r].states;
-    d->entry[r].assign(states.size(), -1);
-    if (!called[r]) continue;
-    for (size_t s = 0; s < states.size(); ++s)
-      if (!states[s].bytes.empty()) jobs.push_back({int32_t(r), int32_t(s), kUnknown, &d->entry[r][s]});
-  }
-  const auto& root = d->automaton.rules[0].states;
+  // Where each rule returns to: (caller rule, return state) of every call edge.
+  const auto& rules = d->automaton.rules;
+  std::vector<std::set<std::pair<int32_t, int32_t>>> sites(rules.size());
+  for (size_t c = 0; c < rules.size(); ++c)
+    for (const DfaState& st : rules[c].states)
+      for (const CallEdge& e : st.calls) sites[e.rule].insert({static_cast<int32_t>(c), e.return_state});
+  std::vector<std::pair<uint64_t, size_t>> keys;  // entry key -> job
+  for (size_t r = 0; r < rules.size(); ++r)
+    for (size_t s = 0; s < rules[r].states.size(); ++s)
+      if (!rules[r].states[s].bytes.empty())
+        for (auto [caller, ret] : sites[r]) {
+          keys.push_back({EntryKey(int32_t(r), int32_t(s), caller, ret), jobs.size()});
+          jobs.push_back({int32_t(r), int32_t(s), caller, ret, nullptr});
+        }
+  const auto& root = rules[0].states;
   d->root_entry.assign(root.size(), -1);
   for (size_t s = 0; s < root.size(); ++s)
-    if (!root[s].bytes.empty()) jobs.push_back({0, int32_t(s), kBottom, &d->root_entry[s]});
+    if (!root[s].bytes.empty()) jobs.push_back({0, int32_t(s), -1, -1, &d->root_entry[s]});
   d->entries.resize(jobs.size());
-  for (size_t j = 0; j < jobs.size(); ++j) *jobs[j].slot = static_cast<int32_t>(j);
+  for (size_t j = 0; j < jobs.size(); ++j)
+    if (jobs[j].slot) *jobs[j].slot = static_cast<int32_t>(j);
+  for (auto [key, j] : keys) d->entry[key] = static_cast<int32_t>(j);
   std::atomic<size_t> next{0};
   auto work = [&] {
     StackStore store(&d->automaton, /*memoize=*/true);
-    for (size_t j; (j = next++) < jobs.size();)
-      d->entries[j] = ComputeEntry(&store, *d->vocab, store.Intern(jobs[j].rule, jobs[j].state, jobs[j].below));
+    for (size_t j; (j = next++) < jobs.size();) {
+      const Job& job = jobs[j];
+      // The root, when nothing calls it, always stands on the bottom.
+      const int32_t below = job.caller < 0                       ? kBottom
+                            : job.caller == 0 && sites[0].empty() ? store.Intern(0, job.ret, kBottom)
+                                                                  : store.Intern(job.caller, job.ret, kUnknown);
+      d->entries[j] = ComputeEntry(&store, *d->vocab, store.Intern(job.rule, job.state, below));
+    }
   };
   const int threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 8);
   std::vector<std::thread> pool;
@@ -192,8 +208,14 @@ void GrammarMatcher::FillNextTokenMask(TokenMask* mask) {
     *mask = d.first_mask;
   } else {
     for (int32_t top : s_->current.tops) {
-      const StackNode& n = s_->store.node(top);
-      const int32_t k = n.parent == kBottom ? d.root_entry[n.state] : d.entry[n.rule][n.state];
+      const StackNode n = s_->store.node(top);
+      int32_t k;
+      if (n.parent == kBottom) {
+        k = d.root_entry[n.state];
+      } else {
+        const StackNode p = s_->store.node(n.parent);
+        k = d.entry.at(EntryKey(n.rule, n.state, p.rule, p.state));
+      }
       const MaskEntry& e = d.entries[k];
       if (!e.accepted_bits.empty())
         for (int w = 0; w < d.words; ++w) (*mask)[w] |= e.accepted_bits[w];
