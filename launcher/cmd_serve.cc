@@ -35,6 +35,9 @@ ABSL_FLAG(int64_t, max_stream_buffer_bytes, 4 << 20,
 ABSL_FLAG(std::string, chat_template, "auto",
           "serve: auto (tokenizer_config.json's chat_template if any, else the built-in ChatML), builtin, or a "
           "file holding a Jinja template");
+ABSL_FLAG(std::string, tool_call_parser, "auto",
+          "serve: how tool calls are read from chat output: hermes (<tool_call> JSON </tool_call>), llama3_json "
+          "({\"name\": ..., \"parameters\": ...}), or auto (from the chat template's text; hermes when unsure)");
 
 namespace strata {
 namespace {
@@ -60,6 +63,8 @@ int RunServe(const std::vector<std::string>& args) {
   if (!args.empty()) return Fail("serve", "takes no positional arguments", 2);
   const std::string model = absl::GetFlag(FLAGS_model);
   if (model.empty()) return Fail("serve", "--model is required", 2);
+  if (auto parser = ResolveToolCallFormat(absl::GetFlag(FLAGS_tool_call_parser), ""); !parser.ok())
+    return Fail("serve", std::string(parser.status().message()), 2);
   // Every rank drains on SIGTERM/SIGINT through rank 0 (mpirun forwards the signal to all).
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
@@ -87,6 +92,7 @@ int RunServe(const std::vector<std::string>& args) {
     so.io_timeout_seconds = absl::GetFlag(FLAGS_io_timeout);
     so.max_stream_buffer_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_stream_buffer_bytes));
     so.socket_send_buffer_bytes = absl::GetFlag(FLAGS_socket_send_buffer_bytes);
+    so.tool_call_parser = absl::GetFlag(FLAGS_tool_call_parser);
     hub = std::make_unique<RequestHub>(absl::GetFlag(FLAGS_max_pending));
     server = std::make_unique<ApiServer>(so, hub.get());
     if (absl::Status st = server->Start(); !st.ok()) {
@@ -127,6 +133,7 @@ int RunServe(const std::vector<std::string>& args) {
       comms.world->Abort(absl::StrCat("strata serve: --chat-template ", which, ": ",
                                       f ? std::string(t.status().message()) : "cannot read"));
     chat.tmpl = std::move(*t);
+    chat.source = ss.str();
     if (auto loaded = LoadChatTemplate(model); loaded.ok()) {
       chat.bos_token = loaded->bos_token;
       chat.eos_token = loaded->eos_token;
@@ -143,7 +150,8 @@ int RunServe(const std::vector<std::string>& args) {
   hub->set_observer([&metrics](const StreamEvent& ev, auto submitted, auto last, bool first) {
     metrics.OnDelivery(ev, submitted, last, first);
   });
-  server->SetReady(engine->get(), tokenizer.get(), &chat, &metrics);
+  if (absl::Status ready = server->SetReady(engine->get(), tokenizer.get(), &chat, &metrics); !ready.ok())
+    comms.world->Abort(absl::StrCat("strata serve: ", ready.message()));
   spdlog::info("strata serve: ready on http://{}:{} (tp {} x pp {})", absl::GetFlag(FLAGS_host),
                server->port(), tp, absl::GetFlag(FLAGS_pp));
   absl::Status st = RunServeLoop(**engine, *hub, metrics, g_stop);

@@ -14,7 +14,7 @@ int32_t StackStore::Intern(int32_t rule, int32_t state, int32_t parent) {
   bucket.push_back(id);
   if (memoize_) {
     successor_.resize(successor_.size() + 256, -2);
-    advanced_.resize(advanced_.size() + 256, -1);
+    advanced_.resize(advanced_.size() + 256, nullptr);
   }
   return id;
 }
@@ -69,12 +69,12 @@ const StackSet& StackStore::AdvanceShared(const StackSet& in, uint8_t b, StackSe
     return *scratch;
   }
   const size_t k = static_cast<size_t>(in.tops[0]) * 256 + b;
-  if (advanced_[k] < 0) {
+  if (advanced_[k] == nullptr) {
     Advance(in, b, scratch);
-    advanced_[k] = static_cast<int32_t>(sets_.size());  // Advance may have grown advanced_: index again
     sets_.push_back(*scratch);
+    advanced_[k] = &sets_.back();  // Advance may have grown advanced_: index it only now
   }
-  return sets_[advanced_[k]];
+  return *advanced_[k];
 }
 
 bool StackStore::Accepts(int32_t node, const char* bytes, size_t n) {

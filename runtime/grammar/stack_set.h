@@ -68,7 +68,7 @@ class StackStore {
   const GrammarAutomaton* a_;
   bool memoize_;
   std::vector<int32_t> successor_;  // node * 256 + byte -> node; -1: none; -2: not yet known
-  std::vector<int32_t> advanced_;   // node * 256 + byte -> index in sets_; -1: not yet known
+  std::vector<const StackSet*> advanced_;  // node * 256 + byte -> in sets_; null: not yet known
   std::deque<StackSet> sets_;       // memoized results (a deque: references stay valid)
   std::vector<StackNode> nodes_;
   absl::flat_hash_map<uint64_t, std::vector<int32_t>> index_;  // key -> nodes (collisions kept apart)

@@ -41,16 +41,36 @@ ApiServer::~ApiServer() { Stop(); }
 
 absl::Status ApiServer::Start() { return http_.Start(); }
 
-void ApiServer::Stop() { http_.Stop(); }
+void ApiServer::Stop() {
+  http_.Stop();
+  grammars_.reset();  // after the loop thread, its only user, has stopped
+}
 
-void ApiServer::SetReady(const Engine* engine, const Tokenizer* tokenizer, const ModelChatTemplate* chat,
-                         ServerMetrics* metrics) {
+absl::Status ApiServer::SetReady(const Engine* engine, const Tokenizer* tokenizer, const ModelChatTemplate* chat,
+                                 ServerMetrics* metrics) {
+  auto format = ResolveToolCallFormat(o_.tool_call_parser, chat ? chat->source : "");
+  if (!format.ok()) return format.status();
+  tool_format_ = *format;
   engine_ = engine;
   tokenizer_ = tokenizer;
   chat_ = chat;
   metrics_ = metrics;
+  // Structured outputs match grammars against the model's tokens: built once, shared by every
+  // request (without a tokenizer there are none, and such requests are refused).
+  if (tokenizer_ != nullptr) {
+    auto vocab = grammar::TokenVocabulary::FromTokenizer(*tokenizer_, engine_->spec().vocab_size,
+                                                         engine_->spec().eos_token_ids);
+    grammars_ = std::make_unique<GrammarCache>(std::move(vocab), 64, [this] { http_.Wake(); });
+  }
   metrics_->SetReady(true);
   ready_ = true;
+  return absl::OkStatus();
+}
+
+ApiContext ApiServer::Context() const {
+  ApiContext ctx{&engine_->spec(), tokenizer_, o_.served_model_name, chat_};
+  ctx.tool_format = tool_format_;
+  return ctx;
 }
 
 void ApiServer::SendError(HttpExchange& x, const ApiError& e) {
@@ -93,7 +113,7 @@ void ApiServer::ServeReady(HttpExchange& x) {
 
 void ApiServer::ServeTokenizer(HttpExchange& x, bool encode) {
   if (!ready_) return SendError(x, ApiError{503, "the model is still loading", "service_unavailable", "", ""});
-  ApiContext ctx{&engine_->spec(), tokenizer_, o_.served_model_name, chat_};
+  const ApiContext ctx = Context();
   auto body = encode ? TokenizeRequest(x.body(), ctx) : DetokenizeRequest(x.body(), ctx);
   if (auto* e = std::get_if<ApiError>(&body)) return SendError(x, *e);
   x.Reply(200, "application/json", Dump(std::get<json>(body)));
@@ -104,14 +124,9 @@ void ApiServer::ServeModels(HttpExchange& x) {
   x.Reply(200, "application/json", Dump(ModelsBody(o_.served_model_name, UnixNow(), max_model_len)));
 }
 
-std::variant<std::shared_ptr<CompletionSession>, ApiError> ApiServer::Admit(const std::string& body, bool chat) {
-  if (!ready_ || hub_->draining())
-    return ApiError{503, hub_->draining() ? "the server is shutting down" : "the model is still loading",
-                    "service_unavailable", "", ""};
-  ApiContext ctx{&engine_->spec(), tokenizer_, o_.served_model_name, chat_};
-  auto parsed = ParseCompletionRequest(body, chat, ctx);
-  if (auto* e = std::get_if<ApiError>(&parsed)) return *e;
-  CompletionCall call = std::get<CompletionCall>(std::move(parsed));
+std::variant<std::shared_ptr<CompletionSession>, ApiError> ApiServer::Submit(CompletionCall call) {
+  if (hub_->draining()) return ApiError{503, "the server is shutting down", "service_unavailable", "", ""};
+  const bool chat = call.chat;
   std::vector<GenerationRequest> prompts;
   int64_t prompt_tokens = 0;
   for (const auto& ids : call.prompts) {
@@ -135,8 +150,62 @@ std::variant<std::shared_ptr<CompletionSession>, ApiError> ApiServer::Admit(cons
                                              std::move(header));
 }
 
+// A compiled grammar goes to every sequence of the request; a failed compile is a 400 on the field
+// the grammar came from.
+static std::optional<ApiError> WithGrammar(const GrammarCache::Result& compiled, CompletionCall* call) {
+  if (!compiled.ok())
+    return ApiError{400, std::string(compiled.status().message()), "invalid_request_error", call->constraint.param, ""};
+  call->base.grammar = *compiled;
+  return std::nullopt;
+}
+
 void ApiServer::ServeGeneration(const std::shared_ptr<HttpExchange>& x, bool chat) {
-  auto admitted = Admit(x->body(), chat);
+  if (!ready_ || hub_->draining())
+    return SendError(*x, ApiError{503, hub_->draining() ? "the server is shutting down" : "the model is still loading",
+                                  "service_unavailable", "", ""});
+  auto parsed = ParseCompletionRequest(x->body(), chat, Context());
+  if (auto* e = std::get_if<ApiError>(&parsed)) return SendError(*x, *e);
+  CompletionCall call = std::get<CompletionCall>(std::move(parsed));
+  if (call.constraint.grammar) {
+    if (!grammars_)
+      return SendError(*x, ApiError{400, "structured outputs need the model's tokenizer", "invalid_request_error",
+                                    call.constraint.param, ""});
+    // Requests waiting on compiles are not in the hub's queue yet: bounded here, so that a flood of
+    // distinct schemas cannot queue without limit.
+    constexpr size_t kMaxCompiling = 256;
+    if (compiling_.size() >= kMaxCompiling)
+      return SendError(*x, ApiError{503, "too many requests are waiting for their grammar to compile",
+                                    "service_unavailable", "", "overloaded"});
+    auto compiled = grammars_->Get(*call.constraint.grammar);
+    if (compiled.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      // Compiling takes up to half a second: the loop serves others meanwhile (PollCompiling).
+      compiling_.push_back(Compiling{x, std::move(call), std::move(compiled)});
+      return;
+    }
+    if (auto e = WithGrammar(compiled.get(), &call)) return SendError(*x, *e);
+  }
+  Start(x, std::move(call));
+}
+
+void ApiServer::PollCompiling() {
+  std::vector<Compiling> waiting;
+  for (Compiling& c : compiling_) {
+    if (c.exchange->closed()) continue;  // the client left before its grammar was ready
+    if (c.grammar.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      waiting.push_back(std::move(c));
+      continue;
+    }
+    if (auto e = WithGrammar(c.grammar.get(), &c.call)) {
+      SendError(*c.exchange, *e);
+    } else {
+      Start(c.exchange, std::move(c.call));
+    }
+  }
+  compiling_ = std::move(waiting);
+}
+
+void ApiServer::Start(const std::shared_ptr<HttpExchange>& x, CompletionCall call) {
+  auto admitted = Submit(std::move(call));
   if (auto* e = std::get_if<ApiError>(&admitted)) return SendError(*x, *e);
   Active a{x, std::get<std::shared_ptr<CompletionSession>>(std::move(admitted))};
   // A client that leaves stops its sequences at once; the exchange is finished on the next poll.
@@ -196,6 +265,7 @@ bool ApiServer::Advance(Active& a) {
 }
 
 void ApiServer::Poll() {
+  PollCompiling();
   size_t kept = 0;
   for (size_t i = 0; i < active_.size(); ++i)
     if (Advance(active_[i])) active_[kept++] = std::move(active_[i]);

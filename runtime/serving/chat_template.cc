@@ -1330,6 +1330,7 @@ absl::StatusOr<ModelChatTemplate> LoadChatTemplate(const std::string& dir) {
   if (!parsed.ok())
     return absl::InvalidArgumentError(absl::StrCat(dir, "/tokenizer_config.json: ", parsed.status().message()));
   m.tmpl = std::move(*parsed);
+  m.source = tmpl.get<std::string>();
   return m;
 }
 

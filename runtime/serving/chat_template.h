@@ -46,6 +46,7 @@ class ChatTemplate {
 struct ModelChatTemplate {
   std::unique_ptr<ChatTemplate> tmpl;
   std::string bos_token, eos_token;
+  std::string source;  // the template's text: --tool-call-parser auto reads the model's format from it
 };
 absl::StatusOr<ModelChatTemplate> LoadChatTemplate(const std::string& model_dir);
 

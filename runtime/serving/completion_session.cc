@@ -20,8 +20,14 @@ CompletionSession::CompletionSession(CompletionCall call, std::vector<RequestId>
       hub_(hub),
       tokenizer_(tokenizer),
       header_(std::move(header)) {
-  for (size_t i = 0; i < call_.prompts.size() * static_cast<size_t>(call_.best_of); ++i)
+  for (size_t i = 0; i < call_.prompts.size() * static_cast<size_t>(call_.best_of); ++i) {
     choices_.emplace_back(tokenizer_, call_.stop);
+    // Streamed chat with tools: each choice's text goes through its tool-call stream (ids seeded
+    // per choice as the whole response's are).
+    if (call_.stream && call_.chat && call_.constraint.tool_mode != ToolMode::kNone)
+      choices_.back().tool_stream.emplace(call_.constraint.tool_mode, call_.tool_format, call_.constraint.tool_name,
+                                          call_.tool_id_seed + i);
+  }
 }
 
 std::string CompletionSession::Apply(const StreamEvent& ev) {
@@ -117,14 +123,29 @@ std::string CompletionSession::EventText(const StreamEvent& ev) {
   if (was_finished) return "";
   if (!c.error.empty()) return Event(ErrorBody(ApiError{400, c.error, "invalid_request_error", "", ""}));
   std::string out;
-  if (!piece.empty() || ev.token >= 0) {
-    json lp = nullptr;
-    if (call_.logprobs >= 0 && ev.token >= 0)
-      lp = LogprobsBody(call_, {ev.logprob}, {c.token_texts.empty() ? "" : c.token_texts.back()},
-                        {c.top.empty() ? std::vector<std::pair<std::string, float>>{} : c.top.back()});
+  json lp = nullptr;
+  if (call_.logprobs >= 0 && ev.token >= 0)
+    lp = LogprobsBody(call_, {ev.logprob}, {c.token_texts.empty() ? "" : c.token_texts.back()},
+                      {c.top.empty() ? std::vector<std::pair<std::string, float>>{} : c.top.back()});
+  if (c.tool_stream) {
+    // Content may be held back (it may open a tool call) and calls come as their own deltas.
+    ToolStreamStep step = c.tool_stream->Add(piece);
+    if (c.finished) {
+      ToolStreamStep rest = c.tool_stream->Finish();
+      step.content += rest.content;
+      step.calls.insert(step.calls.end(), rest.calls.begin(), rest.calls.end());
+    }
+    if (!step.content.empty() || !lp.is_null() || (call_.return_token_ids && ev.token >= 0))
+      out += Event(StreamChunk(call_, header_, PieceDelta(call_, ev.index, step.content, lp, ev.token)));
+    if (!step.calls.empty()) out += Event(StreamChunk(call_, header_, ToolCallsDelta(ev.index, step.calls)));
+  } else if (!piece.empty() || ev.token >= 0) {
     out += Event(StreamChunk(call_, header_, PieceDelta(call_, ev.index, piece, lp, ev.token)));
   }
-  if (c.finished) out += Event(StreamChunk(call_, header_, FinishDelta(call_, ev.index, c.finish_reason)));
+  if (c.finished) {
+    const std::string reason =
+        c.tool_stream ? ToolFinishReason(call_, c.finish_reason, c.tool_stream->made_calls()) : c.finish_reason;
+    out += Event(StreamChunk(call_, header_, FinishDelta(call_, ev.index, reason)));
+  }
   return out;
 }
 

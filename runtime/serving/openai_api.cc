@@ -1,6 +1,7 @@
 #include "runtime/serving/openai_api.h"
 
 #include <cmath>
+#include <random>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -64,6 +65,16 @@ constexpr Field kSchema[] = {
     {"suffix", Kind::kString, kCompletions},
     {"ignore_eos", Kind::kBool, kBoth},
     {"return_token_ids", Kind::kBool, kBoth},
+    // Structured output (structured_output.h checks the shapes inside) and tools.
+    {"response_format", Kind::kObject, kBoth},
+    {"guided_json", Kind::kAny, kBoth},  // a schema object, or a string holding one
+    {"guided_regex", Kind::kString, kBoth},
+    {"guided_choice", Kind::kArray, kBoth},
+    {"guided_grammar", Kind::kString, kBoth},
+    {"structured_outputs", Kind::kObject, kBoth},
+    {"tools", Kind::kArray, kChat},
+    {"tool_choice", Kind::kAny, kChat},  // "none" | "auto" | "required" | {"type": "function", ...}
+    {"parallel_tool_calls", Kind::kBool, kChat},
 };
 
 const char* KindName(Kind k) {
@@ -147,16 +158,71 @@ ApiError EngineRefusal(const absl::Status& status, bool chat) {
                   too_long ? "context_length_exceeded" : ""};
 }
 
-std::string RenderDefaultChatTemplate(const json& messages) {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+// In the client's key order (Dump would sort the keys).
+std::string DumpOrdered(const ojson& j) { return j.dump(-1, ' ', false, ojson::error_handler_t::replace); }
+
+// A message's content as text: a string, text parts joined, or nothing (null).
+std::string ContentText(const ojson& m) {
+  if (!m.contains("content") || m["content"].is_null()) return "";
+  if (m["content"].is_string()) return m["content"].get<std::string>();
+  std::string joined;
+  for (const ojson& part : m["content"]) joined += part.value("text", "");
+  return joined;
+}
+
+// An assistant's tool call as Hermes writes it; arguments that are JSON text go in as they are.
+std::string HermesCall(const ojson& tool_call) {
+  const ojson& f = tool_call.contains("function") ? tool_call["function"] : tool_call;
+  std::string args = "{}";
+  if (f.contains("arguments") && f["arguments"].is_string()) {
+    const std::string& a = f["arguments"].get_ref<const std::string&>();
+    args = ojson::parse(a, nullptr, false).is_discarded() ? DumpOrdered(ojson(a)) : a;
+  } else if (f.contains("arguments") && !f["arguments"].is_null()) {
+    args = DumpOrdered(f["arguments"]);
+  }
+  return "\n<tool_call>\n{\"name\": " + DumpOrdered(f.value("name", ojson(""))) + ", \"arguments\": " + args + "}\n</tool_call>";
+}
+
+}  // namespace
+
+std::string RenderDefaultChatTemplate(const ojson& messages, const ojson& tools) {
   std::string out;
-  for (const json& m : messages) {
-    std::string content;
-    if (m["content"].is_string()) {
-      content = m["content"].get<std::string>();
-    } else {
-      for (const json& part : m["content"]) content += part.value("text", "");
+  size_t i = 0;
+  if (tools.is_array() && !tools.empty()) {
+    out += "<|im_start|>system\n";
+    if (!messages.empty() && messages[0].value("role", "") == "system") {
+      out += ContentText(messages[0]) + "\n\n";
+      i = 1;
     }
-    out += "<|im_start|>" + m["role"].get<std::string>() + "\n" + content + "<|im_end|>\n";
+    out += "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+           "You are provided with function signatures within <tools></tools> XML tags:\n<tools>";
+    for (const ojson& t : tools) out += "\n" + DumpOrdered(t);
+    out += "\n</tools>\n\nFor each function call, return a json object with function name and arguments within "
+           "<tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": "
+           "<args-json-object>}\n</tool_call><|im_end|>\n";
+  }
+  for (; i < messages.size(); ++i) {
+    const ojson& m = messages[i];
+    const std::string role = m["role"].get<std::string>();
+    if (role == "tool") {  // consecutive results share one user turn
+      const bool first = i == 0 || messages[i - 1]["role"] != "tool";
+      const bool last = i + 1 == messages.size() || messages[i + 1]["role"] != "tool";
+      out += (first ? "<|im_start|>user" : "") + std::string("\n<tool_response>\n") + ContentText(m) +
+             "\n</tool_response>" + (last ? "<|im_end|>\n" : "");
+      continue;
+    }
+    if (role == "assistant" && m.contains("tool_calls") && m["tool_calls"].is_array() && !m["tool_calls"].empty()) {
+      const std::string content = ContentText(m);
+      out += "<|im_start|>assistant" + (content.empty() ? "" : "\n" + content);
+      for (const ojson& tc : m["tool_calls"]) out += HermesCall(tc);
+      out += "<|im_end|>\n";
+      continue;
+    }
+    out += "<|im_start|>" + role + "\n" + ContentText(m) + "<|im_end|>\n";
   }
   return out + "<|im_start|>assistant\n";
 }
@@ -191,9 +257,23 @@ std::optional<ApiError> CheckMessages(const json& j) {
     const std::string role = m["role"];
     if (role != "system" && role != "user" && role != "assistant" && role != "developer" && role != "tool")
       return Bad("messages", absl::StrCat("unknown role '", role, "'"));
-    if (!m.contains("content") || !(m["content"].is_string() || m["content"].is_array()))
+    // An assistant's content may be null or absent (a message that only calls tools).
+    const bool no_content = !m.contains("content") || m["content"].is_null();
+    if (!(no_content && role == "assistant") && (no_content || !(m["content"].is_string() || m["content"].is_array())))
       return Bad("messages", "each message needs 'content' (a string or a list of text parts)");
-    if (m["content"].is_array())
+    if (m.contains("tool_calls") && !m["tool_calls"].is_null()) {
+      if (role != "assistant" || !m["tool_calls"].is_array())
+        return Bad("messages", "'tool_calls' must be an array, on assistant messages only");
+      for (const json& tc : m["tool_calls"])
+        if (!tc.is_object() || !tc.contains("function") || !tc["function"].is_object() ||
+            !tc["function"].contains("name") || !tc["function"]["name"].is_string() ||
+            !tc["function"].contains("arguments") || !tc["function"]["arguments"].is_string() ||
+            (tc.contains("id") && !tc["id"].is_string()))
+          return Bad("messages", "each tool call needs 'function' with a string 'name' and string 'arguments'");
+    }
+    if (role == "tool" && (!m.contains("tool_call_id") || !m["tool_call_id"].is_string()))
+      return Bad("messages", "a 'tool' message needs a string 'tool_call_id'");
+    if (!no_content && m["content"].is_array())
       for (const json& p : m["content"])
         if (!p.is_object() || p.value("type", "") != "text" || !p.contains("text") || !p["text"].is_string())
           return Bad("messages", "only text content parts are supported");
@@ -201,31 +281,44 @@ std::optional<ApiError> CheckMessages(const json& j) {
   return std::nullopt;
 }
 
-// The chat rendered with the model's template (content parts joined: templates expect strings),
-// or Strata's default one.
-std::variant<std::string, ApiError> RenderChat(const json& j, const ApiContext& ctx) {
-  if (!ctx.chat || !ctx.chat->tmpl) return RenderDefaultChatTemplate(j["messages"]);
-  json messages = json::array();
-  for (const json& m : j["messages"]) {
-    json copy = m;
-    if (m["content"].is_array()) {
-      std::string joined;
-      for (const json& part : m["content"]) joined += part["text"].get<std::string>();
-      copy["content"] = joined;
-    }
-    messages.push_back(copy);
+// The chat rendered with the model's template (content parts joined: templates expect strings;
+// tool-call arguments as objects, which templates pass through tojson, as vLLM does), or
+// Strata's default one. `body` is re-read in its own key order: Python keeps insertion order, and
+// a tool's parameters are shown to the model in the order the client wrote them.
+std::variant<std::string, ApiError> RenderChat(const json& j, const std::string& body, const ApiContext& ctx) {
+  ojson ordered = ojson::parse(body, nullptr, false);
+  if (ordered.is_discarded() || !ordered.is_object() || !ordered.contains("messages") || !ordered["messages"].is_array())
+    return Bad("messages", "'messages' must be a non-empty array");
+  const ojson tools = ordered.contains("tools") ? ordered["tools"] : ojson();
+  if (!ctx.chat || !ctx.chat->tmpl) return RenderDefaultChatTemplate(ordered["messages"], tools);
+  ojson messages = ojson::array();
+  for (const ojson& m : ordered["messages"]) {
+    ojson copy = m;
+    if (m.contains("content") && m["content"].is_array()) copy["content"] = ContentText(m);
+    if (m.contains("tool_calls") && m["tool_calls"].is_array())
+      for (ojson& tc : copy["tool_calls"]) {
+        ojson& args = tc["function"]["arguments"];
+        if (args.is_string()) {
+          ojson parsed = ojson::parse(args.get<std::string>(), nullptr, false);
+          if (parsed.is_object()) args = std::move(parsed);
+        }
+      }
+    messages.push_back(std::move(copy));
   }
-  auto rendered = ctx.chat->tmpl->Render({{"messages", messages},
-                                          {"add_generation_prompt", j.value("add_generation_prompt", true)},
-                                          {"bos_token", ctx.chat->bos_token},
-                                          {"eos_token", ctx.chat->eos_token}});
+  ojson context = {{"messages", messages},
+                   {"add_generation_prompt", j.value("add_generation_prompt", true)},
+                   {"bos_token", ctx.chat->bos_token},
+                   {"eos_token", ctx.chat->eos_token}};
+  if (tools.is_array()) context["tools"] = tools;
+  auto rendered = ctx.chat->tmpl->RenderOrdered(context);
   if (!rendered.ok()) return Bad("messages", std::string(rendered.status().message()));
   return *rendered;
 }
 
-std::optional<ApiError> ParseChatPrompt(const json& j, const ApiContext& ctx, CompletionCall* c) {
+std::optional<ApiError> ParseChatPrompt(const json& j, const std::string& body, const ApiContext& ctx,
+                                        CompletionCall* c) {
   if (auto e = CheckMessages(j)) return e;
-  auto text = RenderChat(j, ctx);
+  auto text = RenderChat(j, body, ctx);
   if (auto* e = std::get_if<ApiError>(&text)) return *e;
   auto ids = Encode(std::get<std::string>(text), true, ctx);
   if (auto* e = std::get_if<ApiError>(&ids)) return *e;
@@ -356,6 +449,9 @@ std::optional<ApiError> ParseSampling(const json& j, const ApiContext& ctx, Comp
   if (Given(j, "seed")) {
     if (!j["seed"].is_number_integer()) return Bad("seed", "'seed' must be an integer");
     c->base.sampling.seed = static_cast<uint64_t>(j["seed"].get<int64_t>());
+    c->tool_id_seed = c->base.sampling.seed;  // a seeded request gets the same tool-call ids every time
+  } else {
+    c->tool_id_seed = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
   }
   c->base.ignore_eos = j.value("ignore_eos", false);
   c->base.sampling.min_p = static_cast<float>(j.value("min_p", 0.0));
@@ -418,6 +514,17 @@ std::optional<ApiError> ParseOutputOptions(const json& j, bool chat, CompletionC
   return std::nullopt;
 }
 
+// response_format, guided_*, structured_outputs, tools and tool_choice (structured_output.h).
+std::optional<ApiError> ParseConstraint(const std::string& body, bool chat, const ApiContext& ctx, CompletionCall* c) {
+  auto parsed = ParseOutputConstraint(ojson::parse(body, nullptr, false), chat);
+  if (auto* e = std::get_if<ConstraintError>(&parsed)) return Bad(e->param, e->message);
+  c->constraint = std::get<OutputConstraint>(std::move(parsed));
+  c->tool_format = ctx.tool_format;
+  if (c->constraint.grammar && ctx.tokenizer == nullptr)
+    return Bad(c->constraint.param, "structured outputs need the model's tokenizer");
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::variant<CompletionCall, ApiError> ParseCompletionRequest(const std::string& body, bool chat,
@@ -430,7 +537,9 @@ std::variant<CompletionCall, ApiError> ParseCompletionRequest(const std::string&
   // In this order: a wrong type is a 400 naming the field before any value is looked at.
   if (auto e = ApplySchema(j, chat)) return *e;
   if (auto e = CheckModelAndSupport(j, ctx)) return *e;
-  if (auto e = chat ? ParseChatPrompt(j, ctx, &c) : ParseCompletionPrompt(j, ctx, &c)) return *e;
+  // Before the prompt: the tools are checked before the template shows them to the model.
+  if (auto e = ParseConstraint(body, chat, ctx, &c)) return *e;
+  if (auto e = chat ? ParseChatPrompt(j, body, ctx, &c) : ParseCompletionPrompt(j, ctx, &c)) return *e;
   if (auto e = ParseLengths(j, chat, ctx, &c)) return *e;
   if (auto e = ParseSampling(j, ctx, &c)) return *e;
   if (auto e = ParseStop(j, ctx, &c)) return *e;
@@ -491,7 +600,8 @@ std::variant<json, ApiError> ParseObject(const std::string& body, const std::set
 }  // namespace
 
 std::variant<json, ApiError> TokenizeRequest(const std::string& body, const ApiContext& ctx) {
-  auto parsed = ParseObject(body, {"model", "prompt", "messages", "add_special_tokens", "add_generation_prompt"});
+  auto parsed =
+      ParseObject(body, {"model", "prompt", "messages", "tools", "add_special_tokens", "add_generation_prompt"});
   if (auto* e = std::get_if<ApiError>(&parsed)) return *e;
   json& j = std::get<json>(parsed);
   if (ctx.tokenizer == nullptr) return Bad("prompt", "the model has no tokenizer");
@@ -500,7 +610,8 @@ std::variant<json, ApiError> TokenizeRequest(const std::string& body, const ApiC
   std::string text;
   if (j.contains("messages")) {
     if (auto e = CheckMessages(j)) return *e;
-    auto rendered = RenderChat(j, ctx);
+    if (j.contains("tools") && !j["tools"].is_array()) return Bad("tools", "'tools' must be an array");
+    auto rendered = RenderChat(j, body, ctx);
     if (auto* e = std::get_if<ApiError>(&rendered)) return *e;
     text = std::get<std::string>(rendered);
   } else {
@@ -572,7 +683,22 @@ json CompletionBody(const CompletionCall& call, const ResponseHeader& h, const s
     const ChoiceState& c = *chosen[i];
     json ch = {{"index", i}, {"finish_reason", c.finish_reason},
                {"logprobs", LogprobsBody(call, c.logprobs, c.token_texts, c.top)}};
-    if (call.chat) {
+    if (call.chat && call.constraint.tool_mode != ToolMode::kNone) {
+      // The same seed per choice as its stream would use: the same ids either way.
+      const uint64_t seed = call.tool_id_seed + static_cast<uint64_t>(&c - all.data());
+      const ToolCallOutput t = ToolCallsOfText(call.constraint.tool_mode, call.tool_format, call.constraint.tool_name,
+                                               seed, c.out);
+      json message = {{"role", "assistant"}, {"content", t.content ? json(*t.content) : json(nullptr)}};
+      if (!t.calls.empty()) {
+        json calls = json::array();
+        for (const ToolCall& tc : t.calls)
+          calls.push_back({{"id", tc.id}, {"type", "function"},
+                           {"function", {{"name", tc.name}, {"arguments", tc.arguments}}}});
+        message["tool_calls"] = std::move(calls);
+      }
+      ch["message"] = std::move(message);
+      ch["finish_reason"] = ToolFinishReason(call, c.finish_reason, !t.calls.empty());
+    } else if (call.chat) {
       ch["message"] = {{"role", "assistant"}, {"content", c.out}};
     } else {
       ch["text"] = (call.echo ? call.prompt_texts[i / call.n] : "") + c.out;
@@ -590,9 +716,13 @@ json StreamChunk(const CompletionCall& call, const ResponseHeader& h, json choic
 }
 
 json OpeningDelta(const CompletionCall& call, size_t index) {
-  if (call.chat)
-    return {{"index", index}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr},
+  if (call.chat) {
+    // A forced tool call has no content (null, as OpenAI streams it).
+    const ToolMode m = call.constraint.tool_mode;
+    const json content = m == ToolMode::kRequired || m == ToolMode::kNamed ? json(nullptr) : json("");
+    return {{"index", index}, {"delta", {{"role", "assistant"}, {"content", content}}}, {"logprobs", nullptr},
             {"finish_reason", nullptr}};
+  }
   return {{"index", index}, {"text", call.echo ? call.prompt_texts[index / call.n] : ""}, {"logprobs", nullptr},
           {"finish_reason", nullptr}};
 }
@@ -609,6 +739,18 @@ json FinishDelta(const CompletionCall& call, int index, const std::string& reaso
   if (call.chat)
     return {{"index", index}, {"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", reason}};
   return {{"index", index}, {"text", ""}, {"logprobs", nullptr}, {"finish_reason", reason}};
+}
+
+json ToolCallsDelta(int index, const std::vector<ToolCallDelta>& calls) {
+  json list = json::array();
+  for (const ToolCallDelta& d : calls) list.push_back(d.ToJson());
+  return {{"index", index}, {"delta", {{"tool_calls", std::move(list)}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+}
+
+std::string ToolFinishReason(const CompletionCall& call, const std::string& reason, bool made_calls) {
+  const ToolMode m = call.constraint.tool_mode;
+  if (made_calls && reason == "stop" && (m == ToolMode::kAuto || m == ToolMode::kRequired)) return "tool_calls";
+  return reason;
 }
 
 json UsageChunk(const CompletionCall& call, const ResponseHeader& h, json usage) {

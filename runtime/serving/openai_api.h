@@ -13,6 +13,8 @@
 #include "runtime/model/model_spec.h"
 #include "runtime/scheduler.h"
 #include "runtime/serving/chat_template.h"
+#include "runtime/serving/structured_output.h"
+#include "runtime/serving/tool_calls.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 namespace strata {
@@ -53,6 +55,11 @@ struct CompletionCall {
   int logprobs = -1;           // -1: none; else this many top alternatives per token (base.top_logprobs)
   bool echo = false;
   bool return_token_ids = false;  // extension: choices carry "token_ids"
+  // Structured output and tools: the grammar (compiled by the server into base.grammar) and,
+  // on chat, tool_choice's mode. Tool-call ids of choice i come from tool_id_seed + i.
+  OutputConstraint constraint;
+  ToolCallFormat tool_format = ToolCallFormat::kHermes;
+  uint64_t tool_id_seed = 0;
 };
 
 struct ApiContext {
@@ -60,6 +67,7 @@ struct ApiContext {
   const Tokenizer* tokenizer = nullptr;  // null: prompts must be token ids
   std::string served_model_name;
   const ModelChatTemplate* chat = nullptr;  // null or no template: RenderDefaultChatTemplate
+  ToolCallFormat tool_format = ToolCallFormat::kHermes;  // how tool calls are read from the output
 };
 
 // Parses and validates a request body. Checks everything that does not need the engine.
@@ -73,7 +81,12 @@ std::variant<nlohmann::json, ApiError> DetokenizeRequest(const std::string& body
 
 // The prompt text of a chat under Strata's default template (ChatML):
 // "<|im_start|>{role}\n{content}<|im_end|>\n" per message, then "<|im_start|>assistant\n".
-std::string RenderDefaultChatTemplate(const nlohmann::json& messages);
+// With tools, as Qwen2.5's (Hermes) template: a system block lists them between <tools> and
+// </tools> with the <tool_call> instruction (the request's system message first in it); an
+// assistant's tool_calls are <tool_call> blocks and tool results <tool_response> blocks of a
+// user turn.
+std::string RenderDefaultChatTemplate(const nlohmann::ordered_json& messages,
+                                      const nlohmann::ordered_json& tools = nullptr);
 
 // Text streamed so far for one choice, with stop strings applied: text that could still turn
 // into a stop string is held back until it cannot.
@@ -106,6 +119,7 @@ struct ChoiceState {
   bool finished = false;
   std::string finish_reason;
   std::string error;
+  std::optional<ToolCallStream> tool_stream;  // streamed chat with tools: turns text into tool-call deltas
 };
 
 // What every body of one response repeats.
@@ -132,6 +146,11 @@ nlohmann::json OpeningDelta(const CompletionCall& call, size_t index);
 nlohmann::json PieceDelta(const CompletionCall& call, int index, const std::string& piece, nlohmann::json logprobs,
                           int token);
 nlohmann::json FinishDelta(const CompletionCall& call, int index, const std::string& reason);
+// A chat delta carrying tool-call deltas (runtime/serving/tool_calls.h).
+nlohmann::json ToolCallsDelta(int index, const std::vector<ToolCallDelta>& calls);
+// The finish reason a chat choice reports: "tool_calls" where tool_choice auto or required made
+// calls and generation stopped by itself (a named function's forced call stays "stop", as OpenAI).
+std::string ToolFinishReason(const CompletionCall& call, const std::string& reason, bool made_calls);
 // The last chunk when stream_options.include_usage: no choices, the usage.
 nlohmann::json UsageChunk(const CompletionCall& call, const ResponseHeader& h, nlohmann::json usage);
 
