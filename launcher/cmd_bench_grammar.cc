@@ -16,6 +16,7 @@
 #include "runtime/grammar/ebnf_parser.h"
 #include "runtime/grammar/grammar_matcher.h"
 #include "runtime/grammar/json_schema_grammar.h"
+#include "runtime/sampler.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, json_schema, "",
@@ -123,6 +124,22 @@ int RunBenchGrammar() {
   }
   double sum = 0;
   for (double x : mask_us) sum += x;
+  // What applying a mask adds to sampling one token (greedy and temperature 1 over seeded random
+  // logits, the last walk's final mask against none).
+  std::vector<float> logits(vocab->size());
+  for (float& l : logits) l = static_cast<float>(static_cast<double>(rng() % 20000) / 1000.0 - 10.0);
+  auto sample_us = [&](float temperature, const uint32_t* allowed) {
+    SamplingParams p;
+    p.temperature = temperature;
+    SamplerRng sampler_rng(1);
+    const int reps = 50;
+    const auto a = Clock::now();
+    for (int i = 0; i < reps; ++i) SampleToken(logits.data(), vocab->size(), p, &sampler_rng, {.allowed = allowed});
+    return 1e6 * seconds(a, Clock::now()) / reps;
+  };
+  if (mask.empty()) mask.assign((vocab->size() + 31) / 32, ~0u);
+  const double greedy_us = sample_us(0.f, nullptr), greedy_masked_us = sample_us(0.f, mask.data());
+  const double sampled_us = sample_us(1.f, nullptr), sampled_masked_us = sample_us(1.f, mask.data());
   nlohmann::json j = {
       {"vocab_size", vocab->size()},
       {"vocabulary_ms", 1e3 * seconds(t0, t1)},
@@ -135,6 +152,8 @@ int RunBenchGrammar() {
       {"mask_us_p50", Percentile(mask_us, 50)},
       {"mask_us_p99", Percentile(mask_us, 99)},
       {"mask_us_max", Percentile(mask_us, 100)},
+      {"sample_us", {{"greedy", greedy_us}, {"greedy_masked", greedy_masked_us}, {"temperature_1", sampled_us},
+                     {"temperature_1_masked", sampled_masked_us}}},
       {"config", {{"tokenizer", dir}, {"json_schema", absl::GetFlag(FLAGS_json_schema)},
                   {"grammar", absl::GetFlag(FLAGS_grammar)}, {"walks", absl::GetFlag(FLAGS_walks)},
                   {"max_steps", absl::GetFlag(FLAGS_max_steps)}, {"seed", absl::GetFlag(FLAGS_seed)}}}};
@@ -147,6 +166,8 @@ int RunBenchGrammar() {
     std::printf("mask       %.1f us mean, %.1f p50, %.1f p99, %.1f max over %zu steps (%d of %d walks complete)\n",
                 j["mask_us_mean"].get<double>(), j["mask_us_p50"].get<double>(), j["mask_us_p99"].get<double>(),
                 j["mask_us_max"].get<double>(), mask_us.size(), complete, absl::GetFlag(FLAGS_walks));
+    std::printf("sampling   greedy %.0f us (%.0f masked), temperature 1 %.0f us (%.0f masked) per token\n", greedy_us,
+                greedy_masked_us, sampled_us, sampled_masked_us);
   }
   return 0;
 }

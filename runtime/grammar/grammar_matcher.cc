@@ -28,6 +28,7 @@ struct CompiledGrammarData {
   // EntryKey(rule, state, caller rule, return state); root_entry[state]: the root's states with
   // nothing below (the output ends where the root does), -1 where a state consumes no byte.
   absl::flat_hash_map<uint64_t, int32_t> entry;
+  std::vector<bool> per_site;  // per rule: entries per call site (else one, on an unknown stack)
   std::vector<int32_t> root_entry;
   std::vector<MaskEntry> entries;
   TokenMask first_mask;  // the first step's, when first tokens decode differently
@@ -37,6 +38,7 @@ struct CompiledGrammarData {
 namespace {
 
 int Words(int vocab) { return (vocab + 31) / 32; }
+constexpr size_t kMaxCallSites = 8;
 uint64_t EntryKey(int32_t rule, int32_t state, int32_t caller, int32_t ret) {
   return (uint64_t(uint16_t(rule)) << 48) | (uint64_t(uint16_t(state)) << 32) | (uint64_t(uint16_t(caller)) << 16) |
          uint64_t(uint16_t(ret));
@@ -103,13 +105,24 @@ void ComputeEntries(CompiledGrammarData* d) {
     for (const DfaState& st : rules[c].states)
       for (const CallEdge& e : st.calls) sites[e.rule].insert({static_cast<int32_t>(c), e.return_state});
   std::vector<std::pair<uint64_t, size_t>> keys;  // entry key -> job
-  for (size_t r = 0; r < rules.size(); ++r)
-    for (size_t s = 0; s < rules[r].states.size(); ++s)
-      if (!rules[r].states[s].bytes.empty())
-        for (auto [caller, ret] : sites[r]) {
-          keys.push_back({EntryKey(int32_t(r), int32_t(s), caller, ret), jobs.size()});
-          jobs.push_back({int32_t(r), int32_t(s), caller, ret, nullptr});
-        }
+  d->per_site.assign(rules.size(), false);
+  for (size_t r = 0; r < rules.size(); ++r) {
+    // A rule called from many places (an array item repeated up to maxItems times) is computed
+    // once on an unknown stack instead: its uncertain tokens are few, its states many.
+    d->per_site[r] = sites[r].size() <= kMaxCallSites;
+    for (size_t s = 0; s < rules[r].states.size(); ++s) {
+      if (rules[r].states[s].bytes.empty() || sites[r].empty()) continue;
+      if (!d->per_site[r]) {
+        keys.push_back({EntryKey(int32_t(r), int32_t(s), -1, -1), jobs.size()});
+        jobs.push_back({int32_t(r), int32_t(s), -2, -2, nullptr});
+        continue;
+      }
+      for (auto [caller, ret] : sites[r]) {
+        keys.push_back({EntryKey(int32_t(r), int32_t(s), caller, ret), jobs.size()});
+        jobs.push_back({int32_t(r), int32_t(s), caller, ret, nullptr});
+      }
+    }
+  }
   const auto& root = rules[0].states;
   d->root_entry.assign(root.size(), -1);
   for (size_t s = 0; s < root.size(); ++s)
@@ -124,7 +137,8 @@ void ComputeEntries(CompiledGrammarData* d) {
     for (size_t j; (j = next++) < jobs.size();) {
       const Job& job = jobs[j];
       // The root, when nothing calls it, always stands on the bottom.
-      const int32_t below = job.caller < 0                       ? kBottom
+      const int32_t below = job.caller == -2                      ? kUnknown
+                            : job.caller < 0                       ? kBottom
                             : job.caller == 0 && sites[0].empty() ? store.Intern(0, job.ret, kBottom)
                                                                   : store.Intern(job.caller, job.ret, kUnknown);
       d->entries[j] = ComputeEntry(&store, *d->vocab, store.Intern(job.rule, job.state, below));
@@ -214,7 +228,8 @@ void GrammarMatcher::FillNextTokenMask(TokenMask* mask) {
         k = d.root_entry[n.state];
       } else {
         const StackNode p = s_->store.node(n.parent);
-        k = d.entry.at(EntryKey(n.rule, n.state, p.rule, p.state));
+        k = d.per_site[n.rule] ? d.entry.at(EntryKey(n.rule, n.state, p.rule, p.state))
+                               : d.entry.at(EntryKey(n.rule, n.state, -1, -1));
       }
       const MaskEntry& e = d.entries[k];
       if (!e.accepted_bits.empty())
