@@ -1,5 +1,7 @@
 #include "runtime/grammar/grammar.h"
 
+#include "utf8proc.h"
+
 #include <cctype>
 #include <cstdio>
 #include <set>
@@ -54,6 +56,12 @@ Expr Repeat(Expr item, int min, int max) {
   e.min = min;
   e.max = max;
   return e;
+}
+
+void AppendUtf8(uint32_t code_point, std::string* out) {
+  utf8proc_uint8_t buf[4];
+  const auto n = utf8proc_encode_char(static_cast<utf8proc_int32_t>(code_point), buf);
+  out->append(reinterpret_cast<const char*>(buf), static_cast<size_t>(n));
 }
 
 int Grammar::AddRule(std::string name) {

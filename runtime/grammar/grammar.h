@@ -63,6 +63,9 @@ struct Grammar {
   std::string ToString() const;
 };
 
+// Appends the UTF-8 encoding of `code_point` (utf8proc's encoder).
+void AppendUtf8(uint32_t code_point, std::string* out);
+
 // `text` as an exact-match expression (its UTF-8 bytes).
 inline Expr Literal(std::string text) { return Bytes(std::move(text)); }
 

@@ -7,6 +7,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "utf8proc.h"
 
 namespace strata::grammar {
 
@@ -17,29 +18,6 @@ int GrammarAutomaton::num_states() const {
 }
 
 namespace {
-
-void EncodeUtf8(uint32_t c, uint8_t* out, int* n) {
-  if (c < 0x80) {
-    out[0] = static_cast<uint8_t>(c);
-    *n = 1;
-  } else if (c < 0x800) {
-    out[0] = static_cast<uint8_t>(0xC0 | (c >> 6));
-    out[1] = static_cast<uint8_t>(0x80 | (c & 0x3F));
-    *n = 2;
-  } else if (c < 0x10000) {
-    out[0] = static_cast<uint8_t>(0xE0 | (c >> 12));
-    out[1] = static_cast<uint8_t>(0x80 | ((c >> 6) & 0x3F));
-    out[2] = static_cast<uint8_t>(0x80 | (c & 0x3F));
-    *n = 3;
-  } else {
-    out[0] = static_cast<uint8_t>(0xF0 | (c >> 18));
-    out[1] = static_cast<uint8_t>(0x80 | ((c >> 12) & 0x3F));
-    out[2] = static_cast<uint8_t>(0x80 | ((c >> 6) & 0x3F));
-    out[3] = static_cast<uint8_t>(0x80 | (c & 0x3F));
-    *n = 4;
-  }
-}
-
 // Splits [lo, hi] until both ends encode to byte sequences that differ only in ranges per
 // position (the construction of RE2 and Rust's regex-syntax).
 void SplitUtf8(uint32_t lo, uint32_t hi, std::vector<std::vector<std::pair<uint8_t, uint8_t>>>* out) {
@@ -79,9 +57,8 @@ void SplitUtf8(uint32_t lo, uint32_t hi, std::vector<std::vector<std::pair<uint8
     }
   }
   uint8_t a[4], b[4];
-  int na = 0, nb = 0;
-  EncodeUtf8(lo, a, &na);
-  EncodeUtf8(hi, b, &nb);
+  const int na = static_cast<int>(utf8proc_encode_char(static_cast<utf8proc_int32_t>(lo), a));
+  utf8proc_encode_char(static_cast<utf8proc_int32_t>(hi), b);
   std::vector<std::pair<uint8_t, uint8_t>> seq;
   for (int k = 0; k < na; ++k) seq.push_back({a[k], b[k]});
   out->push_back(std::move(seq));
