@@ -336,44 +336,38 @@ std::vector<bool> CoReachable(const Nfa& n, const std::vector<bool>& nonempty) {
   return live;
 }
 
+// Subset construction. Its cost is the total size of the NFA-state sets it creates, which a
+// regex like `.*a.{30}` makes exponential: that total is budgeted (AutomatonLimits::
+// max_dfa_set_entries) so such a grammar is refused in well under a second instead of after
+// reaching max_dfa_states slowly.
 class Determinizer {
  public:
-  Determinizer(const Nfa& n, const std::vector<bool>& live, const std::vector<bool>& nonempty, int max_states,
-               int* total)
-      : n_(n), live_(live), nonempty_(nonempty), max_states_(max_states), total_(total) {}
+  Determinizer(const Nfa& n, const std::vector<bool>& live, const std::vector<bool>& nonempty,
+               const AutomatonLimits& limits, int* total_states, int64_t* total_entries)
+      : n_(n),
+        live_(live),
+        nonempty_(nonempty),
+        limits_(limits),
+        total_states_(total_states),
+        total_entries_(total_entries),
+        mark_(n.states.size(), 0),
+        count_(n.states.size(), 0),
+        in_active_(n.states.size(), 0) {}
 
   absl::StatusOr<std::vector<DfaState>> Run() {
     Intern(Closure({n_.start}));
     for (size_t d = 0; d < sets_.size(); ++d) {
-      if (*total_ > max_states_)
-        return absl::InvalidArgumentError(
-            absl::StrCat("the grammar is too large: over ", max_states_, " deterministic automaton states"));
+      if (*total_states_ > limits_.max_dfa_states)
+        return absl::InvalidArgumentError(absl::StrCat("the grammar is too large: over ", limits_.max_dfa_states,
+                                                       " deterministic automaton states"));
+      if (*total_entries_ > limits_.max_dfa_set_entries)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the grammar is too large: its deterministic automaton tracks over ", limits_.max_dfa_set_entries,
+            " alternatives (a pattern such as .*a.{30} grows exponentially)"));
       const std::vector<int> set = sets_[d];  // copied: Intern may grow sets_
       DfaState st;
       st.accepting = std::binary_search(set.begin(), set.end(), n_.accept);
-      // Byte transitions over the intervals where the set of targets is constant.
-      std::vector<int> cuts = {0, 256};
-      for (int s : set)
-        for (const ByteRange& b : n_.states[s].bytes)
-          if (live_[b.target]) {
-            cuts.push_back(b.lo);
-            cuts.push_back(b.hi + 1);
-          }
-      std::sort(cuts.begin(), cuts.end());
-      cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
-      for (size_t k = 0; k + 1 < cuts.size(); ++k) {
-        const int lo = cuts[k], hi = cuts[k + 1] - 1;
-        std::vector<int> targets;
-        for (int s : set)
-          for (const ByteRange& b : n_.states[s].bytes)
-            if (live_[b.target] && b.lo <= lo && lo <= b.hi) targets.push_back(b.target);
-        if (targets.empty()) continue;
-        const int t = Intern(Closure(targets));
-        if (!st.bytes.empty() && st.bytes.back().target == t && st.bytes.back().hi + 1 == lo)
-          st.bytes.back().hi = static_cast<uint8_t>(hi);
-        else
-          st.bytes.push_back({static_cast<uint8_t>(lo), static_cast<uint8_t>(hi), t});
-      }
+      AddByteTransitions(set, &st);
       std::map<int, std::vector<int>> returns;  // callee -> return states
       for (int s : set)
         for (const CallEdge& c : n_.states[s].calls)
@@ -385,31 +379,91 @@ class Determinizer {
   }
 
  private:
+  // Byte transitions over the intervals where the set of targets is constant: a sweep over the
+  // edges' start and end bytes (bucketed, bytes being 0-255) keeps the targets active in each.
+  void AddByteTransitions(const std::vector<int>& set, DfaState* st) {
+    for (int at : touched_) {
+      starts_[at].clear();
+      ends_[at].clear();
+    }
+    touched_.clear();
+    for (int s : set)
+      for (const ByteRange& b : n_.states[s].bytes)
+        if (live_[b.target]) {
+          if (starts_[b.lo].empty() && ends_[b.lo].empty()) touched_.push_back(b.lo);
+          starts_[b.lo].push_back(b.target);
+          if (starts_[b.hi + 1].empty() && ends_[b.hi + 1].empty()) touched_.push_back(b.hi + 1);
+          ends_[b.hi + 1].push_back(b.target);
+        }
+    std::sort(touched_.begin(), touched_.end());
+    std::vector<int> active;  // targets with count_ > 0, possibly with stale entries
+    for (size_t k = 0; k + 1 < touched_.size(); ++k) {
+      const int lo = touched_[k], hi = touched_[k + 1] - 1;
+      for (int t : ends_[lo]) --count_[t];
+      for (int t : starts_[lo])
+        if (count_[t]++ == 0) active.push_back(t);
+      // Compact active: drop targets whose count fell to 0 and second copies of re-activated ones.
+      ++active_stamp_;
+      size_t kept = 0;
+      for (int t : active)
+        if (count_[t] > 0 && in_active_[t] != active_stamp_) {
+          in_active_[t] = active_stamp_;
+          active[kept++] = t;
+        }
+      active.resize(kept);
+      std::vector<int> targets = active;
+      if (targets.empty()) continue;
+      const int t = Intern(Closure(std::move(targets)));
+      if (!st->bytes.empty() && st->bytes.back().target == t && st->bytes.back().hi + 1 == lo)
+        st->bytes.back().hi = static_cast<uint8_t>(hi);
+      else
+        st->bytes.push_back({static_cast<uint8_t>(lo), static_cast<uint8_t>(hi), t});
+    }
+    for (int t : ends_[touched_.empty() ? 0 : touched_.back()]) --count_[t];
+  }
+
+  // The epsilon closure, sorted; mark_ (stamped per call) replaces a set.
   std::vector<int> Closure(std::vector<int> todo) {
-    std::set<int> out;
+    ++stamp_;
+    std::vector<int> out;
     while (!todo.empty()) {
       const int s = todo.back();
       todo.pop_back();
-      if (!live_[s] || !out.insert(s).second) continue;
+      if (!live_[s] || mark_[s] == stamp_) continue;
+      mark_[s] = stamp_;
+      out.push_back(s);
       for (int t : n_.states[s].eps) todo.push_back(t);
     }
-    return {out.begin(), out.end()};
+    std::sort(out.begin(), out.end());
+    return out;
   }
-  int Intern(const std::vector<int>& set) {
-    auto [it, inserted] = ids_.try_emplace(set, static_cast<int>(sets_.size()));
-    if (inserted) {
-      sets_.push_back(set);
-      ++*total_;
-    }
-    return it->second;
+  int Intern(std::vector<int> set) {
+    auto it = ids_.find(set);
+    if (it != ids_.end()) return it->second;
+    const int id = static_cast<int>(sets_.size());
+    ++*total_states_;
+    *total_entries_ += static_cast<int64_t>(set.size());
+    ids_.emplace(set, id);
+    sets_.push_back(std::move(set));
+    return id;
   }
 
   const Nfa& n_;
   const std::vector<bool>& live_;
   const std::vector<bool>& nonempty_;
-  int max_states_;
-  int* total_;
-  std::map<std::vector<int>, int> ids_;
+  const AutomatonLimits& limits_;
+  int* total_states_;
+  int64_t* total_entries_;
+  std::vector<uint32_t> mark_;  // Closure's visited set: mark_[s] == stamp_
+  uint32_t stamp_ = 0;
+  // AddByteTransitions' scratch: edges starting / ending at each byte value (256 = past the end),
+  // the byte values used, edges covering the current interval per target, and dedup stamps.
+  std::vector<int> starts_[257], ends_[257];
+  std::vector<int> touched_;
+  std::vector<int> count_;
+  std::vector<uint32_t> in_active_;
+  uint32_t active_stamp_ = 0;
+  absl::flat_hash_map<std::vector<int>, int> ids_;
   std::vector<std::vector<int>> sets_;
   std::vector<DfaState> dfa_;
 };
@@ -502,12 +556,13 @@ absl::StatusOr<GrammarAutomaton> BuildAutomaton(const Grammar& g, const Automato
   if (!nonempty[0]) return absl::InvalidArgumentError("the grammar matches no text at all");
   GrammarAutomaton a;
   int dfa_states = 0;
+  int64_t dfa_set_entries = 0;
   for (size_t k = 0; k < nfas.size(); ++k) {
     RuleAutomaton r;
     r.name = pending[k].name;
     if (nonempty[k]) {
       const std::vector<bool> live = CoReachable(nfas[k], nonempty);
-      auto dfa = Determinizer(nfas[k], live, nonempty, limits.max_dfa_states, &dfa_states).Run();
+      auto dfa = Determinizer(nfas[k], live, nonempty, limits, &dfa_states, &dfa_set_entries).Run();
       if (!dfa.ok()) return dfa.status();
       r.states = std::move(*dfa);
     } else {
