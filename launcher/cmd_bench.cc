@@ -36,10 +36,11 @@ double Median(std::vector<double> v) {
 int RunBench(const std::vector<std::string>& args) {
   if (args.size() == 1 && args[0] == "serve") return RunBenchServe();
   if (args.size() == 1 && args[0] == "grammar") return RunBenchGrammar();
+  if (args.size() == 1 && args[0] == "sampler") return RunBenchSampler();
   if (args.size() != 1 || args[0] != "offline")
     return Fail("bench",
                 "usage: strata bench offline --model DIR ... | strata bench serve --url URL ... | "
-                "strata bench grammar --tokenizer DIR ...",
+                "strata bench grammar --tokenizer DIR ... | strata bench sampler [--sampler-vocab N]",
                 2);
   const EngineOptions opts = EngineOptionsFromFlags();
   JobComms comms = CreateJobCommsFromFlags();

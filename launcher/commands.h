@@ -21,6 +21,7 @@ int RunServe(const std::vector<std::string>& args);
 int RunTokenize(const std::vector<std::string>& args);
 int RunBenchServe();    // `bench serve`, dispatched by RunBench
 int RunBenchGrammar();  // `bench grammar`, dispatched by RunBench
+int RunBenchSampler();  // `bench sampler`, dispatched by RunBench
 
 // The grammar --json-schema or --grammar names (bench grammar, bench offline); without either,
 // the built-in schema if `use_default`, else a grammar with no rules.

@@ -1,7 +1,8 @@
 // File: runtime/sampler.h
 // Token selection from one row of logits, seeded per request. The logits pass, in vLLM's order,
 // logit_bias, then the repetition, frequency and presence penalties, then the banned tokens;
-// then greedy, or temperature with top-k, top-p and min-p truncation.
+// then greedy, or temperature with top-k, top-p and min-p truncation (the token a draw selects is
+// defined once, in runtime/base/token_choice.h).
 #pragma once
 
 #include <cstdint>
@@ -33,6 +34,8 @@ struct SamplingContext {
   const std::vector<int>* banned = nullptr;  // e.g. EOS before min_tokens
   // A bitmask over the vocabulary (bit i of word i / 32): only these may be chosen (a grammar's).
   const uint32_t* allowed = nullptr;
+  // Compute SampledToken::logprob (a pass over the vocabulary); false leaves it 0.
+  bool logprob = true;
 };
 
 // A request's random stream: splitmix64, so results are the same on every platform.
@@ -61,8 +64,5 @@ std::vector<float> ProcessLogits(const float* logits, int vocab, const SamplingP
 
 // The `k` most likely tokens under log_softmax(logits), most likely first (ties by id).
 std::vector<std::pair<int, float>> TopLogprobs(const float* logits, int vocab, int k);
-
-// log_softmax(logits)[token], computed in double.
-double TokenLogprob(const float* logits, int vocab, int token);
 
 }  // namespace strata

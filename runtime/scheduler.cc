@@ -313,7 +313,7 @@ SampledToken Scheduler::Sample(Seq* s, const float* row) {
   std::vector<int> banned = BannedNow(*s);
   if (!s->matcher)
     return SampleToken(row, spec_.vocab_size, s->req.sampling, &s->rng,
-                       {.prompt = &s->req.prompt, .output = &s->generated, .banned = &banned});
+                       {.prompt = &s->req.prompt, .output = &s->generated, .banned = &banned, .logprob = s->req.logprob});
   // Structured output: only what the grammar allows. Where the grammar allows nothing but the
   // end, the end wins over min_tokens.
   s->matcher->FillNextTokenMask(&mask_);
@@ -326,7 +326,8 @@ SampledToken Scheduler::Sample(Seq* s, const float* row) {
   for (uint32_t w : mask_) left |= w != 0;
   if (!left) s->matcher->FillNextTokenMask(&mask_);
   const SampledToken t = SampleToken(row, spec_.vocab_size, s->req.sampling, &s->rng,
-                                     {.prompt = &s->req.prompt, .output = &s->generated, .allowed = mask_.data()});
+                                     {.prompt = &s->req.prompt, .output = &s->generated, .allowed = mask_.data(),
+                                      .logprob = s->req.logprob});
   // The mask allows only tokens the matcher takes; logits that are all -inf or NaN could still
   // pick one outside it, and that ends the request rather than the server.
   if (!s->matcher->AcceptToken(t.token)) return {-1, 0.f};

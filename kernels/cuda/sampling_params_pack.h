@@ -7,15 +7,14 @@
 // one PackedSamplingParams per logits row (copied with the step's batch arrays, or written into
 // a captured graph's input buffer) and write back only each row's token id and logprob, so the
 // logits stay on the device. PackedSamplingBatch::kernel picks the launch: kArgmax (every GPU
-// row greedy: one argmax and log-sum-exp pass per row) or kSortedWalk (some row samples). Rows
+// row greedy: one argmax and log-sum-exp pass per row) or kCutAndWalk (some row samples). Rows
 // flagged kPackedOnHost are skipped by the kernels (token -1) and their logits rows are copied
 // home for strata::SampleToken, as every row is today.
 //
-// Why sampled rows walk a sorted order even without top-k/top-p: SampleToken draws u and walks
-// the candidates by descending logit (ties by id) until the cumulative mass passes u, so the
-// token for a given u depends on that order. The kernel gets it with a segmented sort of the row
-// (or a radix select of the crossing point); any_truncation says whether the top-k/top-p/min-p
-// cuts of the sorted prefix are needed at all.
+// No sort of the row: the selection (runtime/base/token_choice.h) walks the kept tokens in id
+// order (a prefix sum), and the cuts need only the boundary of the best-ranked set, which a
+// kernel finds by a radix select or a pivot search on the rank; any_truncation says whether any
+// row needs that boundary at all.
 //
 // Random numbers: a request's CPU stream is SamplerRng(seed), splitmix64, advanced once per token
 // sampled with temperature > 0 (greedy tokens draw nothing). The GPU cannot carry that state
@@ -90,7 +89,7 @@ static_assert(offsetof(PackedSamplingParams, seed) == 0 && offsetof(PackedSampli
 enum class SamplingKernel {
   kNone,        // every row is sampled on the host
   kArgmax,      // every GPU row is greedy
-  kSortedWalk,  // some GPU row samples with temperature
+  kCutAndWalk,  // some GPU row samples with temperature
 };
 
 struct PackedSamplingBatch {
@@ -110,18 +109,15 @@ struct PackedSample {
   float logprob = 0.f;  // log_softmax of the raw logits at `token` (before temperature and cuts)
 };
 
-// The GPU sampler's specification, step by step as the kernel must do it:
-//  1. logprob: log-sum-exp of the raw row in double (max first), logits[token] - max - log(sum).
-//  2. greedy: the first index of the largest logit (ties to the lowest id).
-//  3. otherwise: candidates sorted by logit descending, ties by id; keep the first top_k (all when
-//     0); p_i = exp((logit_i - max) / temperature) in double over the kept; top_p < 1 keeps the
-//     shortest prefix whose normalized running sum (added in order) reaches top_p; min_p > 0 keeps
-//     the prefix with p_i >= min_p x p_0 (at least one); u = UniformAt(seed, draw_index) x the
-//     kept sum; the token is the first whose running sum exceeds u (the last kept if rounding
-//     leaves none).
+// The GPU sampler's specification:
+//  1. logprob: LogSoftmaxAt (runtime/base/token_choice.h) of the raw row: log-sum-exp in double,
+//     max first.
+//  2. greedy: ArgmaxToken, the first index of the largest logit.
+//  3. otherwise: ChooseToken with u = UniformAt(seed, draw_index), whose header defines the rank,
+//     the cuts and the walk in id order.
 // The kernel must give the same token; its logprob and sums may differ in the last bits where it
 // adds in another order, which can move the choice only when u falls within rounding of a
-// boundary between two candidates. Logits are assumed free of NaN.
+// boundary between two candidates.
 PackedSample SampleFromPacked(const float* logits, int vocab, const PackedSamplingParams& p);
 
 }  // namespace strata

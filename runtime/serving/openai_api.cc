@@ -508,6 +508,7 @@ std::optional<ApiError> ParseOutputOptions(const json& j, bool chat, CompletionC
   if (chat && Given(j, "top_logprobs") && c->logprobs < 0)
     return Bad("top_logprobs", "'top_logprobs' needs 'logprobs': true");
   c->base.top_logprobs = std::max(c->logprobs, 0);
+  c->base.logprob = c->logprobs >= 0 || c->best_of > c->n;  // what the response or the ranking reads
   c->echo = j.value("echo", false);
   c->return_token_ids = j.value("return_token_ids", false);
   if (c->stream && c->best_of > c->n) return Bad("best_of", "'best_of' > n cannot be streamed");

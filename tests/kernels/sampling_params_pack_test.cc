@@ -74,11 +74,11 @@ TEST(PackSamplingBatch, ChoosesTheKernelFromItsRows) {
   EXPECT_EQ(b.rows.size(), 3u);
 
   b = PackSamplingBatch({greedy, hot});
-  EXPECT_EQ(b.kernel, SamplingKernel::kSortedWalk);
+  EXPECT_EQ(b.kernel, SamplingKernel::kCutAndWalk);
   EXPECT_FALSE(b.any_truncation);
   for (const SequenceSampling& cut : {top_k, top_p, min_p}) {
     b = PackSamplingBatch({greedy, cut});
-    EXPECT_EQ(b.kernel, SamplingKernel::kSortedWalk);
+    EXPECT_EQ(b.kernel, SamplingKernel::kCutAndWalk);
     EXPECT_TRUE(b.any_truncation);
   }
 

@@ -110,6 +110,20 @@ TEST(Cli, MakeModelPlacesARealTokenizer) {
 namespace strata::testing {
 namespace {
 
+// bench sampler --json: every setting timed on a row of the asked length.
+TEST(Cli, BenchSamplerTimesEverySetting) {
+  const ShellResult r = Strata("bench sampler --sampler-vocab 2000 --sampler-reps 3 --seed 4 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["vocab_size"], 2000);
+  for (const char* s : {"greedy", "temperature_1", "top_k_40", "top_p_0.9", "min_p_0.05", "llama_cpp_defaults"}) {
+    for (const char* table : {"us_per_token", "us_per_token_without_logprob"}) {
+      ASSERT_TRUE(j[table].contains(s)) << table << " " << s;
+      EXPECT_GT(j[table][s].get<double>(), 0.0) << table << " " << s;
+    }
+  }
+}
+
 // bench offline --json: the fields other tools read, and the floor recomputed from its parts:
 // decode bytes/token = (weights minus the embedding + batch x mean context x KV bytes/token) / batch.
 TEST(Cli, BenchOfflineReportsItsFloorAndConfiguration) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <map>
 
+#include "runtime/base/token_choice.h"
 #include "runtime/sampler.h"
 
 namespace strata {
@@ -159,7 +160,7 @@ TEST(Sampler, OnlyTokensInTheAllowedMaskAreChosen) {
   ExpectFrequencies(kLogits, p, {.allowed = &allowed}, want);
   // The logprob stays the raw softmax's, as with every other transform.
   const SampledToken t = SampleToken(kLogits.data(), 6, {}, &rng, {.allowed = &allowed});
-  EXPECT_NEAR(t.logprob, TokenLogprob(kLogits.data(), 6, t.token), 1e-6);
+  EXPECT_NEAR(t.logprob, LogSoftmaxAt(kLogits.data(), 6, t.token), 1e-6);
 }
 
 TEST(Sampler, TopLogprobsAreTheSortedLogSoftmax) {
@@ -173,6 +174,22 @@ TEST(Sampler, TopLogprobsAreTheSortedLogSoftmax) {
   }
   EXPECT_EQ(TopLogprobs(kLogits.data(), 6, 0).size(), 0u);
   EXPECT_EQ(TopLogprobs(kLogits.data(), 6, 99).size(), 6u);
+}
+
+// Without the logprob (SamplingContext::logprob = false) the same token is drawn and the
+// logprob is left 0.
+TEST(Sampler, LogprobIsSkippedOnRequestWithoutChangingTheToken) {
+  SamplingParams p;
+  p.temperature = 0.9f;
+  p.top_k = 4;
+  SamplerRng with(3), without(3);
+  for (int i = 0; i < 200; ++i) {
+    const SampledToken a = SampleToken(kLogits.data(), 6, p, &with);
+    const SampledToken b = SampleToken(kLogits.data(), 6, p, &without, {.logprob = false});
+    ASSERT_EQ(a.token, b.token);
+    EXPECT_EQ(b.logprob, 0.f);
+    EXPECT_NEAR(a.logprob, LogSoftmaxAt(kLogits.data(), 6, a.token), 1e-6);
+  }
 }
 
 }  // namespace

@@ -190,5 +190,29 @@ TEST_F(OpenAiSchema, GenerationConfigDefaultsFillOmittedSampling) {
   EXPECT_EQ(e.top_k, 0);
 }
 
+// The engine computes each token's logprob only when the response or best_of's ranking reads it.
+TEST_F(OpenAiSchema, LogprobsAreComputedOnlyWhenRead) {
+  struct Case {
+    bool chat;
+    json extra;
+    bool want;
+  };
+  const Case cases[] = {{false, json::object(), false},
+                        {true, json::object(), false},
+                        {false, {{"logprobs", 0}}, true},
+                        {false, {{"logprobs", 3}}, true},
+                        {true, {{"logprobs", true}}, true},
+                        {true, {{"logprobs", false}}, false},
+                        {false, {{"n", 2}, {"best_of", 2}}, false},
+                        {false, {{"n", 1}, {"best_of", 3}}, true}};
+  for (const Case& c : cases) {
+    json body = Base(c.chat);
+    body.update(c.extra);
+    const auto r = Parse(body, c.chat);
+    ASSERT_TRUE(std::holds_alternative<CompletionCall>(r)) << body.dump();
+    EXPECT_EQ(std::get<CompletionCall>(r).base.logprob, c.want) << body.dump();
+  }
+}
+
 }  // namespace
 }  // namespace strata::testing
