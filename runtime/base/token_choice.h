@@ -7,7 +7,9 @@
 // full sort cost 7.7 ms per token at a 50k vocabulary on the CPU): the cuts need only the
 // boundary of a best-ranked set, and the draw walks the kept tokens in id order.
 //  - Rank: descending logit, ties by ascending id (-0 equals +0). NaN and -inf logits are never
-//    chosen while a finite one exists; where the best logit is not finite, the argmax is chosen.
+//    chosen while the row's best logit is finite. Where it is not (a +inf, or nothing but -inf
+//    and NaN), the choice is ArgmaxToken's, std::max_element's: the first +inf, or the first
+//    entry, even a NaN, when nothing beats it.
 //  - p_i = exp((l_i - l_best) / T), in double (p_best = 1).
 //  - top_k > 0: keep the k best-ranked tokens.
 //  - top_p < 1: of those, keep the shortest rank prefix whose mass, summed in rank order,

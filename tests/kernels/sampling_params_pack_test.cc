@@ -2,6 +2,9 @@
 // flags, SplitMix64At against SamplerRng's stream, and SampleFromPacked - the specification the
 // sampling kernels must meet - against strata::SampleToken on seeded random logits: the same
 // token and logprob for the same (seed, draw) under greedy, temperature, top-k, top-p and min-p.
+// Both select through ChooseToken (checked against a naive full sort in token_choice_test), so
+// what this adds is the wiring: the packed fields, and draw n of the request's stream taken by
+// index where SampleToken advances a SamplerRng.
 #include "kernels/cuda/sampling_params_pack.h"
 
 #include <gtest/gtest.h>
