@@ -27,7 +27,8 @@ int IdOf(uint64_t key) { return static_cast<int>(static_cast<uint32_t>(key)); }
 struct Scratch {
   std::vector<double> p;        // p_i, written for the tokens still in play
   std::vector<uint64_t> ranks;  // rank keys of the candidate pool
-  std::vector<uint64_t> best;   // BestKeys' output
+  std::vector<uint64_t> best;   // BestKeys' or BucketByRank's output
+  std::vector<uint32_t> buckets;  // BucketByRank's counts
   std::vector<int> ids;         // the pool's ids in ascending order
 };
 
@@ -55,6 +56,39 @@ void BestKeys(const std::vector<uint64_t>& keys, uint64_t after, size_t m, std::
   }
   std::sort(out->begin(), out->end());
   if (out->size() > m) out->resize(m);
+}
+
+// Keys grouped by their top 16 bits, in ascending groups (a counting sort; unsorted inside a
+// group): every key of a group ranks before every key of the next.
+void BucketByRank(const std::vector<uint64_t>& keys, std::vector<uint64_t>* out, std::vector<uint32_t>* starts) {
+  starts->assign((1u << 16) + 1, 0);
+  uint32_t* start = starts->data();  // raw pointers: the stores below must not reload them
+  for (uint64_t k : keys) ++start[(k >> 48) + 1];
+  for (size_t b = 1; b < starts->size(); ++b) start[b] += start[b - 1];
+  out->resize(keys.size());
+  uint64_t* dst = out->data();
+  for (uint64_t k : keys) dst[start[k >> 48]++] = k;
+}
+
+// Adds the keys' masses in rank order until they reach `target` and says the key that did. The
+// keys come grouped as BucketByRank leaves them (a sorted list is such a grouping); each group
+// is sorted on the way.
+bool ReachMass(std::vector<uint64_t>* keys, const std::vector<double>& p, double target, uint64_t* last) {
+  double cum = 0;
+  for (size_t i = 0; i < keys->size();) {
+    const uint64_t group = (*keys)[i] >> 48;
+    size_t end = i + 1;
+    while (end < keys->size() && ((*keys)[end] >> 48) == group) ++end;
+    std::sort(keys->begin() + i, keys->begin() + end);
+    for (; i < end; ++i) {
+      cum += p[IdOf((*keys)[i])];
+      if (cum >= target) {
+        *last = (*keys)[i];
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 // The draw over tokens `ids` (ascending) with masses p.
@@ -155,27 +189,20 @@ int ChooseToken(const float* logits, int vocab, const TokenCuts& cuts, double u)
     double target = 0;
     for (int i : s.ids) target += s.p[i];  // the total, in id order
     target *= cuts.top_p;
-    // The rank prefix reaching the target, from best-ranked chunks of growing size (the k best
-    // are already one sorted chunk).
-    double cum = 0;
+    // The rank prefix reaching the target. The k best are sorted already. Otherwise the 64 best
+    // usually suffice (a model's row is peaked); where they do not (a flat row keeps thousands),
+    // every key is bucketed by rank and the buckets are sorted one at a time up to the cut.
     uint64_t last = 0;
-    bool reached = false, first = true;
-    for (size_t m = 64; !reached; m *= 4) {
-      if (!cut_k || !first) {
-        BestKeys(s.ranks, first ? 0 : last, m, &s.best);
-        if (s.best.empty()) break;  // rounding: the whole pool stays
+    bool reached = false;
+    if (cut_k) {
+      reached = ReachMass(&s.ranks, s.p, target, &last);
+    } else {
+      BestKeys(s.ranks, 0, 64, &s.best);
+      reached = ReachMass(&s.best, s.p, target, &last);
+      if (!reached && s.best.size() < s.ranks.size()) {
+        BucketByRank(s.ranks, &s.best, &s.buckets);
+        reached = ReachMass(&s.best, s.p, target, &last);
       }
-      const std::vector<uint64_t>& chunk = (cut_k && first) ? s.ranks : s.best;
-      first = false;
-      for (uint64_t r : chunk) {
-        cum += s.p[IdOf(r)];
-        last = r;
-        if (cum >= target) {
-          reached = true;
-          break;
-        }
-      }
-      if (cut_k && !reached) break;  // the k best were the whole pool
     }
     if (reached) s.ids.erase(std::remove_if(s.ids.begin(), s.ids.end(), [&](int i) { return RankKey(logits[i], i) > last; }),
                              s.ids.end());
