@@ -411,9 +411,8 @@ class Determinizer {
           active[kept++] = t;
         }
       active.resize(kept);
-      std::vector<int> targets = active;
-      if (targets.empty()) continue;
-      const int t = Intern(Closure(std::move(targets)));
+      if (active.empty()) continue;
+      const int t = Intern(Closure(active));
       if (!st->bytes.empty() && st->bytes.back().target == t && st->bytes.back().hi + 1 == lo)
         st->bytes.back().hi = static_cast<uint8_t>(hi);
       else
