@@ -43,10 +43,13 @@ absl::StatusOr<std::unique_ptr<JsonTokenizer>> JsonTokenizer::FromJson(const std
         if (tok.id < 0) return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: negative id for '", tok.content, "'"));
         t->piece_to_id_[tok.content] = tok.id;
         t->added_special_[tok.id] = tok.special;
+        if (tok.special) t->special_contents_.insert(tok.content);
         if (tok.normalized) {
           tok.content = t->normalizer_.Apply(tok.content);  // as Hugging Face matches it
           t->normalized_added_.push_back(tok);
+          t->added_piece_[tok.id] = tok.content;
         } else {
+          t->added_piece_[tok.id] = tok.content;
           t->raw_added_.push_back(tok);
         }
       }
@@ -57,8 +60,7 @@ absl::StatusOr<std::unique_ptr<JsonTokenizer>> JsonTokenizer::FromJson(const std
     }
     t->id_to_piece_.assign(max_id + 1, "");
     for (const auto& [piece, id] : t->model_->vocab()) t->id_to_piece_[id] = piece;
-    for (const auto& [piece, id] : t->piece_to_id_)  // added tokens win over a model piece's id
-      if (t->added_special_.count(id)) t->id_to_piece_[id] = piece;
+    for (const auto& [id, piece] : t->added_piece_) t->id_to_piece_[id] = piece;  // over a model piece's id
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: ", e.what()));
   }
@@ -97,10 +99,13 @@ std::vector<int> JsonTokenizer::Encode(const std::string& text) const {
 
 std::string JsonTokenizer::DecodeToken(int id, bool skip_special, bool first) const {
   if (id < 0 || id >= static_cast<int>(id_to_piece_.size())) return "";
-  // Added tokens are their text (Hugging Face runs them through the decoder too, which changes
-  // nothing for the special tokens of published models but would garble non-ASCII ones).
-  if (auto a = added_special_.find(id); a != added_special_.end()) return a->second && skip_special ? "" : id_to_piece_[id];
-  return decoder_.Decode(id_to_piece_[id], first);
+  const std::string& piece = id_to_piece_[id];
+  if (skip_special && special_contents_.count(piece)) return "";
+  // As Hugging Face: every token, added ones included, goes through the decoder (a ByteLevel
+  // decoder turns an added "café" into the bytes c a f 0xE9, which transformers shows as
+  // "caf\uFFFD"); with no decoder at all the tokens are joined with spaces.
+  if (decoder_.empty()) return first ? piece : " " + piece;
+  return decoder_.Decode(piece, first);
 }
 
 }  // namespace strata

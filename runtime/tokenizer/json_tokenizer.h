@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -41,6 +42,13 @@ class JsonTokenizer final : public Tokenizer {
   std::vector<AddedToken> raw_added_;         // normalized = false: matched on the input
   std::vector<AddedToken> normalized_added_;  // normalized = true: content normalized, matched after
   std::unordered_map<int, bool> added_special_;  // added token id -> special
+  // Hugging Face's string form of an added token: its content, normalized when the token is
+  // matched on normalized text ("café" under StripAccents reads "cafe"); decoding uses it.
+  std::unordered_map<int, std::string> added_piece_;
+  // The special tokens' contents: decoding with skip_special drops a token whose string is one
+  // of them (Hugging Face's rule, by string: a normalized special token that reads differently
+  // stays).
+  std::unordered_set<std::string> special_contents_;
   std::unordered_map<std::string, int> piece_to_id_;
   std::vector<std::string> id_to_piece_;
   std::string source_json_;

@@ -63,7 +63,7 @@ std::string Normalizer::Apply(const std::string& in) const {
     switch (st.kind) {
       case Step::Kind::kUnicode: s = NormalizeUnicode(s, static_cast<UnicodeForm>(st.form)); break;
       case Step::Kind::kLowercase: s = LowercaseUnicode(s); break;
-      case Step::Kind::kStripAccents: s = StripNonspacingMarks(s); break;
+      case Step::Kind::kStripAccents: s = StripCombiningMarks(s); break;
       case Step::Kind::kPrepend:
         if (!s.empty()) s = st.text + s;  // as Hugging Face: nothing is prepended to empty text
         break;

@@ -111,8 +111,14 @@ absl::Status PreTokenizer::Add(const json& j, std::vector<Step>* steps) {
     ASSIGN_OR_RETURN(s.regex, PcreRegex::Compile(R"(\p{N})", "Digits"));
     s.behavior = j.value("individual_digits", false) ? SplitBehavior::kIsolated : SplitBehavior::kContiguous;
   } else if (type == "Whitespace") {  // Hugging Face's pattern \w+|[^\w\s]+, the rest removed
+    // Hugging Face runs it in Oniguruma, whose Unicode \w is UTS #18's word class (Alphabetic,
+    // marks, decimal digits, connector punctuation, joiners); PCRE2's \w lacks the marks (a
+    // decomposed "nai\u0308ve" would split at its diaeresis), so the class is spelled out.
+    constexpr char kWord[] =
+        R"(\p{L}\p{M}\p{Nd}\p{Nl}\p{Pc}\x{200C}\x{200D}\x{24B6}-\x{24E9}\x{1F130}-\x{1F149}\x{1F150}-\x{1F169})"
+        R"(\x{1F170}-\x{1F189})";
     s.kind = Step::Kind::kSplit;
-    ASSIGN_OR_RETURN(s.regex, PcreRegex::Compile(R"(\w+|[^\w\s]+)", "Whitespace"));
+    ASSIGN_OR_RETURN(s.regex, PcreRegex::Compile(absl::StrCat("[", kWord, "]+|[^", kWord, "\\s]+"), "Whitespace"));
     s.behavior = SplitBehavior::kRemoved;
     s.invert = true;
   } else if (type == "WhitespaceSplit") {

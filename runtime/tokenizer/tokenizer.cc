@@ -138,9 +138,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& di
 }
 
 std::vector<int> Tokenizer::WithSpecialTokens(std::vector<int> ids) const {
-  // A prompt that already spells the token out (a BOS written as "<s>") keeps just the one.
-  if (bos_to_add_ >= 0 && (ids.empty() || ids.front() != bos_to_add_)) ids.insert(ids.begin(), bos_to_add_);
-  if (eos_to_add_ >= 0 && (ids.empty() || ids.back() != eos_to_add_)) ids.push_back(eos_to_add_);
+  // As Hugging Face's encode(add_special_tokens=True) and vLLM: a prompt that already spells the
+  // token out (a BOS written as "<s>") gets a second one.
+  if (bos_to_add_ >= 0) ids.insert(ids.begin(), bos_to_add_);
+  if (eos_to_add_ >= 0) ids.push_back(eos_to_add_);
   return ids;
 }
 

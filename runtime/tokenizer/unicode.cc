@@ -67,12 +67,13 @@ std::string LowercaseUnicode(const std::string& s) {
   return out;
 }
 
-std::string StripNonspacingMarks(const std::string& s) {
+std::string StripCombiningMarks(const std::string& s) {
   std::string out;
   for (size_t at = 0; at < s.size();) {
     size_t len = 0;
     const int32_t c = DecodeCodepoint(s, at, &len);
-    if (c < 0 || utf8proc_category(c) != UTF8PROC_CATEGORY_MN) out += s.substr(at, len);
+    const utf8proc_category_t cat = c < 0 ? UTF8PROC_CATEGORY_CN : utf8proc_category(c);
+    if (cat != UTF8PROC_CATEGORY_MN && cat != UTF8PROC_CATEGORY_MC && cat != UTF8PROC_CATEGORY_ME) out += s.substr(at, len);
     at += len;
   }
   return out;

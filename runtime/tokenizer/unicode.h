@@ -14,8 +14,9 @@ enum class UnicodeForm { kNfc, kNfkc, kNfd, kNfkd };
 std::string NormalizeUnicode(const std::string& s, UnicodeForm form);
 // Each character's simple lowercase mapping.
 std::string LowercaseUnicode(const std::string& s);
-// Drops nonspacing marks (category Mn), as Hugging Face's StripAccents does (after NFD).
-std::string StripNonspacingMarks(const std::string& s);
+// Drops combining marks (categories Mn, Mc and Me: Unicode's Mark), as Hugging Face's StripAccents
+// does (after NFD); a Devanagari vowel sign (Mc) goes too.
+std::string StripCombiningMarks(const std::string& s);
 // Unicode's White_Space property.
 bool IsUnicodeWhitespace(int32_t c);
 // A letter, digit, mark or connector punctuation (regex \w).
