@@ -77,6 +77,10 @@ bool JsonTokenizer::IsSpecial(int id) const {
   return it != added_special_.end() && it->second;
 }
 
+bool JsonTokenizer::SkippedAsSpecial(int id) const {
+  return id >= 0 && id < static_cast<int>(id_to_piece_.size()) && special_contents_.count(id_to_piece_[id]) > 0;
+}
+
 std::vector<int> JsonTokenizer::Encode(const std::string& text) const {
   std::vector<int> out;
   for (const TextPart& raw : SplitAddedTokens(text, raw_added_)) {
@@ -99,8 +103,8 @@ std::vector<int> JsonTokenizer::Encode(const std::string& text) const {
 
 std::string JsonTokenizer::DecodeToken(int id, bool skip_special, bool first) const {
   if (id < 0 || id >= static_cast<int>(id_to_piece_.size())) return "";
+  if (skip_special && SkippedAsSpecial(id)) return "";
   const std::string& piece = id_to_piece_[id];
-  if (skip_special && special_contents_.count(piece)) return "";
   // As Hugging Face: every token, added ones included, goes through the decoder (a ByteLevel
   // decoder turns an added "café" into the bytes c a f 0xE9, which transformers shows as
   // "caf\uFFFD"); with no decoder at all the tokens are joined with spaces.

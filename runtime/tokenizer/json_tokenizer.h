@@ -28,6 +28,7 @@ class JsonTokenizer final : public Tokenizer {
   std::vector<int> Encode(const std::string& text) const override;
   std::string DecodeToken(int id, bool skip_special, bool first) const override;
   bool IsSpecial(int id) const override;
+  bool SkippedAsSpecial(int id) const override;
   std::string ToTokenizerJson() const override { return source_json_; }
   int vocab_size() const override { return static_cast<int>(id_to_piece_.size()); }
   int TokenId(const std::string& token) const override;

@@ -150,7 +150,7 @@ std::string Tokenizer::Decode(const std::vector<int>& ids, bool skip_special) co
   bool first = true;
   for (int id : ids) {
     out += DecodeToken(id, skip_special, first);
-    if (!(skip_special && IsSpecial(id))) first = false;
+    if (!(skip_special && SkippedAsSpecial(id))) first = false;
   }
   return out;
 }
@@ -168,7 +168,7 @@ size_t IncompleteUtf8Tail(const std::string& s) {
 
 std::string IncrementalDecoder::Add(int id) {
   pending_ += t_->DecodeToken(id, skip_special_, first_);
-  if (!(skip_special_ && t_->IsSpecial(id))) first_ = false;
+  if (!(skip_special_ && t_->SkippedAsSpecial(id))) first_ = false;
   const size_t hold = IncompleteUtf8Tail(pending_);
   std::string ready = pending_.substr(0, pending_.size() - hold);
   pending_.erase(0, pending_.size() - hold);

@@ -32,8 +32,11 @@ class Tokenizer {
   // special tokens do not count): SentencePiece drops its dummy-prefix space there, as Hugging
   // Face's Strip decoder does. May end inside a UTF-8 character.
   virtual std::string DecodeToken(int id, bool skip_special, bool first) const = 0;
-  // A special token (skipped when decoding with skip_special).
+  // A special token.
   virtual bool IsSpecial(int id) const = 0;
+  // Whether decoding with skip_special drops this token: a special token, except where a
+  // tokenizer's own rule says otherwise (tokenizer.json: by the token's string, as Hugging Face).
+  virtual bool SkippedAsSpecial(int id) const { return IsSpecial(id); }
   // The bytes of the tokens (added tokens as their text, special ones skipped if asked).
   std::string Decode(const std::vector<int>& ids, bool skip_special = false) const;
   // The tokenizer as a Hugging Face tokenizer.json ("" when it has none: a SentencePiece model).

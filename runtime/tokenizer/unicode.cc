@@ -61,7 +61,9 @@ std::string LowercaseUnicode(const std::string& s) {
   for (size_t at = 0; at < s.size();) {
     size_t len = 0;
     const int32_t c = DecodeCodepoint(s, at, &len);
-    out += c < 0 ? s.substr(at, len) : Encode(utf8proc_tolower(c));
+    // Rust's char::to_lowercase (Hugging Face's Lowercase) takes the full mapping, which differs
+    // from the simple one for U+0130 alone: "İ" becomes "i" and a combining dot above.
+    out += c < 0 ? s.substr(at, len) : c == 0x130 ? "i\xCC\x87" : Encode(utf8proc_tolower(c));
     at += len;
   }
   return out;

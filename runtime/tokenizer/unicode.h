@@ -12,7 +12,7 @@ namespace strata {
 enum class UnicodeForm { kNfc, kNfkc, kNfd, kNfkd };
 // `s` in the normalization form; invalid UTF-8 is returned unchanged.
 std::string NormalizeUnicode(const std::string& s, UnicodeForm form);
-// Each character's simple lowercase mapping.
+// Each character's lowercase mapping, as Rust's char::to_lowercase (full mapping, no context).
 std::string LowercaseUnicode(const std::string& s);
 // Drops combining marks (categories Mn, Mc and Me: Unicode's Mark), as Hugging Face's StripAccents
 // does (after NFD); a Devanagari vowel sign (Mc) goes too.
