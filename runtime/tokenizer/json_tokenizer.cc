@@ -88,13 +88,14 @@ std::vector<int> JsonTokenizer::Encode(const std::string& text) const {
       out.push_back(raw.id);
       continue;
     }
-    const std::string normalized = normalizer_.Apply(raw.text);
+    bool normalized_at_origin = true;
+    const std::string normalized = normalizer_.Apply(raw.text, &normalized_at_origin);
     for (const TextPart& part : SplitAddedTokens(normalized, normalized_added_)) {
       if (part.id >= 0) {
         out.push_back(part.id);
         continue;
       }
-      const bool at_origin = raw.offset == 0 && part.offset == 0;
+      const bool at_origin = raw.offset == 0 && part.offset == 0 && normalized_at_origin;
       for (const std::string& word : pre_tokenizer_.Split(part.text, at_origin)) model_->Encode(word, &out);
     }
   }

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status.h"
+#include "runtime/tokenizer/tokenizer_parts.h"
 #include "runtime/tokenizer/unicode.h"
 
 namespace strata {
@@ -57,13 +58,20 @@ absl::Status Normalizer::Add(const json& j, std::vector<Step>* steps) {
   return absl::OkStatus();
 }
 
-std::string Normalizer::Apply(const std::string& in) const {
+std::string Normalizer::Apply(const std::string& in, bool* starts_at_origin) const {
   std::string s = in;
+  bool origin = true;  // the first character is aligned to the input's first (see the header)
   for (const Step& st : steps_) {
     switch (st.kind) {
       case Step::Kind::kUnicode: s = NormalizeUnicode(s, static_cast<UnicodeForm>(st.form)); break;
       case Step::Kind::kLowercase: s = LowercaseUnicode(s); break;
-      case Step::Kind::kStripAccents: s = StripCombiningMarks(s); break;
+      case Step::Kind::kStripAccents: {
+        std::string out = StripCombiningMarks(s);
+        size_t len = 0;
+        if (!s.empty() && (out.empty() || DecodeCodepoint(out, 0, &len) != DecodeCodepoint(s, 0, &len))) origin = false;
+        s = std::move(out);
+        break;
+      }
       case Step::Kind::kPrepend:
         if (!s.empty()) s = st.text + s;  // as Hugging Face: nothing is prepended to empty text
         break;
@@ -75,6 +83,9 @@ std::string Normalizer::Apply(const std::string& in) const {
           out.append(s, at, b - at);
           out += st.content;
           at = e;
+          // Hugging Face aligns the replacement to the last character replaced, so a match at the
+          // start longer than one character (or replaced by nothing) moves the start.
+          if (b == 0 && (st.content.empty() || Utf8Chars(s.substr(b, e - b)).size() > 1)) origin = false;
         }
         out.append(s, at, std::string::npos);
         s = std::move(out);
@@ -84,11 +95,13 @@ std::string Normalizer::Apply(const std::string& in) const {
         size_t b = 0, e = s.size(), len = 0, start = 0;
         while (st.left && b < e && IsUnicodeWhitespace(DecodeCodepoint(s, b, &len))) b += len;
         while (st.right && e > b && IsUnicodeWhitespace(CodepointBefore(s, e, &start))) e = start;
+        if (b > 0) origin = false;
         s = s.substr(b, e - b);
         break;
       }
     }
   }
+  if (starts_at_origin) *starts_at_origin = origin;
   return s;
 }
 

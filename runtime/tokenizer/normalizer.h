@@ -19,7 +19,12 @@ class Normalizer {
  public:
   // `j` null: no normalizer.
   static absl::StatusOr<Normalizer> FromJson(const nlohmann::json& j);
-  std::string Apply(const std::string& s) const;
+  // `starts_at_origin` (optional): whether the result's first character is aligned to the
+  // input's first in Hugging Face's offset tracking; a Metaspace pre-tokenizer with
+  // prepend_scheme "first" prepends only then. Stripping leading characters (Strip, StripAccents)
+  // and replacing a leading match of more than one character (Replace aligns its content to the
+  // last character replaced) move it.
+  std::string Apply(const std::string& s, bool* starts_at_origin = nullptr) const;
   bool empty() const { return steps_.empty(); }
 
  private:

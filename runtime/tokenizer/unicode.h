@@ -19,7 +19,8 @@ std::string LowercaseUnicode(const std::string& s);
 std::string StripCombiningMarks(const std::string& s);
 // Unicode's White_Space property.
 bool IsUnicodeWhitespace(int32_t c);
-// A letter, digit, mark or connector punctuation (regex \w).
+// Oniguruma's Unicode \w, which Hugging Face's single_word test uses: UTS #18's word class
+// (Alphabetic, marks, decimal digits, connector punctuation, join controls); not "½" (No).
 bool IsUnicodeWordChar(int32_t c);
 // The code point at s[at] and its length in bytes (an invalid byte: -1, length 1).
 int32_t DecodeCodepoint(const std::string& s, size_t at, size_t* length);

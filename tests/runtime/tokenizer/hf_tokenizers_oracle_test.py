@@ -222,7 +222,7 @@ def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     binary, smol_dir = sys.argv[1], sys.argv[2]
-    pipelines = int(sys.argv[3]) if len(sys.argv) > 3 else 80
+    pipelines = int(sys.argv[3]) if len(sys.argv) > 3 else 200
     seed = int(sys.argv[4]) if len(sys.argv) > 4 else 2026
     rng = random.Random(seed)
     work = tempfile.mkdtemp(prefix="hf-tokenizers-oracle-")
