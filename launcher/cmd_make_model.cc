@@ -1,6 +1,7 @@
 // strata make-model OUT --family gpt_neox|llama --layers N [--layer-types S | --kv-layers M] ...
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -54,16 +55,33 @@ absl::Status PlaceTokenizer(const std::string& src, const std::string& dir, int 
     std::ofstream(dir + "/tokenizer.model", std::ios::binary) << model.rdbuf();
     std::remove((dir + "/tokenizer.json").c_str());
   }
-  if (std::ifstream cfg(src + "/tokenizer_config.json"); cfg) std::ofstream(dir + "/tokenizer_config.json") << cfg.rdbuf();
-  for (const char* eos : {"<|endoftext|>", "</s>", "<|end_of_text|>", "<|eot_id|>"}) {
-    const int id = tok->TokenId(eos);
-    if (id < 0) continue;
+  // EOS and BOS: tokenizer_config.json's eos_token / bos_token where it names them (SmolLM2's
+  // eos is <|im_end|>, not its <|endoftext|>), else the first end-of-text token found.
+  nlohmann::json tok_cfg;
+  if (std::ifstream cfg(src + "/tokenizer_config.json"); cfg) {
+    std::stringstream text;
+    text << cfg.rdbuf();
+    std::ofstream(dir + "/tokenizer_config.json") << text.str();
+    tok_cfg = nlohmann::json::parse(text.str(), nullptr, false);
+  }
+  auto configured = [&](const char* key) {
+    if (!tok_cfg.is_object() || !tok_cfg.contains(key)) return -1;
+    const nlohmann::json& v = tok_cfg[key];
+    return v.is_string() ? tok->TokenId(v.get<std::string>())
+           : v.is_object() && v.contains("content") && v["content"].is_string() ? tok->TokenId(v["content"].get<std::string>())
+                                                                                 : -1;
+  };
+  int eos = configured("eos_token");
+  for (const char* name : {"<|endoftext|>", "</s>", "<|end_of_text|>", "<|eot_id|>"})
+    if (eos < 0) eos = tok->TokenId(name);
+  if (eos >= 0) {
+    int bos = configured("bos_token");
+    if (bos < 0) bos = tok->TokenId("<s>") >= 0 ? tok->TokenId("<s>") : eos;
     std::ifstream in(dir + "/config.json");
     nlohmann::json c = nlohmann::json::parse(in);
-    c["eos_token_id"] = id;
-    c["bos_token_id"] = tok->TokenId("<s>") >= 0 ? tok->TokenId("<s>") : id;
+    c["eos_token_id"] = eos;
+    c["bos_token_id"] = bos;
     std::ofstream(dir + "/config.json") << c.dump(2) << "\n";
-    break;
   }
   return absl::OkStatus();
 }

@@ -1301,6 +1301,14 @@ absl::StatusOr<std::string> ChatTemplate::RenderOrdered(const nlohmann::ordered_
   try {
     Scope s;
     s.frames.push_back(context);
+    // As transformers' apply_chat_template: a message's keys whose value is null are dropped
+    // (OpenAI clients send "content": null beside tool_calls; a template reading it would
+    // print "None").
+    json& frame = s.frames.back();
+    if (frame.contains("messages") && frame["messages"].is_array())
+      for (json& m : frame["messages"])
+        if (m.is_object())
+          for (auto it = m.begin(); it != m.end();) it = it.value().is_null() ? m.erase(it) : std::next(it);
     std::string out;
     root_->Render(s, &out);
     return out;

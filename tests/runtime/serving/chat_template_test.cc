@@ -1,9 +1,9 @@
-// Chat templates against real Jinja (python3-jinja2, set up as Hugging Face transformers sets it
-// up: ImmutableSandboxedEnvironment with trim_blocks, lstrip_blocks, loopcontrols, its
-// raise_exception and its own tojson): the published templates of Llama 2, TinyLlama (Zephyr),
+// Chat templates against Hugging Face transformers' own apply_chat_template (the pinned
+// transformers of the test virtual environment, scripts/python_env.sh; no PyTorch needed): the
+// published templates of Llama 2, TinyLlama (Zephyr),
 // Llama 3.1, Mistral, Qwen 2.5 and Gemma 2, copied verbatim from their tokenizer_config.json,
 // render byte-identical prompts for conversations with and without tools, tool calls and tool
-// results; where Jinja raises, Strata fails too.
+// results; where transformers raises, Strata fails too.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -458,29 +458,28 @@ ojson Tools() {
                             {"required", {"city"}}}}}}}});
 }
 
-// transformers' _compile_jinja_template, and its render call's arguments (tools=None when absent).
+// transformers renders each case: a fast tokenizer whose special tokens are the context's BOS and
+// EOS, apply_chat_template(messages, tools, chat_template, add_generation_prompt, tokenize=False).
+// A case that raises in transformers is null.
 constexpr char kRenderPy[] = R"PY(
 import json, sys
-import jinja2
-import jinja2.ext
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-def raise_exception(message):
-    raise jinja2.exceptions.TemplateError(message)
-def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
-env.filters["tojson"] = tojson
-env.globals["raise_exception"] = raise_exception
+from tokenizers import Tokenizer, models
+from transformers import PreTrainedTokenizerFast
 out = []
 for c in json.load(open(sys.argv[1])):
+    ctx = c["context"]
+    vocab = {"<unk>": 0, ctx["bos_token"]: 1, ctx["eos_token"]: 2}
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<unk>")),
+                                  bos_token=ctx["bos_token"], eos_token=ctx["eos_token"], unk_token="<unk>")
     try:
-        out.append(env.from_string(c["template"]).render(**c["context"]))
+        out.append(tok.apply_chat_template(ctx["messages"], tools=ctx["tools"], chat_template=c["template"],
+                                           add_generation_prompt=ctx["add_generation_prompt"], tokenize=False))
     except Exception as e:
         out.append(None)
 print(json.dumps(out))
 )PY";
 
-TEST(ChatTemplate, RendersLikeJinja2) {
+TEST(ChatTemplate, RendersLikeTransformers) {
   const std::string dir = ::testing::TempDir();
   std::vector<NamedTemplate> templates = PublishedTemplates();
   for (const auto& t : SyntheticTemplates()) templates.push_back(t);
@@ -496,28 +495,40 @@ TEST(ChatTemplate, RendersLikeJinja2) {
       }
   std::ofstream(dir + "/templates.json") << cases.dump();
   std::ofstream(dir + "/render.py") << kRenderPy;
-  const ShellResult rendered = RunShell("python3 " + dir + "/render.py " + dir + "/templates.json");
-  ASSERT_EQ(rendered.code, 0) << "python3 with jinja2 is needed (Debian: python3-jinja2)";
+  const ShellResult rendered = RunShell(std::string(STRATA_VENV_PYTHON) + " " + dir + "/render.py " + dir + "/templates.json");
+  ASSERT_EQ(rendered.code, 0) << STRATA_VENV_PYTHON << " with transformers is needed (scripts/python_env.sh): "
+                              << rendered.out;
   const json expected = json::parse(rendered.out);
   ASSERT_EQ(expected.size(), cases.size());
   int errors = 0;
-  std::set<std::string> rendered_by_jinja;
+  std::set<std::string> rendered_by_transformers;
   for (size_t i = 0; i < cases.size(); ++i) {
     auto t = ChatTemplate::Parse(cases[i]["template"].get<std::string>());
     ASSERT_TRUE(t.ok()) << t.status() << "\n" << names[i];
     auto got = (*t)->RenderOrdered(cases[i]["context"]);
     if (expected[i].is_null()) {
-      EXPECT_FALSE(got.ok()) << names[i] << " should fail as in Jinja, rendered:\n" << *got;
+      EXPECT_FALSE(got.ok()) << names[i] << " should fail as in transformers, rendered:\n" << *got;
       ++errors;
     } else {
-      rendered_by_jinja.insert(names[i]);
+      rendered_by_transformers.insert(names[i]);
       ASSERT_TRUE(got.ok()) << got.status() << " " << names[i];
       EXPECT_EQ(*got, expected[i].get<std::string>()) << names[i];
     }
   }
-  std::printf("%zu template x conversation cases rendered by jinja2, %d of them errors in both\n", cases.size(),
+  std::printf("%zu template x conversation cases rendered by transformers, %d of them errors in both\n", cases.size(),
               errors);
-  // The branches that matter must have rendered in Jinja, not merely failed in both engines.
+  // The comparison can fail: a conversation rendered by Strata without the generation prompt
+  // differs from transformers' rendering with it.
+  {
+    auto t = ChatTemplate::Parse(cases[0]["template"].get<std::string>());
+    ASSERT_TRUE(t.ok());
+    ojson changed = cases[0]["context"];
+    changed["add_generation_prompt"] = false;
+    auto got = (*t)->RenderOrdered(changed);
+    ASSERT_TRUE(got.ok() && !expected[0].is_null()) << names[0];
+    EXPECT_NE(*got, expected[0].get<std::string>()) << "the negative control rendered the same: " << names[0];
+  }
+  // The branches that matter must have rendered in transformers, not merely failed in both engines.
   for (const char* must :
        {"Llama-2-chat / system-turns", "TinyLlama-Chat / system-turns", "Llama-3.1-Instruct / system-turns",
         "Llama-3.1-Instruct / tool-call", "Llama-3.1-Instruct / tool-call / tools",
@@ -526,10 +537,10 @@ TEST(ChatTemplate, RendersLikeJinja2) {
         "Qwen2.5-Instruct / system-turns", "Qwen2.5-Instruct / tool-call / tools",
         "Qwen2.5-Instruct / wire-tool-call / tools", "Gemma-2-it / turns", "Gemma-2-it / unicode", "strings / unicode",
         "tojson / unicode / tools", "loops / system-turns", "filters / system-turns"})
-    EXPECT_TRUE(rendered_by_jinja.count(must)) << must << " did not render in Jinja";
+    EXPECT_TRUE(rendered_by_transformers.count(must)) << must << " did not render in transformers";
   for (const char* must_fail : {"Gemma-2-it / system-turns", "Llama-2-chat / not-alternating",
                                        "undefined-attribute / hello", "bad-unpack / hello", "for-over-none / hello"})
-    EXPECT_FALSE(rendered_by_jinja.count(must_fail)) << must_fail << " rendered in Jinja";
+    EXPECT_FALSE(rendered_by_transformers.count(must_fail)) << must_fail << " rendered in transformers";
 }
 
 TEST(ChatTemplate, SortedJsonContextRendersTheSame) {
