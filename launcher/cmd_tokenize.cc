@@ -12,7 +12,20 @@
 #include "nlohmann/json.hpp"
 #include "runtime/tokenizer/tokenizer.h"
 
-ABSL_FLAG(std::string, text, "", "tokenize: the text to encode");
+namespace strata {
+// --text's value, and whether it was given at all: the empty text is a text to encode.
+struct GivenText {
+  bool given = false;
+  std::string value;
+};
+bool AbslParseFlag(absl::string_view text, GivenText* t, std::string*) {
+  *t = {true, std::string(text)};
+  return true;
+}
+std::string AbslUnparseFlag(const GivenText& t) { return t.value; }
+}  // namespace strata
+
+ABSL_FLAG(strata::GivenText, text, strata::GivenText{}, "tokenize: the text to encode (may be empty)");
 ABSL_FLAG(std::string, file, "", "tokenize: a file whose whole text to encode");
 ABSL_FLAG(std::string, decode, "", "tokenize: comma-separated token ids to decode instead");
 ABSL_FLAG(bool, add_special_tokens, true,
@@ -39,14 +52,15 @@ int RunTokenize(const std::vector<std::string>& args) {
                              : text.c_str());
     return 0;
   }
-  std::string text = absl::GetFlag(FLAGS_text);
+  const GivenText given = absl::GetFlag(FLAGS_text);
+  std::string text = given.value;
   if (!absl::GetFlag(FLAGS_file).empty()) {
     std::ifstream f(absl::GetFlag(FLAGS_file), std::ios::binary);
     if (!f) return Fail("tokenize", "cannot read --file " + absl::GetFlag(FLAGS_file));
     std::stringstream ss;
     ss << f.rdbuf();
     text = ss.str();
-  } else if (text.empty()) {
+  } else if (!given.given) {  // --text '' is a text (the empty one); only no text is an error
     return Fail("tokenize", "give --text, --file or --decode", 2);
   }
   std::vector<int> ids = t.Encode(text);

@@ -360,9 +360,9 @@ std::vector<RequestOutput> Scheduler::Complete(const ScheduledStep& step, const 
         s->generated.push_back(t.token);
         const auto& eos = spec_.eos_token_ids;
         const auto& stop_ids = s->req.stop_token_ids;
-        if ((!s->req.ignore_eos && std::find(eos.begin(), eos.end(), t.token) != eos.end()) ||
-            std::find(stop_ids.begin(), stop_ids.end(), t.token) != stop_ids.end() ||
-            (s->matcher && s->matcher->IsComplete())) {  // the grammar's sentence is whole
+        o.stopped_by_token = (!s->req.ignore_eos && std::find(eos.begin(), eos.end(), t.token) != eos.end()) ||
+                             std::find(stop_ids.begin(), stop_ids.end(), t.token) != stop_ids.end();
+        if (o.stopped_by_token || (s->matcher && s->matcher->IsComplete())) {  // or the grammar's sentence is whole
           o.finished = true;
           o.finish_reason = "stop";
         } else if (static_cast<int>(s->generated.size()) >= s->req.max_tokens) {

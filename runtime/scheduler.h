@@ -72,6 +72,9 @@ struct RequestOutput {
   float logprob = 0.f;  // when GenerationRequest::logprob
   bool finished = false;
   std::string finish_reason;  // "stop", "length" or "abort" when finished
+  // Finished because `token` is an EOS id (ignore_eos off) or one of stop_token_ids: its text is
+  // no part of the answer (vLLM's rule, unless include_stop_str_in_output).
+  bool stopped_by_token = false;
   std::vector<std::pair<int, float>> top_logprobs;  // when the request asked for them
 };
 

@@ -854,7 +854,15 @@ class Converter {
 
   absl::StatusOr<Expr> ConvertFormat(const Json& f, const std::string& ptr) {
     if (!f.is_string()) return Invalid(ptr, "must be a string");
-    static const char kDate[] = "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])";
+    // Calendar dates only, as validators check them (Python's date.fromisoformat, ajv-formats'
+    // full mode): days per month, 29 February in leap years, no year 0000.
+#define STRATA_YEAR "([0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"
+#define STRATA_LEAP_YEAR "([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+    static const char kDate[] = "(" STRATA_YEAR "-(0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|" STRATA_YEAR
+                                "-(0[469]|11)-(0[1-9]|[12][0-9]|30)|" STRATA_YEAR "-02-(0[1-9]|1[0-9]|2[0-8])|"
+                                STRATA_LEAP_YEAR "-02-29)";
+#undef STRATA_YEAR
+#undef STRATA_LEAP_YEAR
     static const char kTime[] =
         "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])";
     static const char kLabel[] = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";

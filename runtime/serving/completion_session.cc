@@ -21,7 +21,7 @@ CompletionSession::CompletionSession(CompletionCall call, std::vector<RequestId>
       tokenizer_(tokenizer),
       header_(std::move(header)) {
   for (size_t i = 0; i < call_.prompts.size() * static_cast<size_t>(call_.best_of); ++i) {
-    choices_.emplace_back(tokenizer_, call_.stop);
+    choices_.emplace_back(tokenizer_, call_);
     // Streamed chat with tools: each choice's text goes through its tool-call stream (ids seeded
     // per choice as the whole response's are).
     if (call_.stream && call_.chat && call_.constraint.tool_mode != ToolMode::kNone)
@@ -45,7 +45,9 @@ std::string CompletionSession::Apply(const StreamEvent& ev) {
     }
     if (tokenizer_) {
       c.token_texts.push_back(tokenizer_->Decode({ev.token}));
-      piece = c.text.Add(ev.token);
+      // The EOS or stop token that ends the answer is in its token ids, not in its text (vLLM's
+      // rule: a model whose EOS is an ordinary token would otherwise end every answer with it).
+      if (!(ev.finished && ev.stopped_by_token && !call_.include_stop_str_in_output)) piece = c.text.Add(ev.token);
     }
     if (c.text.stopped()) {  // a stop string: this choice is done, the engine stops it
       c.finished = true;

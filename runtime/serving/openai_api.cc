@@ -65,6 +65,8 @@ constexpr Field kSchema[] = {
     {"suffix", Kind::kString, kCompletions},
     {"ignore_eos", Kind::kBool, kBoth},
     {"return_token_ids", Kind::kBool, kBoth},
+    {"include_stop_str_in_output", Kind::kBool, kBoth},
+    {"skip_special_tokens", Kind::kBool, kBoth},
     // Structured output (structured_output.h checks the shapes inside) and tools.
     {"response_format", Kind::kObject, kBoth},
     {"guided_json", Kind::kAny, kBoth},  // a schema object, or a string holding one
@@ -511,6 +513,8 @@ std::optional<ApiError> ParseOutputOptions(const json& j, bool chat, CompletionC
   c->base.logprob = c->logprobs >= 0 || c->best_of > c->n;  // what the response or the ranking reads
   c->echo = j.value("echo", false);
   c->return_token_ids = j.value("return_token_ids", false);
+  c->include_stop_str_in_output = j.value("include_stop_str_in_output", false);
+  c->skip_special_tokens = j.value("skip_special_tokens", true);
   if (c->stream && c->best_of > c->n) return Bad("best_of", "'best_of' > n cannot be streamed");
   return std::nullopt;
 }
@@ -565,11 +569,15 @@ std::string StopAwareText::Release() {
 std::string StopAwareText::Add(int token) {
   if (stopped_) return "";
   held_ += dec_.Add(token);
-  size_t cut = std::string::npos;
-  for (const std::string& s : stop_) cut = std::min(cut, held_.find(s));
+  size_t cut = std::string::npos, cut_end = 0;
+  for (const std::string& s : stop_)
+    if (const size_t at = held_.find(s); at < cut) {
+      cut = at;
+      cut_end = at + s.size();
+    }
   if (cut != std::string::npos) {
     stopped_ = true;
-    std::string out = held_.substr(0, cut);
+    std::string out = held_.substr(0, include_stop_ ? cut_end : cut);
     held_.clear();
     return out;
   }

@@ -50,6 +50,10 @@ struct CompletionCall {
   int n = 1, best_of = 1;
   GenerationRequest base;                 // max_tokens, sampling, stopping (prompt left empty)
   std::vector<std::string> stop;
+  // vLLM's: keep the matched stop string, or the text of the EOS / stop token that ended the
+  // answer (both are cut by default); decode special tokens into the text or skip them.
+  bool include_stop_str_in_output = false;
+  bool skip_special_tokens = true;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   int logprobs = -1;           // -1: none; else this many top alternatives per token (base.top_logprobs)
@@ -92,9 +96,10 @@ std::string RenderDefaultChatTemplate(const nlohmann::ordered_json& messages,
 // into a stop string is held back until it cannot.
 class StopAwareText {
  public:
-  StopAwareText(const Tokenizer* t, std::vector<std::string> stop) : dec_(t), stop_(std::move(stop)) {}
+  StopAwareText(const Tokenizer* t, std::vector<std::string> stop, bool include_stop = false, bool skip_special = true)
+      : dec_(t, skip_special), stop_(std::move(stop)), include_stop_(include_stop) {}
   // Feeds a token; returns the text now safe to emit. Sets stopped() when a stop string appears
-  // (the stop string and everything after it is never emitted).
+  // (everything after it is never emitted, nor the stop string itself unless include_stop).
   std::string Add(int token);
   std::string Finish();  // the held-back rest at the end of generation
   bool stopped() const { return stopped_; }
@@ -103,13 +108,15 @@ class StopAwareText {
   std::string Release();
   IncrementalDecoder dec_;
   std::vector<std::string> stop_;
+  bool include_stop_ = false;
   std::string held_;
   bool stopped_ = false;
 };
 
 // One choice's text and bookkeeping while its tokens arrive.
 struct ChoiceState {
-  ChoiceState(const Tokenizer* t, const std::vector<std::string>& stop) : text(t, stop) {}
+  ChoiceState(const Tokenizer* t, const CompletionCall& call)
+      : text(t, call.stop, call.include_stop_str_in_output, call.skip_special_tokens) {}
   StopAwareText text;
   std::string out;
   std::vector<int> tokens;

@@ -70,7 +70,7 @@ void RequestHub::Deliver(const RequestOutput& o) {
   auto it = live_.find(o.id);
   if (it == live_.end()) return;
   Entry& e = it->second;
-  StreamEvent ev{e.index, o.token, o.logprob, o.finished, o.finish_reason, "", o.top_logprobs};
+  StreamEvent ev{e.index, o.token, o.logprob, o.finished, o.finish_reason, "", o.top_logprobs, o.stopped_by_token};
   const auto now = std::chrono::steady_clock::now();
   if (observer_) observer_(ev, e.submitted, e.last_token, o.token >= 0 && !e.got_token);
   if (o.token >= 0) {

@@ -27,6 +27,7 @@ struct StreamEvent {
   std::string finish_reason;
   std::string error;  // the engine refused the request
   std::vector<std::pair<int, float>> top_logprobs;
+  bool stopped_by_token = false;  // RequestOutput::stopped_by_token
 };
 
 // Events of one HTTP request (one or more prompts), in the order produced.

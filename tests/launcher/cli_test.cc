@@ -226,6 +226,15 @@ TEST(Cli, TokenizeIsTheLibrarysTokenizer) {
   EXPECT_EQ(back.out, text + "\n");
   EXPECT_EQ(Strata("tokenize --model " + dir + " --decode 1,999999").code, 2);
   EXPECT_EQ(Strata("tokenize --model " + dir).code, 2);
+  // The empty text is a text: no ids but the BOS the tokenizer adds, as --file of an empty file.
+  std::vector<int> empty;
+  if ((*t)->bos_to_add() >= 0) empty.push_back((*t)->bos_to_add());
+  const ShellResult e = Strata("tokenize --model " + dir + " --text '' --json");
+  ASSERT_EQ(e.code, 0) << e.out;
+  EXPECT_EQ(nlohmann::json::parse(e.out)["tokens"].get<std::vector<int>>(), empty);
+  const ShellResult plain = Strata("tokenize --model " + dir + " --text '' --add-special-tokens=false");
+  ASSERT_EQ(plain.code, 0) << plain.out;
+  EXPECT_EQ(plain.out, "\n");
 }
 
 }  // namespace

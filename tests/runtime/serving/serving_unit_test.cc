@@ -51,8 +51,12 @@ TEST(RequestHub, RefusesBeyondTheQueueLimitAndWhileDraining) {
 std::unique_ptr<Tokenizer> ByteTokenizer() {
   nlohmann::json v = nlohmann::json::object();
   for (int c = 'a'; c <= 'z'; ++c) v[std::string(1, static_cast<char>(c))] = c;
+  // A Fuse decoder: the pieces are concatenated (with no decoder at all, Hugging Face joins them
+  // with spaces).
   return std::move(*Tokenizer::FromTokenizerJson(
-      nlohmann::json{{"model", {{"type", "BPE"}, {"vocab", v}, {"merges", nlohmann::json::array()}}}}.dump()));
+      nlohmann::json{{"model", {{"type", "BPE"}, {"vocab", v}, {"merges", nlohmann::json::array()}}},
+                     {"decoder", {{"type", "Fuse"}}}}
+          .dump()));
 }
 
 TEST(StopAwareText, HoldsBackAPossibleStopAndCutsBeforeIt) {
@@ -73,6 +77,12 @@ TEST(StopAwareText, HoldsBackAPossibleStopAndCutsBeforeIt) {
   for (char c : std::string("axy")) o2 += u.Add(c);
   o2 += u.Finish();  // the end: held-back text that never became a stop is emitted
   EXPECT_EQ(o2, "axy");
+  // include_stop_str_in_output: the stop string is kept, nothing after it.
+  StopAwareText w(tok.get(), {"xyz", "qq"}, /*include_stop=*/true);
+  std::string o3;
+  for (char c : std::string("abqqxyz")) o3 += w.Add(c);
+  EXPECT_TRUE(w.stopped());
+  EXPECT_EQ(o3, "abqq");
 }
 
 }  // namespace
