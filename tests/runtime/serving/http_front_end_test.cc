@@ -514,3 +514,106 @@ TEST_F(HttpFrontEnd, OpenAiSurface) {
 
 }  // namespace
 }  // namespace strata::testing
+
+namespace strata::testing {
+namespace {
+
+// A model whose config.json names an ordinary token as EOS (as a checkpoint whose eos_token_id
+// is 2 beside GPT-2's tokenizer, where 2 is "#"): the EOS that ends an answer is in its token
+// ids, never in its text (structured outputs ended in "}#" before), streamed or whole; the same
+// for stop_token_ids; include_stop_str_in_output keeps that text; skip_special_tokens false
+// shows a special token. The tokens are forced with logit_bias, the texts come from
+// `strata tokenize --decode`.
+TEST(HttpStopText, TheTokenThatStopsIsNoPartOfTheText) {
+  const std::string d = Dir() + "-eos";
+  const int port = kPort + 1;
+  std::system(("rm -rf " + d + " && mkdir -p " + d).c_str());
+  ASSERT_EQ(std::system((Bin() + " make-model " + d + "/model --layers 2 --hidden 64 --heads 4 --vocab 512 --seed 9"
+                                 " > /dev/null").c_str()),
+            0);
+  constexpr int kEos = 65, kStop = 70, kSpecial = 511;  // kSpecial: the random tokenizer's <|endoftext|>
+  json config = json::parse(ReadFile(d + "/model/config.json"));
+  config["eos_token_id"] = kEos;
+  std::ofstream(d + "/model/config.json") << config.dump(2);
+  auto text_of = [&](int id) {
+    const ShellResult r = RunShell(Bin() + " tokenize --model " + d + "/model --decode " + std::to_string(id));
+    EXPECT_EQ(r.code, 0) << r.out;
+    return r.out.substr(0, r.out.size() - 1);  // the trailing newline
+  };
+  const std::string eos_text = text_of(kEos), stop_text = text_of(kStop), special_text = text_of(kSpecial);
+  ASSERT_FALSE(eos_text.empty());
+  ASSERT_FALSE(stop_text.empty());
+  ASSERT_EQ(special_text, "<|endoftext|>");
+  const std::string cmd = Bin() + " serve --model " + d + "/model --threads 1 --port " + std::to_string(port);
+  std::system(("bash -c '(" + cmd + " & echo $! > " + d + "/pid; wait $!) > " + d + "/log 2>&1' &").c_str());
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(30, 0);
+  bool ready = false;
+  for (int i = 0; i < 240 && !ready; ++i) {
+    if (auto r = c.Get("/health/ready"); r && r->status == 200) ready = true;
+    else std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  ASSERT_TRUE(ready) << ReadFile(d + "/log");
+  const int pid = std::stoi(ReadFile(d + "/pid"));
+  // The whole text and the streamed text of a completion whose first token is `forced`.
+  auto complete = [&](int forced, json extra) {
+    json body = {{"model", "model"}, {"prompt", {1, 2, 3}}, {"max_tokens", 4}, {"temperature", 0},
+                 {"logit_bias", {{std::to_string(forced), 100}}}, {"return_token_ids", true}};
+    body.update(extra);
+    auto r = c.Post("/v1/completions", body.dump(), "application/json");
+    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+    const json whole = r ? json::parse(r->body, nullptr, false) : json();
+    body["stream"] = true;
+    std::string streamed;
+    auto s = c.Post("/v1/completions", body.dump(), "application/json");
+    EXPECT_TRUE(s && s->status == 200);
+    for (size_t at = 0; s && (at = s->body.find("data: {", at)) != std::string::npos; ++at)
+      streamed += json::parse(s->body.substr(at + 6, s->body.find('\n', at) - at - 6))["choices"][0]["text"].get<std::string>();
+    return std::make_pair(whole, streamed);
+  };
+  {
+    const auto [whole, streamed] = complete(kEos, json::object());
+    EXPECT_EQ(whole["choices"][0]["text"], "");
+    EXPECT_EQ(whole["choices"][0]["token_ids"], json::array({kEos}));
+    EXPECT_EQ(whole["choices"][0]["finish_reason"], "stop");
+    EXPECT_EQ(whole["usage"]["completion_tokens"], 1);
+    EXPECT_EQ(streamed, "");
+  }
+  {
+    const auto [whole, streamed] = complete(kEos, {{"include_stop_str_in_output", true}});
+    EXPECT_EQ(whole["choices"][0]["text"], eos_text);
+    EXPECT_EQ(streamed, eos_text);
+  }
+  {
+    const auto [whole, streamed] = complete(kStop, {{"stop_token_ids", {kStop}}});
+    EXPECT_EQ(whole["choices"][0]["text"], "");
+    EXPECT_EQ(whole["choices"][0]["token_ids"], json::array({kStop}));
+    EXPECT_EQ(whole["choices"][0]["finish_reason"], "stop");
+    EXPECT_EQ(streamed, "");
+  }
+  {
+    const auto [whole, streamed] = complete(kStop, {{"stop_token_ids", {kStop}}, {"include_stop_str_in_output", true}});
+    EXPECT_EQ(whole["choices"][0]["text"], stop_text);
+    EXPECT_EQ(streamed, stop_text);
+  }
+  {  // a special token that does not stop: skipped by default, shown with skip_special_tokens false
+    const auto [whole, streamed] = complete(kSpecial, {{"max_tokens", 1}});
+    EXPECT_EQ(whole["choices"][0]["text"], "");
+    EXPECT_EQ(whole["choices"][0]["finish_reason"], "length");
+    const auto [shown, shown_streamed] = complete(kSpecial, {{"max_tokens", 1}, {"skip_special_tokens", false}});
+    EXPECT_EQ(shown["choices"][0]["text"], special_text);
+    EXPECT_EQ(shown_streamed, special_text);
+  }
+  {  // a stop string: cut by default, kept with include_stop_str_in_output
+    const auto [whole, streamed] = complete(kStop, {{"stop", stop_text}, {"ignore_eos", true}});
+    EXPECT_EQ(whole["choices"][0]["text"], "");
+    const auto [kept, kept_streamed] = complete(kStop, {{"stop", stop_text}, {"include_stop_str_in_output", true}});
+    EXPECT_EQ(kept["choices"][0]["text"], stop_text);
+    EXPECT_EQ(kept_streamed, stop_text);
+  }
+  kill(pid, SIGTERM);
+  for (int i = 0; i < 80 && kill(pid, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+}
+
+}  // namespace
+}  // namespace strata::testing
