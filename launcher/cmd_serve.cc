@@ -4,6 +4,7 @@
 // then every rank exits 0.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -25,7 +26,9 @@ ABSL_FLAG(std::string, host, "127.0.0.1", "serve: address to listen on (0.0.0.0:
 ABSL_FLAG(int, port, 8000, "serve: HTTP port");
 ABSL_FLAG(std::string, api_key, "", "serve: require 'Authorization: Bearer KEY' on /v1/* (or STRATA_API_KEY)");
 ABSL_FLAG(std::string, served_model_name, "", "serve: the model name clients send (default: the directory name)");
-ABSL_FLAG(int, max_pending, 512, "serve: unfinished requests accepted before answering 503");
+ABSL_FLAG(int, max_pending, 0,
+          "serve: unfinished requests accepted before answering 503 (0: auto, max(64 x --max-seqs, 65536); "
+          "every request beyond the running batch waits in the queue, strata_num_requests_waiting)");
 ABSL_FLAG(int64_t, max_body_bytes, 1 << 20, "serve: larger request bodies get 413");
 ABSL_FLAG(int, io_timeout, 30, "serve: seconds before a slow or idle connection is closed");
 ABSL_FLAG(int, socket_send_buffer_bytes, 256 << 10,
@@ -55,6 +58,19 @@ void LogRankPlacement(const JobComms& comms, const ParallelLayout& layout) {
   spdlog::info("strata rank {}/{} host {} stage {} slice {} device {} (local rank {}) data plane {}", rank,
                comms.world->size(), host, layout.stage_of(rank), layout.slice_of(rank), where, LocalRank(),
                comms.data_plane);
+}
+
+// --max-pending: as given, else (0) far beyond the running batch, as vLLM queues every request: a
+// waiting request holds its parsed body and prompt ids (kilobytes), so 65,536 of them cost well
+// under a GiB, and a stream that falls behind is bounded by --max-stream-buffer-bytes on its own.
+int MaxPendingRequests(int flag, int max_seqs) {
+  if (flag > 0) {
+    if (flag < max_seqs)
+      spdlog::warn("strata serve: --max-pending {} is below --max-seqs {}: requests beyond it get 503 while the "
+                   "engine could still run them", flag, max_seqs);
+    return flag;
+  }
+  return std::max(64 * max_seqs, 65536);
 }
 
 }  // namespace
@@ -93,7 +109,7 @@ int RunServe(const std::vector<std::string>& args) {
     so.max_stream_buffer_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_stream_buffer_bytes));
     so.socket_send_buffer_bytes = absl::GetFlag(FLAGS_socket_send_buffer_bytes);
     so.tool_call_parser = absl::GetFlag(FLAGS_tool_call_parser);
-    hub = std::make_unique<RequestHub>(absl::GetFlag(FLAGS_max_pending));
+    hub = std::make_unique<RequestHub>(MaxPendingRequests(absl::GetFlag(FLAGS_max_pending), absl::GetFlag(FLAGS_max_seqs)));
     server = std::make_unique<ApiServer>(so, hub.get());
     if (absl::Status st = server->Start(); !st.ok()) {
       if (comms.world->size() > 1) comms.world->Abort(absl::StrCat("strata serve: ", st.message()));
