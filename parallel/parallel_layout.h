@@ -73,9 +73,12 @@ class ParallelLayout {
   IndexRange vocab_rows(int slice) const;
   int64_t vocab_rows_padded() const { return (vocab_size_ + tp() - 1) / tp(); }
 
-  // The tensors a rank loads for layers [first, last] (the embedding with layer 0, the final
-  // norm and LM head with the last layer), each with the shape of its share: what the loader
-  // reads, and what sizing counts.
+  // The tensors a rank holds for layers [first, last] (the embedding with layer 0, and with the
+  // last layer when tied; the final norm and LM head with the last layer), each with the shape
+  // of its share. For sizing (WeightBytes, the planner) only: LoadWeights does not read this
+  // list but slices each tensor itself with query_heads, kv_heads, mlp_columns and vocab_rows
+  // (splitting a fused QKV, joining gate and up), so the two must change together;
+  // parallel_layout_test checks that each rank's loaded bytes equal WeightBytes.
   std::vector<TensorDecl> SliceTensors(const ModelSpec& spec, int first_layer, int last_layer, int slice) const;
   // Their bytes with matrices in `matrix_dtype` and vectors in float32 (the loader's types).
   int64_t WeightBytes(const ModelSpec& spec, int first_layer, int last_layer, int slice, DType matrix_dtype) const;

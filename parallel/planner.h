@@ -4,15 +4,23 @@
 // deterministic: the same ModelSpec, Topology and options give the same plan on every rank.
 //
 // It decides
-//   * the layer partition (contiguous ranges), chosen in this order of priority:
-//       1. the smallest largest per-rank KV bytes per token over the stages (the pipeline admits
-//          what its fullest stage can hold),
-//       2. the smallest largest per-stage compute (FLOPs per token; the LM head on the last stage),
-//       3. the fewest bytes moved per token between stages (cuts on KV-group boundaries move
-//          nothing; LCKV upward edges weigh forward_passes + backward_passes times, since
-//          iterative prefill makes each pass a round trip),
-//       4. the earliest cuts (determinism),
-//     or a forced partition;
+//   * the layer partition (contiguous ranges): a forced partition as given, else the one that
+//     wins a lexicographic comparison (no weighted sum); each step is a dynamic program over
+//     (stages, layers) restricted to the partitions that keep the earlier steps' optima:
+//       1. the largest smallest per-stage KV capacity in tokens (ComputeKvCapacity of the
+//          stage's homes and mirrors per rank in kv_memory_bytes, the ring banks of max_seqs
+//          sequences first, whole blocks; found by binary search over the ranges' distinct
+//          capacities): the pipeline admits what its fullest stage can hold. This is the only
+//          memory rule: weights and the activation reserve are reported, never weighed, and a
+//          partition is returned even when that capacity is 0;
+//       2. the smallest largest per-stage compute (FLOPs per token, whole stage: 2 x the q, o,
+//          MLP and producer K/V parameters of its layers, plus the LM head on the last stage),
+//          later steps admitting stages up to that value x (1 + 1e-12);
+//       3. the fewest KV bytes per token per rank mirrored in, summed over stages (cuts on
+//          KV-group boundaries move nothing; an upward LCKV mirror weighs forward_passes +
+//          backward_passes, since iterative prefill makes each pass a round trip);
+//     exact ties keep the first predecessor the DP meets: the last stage starts as early as
+//     possible, then the one before it, and so on (deterministic);
 //   * each KV group's home: the stage of its producer, never anything else;
 //   * a mirror of the group on every other stage that holds one of its readers, and a transfer
 //     edge from the home stage to it carrying each step's new rows;

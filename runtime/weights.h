@@ -42,10 +42,12 @@ struct ModelWeights {
 absl::Status ValidateCheckpoint(const Checkpoint& ckpt, const ModelSpec& spec);
 
 // Loads the weights of world rank `rank`: its stage's layers (the embedding on the first stage,
-// the final norm and LM head on the last) and its tensor slice's share of each, as `parallel`
-// assigns them (ParallelLayout::SliceTensors lists exactly what is read). Row-parallel
-// projections (attention output, MLP down) keep their full bias, added by slice 0 only. Only
-// the rank's bytes are read from the checkpoint. An untied embedding may point into the
+// and on the last too when tied; the final norm and LM head on the last) and its tensor slice's
+// share of each. It picks the rows and columns itself from `parallel`'s query_heads, kv_heads,
+// mlp_columns and vocab_rows; it does not consult ParallelLayout::SliceTensors, which mirrors
+// this selection for sizing (WeightBytes; parallel_layout_test checks the loaded bytes equal
+// it). Row-parallel projections (attention output, MLP down) keep their full bias, added by
+// slice 0 only. Only the rank's bytes are read from the checkpoint. An untied embedding may point into the
 // checkpoint's mapping: `ckpt` (or a copy) must outlive the weights.
 absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& ckpt, const ModelSpec& spec, Backend* backend,
                                          const ParallelLayout& parallel, int rank);

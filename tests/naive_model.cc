@@ -193,7 +193,7 @@ void NaiveModel::Layer(int l, std::vector<Vec>& x, int start) {
       wv = W(p + "self_attn.v_proj.weight");
     }
   }
-  const std::string n1 = neox_ ? "input_layernorm" : "input_layernorm";
+  const std::string n1 = "input_layernorm";  // both families' name
   const std::string n2 = "post_attention_layernorm";
   for (int i = 0; i < n; ++i) {
     a[i] = Norm(x[i], p + n1 + ".weight", p + n1 + ".bias");

@@ -184,7 +184,8 @@ TEST(PublishedConfig, HeadDimBiasesAndSeveralEosIds) {
   EXPECT_EQ(spec->head_dim, 16);
   EXPECT_FALSE(spec->attention_bias);
   EXPECT_FALSE(spec->mlp_bias);
-  // attention_bias: q/k/v/o biases (Qwen 2 style), read from the checkpoint.
+  // attention_bias: q, k, v and o biases, as transformers' LlamaAttention gives o_proj one too
+  // (Qwen 2's attention has q/k/v biases only), read from the checkpoint.
   spec = LlamaWith({{"attention_bias", true}});
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_TRUE(spec->attention_bias);
