@@ -9,7 +9,7 @@ build="build-fuzz"
 cmake -S tests/fuzz -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 ninja -C "$build" >/dev/null
 mkdir -p "$build/crashes"
-for target in openai_request chat_template tokenizer safetensors grammar; do
+for target in openai_request chat_template tokenizer safetensors grammar gguf; do
   work="$build/corpus/$target"
   rm -rf "$work" && mkdir -p "$work" && cp tests/fuzz/corpus/"$target"/* "$work"/
   echo "fuzz_$target: ${seconds}s"

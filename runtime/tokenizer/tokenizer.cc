@@ -7,6 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "runtime/base/status.h"
+#include "runtime/model/gguf_file.h"
+#include "runtime/tokenizer/gguf_tokenizer.h"
 #include "runtime/tokenizer/json_tokenizer.h"
 #include "runtime/tokenizer/sentencepiece_tokenizer.h"
 
@@ -61,7 +63,7 @@ namespace {
 // add_bos_token / add_eos_token with bos_token / eos_token where it says, else the special tokens
 // before and after $A in tokenizer.json's TemplateProcessing `single` (also inside a Sequence
 // post-processor), else `fallback`.
-std::pair<int, int> SpecialTokensToAdd(const std::string& dir, const Tokenizer& t, const json& tokenizer_json,
+std::pair<int, int> SpecialTokensToAdd(const json& cfg, const Tokenizer& t, const json& tokenizer_json,
                                        std::pair<int, int> fallback) {
   std::pair<int, int> out = fallback;
   // The template first, so that tokenizer_config.json's explicit settings override it.
@@ -88,8 +90,7 @@ std::pair<int, int> SpecialTokensToAdd(const std::string& dir, const Tokenizer& 
       }
     }
   }
-  if (auto cfg_text = ReadFile(dir + "/tokenizer_config.json"); cfg_text.ok()) {
-    const json cfg = json::parse(*cfg_text, nullptr, false);
+  {
     auto setting = [&](const char* add_key, const char* token_key, int fallback_id, int* id) {
       if (!cfg.is_object() || !cfg.contains(add_key) || !cfg[add_key].is_boolean()) return;
       if (!cfg[add_key].get<bool>()) {
@@ -106,13 +107,28 @@ std::pair<int, int> SpecialTokensToAdd(const std::string& dir, const Tokenizer& 
   return out;
 }
 
+// The directory's tokenizer_config.json, parsed (null when absent or not JSON).
+json TokenizerConfig(const std::string& dir) {
+  auto text = ReadFile(dir + "/tokenizer_config.json");
+  return text.ok() ? json::parse(*text, nullptr, false) : json();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& dir) {
+  if (IsGgufPath(dir)) {  // a GGUF model: the tokenizer its metadata describes
+    ASSIGN_OR_RETURN(const GgufModel model, GgufModel::Open(dir));
+    ASSIGN_OR_RETURN(const GgufTokenizerFiles files, TokenizerFilesFromGguf(model));
+    ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> t, FromTokenizerJson(files.tokenizer_json));
+    const auto [bos, eos] = SpecialTokensToAdd(files.tokenizer_config, *t, json(), {-1, -1});
+    t->set_bos_to_add(bos);
+    t->set_eos_to_add(eos);
+    return t;
+  }
   if (auto text = ReadFile(dir + "/tokenizer.json"); text.ok()) {
     auto t = FromTokenizerJson(*text);
     if (!t.ok()) return absl::Status(t.status().code(), absl::StrCat(dir, "/", t.status().message()));
-    const auto [bos, eos] = SpecialTokensToAdd(dir, **t, json::parse(*text, nullptr, false), {-1, -1});
+    const auto [bos, eos] = SpecialTokensToAdd(TokenizerConfig(dir), **t, json::parse(*text, nullptr, false), {-1, -1});
     (*t)->set_bos_to_add(bos);
     (*t)->set_eos_to_add(eos);
     return t;
@@ -120,7 +136,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& di
   if (std::ifstream(dir + "/tokenizer.model").good()) {
     ASSIGN_OR_RETURN(std::unique_ptr<SentencePieceTokenizer> sp, SentencePieceTokenizer::Load(dir + "/tokenizer.model"));
     // Llama's defaults: add_bos_token true, add_eos_token false.
-    const auto [bos, eos] = SpecialTokensToAdd(dir, *sp, json(), {sp->bos_id(), -1});
+    const auto [bos, eos] = SpecialTokensToAdd(TokenizerConfig(dir), *sp, json(), {sp->bos_id(), -1});
     sp->set_bos_to_add(bos);
     sp->set_eos_to_add(eos);
     return std::unique_ptr<Tokenizer>(std::move(sp));

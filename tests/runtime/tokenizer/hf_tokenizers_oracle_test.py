@@ -7,7 +7,10 @@ compares the ids (without and with the post-processor's special tokens) and the 
 (keeping and skipping special tokens). A negative control (SmolLM2's tokenizer without its digit
 splitting, given to Strata only) must be caught, so the comparison can fail.
 
-Usage: hf_tokenizers_oracle_test.py TOKENIZE_CASES_BIN SMOLLM2_TOKENIZER_DIR [PIPELINES] [SEED]
+Strata's tokenizer built from the GGUF file's metadata alone (tokenizer.ggml.*, pre "smollm") is
+compared on the same SmolLM2 texts.
+
+Usage: hf_tokenizers_oracle_test.py TOKENIZE_CASES_BIN SMOLLM2_TOKENIZER_DIR SMOLLM2_GGUF [PIPELINES] [SEED]
 """
 import glob
 import json
@@ -221,9 +224,9 @@ def real_texts(rng, count):
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
-    binary, smol_dir = sys.argv[1], sys.argv[2]
-    pipelines = int(sys.argv[3]) if len(sys.argv) > 3 else 200
-    seed = int(sys.argv[4]) if len(sys.argv) > 4 else 2026
+    binary, smol_dir, smol_gguf = sys.argv[1], sys.argv[2], sys.argv[3]
+    pipelines = int(sys.argv[4]) if len(sys.argv) > 4 else 200
+    seed = int(sys.argv[5]) if len(sys.argv) > 5 else 2026
     rng = random.Random(seed)
     work = tempfile.mkdtemp(prefix="hf-tokenizers-oracle-")
     cases, names, all_texts, wants = [], [], [], []
@@ -249,6 +252,10 @@ def main():
     names.append("SmolLM2-135M-Instruct")
     all_texts.append(smol_texts)
     wants.append(hf_expectations(smol, smol_texts))
+    cases.append({"dir": smol_gguf, "texts": smol_texts, "decode": wants[-1]["ids"]})
+    names.append("SmolLM2-135M-Instruct from its GGUF metadata")
+    all_texts.append(smol_texts)
+    wants.append(wants[-1])
     # The negative control: Strata gets SmolLM2's tokenizer without its Digits step.
     broken = json.load(open(os.path.join(smol_dir, "tokenizer.json")))
     broken["pre_tokenizer"] = broken["pre_tokenizer"]["pretokenizers"][-1]
@@ -263,8 +270,8 @@ def main():
         compare(name, texts, want, g, report)
     control = {"cases": 0, "mismatches": 0, "lines": [], "by_pipeline": set()}
     compare("control", smol_texts, wants[-1], got[-1], control)
-    smol_cases = 4 * len(smol_texts)
-    print(f"{report['cases']} cases ({pipelines} random pipelines x 40 texts, SmolLM2 x {len(smol_texts)} texts; "
+    smol_cases = 8 * len(smol_texts)
+    print(f"{report['cases']} cases ({pipelines} random pipelines x 40 texts, SmolLM2 x {len(smol_texts)} texts from tokenizer.json and from the GGUF; "
           f"ids, ids with special tokens, decoded, decoded skipping special): {report['mismatches']} mismatches "
           f"in {len(report['by_pipeline'])} pipelines; SmolLM2: {smol_cases} cases")
     for line in report["lines"]:
