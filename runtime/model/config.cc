@@ -10,6 +10,8 @@
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "runtime/base/status.h"
+#include "runtime/model/gguf_checkpoint.h"
+#include "runtime/model/gguf_file.h"
 
 namespace strata {
 namespace {
@@ -399,6 +401,11 @@ absl::Status ReadGenerationConfig(const std::string& path, ModelSpec* spec) {
 }
 
 absl::StatusOr<ModelSpec> LoadModelConfig(const std::string& model_dir) {
+  if (IsGgufPath(model_dir)) {  // the config.json its metadata amounts to
+    ASSIGN_OR_RETURN(const GgufModel gguf, GgufModel::Open(model_dir));
+    ASSIGN_OR_RETURN(const std::string config, ConfigJsonFromGguf(gguf));
+    return ParseModelConfig(config, gguf.path());
+  }
   const std::string path = model_dir + "/config.json";
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));

@@ -14,6 +14,8 @@
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "runtime/base/status.h"
+#include "runtime/model/gguf_checkpoint.h"
+#include "runtime/model/gguf_file.h"
 
 namespace strata {
 namespace {
@@ -112,7 +114,30 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   return f;
 }
 
+std::unique_ptr<SafetensorsFile> SafetensorsFile::FromMemory(const std::string& label, std::vector<TensorToWrite> tensors) {
+  std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
+  f->path_ = label;
+  size_t total = 0;
+  for (const TensorToWrite& t : tensors) total += t.bytes.size();
+  f->owned_.reserve(total);
+  for (TensorToWrite& t : tensors) {
+    TensorInfo info;
+    info.name = t.name;
+    info.dtype = t.dtype;
+    info.shape = t.shape;
+    info.offset = f->owned_.size();
+    info.nbytes = t.bytes.size();
+    f->owned_.insert(f->owned_.end(), t.bytes.begin(), t.bytes.end());
+    std::vector<uint8_t>().swap(t.bytes);
+    f->tensors_[info.name] = std::move(info);
+  }
+  f->base_ = f->owned_.data();
+  f->size_ = f->owned_.size();
+  return f;
+}
+
 void SafetensorsFile::Release(const uint8_t* ptr, size_t bytes) const {
+  if (!owned_.empty()) return;  // memory of our own: dropping its pages would lose the data
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t begin = (reinterpret_cast<uintptr_t>(ptr) + page - 1) / page * page;
   const uintptr_t end = (reinterpret_cast<uintptr_t>(ptr) + bytes) / page * page;
@@ -121,7 +146,7 @@ void SafetensorsFile::Release(const uint8_t* ptr, size_t bytes) const {
 }
 
 SafetensorsFile::~SafetensorsFile() {
-  if (base_) ::munmap(const_cast<uint8_t*>(base_), size_);
+  if (base_ && owned_.empty()) ::munmap(const_cast<uint8_t*>(base_), size_);
 }
 
 absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors) {
@@ -148,6 +173,13 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorT
 
 absl::StatusOr<Checkpoint> Checkpoint::Open(const std::string& model_dir) {
   Checkpoint c;
+  if (IsGgufPath(model_dir)) {
+    ASSIGN_OR_RETURN(const GgufModel gguf, GgufModel::Open(model_dir));
+    ASSIGN_OR_RETURN(std::vector<TensorToWrite> tensors, HfTensorsFromGguf(gguf));
+    c.files_.push_back(SafetensorsFile::FromMemory(gguf.path(), std::move(tensors)));
+    for (const auto& [name, info] : c.files_.back()->tensors()) c.where_[name] = {0, &info};
+    return c;
+  }
   const std::string single = model_dir + "/model.safetensors";
   const std::string index = model_dir + "/model.safetensors.index.json";
   std::vector<std::string> shard_names;

@@ -24,10 +24,20 @@ struct TensorInfo {
   int64_t numel() const;
 };
 
+struct TensorToWrite {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;  // already in `dtype`
+};
+
 class SafetensorsFile {
  public:
   // Validates the header completely: size, JSON, dtypes, shapes, offsets, overlaps.
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
+  // Tensors held in memory rather than mapped (a GGUF model dequantized at load); `label` names
+  // it in messages. Each tensor's bytes are moved in and freed as they go.
+  static std::unique_ptr<SafetensorsFile> FromMemory(const std::string& label, std::vector<TensorToWrite> tensors);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
@@ -44,20 +54,17 @@ class SafetensorsFile {
   std::string path_;
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
+  std::vector<uint8_t> owned_;  // FromMemory's bytes (base_ points into them; nothing is mapped)
   std::map<std::string, TensorInfo> tensors_;
 };
 
-struct TensorToWrite {
-  std::string name;
-  DType dtype;
-  std::vector<int64_t> shape;
-  std::vector<uint8_t> bytes;  // already in `dtype`
-};
 absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors);
 
 // All tensors of a model directory.
 class Checkpoint {
  public:
+  // A model directory's safetensors, or a GGUF model (a .gguf file or a directory holding one)
+  // dequantized under Hugging Face names (gguf_checkpoint.h).
   static absl::StatusOr<Checkpoint> Open(const std::string& model_dir);
 
   bool Has(const std::string& name) const { return where_.count(name) > 0; }

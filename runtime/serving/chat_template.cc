@@ -11,6 +11,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/base/status.h"
+#include "runtime/model/gguf_file.h"
+#include "runtime/tokenizer/gguf_tokenizer.h"
 
 namespace strata {
 namespace {
@@ -1319,9 +1322,18 @@ absl::StatusOr<std::string> ChatTemplate::RenderOrdered(const nlohmann::ordered_
 
 absl::StatusOr<ModelChatTemplate> LoadChatTemplate(const std::string& dir) {
   ModelChatTemplate m;
-  std::ifstream f(dir + "/tokenizer_config.json");
-  if (!f) return m;
-  json cfg = json::parse(f, nullptr, false);
+  json cfg;
+  std::string where = dir + "/tokenizer_config.json";
+  if (IsGgufPath(dir)) {  // a GGUF model: tokenizer.chat_template and its special tokens
+    ASSIGN_OR_RETURN(const GgufModel gguf, GgufModel::Open(dir));
+    ASSIGN_OR_RETURN(const GgufTokenizerFiles files, TokenizerFilesFromGguf(gguf));
+    cfg = json::parse(files.tokenizer_config.dump());
+    where = gguf.path();
+  } else {
+    std::ifstream f(dir + "/tokenizer_config.json");
+    if (!f) return m;
+    cfg = json::parse(f, nullptr, false);
+  }
   if (cfg.is_discarded() || !cfg.is_object())
     return absl::InvalidArgumentError(absl::StrCat(dir, "/tokenizer_config.json: not a JSON object"));
   m.bos_token = TokenText(cfg.value("bos_token", json()));
@@ -1336,7 +1348,7 @@ absl::StatusOr<ModelChatTemplate> LoadChatTemplate(const std::string& dir) {
   if (!tmpl.is_string()) return m;
   auto parsed = ChatTemplate::Parse(tmpl.get<std::string>());
   if (!parsed.ok())
-    return absl::InvalidArgumentError(absl::StrCat(dir, "/tokenizer_config.json: ", parsed.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(where, ": ", parsed.status().message()));
   m.tmpl = std::move(*parsed);
   m.source = tmpl.get<std::string>();
   return m;
