@@ -18,6 +18,9 @@ ABSL_FLAG(double, temperature, 0.0, "generate: sampling temperature (0: greedy)"
 ABSL_FLAG(double, top_p, 1.0, "generate: nucleus sampling mass");
 ABSL_FLAG(int, top_k, 0, "generate: keep the k most likely tokens (0: all)");
 ABSL_FLAG(bool, ignore_eos, false, "generate: keep going past the end-of-sequence token");
+ABSL_FLAG(std::string, score_ids, "",
+          "generate: teacher forcing: these comma-separated ids are the continuation, each reported with its "
+          "logprob (for perplexity; sets --max-tokens to their count and ignores EOS)");
 
 namespace strata {
 
@@ -29,6 +32,12 @@ int RunGenerate(const std::vector<std::string>& args) {
     auto prompt = ParseIntList(part, "prompt-ids");
     if (!prompt.ok()) return Fail("generate", std::string(prompt.status().message()), 2);
     prompts.push_back(*prompt);
+  }
+  std::vector<int> forced;  // parsed on every rank before any joins the job, as the prompts are
+  if (!absl::GetFlag(FLAGS_score_ids).empty()) {
+    auto ids = ParseIntList(absl::GetFlag(FLAGS_score_ids), "score-ids");
+    if (!ids.ok()) return Fail("generate", std::string(ids.status().message()), 2);
+    forced = *ids;
   }
   JobComms comms = CreateJobCommsFromFlags();
   auto engine = CreateEngineOrAbort("generate", comms);
@@ -45,6 +54,11 @@ int RunGenerate(const std::vector<std::string>& args) {
   r.sampling.top_k = absl::GetFlag(FLAGS_top_k);
   r.sampling.seed = absl::GetFlag(FLAGS_seed);
   r.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
+  if (!forced.empty()) {
+    r.forced_tokens = forced;
+    r.max_tokens = static_cast<int>(forced.size());
+    r.ignore_eos = true;
+  }
   if (!absl::GetFlag(FLAGS_json)) std::printf("%s\n", (*engine)->kv_budget().c_str());
   std::vector<GenerationRequest> batch;
   for (const std::vector<int>& p : prompts) {

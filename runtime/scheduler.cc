@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status.h"
+#include "runtime/base/token_choice.h"
 
 namespace strata {
 
@@ -43,6 +44,9 @@ absl::Status Scheduler::Validate(const GenerationRequest& r) const {
   for (int t : r.stop_token_ids)
     if (t < 0 || t >= spec_.vocab_size)
       return absl::InvalidArgumentError(absl::StrCat("stop token id ", t, " outside the vocabulary"));
+  for (int t : r.forced_tokens)
+    if (t < 0 || t >= spec_.vocab_size)
+      return absl::InvalidArgumentError(absl::StrCat("forced token id ", t, " outside the vocabulary"));
   for (const auto& [t, bias] : r.sampling.logit_bias)
     if (t < 0 || t >= spec_.vocab_size || !std::isfinite(bias))
       return absl::InvalidArgumentError(absl::StrCat("logit_bias: token ", t, " outside the vocabulary or bias not finite"));
@@ -310,6 +314,10 @@ std::vector<int> Scheduler::BannedNow(const Seq& s) const {
 }
 
 SampledToken Scheduler::Sample(Seq* s, const float* row) {
+  if (s->generated.size() < s->req.forced_tokens.size()) {
+    const int t = s->req.forced_tokens[s->generated.size()];
+    return {t, s->req.logprob ? static_cast<float>(LogSoftmaxAt(row, spec_.vocab_size, t)) : 0.f};
+  }
   std::vector<int> banned = BannedNow(*s);
   if (!s->matcher)
     return SampleToken(row, spec_.vocab_size, s->req.sampling, &s->rng,

@@ -45,6 +45,10 @@ struct GenerationRequest {
   // Structured output: only tokens the grammar allows are sampled, and the end-of-sequence ids
   // only where it accepts (runtime/grammar/grammar_matcher.h). Null: unconstrained.
   std::shared_ptr<const grammar::CompiledGrammar> grammar;
+  // Teacher forcing: the i-th generated token is forced_tokens[i] (while there are any), whatever
+  // the logits favour, reported with its logprob under the full softmax: a known continuation
+  // scored (perplexity), one decode step a token.
+  std::vector<int> forced_tokens;
 };
 
 struct SchedulerOptions {

@@ -12,6 +12,7 @@ packages=(
   prometheus-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libevent-dev libspdlog-dev libsentencepiece-dev sentencepiece
   libopenblas-dev libdnnl-dev libpcre2-dev libutf8proc-dev
   curl prometheus shellcheck python3-venv python3-jinja2 python3-numpy python3-sentencepiece
+  bible-kjv  # a public-domain text (the King James Version) for the perplexity comparison
   clang libclang-rt-14-dev
 )
 

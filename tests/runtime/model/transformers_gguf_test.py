@@ -1,0 +1,125 @@
+"""SmolLM2-135M-Instruct from its GGUF file, Strata against Hugging Face transformers (PyTorch on
+the CPU, float32) loading the same file (gguf_file=): greedy tokens for 32 steps on 20 prompts
+(10 chats through the model's chat template, 10 plain texts) equal except at a near-tie (where
+transformers' best two logprobs are within 1e-3), every logprob of the shared tokens within 1e-3;
+and the perplexity of a public-domain text (Genesis 1-2 of the King James Version, from Debian's
+bible-kjv) within 0.5%, Strata scoring it by teacher forcing (generate --score-ids).
+
+Usage: transformers_gguf_test.py STRATA_BIN SMOLLM2_GGUF SMOLLM2_TOKENIZER_DIR
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import torch
+from tokenizers import Tokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+STEPS = 32
+TIE = 1e-3
+LOGPROB_TOLERANCE = 1e-3
+PPL_TOLERANCE = 0.005
+
+CHATS = ["What is the capital of France?", "Name three colors.", "Write a haiku about the sea.",
+         "How many legs does a spider have?", "Explain photosynthesis in one sentence.", "What is 12 times 12?",
+         "Translate 'good morning' to Spanish.", "Who wrote Romeo and Juliet?", "Give me a synonym for happy.",
+         "What is the boiling point of water in Celsius?"]
+TEXTS = ["The quick brown fox", "Once upon a time, in a land far away,", "def fibonacci(n):\n    ",
+         "The theory of relativity states that", "In 1492, Columbus", "import numpy as np\nx = np.",
+         "The best way to learn a language is", "Water is made of", "Dear Sir or Madam,\n\nI am writing to",
+         "1, 2, 3, 5, 8, 13,"]
+
+
+def strata(binary, *args):
+    r = subprocess.run([binary, *args], capture_output=True, text=True, timeout=1200)
+    if r.returncode != 0:
+        sys.exit(f"strata {' '.join(args[:4])} failed: {r.stderr[-2000:]}")
+    return json.loads(r.stdout)
+
+
+def hf_greedy(model, ids):
+    """Greedy tokens, their logprobs and the gap between the best two logprobs at each step."""
+    tokens, logprobs, gaps = [], [], []
+    past, inp = None, torch.tensor([ids])
+    with torch.no_grad():
+        for _ in range(STEPS):
+            out = model(input_ids=inp, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            lp = torch.log_softmax(out.logits[0, -1].double(), dim=-1)
+            top = torch.topk(lp, 2)
+            t = int(top.indices[0])
+            tokens.append(t)
+            logprobs.append(float(lp[t]))
+            gaps.append(float(top.values[0] - top.values[1]))
+            inp = torch.tensor([[t]])
+    return tokens, logprobs, gaps
+
+
+def genesis_text():
+    r = subprocess.run(["bible", "-f", "Genesis 1:1-2:25"], capture_output=True, text=True, check=True)
+    lines = []
+    for line in r.stdout.splitlines():
+        verse = line.split(" ", 1)[1] if line[:1].isalpha() and " " in line else line
+        if not lines or lines[-1] != verse:  # the program prints the first verse twice
+            lines.append(verse.strip())
+    return " ".join(lines)
+
+
+def main():
+    binary, gguf, tok_dir = sys.argv[1], sys.argv[2], sys.argv[3]
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    tok = Tokenizer.from_file(os.path.join(tok_dir, "tokenizer.json"))
+    hf_tok = AutoTokenizer.from_pretrained(tok_dir)
+    prompts = [hf_tok.apply_chat_template([{"role": "user", "content": c}], add_generation_prompt=True, tokenize=True)
+               for c in CHATS] + [tok.encode(t).ids for t in TEXTS]
+    prompts = [list(p["input_ids"]) if isinstance(p, dict) or hasattr(p, "keys") else list(p) for p in prompts]
+    model = AutoModelForCausalLM.from_pretrained(os.path.dirname(gguf), gguf_file=os.path.basename(gguf),
+                                                 dtype=torch.float32)
+    model.eval()
+    got = strata(binary, "generate", "--model", gguf, "--prompt-ids", ";".join(",".join(map(str, p)) for p in prompts),
+                 "--max-tokens", str(STEPS), "--ignore-eos", "--json", "--threads", "2")
+    failures, worst, compared, ties = [], 0.0, 0, 0
+    for k, (p, g) in enumerate(zip(prompts, got)):
+        want, want_lp, gaps = hf_greedy(model, p)
+        for i in range(STEPS):
+            if g["tokens"][i] != want[i]:
+                if gaps[i] <= TIE:
+                    ties += 1
+                else:
+                    failures.append(f"prompt {k}: step {i}: strata {g['tokens'][i]}, transformers {want[i]} "
+                                    f"(best two {gaps[i]:.2e} apart)")
+                break
+            diff = abs(g["logprobs"][i] - want_lp[i])
+            worst = max(worst, diff)
+            compared += 1
+            if diff > LOGPROB_TOLERANCE:
+                failures.append(f"prompt {k}: step {i}: logprob strata {g['logprobs'][i]:.6f}, "
+                                f"transformers {want_lp[i]:.6f}")
+    # Perplexity of a public-domain text, both teacher-forced over the same tokens.
+    ids = tok.encode(genesis_text()).ids[:512]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0].double()
+    lp = torch.log_softmax(logits[:-1], dim=-1).gather(1, torch.tensor(ids[1:]).unsqueeze(1)).squeeze(1)
+    hf_ppl = math.exp(-float(lp.mean()))
+    scored = strata(binary, "generate", "--model", gguf, "--prompt-ids", str(ids[0]),
+                    "--score-ids", ",".join(map(str, ids[1:])), "--json", "--threads", "2")
+    strata_ppl = math.exp(-sum(scored["logprobs"]) / len(scored["logprobs"]))
+    ppl_diff = abs(strata_ppl - hf_ppl) / hf_ppl
+    worst_token_lp = max(abs(a - float(b)) for a, b in zip(scored["logprobs"], lp))
+    print(f"greedy: {len(prompts)} prompts x {STEPS} steps, {compared} tokens equal, {ties} near-ties; "
+          f"worst logprob difference {worst:.2e}")
+    print(f"perplexity of Genesis 1-2 (KJV, {len(ids)} tokens): strata {strata_ppl:.4f}, transformers {hf_ppl:.4f} "
+          f"({100 * ppl_diff:.4f}% apart; worst token logprob difference {worst_token_lp:.2e})")
+    if ppl_diff > PPL_TOLERANCE:
+        failures.append(f"perplexity {strata_ppl} vs {hf_ppl}")
+    for f in failures[:20]:
+        print("FAIL:", f)
+    print("1 passed, 0 failed" if not failures else "0 passed, 1 failed")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
