@@ -1,0 +1,150 @@
+"""A small random llama written as GGUF with every block format Strata loads, one per tensor role
+and layer (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, F16, BF16, F32; K-quants as seeded random
+blocks, the rest quantized by gguf-py's reference quantizers; GQA so that K's permutation uses the
+KV head count; an untied output.weight), then Strata against transformers (PyTorch, CPU) loading
+the same file: greedy tokens equal (except where transformers' best two are within 1e-4) and
+logprobs within 1e-3 on 6 prompts x 16 steps; and mpirun tp 2, pp 2 give the single rank's tokens.
+
+Usage: gguf_quant_model_test.py STRATA_BIN MPIEXEC
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+from gguf import GGMLQuantizationType as Q, GGUFWriter
+from gguf.constants import GGML_QUANT_SIZES
+from gguf.quants import quantize
+from transformers import AutoModelForCausalLM
+
+HIDDEN, HEADS, KV_HEADS, FF, VOCAB, LAYERS = 256, 4, 2, 512, 512, 2
+HEAD_DIM = HIDDEN // HEADS
+STEPS, TIE, TOLERANCE = 16, 1e-4, 1e-3
+HALF_FIELDS = {Q.Q4_K: [0, 2], Q.Q5_K: [0, 2], Q.Q6_K: [208]}
+# Per layer, the block format of each projection (rows of 256 inputs allow K-quants everywhere).
+FORMATS = [
+    {"attn_q": Q.Q4_0, "attn_k": Q.Q4_1, "attn_v": Q.Q5_0, "attn_output": Q.Q5_1, "ffn_gate": Q.Q4_K,
+     "ffn_up": Q.Q5_K, "ffn_down": Q.Q6_K},
+    {"attn_q": Q.Q8_0, "attn_k": Q.F16, "attn_v": Q.BF16, "attn_output": Q.F32, "ffn_gate": Q.Q6_K,
+     "ffn_up": Q.Q4_K, "ffn_down": Q.Q5_K},
+]
+
+
+def tensor(rng, qtype, rows, cols, scale):
+    """A [rows, cols] weight in `qtype`: (data, raw_dtype) for GGUFWriter.add_tensor."""
+    if qtype == Q.F32:
+        return (rng.standard_normal((rows, cols)) * scale).astype(np.float32), None
+    if qtype == Q.F16:
+        return (rng.standard_normal((rows, cols)) * scale).astype(np.float16), None
+    if qtype in HALF_FIELDS:  # seeded random blocks with small finite scales
+        block, size = GGML_QUANT_SIZES[qtype]
+        raw = rng.integers(0, 256, size=(rows, cols // block, size), dtype=np.uint8)
+        for at in HALF_FIELDS[qtype]:
+            raw[:, :, at:at + 2] = (np.abs(rng.standard_normal((rows, cols // block))) * scale / 20).astype(
+                np.float16).view(np.uint8).reshape(rows, cols // block, 2)
+        return raw.reshape(rows, -1), qtype
+    return quantize((rng.standard_normal((rows, cols)) * scale).astype(np.float32), qtype), qtype
+
+
+def write_model(path, rng):
+    w = GGUFWriter(path, "llama")
+    for key, value in [("block_count", LAYERS), ("context_length", 512), ("embedding_length", HIDDEN),
+                       ("feed_forward_length", FF), ("attention.head_count", HEADS),
+                       ("attention.head_count_kv", KV_HEADS), ("rope.dimension_count", HEAD_DIM)]:
+        w.add_uint32(f"llama.{key}", value)
+    w.add_float32("llama.attention.layer_norm_rms_epsilon", 1e-5)
+    w.add_float32("llama.rope.freq_base", 10000.0)
+    w.add_string("tokenizer.ggml.model", "gpt2")
+    w.add_string("tokenizer.ggml.pre", "gpt-2")
+    w.add_array("tokenizer.ggml.tokens", [f"<t{i}>" for i in range(VOCAB)])
+    w.add_array("tokenizer.ggml.token_type", [1] * VOCAB)
+    w.add_array("tokenizer.ggml.merges", [])
+    w.add_uint32("tokenizer.ggml.bos_token_id", 1)
+    w.add_uint32("tokenizer.ggml.eos_token_id", 2)
+
+    def add(name, data_raw):
+        data, raw = data_raw
+        w.add_tensor(name, data, raw_dtype=raw)
+
+    add("token_embd.weight", tensor(rng, Q.Q8_0, VOCAB, HIDDEN, 1.0))
+    add("output.weight", tensor(rng, Q.Q6_K, VOCAB, HIDDEN, 0.05))
+    w.add_tensor("output_norm.weight", (1 + 0.1 * rng.standard_normal(HIDDEN)).astype(np.float32))
+    for layer, formats in enumerate(FORMATS):
+        shapes = {"attn_q": (HIDDEN, HIDDEN), "attn_k": (KV_HEADS * HEAD_DIM, HIDDEN),
+                  "attn_v": (KV_HEADS * HEAD_DIM, HIDDEN), "attn_output": (HIDDEN, HIDDEN), "ffn_gate": (FF, HIDDEN),
+                  "ffn_up": (FF, HIDDEN), "ffn_down": (HIDDEN, FF)}
+        for role, qtype in formats.items():
+            rows, cols = shapes[role]
+            add(f"blk.{layer}.{role}.weight", tensor(rng, qtype, rows, cols, 0.08))
+        for norm in ("attn_norm", "ffn_norm"):
+            w.add_tensor(f"blk.{layer}.{norm}.weight", (1 + 0.1 * rng.standard_normal(HIDDEN)).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def strata_generate(cmd, prompts):
+    r = subprocess.run(cmd + ["--prompt-ids", ";".join(",".join(map(str, p)) for p in prompts),
+                              "--max-tokens", str(STEPS), "--ignore-eos", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(cmd[:4])} failed: {r.stderr[-2000:]}")
+    return json.loads(r.stdout)
+
+
+def main():
+    binary, mpiexec = sys.argv[1], sys.argv[2]
+    rng = np.random.default_rng(2026)
+    work = tempfile.mkdtemp(prefix="gguf-quant-model-")
+    path = os.path.join(work, "model.gguf")
+    write_model(path, rng)
+    prompts = [list(rng.integers(3, VOCAB, size=n)) for n in (1, 3, 5, 8, 13, 21)]
+    prompts = [[int(x) for x in p] for p in prompts]
+    got = strata_generate([binary, "generate", "--model", path, "--threads", "2"], prompts)
+    torch.set_num_threads(2)
+    model = AutoModelForCausalLM.from_pretrained(work, gguf_file="model.gguf", dtype=torch.float32).eval()
+    failures, worst, compared, ties = [], 0.0, 0, 0
+    for k, (p, g) in enumerate(zip(prompts, got)):
+        past, inp = None, torch.tensor([p])
+        with torch.no_grad():
+            for i in range(STEPS):
+                out = model(input_ids=inp, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                lp = torch.log_softmax(out.logits[0, -1].double(), dim=-1)
+                top = torch.topk(lp, 2)
+                want = int(top.indices[0])
+                if g["tokens"][i] != want:
+                    if float(top.values[0] - top.values[1]) <= TIE:
+                        ties += 1
+                    else:
+                        failures.append(f"prompt {k} step {i}: strata {g['tokens'][i]}, transformers {want}")
+                    break
+                diff = abs(g["logprobs"][i] - float(lp[want]))
+                worst, compared = max(worst, diff), compared + 1
+                if diff > TOLERANCE:
+                    failures.append(f"prompt {k} step {i}: logprob {g['logprobs'][i]} vs {float(lp[want])}")
+                inp = torch.tensor([[want]])
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1")
+    os.environ.update(env)
+    layouts = []
+    for np_, args in (("2", ["--tp", "2"]), ("2", ["--pp", "2"])):
+        other = strata_generate([mpiexec, "-np", np_, binary, "generate", "--model", path, "--threads", "1"] + args, prompts)
+        same = [o["tokens"] for o in other] == [g["tokens"] for g in got]
+        layouts.append(f"{' '.join(args)} {'equal' if same else 'DIFFERENT'}")
+        if not same:
+            failures.append(f"mpirun {' '.join(args)}: tokens differ from one rank's")
+    print(f"random llama in 11 block formats: {compared} greedy tokens equal to transformers, {ties} near-ties, "
+          f"worst logprob difference {worst:.2e}; {', '.join(layouts)} to one rank")
+    for f in failures[:20]:
+        print("FAIL:", f)
+    print("1 passed, 0 failed" if not failures else "0 passed, 1 failed")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
