@@ -212,6 +212,7 @@ absl::StatusOr<ModelSpec> ParseGptNeox(const Fields& f, const std::string& model
   }
   ASSIGN_OR_RETURN(s.parallel_residual, f.Bool("use_parallel_residual", true));
   ASSIGN_OR_RETURN(s.attention_bias, f.Bool("attention_bias", true));
+  s.attention_output_bias = s.attention_bias;
   s.mlp_bias = true;
   ASSIGN_OR_RETURN(s.tie_word_embeddings, f.Bool("tie_word_embeddings", false));
   ASSIGN_OR_RETURN(double pct, f.Number("rotary_pct", 0.25, 0, 1));
@@ -261,6 +262,13 @@ absl::StatusOr<ModelSpec> ParseLlama(const Fields& f, const std::string& model_t
   s.activation = Activation::kSwiGlu;
   s.parallel_residual = false;
   ASSIGN_OR_RETURN(s.attention_bias, f.Bool("attention_bias", false));
+  s.attention_output_bias = s.attention_bias;
+  if (model_type == "qwen2") {  // Qwen 2: llama with q/k/v biases (always) and none on o_proj
+    ASSIGN_OR_RETURN(const bool sliding, f.Bool("use_sliding_window", false));
+    if (sliding) return f.Error("use_sliding_window", "true is not supported for qwen2");
+    s.attention_bias = true;
+    s.attention_output_bias = false;
+  }
   ASSIGN_OR_RETURN(s.mlp_bias, f.Bool("mlp_bias", false));
   // The weight loader has no llama MLP biases (runtime/weights.cc): refuse here, by name, before
   // any weights are read.
@@ -349,11 +357,11 @@ absl::StatusOr<ModelSpec> ParseModelConfig(const std::string& json_text, const s
   absl::StatusOr<ModelSpec> spec;
   if (model_type == "gpt_neox" || model_type == "gpt_neox_mlkv") {
     spec = ParseGptNeox(f, model_type);
-  } else if (model_type == "llama" || model_type == "lckv-llama") {
+  } else if (model_type == "llama" || model_type == "lckv-llama" || model_type == "qwen2") {
     spec = ParseLlama(f, model_type);
   } else {
     return f.Error("model_type", absl::StrCat("unsupported '", model_type,
-                                              "' (Strata reads gpt_neox, llama, lckv-llama)"));
+                                              "' (Strata reads gpt_neox, llama, lckv-llama, qwen2)"));
   }
   if (!spec.ok()) return spec.status();
   if (spec->num_heads * spec->head_dim <= 0) return f.Error("head_dim", "invalid");

@@ -160,6 +160,7 @@ absl::Status DequantizeGgml(uint32_t type_id, const uint8_t* src, int64_t elems,
                                                  "Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K can)"));
   if (elems < 0 || elems % t->block_elems != 0)
     return absl::InvalidArgumentError(absl::StrCat(elems, " elements are not whole ", t->name, " blocks"));
+  if (elems == 0) return absl::OkStatus();  // (an empty tensor's buffers may be null)
   void (*block)(const uint8_t*, float*) = nullptr;
   switch (type_id) {
     case 0: std::memcpy(dst, src, static_cast<size_t>(elems) * 4); return absl::OkStatus();

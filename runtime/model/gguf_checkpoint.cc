@@ -16,25 +16,43 @@ namespace {
 
 using json = nlohmann::json;
 
+// The architectures read, with their Hugging Face model_type: llama (rotary pairs interleaved
+// by llama.cpp, so Q and K rows are permuted) and qwen2 (rotate-half as in transformers: not).
+struct Arch {
+  std::string name;  // the GGUF metadata prefix
+  const char* model_type;
+  const char* hf_class;
+  bool permuted_qk;
+};
+
+absl::StatusOr<Arch> ReadArch(const GgufModel& m) {
+  ASSIGN_OR_RETURN(const std::string arch, m.String("general.architecture"));
+  if (arch == "llama") return Arch{arch, "llama", "LlamaForCausalLM", true};
+  if (arch == "qwen2") return Arch{arch, "qwen2", "Qwen2ForCausalLM", false};
+  return absl::UnimplementedError(absl::StrCat(m.path(), ": GGUF general.architecture '", arch,
+                                               "' is not supported yet (llama and qwen2 are)"));
+}
+
 struct LlamaShape {
   int64_t heads = 0, kv_heads = 0, head_dim = 0;
 };
 
-absl::StatusOr<LlamaShape> ReadLlamaShape(const GgufModel& m) {
+absl::StatusOr<LlamaShape> ReadLlamaShape(const GgufModel& m, const Arch& a) {
   LlamaShape s;
-  ASSIGN_OR_RETURN(const int64_t hidden, m.Int("llama.embedding_length"));
-  ASSIGN_OR_RETURN(s.heads, m.Int("llama.attention.head_count"));
-  s.kv_heads = m.Has("llama.attention.head_count_kv") ? *m.Int("llama.attention.head_count_kv") : s.heads;
+  const std::string p = a.name + ".";
+  ASSIGN_OR_RETURN(const int64_t hidden, m.Int(p + "embedding_length"));
+  ASSIGN_OR_RETURN(s.heads, m.Int(p + "attention.head_count"));
+  s.kv_heads = m.Has(p + "attention.head_count_kv") ? *m.Int(p + "attention.head_count_kv") : s.heads;
   if (s.heads <= 0 || s.kv_heads <= 0 || hidden <= 0 || s.heads % s.kv_heads != 0)
-    return absl::InvalidArgumentError(absl::StrCat(m.path(), ": GGUF llama.attention.head_count ", s.heads,
+    return absl::InvalidArgumentError(absl::StrCat(m.path(), ": GGUF ", p, "attention.head_count ", s.heads,
                                                    " and head_count_kv ", s.kv_heads, " do not form groups"));
-  s.head_dim = m.Has("llama.attention.key_length") ? *m.Int("llama.attention.key_length") : hidden / s.heads;
+  s.head_dim = m.Has(p + "attention.key_length") ? *m.Int(p + "attention.key_length") : hidden / s.heads;
   if (s.head_dim <= 0 || s.head_dim % 2 != 0)
     return absl::InvalidArgumentError(absl::StrCat(m.path(), ": GGUF head dimension ", s.head_dim, " is not even"));
-  if (m.Has("llama.rope.dimension_count") && *m.Int("llama.rope.dimension_count") != s.head_dim)
-    return absl::UnimplementedError(absl::StrCat(m.path(), ": GGUF llama.rope.dimension_count ",
-                                                 *m.Int("llama.rope.dimension_count"), " is not the head dimension ",
-                                                 s.head_dim, " (partial rotary llama is not supported)"));
+  if (m.Has(p + "rope.dimension_count") && *m.Int(p + "rope.dimension_count") != s.head_dim)
+    return absl::UnimplementedError(absl::StrCat(m.path(), ": GGUF ", p, "rope.dimension_count ",
+                                                 *m.Int(p + "rope.dimension_count"), " is not the head dimension ",
+                                                 s.head_dim, " (partial rotary is not supported)"));
   return s;
 }
 
@@ -73,7 +91,7 @@ absl::StatusOr<std::pair<std::string, int64_t>> HfName(const std::string& name, 
   if (name == "rope_freqs.weight")
     return absl::UnimplementedError(absl::StrCat(path, ": GGUF tensor 'rope_freqs.weight' (Llama 3.1's RoPE factors) is not "
                                                        "supported yet"));
-  return absl::UnimplementedError(absl::StrCat(path, ": GGUF tensor '", name, "' has no place in a llama model"));
+  return absl::UnimplementedError(absl::StrCat(path, ": GGUF tensor '", name, "' has no place in the model"));
 }
 
 }  // namespace
@@ -84,37 +102,35 @@ int64_t GgufRowOfHfRow(int64_t hf_row, int64_t head_dim) {
 }
 
 absl::StatusOr<std::string> ConfigJsonFromGguf(const GgufModel& m) {
-  ASSIGN_OR_RETURN(const std::string arch, m.String("general.architecture"));
-  if (arch != "llama")
-    return absl::UnimplementedError(absl::StrCat(m.path(), ": GGUF general.architecture '", arch,
-                                                 "' is not supported yet (llama is)"));
-  ASSIGN_OR_RETURN(const LlamaShape s, ReadLlamaShape(m));
-  json c = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_act", "silu"},
+  ASSIGN_OR_RETURN(const Arch a, ReadArch(m));
+  ASSIGN_OR_RETURN(const LlamaShape s, ReadLlamaShape(m, a));
+  const std::string p = a.name + ".";
+  json c = {{"architectures", {a.hf_class}}, {"model_type", a.model_type}, {"hidden_act", "silu"},
             {"torch_dtype", "float32"}, {"num_attention_heads", s.heads}, {"num_key_value_heads", s.kv_heads},
             {"head_dim", s.head_dim}};
-  for (const auto& [field, key] : {std::pair<const char*, const char*>{"hidden_size", "llama.embedding_length"},
-                                   {"num_hidden_layers", "llama.block_count"},
-                                   {"intermediate_size", "llama.feed_forward_length"},
-                                   {"max_position_embeddings", "llama.context_length"}}) {
-    ASSIGN_OR_RETURN(const int64_t v, m.Int(key));
+  for (const auto& [field, key] : {std::pair<const char*, const char*>{"hidden_size", "embedding_length"},
+                                   {"num_hidden_layers", "block_count"},
+                                   {"intermediate_size", "feed_forward_length"},
+                                   {"max_position_embeddings", "context_length"}}) {
+    ASSIGN_OR_RETURN(const int64_t v, m.Int(p + key));
     c[field] = v;
   }
-  ASSIGN_OR_RETURN(const double eps, m.Float("llama.attention.layer_norm_rms_epsilon"));
+  ASSIGN_OR_RETURN(const double eps, m.Float(p + "attention.layer_norm_rms_epsilon"));
   c["rms_norm_eps"] = eps;
-  c["rope_theta"] = m.Has("llama.rope.freq_base") ? *m.Float("llama.rope.freq_base") : 10000.0;
-  if (m.Has("llama.rope.scaling.type")) {
-    ASSIGN_OR_RETURN(const std::string type, m.String("llama.rope.scaling.type"));
+  c["rope_theta"] = m.Has(p + "rope.freq_base") ? *m.Float(p + "rope.freq_base") : 10000.0;
+  if (m.Has(p + "rope.scaling.type")) {
+    ASSIGN_OR_RETURN(const std::string type, m.String(p + "rope.scaling.type"));
     if (type != "none") {
       if (type != "linear")
-        return absl::UnimplementedError(absl::StrCat(m.path(), ": GGUF llama.rope.scaling.type '", type, "' is not supported"));
-      ASSIGN_OR_RETURN(const double factor, m.Float("llama.rope.scaling.factor"));
+        return absl::UnimplementedError(absl::StrCat(m.path(), ": GGUF ", p, "rope.scaling.type '", type, "' is not supported"));
+      ASSIGN_OR_RETURN(const double factor, m.Float(p + "rope.scaling.factor"));
       c["rope_scaling"] = {{"rope_type", "linear"}, {"factor", factor}};
     }
   }
   ASSIGN_OR_RETURN(const std::vector<std::string> tokens, m.StringArray("tokenizer.ggml.tokens"));
-  c["vocab_size"] = m.Has("llama.vocab_size") ? *m.Int("llama.vocab_size") : static_cast<int64_t>(tokens.size());
+  c["vocab_size"] = m.Has(p + "vocab_size") ? *m.Int(p + "vocab_size") : static_cast<int64_t>(tokens.size());
   c["tie_word_embeddings"] = !m.HasTensor("output.weight");
-  c["attention_bias"] = m.HasTensor("blk.0.attn_q.bias");
+  if (a.name == "llama") c["attention_bias"] = m.HasTensor("blk.0.attn_q.bias");
   for (const auto& [field, key] : {std::pair<const char*, const char*>{"bos_token_id", "tokenizer.ggml.bos_token_id"},
                                    {"eos_token_id", "tokenizer.ggml.eos_token_id"}})
     if (m.Has(key)) {
@@ -125,7 +141,8 @@ absl::StatusOr<std::string> ConfigJsonFromGguf(const GgufModel& m) {
 }
 
 absl::StatusOr<std::vector<TensorToWrite>> HfTensorsFromGguf(const GgufModel& m) {
-  ASSIGN_OR_RETURN(const LlamaShape s, ReadLlamaShape(m));
+  ASSIGN_OR_RETURN(const Arch a, ReadArch(m));
+  ASSIGN_OR_RETURN(const LlamaShape s, ReadLlamaShape(m, a));
   std::vector<TensorToWrite> out;
   for (const std::string& name : m.TensorNames()) {
     ASSIGN_OR_RETURN(const GgufTensorInfo* t, m.Tensor(name));
@@ -137,7 +154,7 @@ absl::StatusOr<std::vector<TensorToWrite>> HfTensorsFromGguf(const GgufModel& m)
     std::vector<float> values(static_cast<size_t>(t->numel()));
     if (absl::Status st = DequantizeGgml(t->ggml_type, m.Data(*t), t->numel(), values.data()); !st.ok())
       return absl::Status(st.code(), absl::StrCat(m.path(), ": GGUF tensor '", name, "': ", st.message()));
-    const int64_t heads = hf.second;
+    const int64_t heads = a.permuted_qk ? hf.second : 0;
     if (heads > 0) {  // undo llama.cpp's Q/K row permutation (rows are output features)
       const int64_t rows = w.shape[0], cols = w.shape.size() > 1 ? w.shape[1] : 1;
       if (rows != heads * s.head_dim)

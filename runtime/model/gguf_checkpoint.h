@@ -1,10 +1,11 @@
 // File: runtime/model/gguf_checkpoint.h
 // A GGUF model as the rest of Strata reads a Hugging Face checkpoint: its metadata as the
-// config.json transformers would write (architecture llama: hidden size, layers, heads, KV heads,
+// config.json transformers would write (architectures llama and qwen2: hidden size, layers, heads, KV heads,
 // MLP, RoPE base, RMS epsilon, context length, vocabulary, tied embeddings when the file has no
 // output.weight, special token ids), and its tensors under their Hugging Face names, dequantized
 // exactly to float32 at load, with llama's Q/K row permutation undone (llama.cpp rotates adjacent
-// pairs, Strata as transformers rotates halves; K uses the KV head count). Other architectures
+// pairs, Strata as transformers rotates halves; K uses the KV head count; qwen2 is not permuted).
+// Other architectures
 // and tensors the mapping does not know are refused by name.
 #pragma once
 

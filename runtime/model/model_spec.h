@@ -60,7 +60,8 @@ struct ModelSpec {
   float norm_eps = 1e-6f;
   Activation activation = Activation::kSwiGlu;
   bool parallel_residual = false;
-  bool attention_bias = false;  // q/k/v/o projections carry biases
+  bool attention_bias = false;         // the q/k/v projections carry biases
+  bool attention_output_bias = false;  // and the o projection (llama's attention_bias, gpt_neox; not qwen2)
   bool mlp_bias = false;
   QkvLayout qkv_layout = QkvLayout::kSeparate;
   int rotary_dims = 0;  // leading dims of each head that get RoPE

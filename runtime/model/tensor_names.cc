@@ -33,7 +33,8 @@ LayerTensorNames LayerNames(const ModelSpec& s, int l) {
     n.up_b = p + "mlp.dense_h_to_4h.bias";
     n.down_w = p + "mlp.dense_4h_to_h.weight";
     n.down_b = p + "mlp.dense_4h_to_h.bias";
-    if (!s.attention_bias) n.qkv_b = n.q_b = n.k_b = n.v_b = n.o_b = "";
+    if (!s.attention_bias) n.qkv_b = n.q_b = n.k_b = n.v_b = "";
+    if (!s.attention_output_bias) n.o_b = "";
     return n;
   }
   const std::string p = absl::StrCat("model.layers.", l, ".");
@@ -49,8 +50,8 @@ LayerTensorNames LayerNames(const ModelSpec& s, int l) {
       n.k_b = p + "self_attn.k_proj.bias";
       n.v_b = p + "self_attn.v_proj.bias";
     }
-    n.o_b = p + "self_attn.o_proj.bias";
   }
+  if (s.attention_output_bias) n.o_b = p + "self_attn.o_proj.bias";
   n.norm1_w = p + "input_layernorm.weight";
   n.norm2_w = p + "post_attention_layernorm.weight";
   n.gate_w = p + "mlp.gate_proj.weight";

@@ -154,6 +154,18 @@ def main():
     got_dir = dump(binary, shard_dir, work)
     check(len(got_dir.get("tensors", [])) == len(LOADED) + 1, f"shard directory: {got_dir.get('error')}")
 
+    # A tensor with no elements (a fuzzer finding: dequantizing it passed a null buffer on).
+    empty_path = os.path.join(work, "empty.gguf")
+    w = GGUFWriter(empty_path, "llama")
+    w.add_tensor("empty", np.zeros((0, 32), dtype=np.float32))
+    w.add_tensor("q8_empty", np.zeros((0, 34), dtype=np.uint8), raw_dtype=Q.Q8_0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    got_empty = dump(binary, empty_path, work)
+    check([t.get("values") for t in got_empty.get("tensors", [])] == [[], []], f"empty tensors: {got_empty}")
+
     # Corruptions.
     v1 = bytearray(data)
     v1[4:8] = struct.pack("<I", 1)

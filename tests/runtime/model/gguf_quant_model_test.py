@@ -1,7 +1,8 @@
-"""A small random llama written as GGUF with every block format Strata loads, one per tensor role
+"""Small random llama and qwen2 models written as GGUF with every block format Strata loads, one per tensor role
 and layer (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, F16, BF16, F32; K-quants as seeded random
 blocks, the rest quantized by gguf-py's reference quantizers; GQA so that K's permutation uses the
-KV head count; an untied output.weight), then Strata against transformers (PyTorch, CPU) loading
+KV head count; an untied output.weight; qwen2 with q/k/v biases and no Q/K permutation), then
+Strata against transformers (PyTorch, CPU) loading
 the same file: greedy tokens equal (except where transformers' best two are within 1e-4) and
 logprobs within 1e-3 on 6 prompts x 16 steps; and mpirun tp 2, pp 2 give the single rank's tokens.
 
@@ -49,14 +50,14 @@ def tensor(rng, qtype, rows, cols, scale):
     return quantize((rng.standard_normal((rows, cols)) * scale).astype(np.float32), qtype), qtype
 
 
-def write_model(path, rng):
-    w = GGUFWriter(path, "llama")
+def write_model(path, rng, arch):
+    w = GGUFWriter(path, arch)
     for key, value in [("block_count", LAYERS), ("context_length", 512), ("embedding_length", HIDDEN),
                        ("feed_forward_length", FF), ("attention.head_count", HEADS),
                        ("attention.head_count_kv", KV_HEADS), ("rope.dimension_count", HEAD_DIM)]:
-        w.add_uint32(f"llama.{key}", value)
-    w.add_float32("llama.attention.layer_norm_rms_epsilon", 1e-5)
-    w.add_float32("llama.rope.freq_base", 10000.0)
+        w.add_uint32(f"{arch}.{key}", value)
+    w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
+    w.add_float32(f"{arch}.rope.freq_base", 10000.0)
     w.add_string("tokenizer.ggml.model", "gpt2")
     w.add_string("tokenizer.ggml.pre", "gpt-2")
     w.add_array("tokenizer.ggml.tokens", [f"<t{i}>" for i in range(VOCAB)])
@@ -79,6 +80,9 @@ def write_model(path, rng):
         for role, qtype in formats.items():
             rows, cols = shapes[role]
             add(f"blk.{layer}.{role}.weight", tensor(rng, qtype, rows, cols, 0.08))
+        if arch == "qwen2":
+            for role in ("attn_q", "attn_k", "attn_v"):
+                w.add_tensor(f"blk.{layer}.{role}.bias", (0.1 * rng.standard_normal(shapes[role][0])).astype(np.float32))
         for norm in ("attn_norm", "ffn_norm"):
             w.add_tensor(f"blk.{layer}.{norm}.weight", (1 + 0.1 * rng.standard_normal(HIDDEN)).astype(np.float32))
     w.write_header_to_file()
@@ -96,18 +100,15 @@ def strata_generate(cmd, prompts):
     return json.loads(r.stdout)
 
 
-def main():
-    binary, mpiexec = sys.argv[1], sys.argv[2]
+def check(binary, mpiexec, arch, work, failures):
     rng = np.random.default_rng(2026)
-    work = tempfile.mkdtemp(prefix="gguf-quant-model-")
-    path = os.path.join(work, "model.gguf")
-    write_model(path, rng)
-    prompts = [list(rng.integers(3, VOCAB, size=n)) for n in (1, 3, 5, 8, 13, 21)]
-    prompts = [[int(x) for x in p] for p in prompts]
+    os.makedirs(os.path.join(work, arch))
+    path = os.path.join(work, arch, "model.gguf")
+    write_model(path, rng, arch)
+    prompts = [[int(x) for x in rng.integers(3, VOCAB, size=n)] for n in (1, 3, 5, 8, 13, 21)]
     got = strata_generate([binary, "generate", "--model", path, "--threads", "2"], prompts)
-    torch.set_num_threads(2)
-    model = AutoModelForCausalLM.from_pretrained(work, gguf_file="model.gguf", dtype=torch.float32).eval()
-    failures, worst, compared, ties = [], 0.0, 0, 0
+    model = AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file="model.gguf", dtype=torch.float32).eval()
+    worst, compared, ties = 0.0, 0, 0
     for k, (p, g) in enumerate(zip(prompts, got)):
         past, inp = None, torch.tensor([p])
         with torch.no_grad():
@@ -121,30 +122,37 @@ def main():
                     if float(top.values[0] - top.values[1]) <= TIE:
                         ties += 1
                     else:
-                        failures.append(f"prompt {k} step {i}: strata {g['tokens'][i]}, transformers {want}")
+                        failures.append(f"{arch} prompt {k} step {i}: strata {g['tokens'][i]}, transformers {want}")
                     break
                 diff = abs(g["logprobs"][i] - float(lp[want]))
                 worst, compared = max(worst, diff), compared + 1
                 if diff > TOLERANCE:
-                    failures.append(f"prompt {k} step {i}: logprob {g['logprobs'][i]} vs {float(lp[want])}")
+                    failures.append(f"{arch} prompt {k} step {i}: logprob {g['logprobs'][i]} vs {float(lp[want])}")
                 inp = torch.tensor([[want]])
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1")
-    os.environ.update(env)
     layouts = []
     for np_, args in (("2", ["--tp", "2"]), ("2", ["--pp", "2"])):
         other = strata_generate([mpiexec, "-np", np_, binary, "generate", "--model", path, "--threads", "1"] + args, prompts)
         same = [o["tokens"] for o in other] == [g["tokens"] for g in got]
         layouts.append(f"{' '.join(args)} {'equal' if same else 'DIFFERENT'}")
         if not same:
-            failures.append(f"mpirun {' '.join(args)}: tokens differ from one rank's")
-    print(f"random llama in 11 block formats: {compared} greedy tokens equal to transformers, {ties} near-ties, "
+            failures.append(f"{arch}: mpirun {' '.join(args)}: tokens differ from one rank's")
+    print(f"random {arch} in 11 block formats: {compared} greedy tokens equal to transformers, {ties} near-ties, "
           f"worst logprob difference {worst:.2e}; {', '.join(layouts)} to one rank")
+
+
+def main():
+    binary, mpiexec = sys.argv[1], sys.argv[2]
+    torch.set_num_threads(2)
+    os.environ.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                      OMPI_MCA_rmaps_base_oversubscribe="1")
+    work = tempfile.mkdtemp(prefix="gguf-quant-model-")
+    failures = []
+    for arch in ("llama", "qwen2"):
+        check(binary, mpiexec, arch, work, failures)
     for f in failures[:20]:
         print("FAIL:", f)
     print("1 passed, 0 failed" if not failures else "0 passed, 1 failed")
     sys.exit(1 if failures else 0)
-
 
 if __name__ == "__main__":
     main()

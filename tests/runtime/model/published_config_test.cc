@@ -189,6 +189,15 @@ TEST(PublishedConfig, HeadDimBiasesAndSeveralEosIds) {
   spec = LlamaWith({{"attention_bias", true}});
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_TRUE(spec->attention_bias);
+  EXPECT_TRUE(spec->attention_output_bias);
+  // qwen2: q/k/v biases always, none on o_proj; its sliding window is refused by name.
+  spec = LlamaWith({{"model_type", "qwen2"}, {"use_sliding_window", false}, {"sliding_window", 32768}});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_TRUE(spec->attention_bias);
+  EXPECT_FALSE(spec->attention_output_bias);
+  const auto qwen_sliding = LlamaWith({{"model_type", "qwen2"}, {"use_sliding_window", true}});
+  ASSERT_FALSE(qwen_sliding.ok());
+  EXPECT_NE(qwen_sliding.status().message().find("use_sliding_window"), std::string::npos);
   // Llama 3.1 lists three end-of-sequence ids in config.json.
   spec = LlamaWith({{"eos_token_id", {98, 99, 97}}});
   ASSERT_TRUE(spec.ok()) << spec.status();
