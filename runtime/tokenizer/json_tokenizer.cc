@@ -88,15 +88,16 @@ std::vector<int> JsonTokenizer::Encode(const std::string& text) const {
       out.push_back(raw.id);
       continue;
     }
-    bool normalized_at_origin = true;
-    const std::string normalized = normalizer_.Apply(raw.text, &normalized_at_origin);
+    size_t origin = 0;  // normalized bytes aligned to the text's first character (raw part at 0 only)
+    const std::string normalized = normalizer_.Apply(raw.text, &origin);
+    if (raw.offset != 0) origin = 0;
     for (const TextPart& part : SplitAddedTokens(normalized, normalized_added_)) {
       if (part.id >= 0) {
         out.push_back(part.id);
         continue;
       }
-      const bool at_origin = raw.offset == 0 && part.offset == 0 && normalized_at_origin;
-      for (const std::string& word : pre_tokenizer_.Split(part.text, at_origin)) model_->Encode(word, &out);
+      const size_t part_origin = part.offset < origin ? origin - part.offset : 0;
+      for (const std::string& word : pre_tokenizer_.Split(part.text, part_origin)) model_->Encode(word, &out);
     }
   }
   return out;

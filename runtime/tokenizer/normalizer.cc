@@ -1,5 +1,7 @@
 #include "runtime/tokenizer/normalizer.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status.h"
 #include "runtime/tokenizer/tokenizer_parts.h"
@@ -58,50 +60,61 @@ absl::Status Normalizer::Add(const json& j, std::vector<Step>* steps) {
   return absl::OkStatus();
 }
 
-std::string Normalizer::Apply(const std::string& in, bool* starts_at_origin) const {
+std::string Normalizer::Apply(const std::string& in, size_t* origin_bytes) const {
   std::string s = in;
-  bool origin = true;  // the first character is aligned to the input's first (see the header)
+  // Leading bytes of `s` aligned to the input's first character (see the header).
+  size_t origin = 0;
+  if (!s.empty()) DecodeCodepoint(s, 0, &origin);
   for (const Step& st : steps_) {
     switch (st.kind) {
-      case Step::Kind::kUnicode: s = NormalizeUnicode(s, static_cast<UnicodeForm>(st.form)); break;
-      case Step::Kind::kLowercase: s = LowercaseUnicode(s); break;
-      case Step::Kind::kStripAccents: {
-        std::string out = StripCombiningMarks(s);
-        size_t len = 0;
-        if (!s.empty() && (out.empty() || DecodeCodepoint(out, 0, &len) != DecodeCodepoint(s, 0, &len))) origin = false;
-        s = std::move(out);
+      case Step::Kind::kUnicode:
+        origin = NormalizeUnicode(s.substr(0, origin), static_cast<UnicodeForm>(st.form)).size();
+        s = NormalizeUnicode(s, static_cast<UnicodeForm>(st.form));
+        origin = std::min(origin, s.size());
         break;
-      }
+      case Step::Kind::kLowercase:
+        origin = LowercaseUnicode(s.substr(0, origin)).size();
+        s = LowercaseUnicode(s);
+        break;
+      case Step::Kind::kStripAccents:
+        origin = StripCombiningMarks(s.substr(0, origin)).size();
+        s = StripCombiningMarks(s);
+        break;
       case Step::Kind::kPrepend:
-        if (!s.empty()) s = st.text + s;  // as Hugging Face: nothing is prepended to empty text
+        if (!s.empty()) {  // as Hugging Face: nothing is prepended to empty text
+          s = st.text + s;
+          if (origin > 0) origin += st.text.size();  // aligned with the first character
+        }
         break;
       case Step::Kind::kReplace: {
         const auto hits = st.regex ? st.regex->FindAll(s) : FindLiteral(s, st.text);
         std::string out;
-        size_t at = 0;
+        size_t at = 0, new_origin = 0;
         for (const auto& [b, e] : hits) {
+          if (at < origin) new_origin = out.size() + (std::min(b, origin) - at);
           out.append(s, at, b - at);
           out += st.content;
+          // Hugging Face aligns the content to the last character replaced.
+          if (e <= origin) new_origin = out.size();
           at = e;
-          // Hugging Face aligns the replacement to the last character replaced, so a match at the
-          // start longer than one character (or replaced by nothing) moves the start.
-          if (b == 0 && (st.content.empty() || Utf8Chars(s.substr(b, e - b)).size() > 1)) origin = false;
         }
+        if (at < origin) new_origin = out.size() + (origin - at);
         out.append(s, at, std::string::npos);
         s = std::move(out);
+        origin = new_origin;
         break;
       }
       case Step::Kind::kStrip: {
         size_t b = 0, e = s.size(), len = 0, start = 0;
         while (st.left && b < e && IsUnicodeWhitespace(DecodeCodepoint(s, b, &len))) b += len;
         while (st.right && e > b && IsUnicodeWhitespace(CodepointBefore(s, e, &start))) e = start;
-        if (b > 0) origin = false;
+        origin = origin > b ? std::min(origin - b, e - b) : 0;
         s = s.substr(b, e - b);
         break;
       }
     }
   }
-  if (starts_at_origin) *starts_at_origin = origin;
+  if (origin_bytes) *origin_bytes = origin;
   return s;
 }
 

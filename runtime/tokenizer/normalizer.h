@@ -19,12 +19,13 @@ class Normalizer {
  public:
   // `j` null: no normalizer.
   static absl::StatusOr<Normalizer> FromJson(const nlohmann::json& j);
-  // `starts_at_origin` (optional): whether the result's first character is aligned to the
-  // input's first in Hugging Face's offset tracking; a Metaspace pre-tokenizer with
-  // prepend_scheme "first" prepends only then. Stripping leading characters (Strip, StripAccents)
-  // and replacing a leading match of more than one character (Replace aligns its content to the
-  // last character replaced) move it.
-  std::string Apply(const std::string& s, bool* starts_at_origin = nullptr) const;
+  // `origin_bytes` (optional): how many leading bytes of the result Hugging Face's offset tracking
+  // aligns to the input's first character (a Metaspace pre-tokenizer with prepend_scheme "first"
+  // prepends to what starts there): the first character's own normalization ("½" under NFKC:
+  // "1⁄2"), text prepended to it, and a Replace's content where the last character it replaces is
+  // among them (Replace aligns its content to the last character replaced); stripping the first
+  // character (Strip, StripAccents) leaves none.
+  std::string Apply(const std::string& s, size_t* origin_bytes = nullptr) const;
   bool empty() const { return steps_.empty(); }
 
  private:

@@ -153,45 +153,59 @@ absl::Status PreTokenizer::Add(const json& j, std::vector<Step>* steps) {
 }
 
 void PreTokenizer::Apply(const Step& st, const Piece& in, std::vector<Piece>* out) {
-  auto emit = [&](const std::string& text, const std::vector<std::pair<size_t, size_t>>& ranges) {
-    for (const auto& [b, e] : ranges) out->push_back({text.substr(b, e - b), in.at_origin && b == 0});
+  // A piece [b, e) of `text` whose first `origin` bytes are aligned to the input's first character.
+  auto emit = [&](const std::string& text, size_t origin, const std::vector<std::pair<size_t, size_t>>& ranges) {
+    for (const auto& [b, e] : ranges) out->push_back({text.substr(b, e - b), b < origin ? std::min(e, origin) - b : 0});
   };
   switch (st.kind) {
     case Step::Kind::kSplit: {
       const auto hits = st.regex ? st.regex->FindAll(in.text) : FindLiteral(in.text, st.literal);
-      emit(in.text, SplitRanges(in.text.size(), hits, st.behavior, st.invert));
+      emit(in.text, in.origin, SplitRanges(in.text.size(), hits, st.behavior, st.invert));
       return;
     }
     case Step::Kind::kMetaspace: {
       // Hugging Face's metaspace.rs: spaces become the replacement; it is prepended unless the
-      // piece already starts with it ("first": only to the piece at offset 0 of the input).
+      // piece already starts with it ("first": only to a piece aligned to the input's start).
       std::string t;
-      for (const auto& [b, e] : SplitRanges(in.text.size(), FindLiteral(in.text, " "), SplitBehavior::kIsolated, false))
+      size_t origin = 0;
+      for (const auto& [b, e] : SplitRanges(in.text.size(), FindLiteral(in.text, " "), SplitBehavior::kIsolated, false)) {
         t += in.text.compare(b, e - b, " ") == 0 ? st.literal : in.text.substr(b, e - b);
+        if (b < in.origin) origin = t.size();  // spans are single spaces or space-free runs
+      }
       const bool starts = t.compare(0, st.literal.size(), st.literal) == 0;
-      if (!starts && (st.prepend == Step::Prepend::kAlways || (st.prepend == Step::Prepend::kFirst && in.at_origin)))
+      if (!starts && (st.prepend == Step::Prepend::kAlways || (st.prepend == Step::Prepend::kFirst && in.origin > 0))) {
         t = st.literal + t;
-      if (st.split) emit(t, SplitRanges(t.size(), FindLiteral(t, st.literal), SplitBehavior::kMergedWithNext, false));
-      else out->push_back({t, in.at_origin});
+        if (origin > 0) origin += st.literal.size();  // prepended text aligns with the first character
+      }
+      if (st.split) emit(t, origin, SplitRanges(t.size(), FindLiteral(t, st.literal), SplitBehavior::kMergedWithNext, false));
+      else out->push_back({t, origin});
       return;
     }
     case Step::Kind::kByteLevel: {
       std::string t = in.text;
-      if (st.add_prefix_space && t.compare(0, 1, " ") != 0) t = " " + t;
+      size_t origin = in.origin;
+      if (st.add_prefix_space && t.compare(0, 1, " ") != 0) {
+        t = " " + t;
+        if (origin > 0) ++origin;
+      }
       std::vector<std::pair<size_t, size_t>> ranges = {{0, t.size()}};
       if (st.regex) ranges = SplitRanges(t.size(), st.regex->FindAll(t), SplitBehavior::kIsolated, false);
       for (const auto& [b, e] : ranges) {
         std::string mapped;
-        for (size_t i = b; i < e; ++i) mapped += ByteLevelChar(static_cast<unsigned char>(t[i]));
-        out->push_back({mapped, in.at_origin && b == 0});
+        size_t mapped_origin = 0;
+        for (size_t i = b; i < e; ++i) {
+          mapped += ByteLevelChar(static_cast<unsigned char>(t[i]));
+          if (i < origin) mapped_origin = mapped.size();
+        }
+        out->push_back({mapped, mapped_origin});
       }
       return;
     }
   }
 }
 
-std::vector<std::string> PreTokenizer::Split(const std::string& piece, bool at_origin) const {
-  std::vector<Piece> pieces = {{piece, at_origin}};
+std::vector<std::string> PreTokenizer::Split(const std::string& piece, size_t origin_bytes) const {
+  std::vector<Piece> pieces = {{piece, origin_bytes}};
   for (const Step& st : steps_) {
     std::vector<Piece> next;
     for (const Piece& p : pieces) Apply(st, p, &next);

@@ -29,9 +29,11 @@ class PreTokenizer {
  public:
   // `j` null: no pre-tokenizer (the whole piece is one word).
   static absl::StatusOr<PreTokenizer> FromJson(const nlohmann::json& j);
-  // The words of one normalized piece; `at_origin` when it starts at offset 0 of the input text
-  // (Metaspace's prepend_scheme "first" prepends only there).
-  std::vector<std::string> Split(const std::string& piece, bool at_origin) const;
+  // The words of one normalized piece. `origin_bytes`: how many of its leading bytes Hugging
+  // Face aligns to the input's first character (0: none; "½" under NFKC is the three characters
+  // "1⁄2", all at offset 0): Metaspace's prepend_scheme "first" prepends to every piece that
+  // starts there.
+  std::vector<std::string> Split(const std::string& piece, size_t origin_bytes) const;
   // What the decoder does when tokenizer.json has none: undo ByteLevel / Metaspace.
   bool has_byte_level() const;
   const std::string* metaspace_replacement() const;  // null: no Metaspace step
@@ -40,7 +42,7 @@ class PreTokenizer {
  private:
   struct Piece {
     std::string text;
-    bool at_origin;
+    size_t origin = 0;  // leading bytes aligned to the input's first character
   };
   struct Step {
     enum class Kind { kSplit, kMetaspace, kByteLevel } kind;

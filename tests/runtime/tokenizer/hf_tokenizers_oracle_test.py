@@ -148,6 +148,10 @@ def random_tokenizer(rng, index):
             tok.model = models.BPE(vocab, [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1))
                                            for m in model["merges"]],
                                    unk_token="<unk>", byte_fallback=True, fuse_unk=rng.random() < 0.7)
+    if kind == "byte_bpe" and rng.random() < 0.3:  # Llama 3's: a word that is a token is taken whole
+        model = json.loads(tok.to_str())["model"]
+        tok.model = models.BPE(dict(model["vocab"]), [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1))
+                                                      for m in model["merges"]], ignore_merges=True)
     if kind == "byte_bpe":
         tok.decoder = decoders.ByteLevel()
     elif kind == "metaspace_bpe" and tok.pre_tokenizer is None:
