@@ -29,6 +29,9 @@ ABSL_FLAG(std::string, served_model_name, "", "serve: the model name clients sen
 ABSL_FLAG(int, max_pending, 0,
           "serve: unfinished requests accepted before answering 503 (0: auto, max(64 x --max-seqs, 65536); "
           "every request beyond the running batch waits in the queue, strata_num_requests_waiting)");
+ABSL_FLAG(int64_t, max_pending_tokens, int64_t{1} << 26,
+          "serve: prompt tokens of unfinished requests accepted before answering 503 (what bounds the queue's "
+          "memory: 2^26 token ids are 256 MiB)");
 ABSL_FLAG(int64_t, max_body_bytes, 1 << 20, "serve: larger request bodies get 413");
 ABSL_FLAG(int, io_timeout, 30, "serve: seconds before a slow or idle connection is closed");
 ABSL_FLAG(int, socket_send_buffer_bytes, 256 << 10,
@@ -60,9 +63,10 @@ void LogRankPlacement(const JobComms& comms, const ParallelLayout& layout) {
                comms.data_plane);
 }
 
-// --max-pending: as given, else (0) far beyond the running batch, as vLLM queues every request: a
-// waiting request holds its parsed body and prompt ids (kilobytes), so 65,536 of them cost well
-// under a GiB, and a stream that falls behind is bounded by --max-stream-buffer-bytes on its own.
+// --max-pending: as given, else (0) far beyond the running batch, as vLLM queues every request. The
+// queue's memory is bounded by --max-pending-tokens (the prompt ids it holds; a request's body is
+// parsed and dropped before it queues), and a stream that falls behind by
+// --max-stream-buffer-bytes on its own.
 int MaxPendingRequests(int flag, int max_seqs) {
   if (flag > 0) {
     if (flag < max_seqs)
@@ -109,7 +113,8 @@ int RunServe(const std::vector<std::string>& args) {
     so.max_stream_buffer_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_stream_buffer_bytes));
     so.socket_send_buffer_bytes = absl::GetFlag(FLAGS_socket_send_buffer_bytes);
     so.tool_call_parser = absl::GetFlag(FLAGS_tool_call_parser);
-    hub = std::make_unique<RequestHub>(MaxPendingRequests(absl::GetFlag(FLAGS_max_pending), absl::GetFlag(FLAGS_max_seqs)));
+    hub = std::make_unique<RequestHub>(MaxPendingRequests(absl::GetFlag(FLAGS_max_pending), absl::GetFlag(FLAGS_max_seqs)),
+                                       absl::GetFlag(FLAGS_max_pending_tokens));
     server = std::make_unique<ApiServer>(so, hub.get());
     if (absl::Status st = server->Start(); !st.ok()) {
       if (comms.world->size() > 1) comms.world->Abort(absl::StrCat("strata serve: ", st.message()));

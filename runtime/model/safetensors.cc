@@ -114,6 +114,12 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   return f;
 }
 
+bool Checkpoint::in_memory() const {
+  for (const auto& f : files_)
+    if (f->in_memory()) return true;
+  return false;
+}
+
 std::unique_ptr<SafetensorsFile> SafetensorsFile::FromMemory(const std::string& label, std::vector<TensorToWrite> tensors) {
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = label;

@@ -45,6 +45,7 @@ class SafetensorsFile {
   const std::string& path() const { return path_; }
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   const uint8_t* data(const TensorInfo& t) const { return base_ + t.offset; }
+  bool in_memory() const { return !owned_.empty(); }  // FromMemory's
   // Drops the whole pages inside [ptr, ptr + bytes) of the mapping from this process (the page
   // cache keeps them; a later read maps them again): copied weights then cost their copy only.
   void Release(const uint8_t* ptr, size_t bytes) const;
@@ -66,6 +67,9 @@ class Checkpoint {
   // A model directory's safetensors, or a GGUF model (a .gguf file or a directory holding one)
   // dequantized under Hugging Face names (gguf_checkpoint.h).
   static absl::StatusOr<Checkpoint> Open(const std::string& model_dir);
+  // Held in memory (a GGUF model dequantized at load), not mapped: the loader copies from it
+  // rather than pointing into it, so that it can be dropped once the weights are loaded.
+  bool in_memory() const;
 
   bool Has(const std::string& name) const { return where_.count(name) > 0; }
   std::vector<std::string> Names() const;

@@ -1327,7 +1327,7 @@ absl::StatusOr<ModelChatTemplate> LoadChatTemplate(const std::string& dir) {
   if (IsGgufPath(dir)) {  // a GGUF model: tokenizer.chat_template and its special tokens
     ASSIGN_OR_RETURN(const GgufModel gguf, GgufModel::Open(dir));
     ASSIGN_OR_RETURN(const GgufTokenizerFiles files, TokenizerFilesFromGguf(gguf));
-    cfg = json::parse(files.tokenizer_config.dump());
+    cfg = json::parse(files.tokenizer_config.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     where = gguf.path();
   } else {
     std::ifstream f(dir + "/tokenizer_config.json");

@@ -69,7 +69,8 @@ absl::StatusOr<int> Listen(const std::string& host, int port, int backlog, int s
   return fd;
 }
 
-// A server holds a descriptor per connection: take the hard limit, not the usual soft 1024.
+}  // namespace
+
 void RaiseDescriptorLimit() {
   rlimit r{};
   if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
@@ -77,8 +78,6 @@ void RaiseDescriptorLimit() {
     setrlimit(RLIMIT_NOFILE, &r);
   }
 }
-
-}  // namespace
 
 HttpExchange::HttpExchange(evhttp_request* req) : req_(req), conn_(evhttp_request_get_connection(req)) {
   method_ = MethodName(evhttp_request_get_command(req));

@@ -28,6 +28,10 @@ struct evhttp_connection;
 
 namespace strata {
 
+// A process holding a descriptor per connection (the server, the load generator) takes the hard
+// limit rather than the usual soft 1024.
+void RaiseDescriptorLimit();
+
 class RequestDeadlines;
 
 struct HttpServerOptions {

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/serving/http_server.h"
 
 namespace strata {
 namespace {
@@ -131,6 +132,7 @@ json LoadResult::ToJson(const LoadOptions& o) const {
 }
 
 absl::StatusOr<LoadResult> RunLoad(const LoadOptions& opts) {
+  RaiseDescriptorLimit();  // one connection per concurrent client
   LoadOptions o = opts;
   if (o.num_prompts < 1 || o.concurrency < 1 || o.prompt_len < 1 || o.output_len < 1 || o.vocab < 1 || o.rate < 0 ||
       o.shared_prefix_len < 0 || o.num_prefixes < 1)

@@ -27,11 +27,18 @@ absl::StatusOr<std::vector<RequestId>> RequestHub::Submit(std::vector<Generation
     return absl::UnavailableError(
         absl::StrCat("the server is overloaded: ", live_.size(), " requests in progress (--max-pending ",
                      max_pending_, ")"));
+  int64_t tokens = 0;
+  for (const GenerationRequest& p : prompts) tokens += static_cast<int64_t>(p.prompt.size());
+  if (live_tokens_ + tokens > max_pending_tokens_)
+    return absl::UnavailableError(absl::StrCat("the server is overloaded: ", live_tokens_,
+                                               " prompt tokens in progress (--max-pending-tokens ",
+                                               max_pending_tokens_, ")"));
   std::vector<RequestId> ids;
   const auto now = std::chrono::steady_clock::now();
   for (size_t i = 0; i < prompts.size(); ++i) {
     const RequestId id = next_id_++;
-    live_[id] = Entry{stream, static_cast<int>(i), now, now, false};
+    live_[id] = Entry{stream, static_cast<int>(i), now, now, false, static_cast<int64_t>(prompts[i].prompt.size())};
+    live_tokens_ += static_cast<int64_t>(prompts[i].prompt.size());
     adds_.push_back({id, std::move(prompts[i])});
     ids.push_back(id);
   }
@@ -78,7 +85,10 @@ void RequestHub::Deliver(const RequestOutput& o) {
     e.last_token = now;
   }
   Push(e, std::move(ev));
-  if (o.finished) live_.erase(it);
+  if (o.finished) {
+    live_tokens_ -= e.prompt_tokens;
+    live_.erase(it);
+  }
 }
 
 void RequestHub::Fail(RequestId id, const std::string& error) {
@@ -91,6 +101,7 @@ void RequestHub::Fail(RequestId id, const std::string& error) {
   ev.finish_reason = "error";
   ev.error = error;
   Push(it->second, std::move(ev));
+  live_tokens_ -= it->second.prompt_tokens;
   live_.erase(it);
 }
 

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -50,7 +51,10 @@ using DeliveryObserver = std::function<void(const StreamEvent&, std::chrono::ste
 
 class RequestHub {
  public:
-  explicit RequestHub(int max_pending) : max_pending_(max_pending) {}
+  // At most `max_pending` unfinished requests, holding at most `max_pending_tokens` prompt tokens
+  // among them (what bounds the queue's memory, whatever the count).
+  explicit RequestHub(int max_pending, int64_t max_pending_tokens = std::numeric_limits<int64_t>::max())
+      : max_pending_(max_pending), max_pending_tokens_(max_pending_tokens) {}
 
   // HTTP threads. Unavailable while draining or when `max_pending` requests are unfinished.
   absl::StatusOr<std::vector<RequestId>> Submit(std::vector<GenerationRequest> prompts,
@@ -74,10 +78,13 @@ class RequestHub {
     int index;
     std::chrono::steady_clock::time_point submitted, last_token;
     bool got_token = false;
+    int64_t prompt_tokens = 0;
   };
   void Push(Entry& e, StreamEvent ev);
 
   const int max_pending_;
+  const int64_t max_pending_tokens_;
+  int64_t live_tokens_ = 0;  // prompt tokens of the requests in live_
   mutable std::mutex mu_;
   std::condition_variable work_cv_;
   bool draining_ = false;

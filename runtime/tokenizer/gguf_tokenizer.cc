@@ -40,9 +40,13 @@ absl::StatusOr<PreTokenizer> PreTokenizerFor(const std::string& pre, const std::
     if (pre == name)
       return PreTokenizer{{{"type", "Sequence"},
                            {"pretokenizers", {{{"type", "Digits"}, {"individual_digits", true}}, ByteLevel(true)}}}};
+  // llama.cpp sets ignore_merges and add_bos for the llama3 family only; dbrx and smaug-bpe
+  // share its regex.
   for (const char* name : {"llama3", "llama-v3", "llama-bpe", "falcon3", "dbrx", "smaug-bpe"})
-    if (pre == name)
-      return PreTokenizer{{{"type", "Sequence"}, {"pretokenizers", {Split(kLlama3Pattern), ByteLevel(false)}}}, true, true};
+    if (pre == name) {
+      const bool llama3 = pre != "dbrx" && pre != "smaug-bpe";
+      return PreTokenizer{{{"type", "Sequence"}, {"pretokenizers", {Split(kLlama3Pattern), ByteLevel(false)}}}, llama3, llama3};
+    }
   for (const char* name : {"qwen2", "deepseek-r1-qwen", "stablelm2", "megrez"})
     if (pre == name) return PreTokenizer{{{"type", "Sequence"}, {"pretokenizers", {Split(kQwen2Pattern), ByteLevel(false)}}}};
   if (pre == "default")
@@ -61,7 +65,7 @@ absl::StatusOr<GgufTokenizerFiles> TokenizerFilesFromGguf(const GgufModel& m) {
   if (kind != "gpt2")
     return absl::UnimplementedError(absl::StrCat(m.path(), ": GGUF tokenizer.ggml.model '", kind,
                                                  "' is not supported yet (gpt2, byte-level BPE, is)"));
-  const std::string pre_name = m.Has("tokenizer.ggml.pre") ? *m.String("tokenizer.ggml.pre") : "default";
+  ASSIGN_OR_RETURN(const std::string pre_name, m.StringOr("tokenizer.ggml.pre", "default"));
   ASSIGN_OR_RETURN(const PreTokenizer pre, PreTokenizerFor(pre_name, m.path()));
   ASSIGN_OR_RETURN(const std::vector<std::string> tokens, m.StringArray("tokenizer.ggml.tokens"));
   std::vector<int64_t> types(tokens.size(), 1);
@@ -113,8 +117,8 @@ absl::StatusOr<GgufTokenizerFiles> TokenizerFilesFromGguf(const GgufModel& m) {
                                                      tokens.size(), "-token vocabulary"));
     cfg[key] = tokens[id];
   }
-  cfg["add_bos_token"] = m.Has("tokenizer.ggml.add_bos_token") ? *m.Bool("tokenizer.ggml.add_bos_token") : pre.add_bos;
-  cfg["add_eos_token"] = m.Has("tokenizer.ggml.add_eos_token") ? *m.Bool("tokenizer.ggml.add_eos_token") : false;
+  ASSIGN_OR_RETURN(cfg["add_bos_token"], m.BoolOr("tokenizer.ggml.add_bos_token", pre.add_bos));
+  ASSIGN_OR_RETURN(cfg["add_eos_token"], m.BoolOr("tokenizer.ggml.add_eos_token", false));
   if (m.Has("tokenizer.chat_template")) {
     ASSIGN_OR_RETURN(std::string t, m.String("tokenizer.chat_template"));
     cfg["chat_template"] = std::move(t);

@@ -7,7 +7,9 @@ gguf-py: GGUFWriter writes the files, GGUFReader and gguf.quants.dequantize are 
   read but refused by name when dequantized; general.alignment 64;
 * the same file as version 2 opens; a model split in three shards opens from its first file;
 * corruptions are errors naming the file and the field, never a crash: version 1, a bad magic,
-  an unknown tensor type, a bad alignment, every truncation.
+  an unknown tensor type, a bad alignment, a duplicate key or tensor name, a misaligned or
+  overlapping tensor, a byte count that overflows, and truncations at ~260 points;
+* a tensor with no elements reads as empty.
 
 Usage: gguf_oracle_test.py GGUF_DUMP_BIN
 """
@@ -182,6 +184,31 @@ def main():
     value_at = align.offset + sum(p.nbytes for p in align.parts[:-1])
     bad_align[value_at:value_at + 4] = struct.pack("<I", 48)
     expect_error(binary, "alignment", bytes(bad_align), work, "general.alignment")
+    # Structure that a schema cannot express: a duplicate key, a duplicate tensor name, an offset
+    # off the alignment, two tensors on the same bytes, a dimension whose byte count overflows.
+    key_field = r.fields["t.u8"]
+    dup_key = bytearray(data)
+    name_at = key_field.offset + key_field.parts[0].nbytes
+    dup_key[name_at:name_at + 4] = b"t.i8"
+    expect_error(binary, "duplicate-key", bytes(dup_key), work, "'t.i8'", "twice")
+    t0, t1 = r.tensors[0].field, r.tensors[1].field
+    dup_name = bytearray(data)
+    n1_at = t1.offset + t1.parts[0].nbytes
+    if len(r.tensors[0].name) == len(r.tensors[1].name):
+        dup_name[n1_at:n1_at + len(r.tensors[1].name)] = r.tensors[0].name.encode()
+        expect_error(binary, "duplicate-tensor", bytes(dup_name), work, r.tensors[0].name, "twice")
+    off1_at = t1.offset + sum(p.nbytes for p in t1.parts[:-1])
+    misaligned = bytearray(data)
+    misaligned[off1_at:off1_at + 8] = struct.pack("<Q", struct.unpack("<Q", data[off1_at:off1_at + 8])[0] + 1)
+    expect_error(binary, "misaligned", bytes(misaligned), work, r.tensors[1].name, "alignment")
+    overlap = bytearray(data)
+    off0_at = t0.offset + sum(p.nbytes for p in t0.parts[:-1])
+    overlap[off1_at:off1_at + 8] = data[off0_at:off0_at + 8]
+    expect_error(binary, "overlap", bytes(overlap), work, "overlaps")
+    huge = bytearray(data)
+    ne0_at = t0.offset + t0.parts[0].nbytes + t0.parts[1].nbytes + t0.parts[2].nbytes
+    huge[ne0_at:ne0_at + 8] = struct.pack("<q", 2**62)
+    expect_error(binary, "huge-dimension", bytes(huge), work, r.tensors[0].name)
     truncations = 0
     for cut in sorted(set(list(range(0, 600, 7)) + list(range(600, len(data), max(1, len(data) // 200))))):
         if cut >= len(data):
@@ -193,8 +220,9 @@ def main():
         check("error" in got and p in got["error"], f"{label}: {got.get('error', 'accepted')}")
         truncations += 1
     print(f"{values} dequantized values over {len(LOADED)} types bit-identical to gguf-py; metadata of 17 keys; "
-          f"version 2, three shards and a shard directory open; version 1, bad magic, unknown type, bad alignment "
-          f"and {truncations} truncations refused with the file and the field named")
+          f"version 2, three shards and a shard directory open; version 1, bad magic, unknown type, bad alignment, "
+          f"duplicates, misalignment, overlap, overflow and {truncations} truncations refused with the file and the "
+          f"field named")
     for f in failures[:30]:
         print("FAIL:", f)
     print("1 passed, 0 failed" if not failures else "0 passed, 1 failed")

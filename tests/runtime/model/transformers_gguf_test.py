@@ -82,6 +82,8 @@ def main():
     got = strata(binary, "generate", "--model", gguf, "--prompt-ids", ";".join(",".join(map(str, p)) for p in prompts),
                  "--max-tokens", str(STEPS), "--ignore-eos", "--json", "--threads", "2")
     failures, worst, compared, ties = [], 0.0, 0, 0
+    if len(got) != len(prompts) or any(len(g["tokens"]) != STEPS for g in got):
+        failures.append(f"strata answered {len(got)} prompts, token counts {[len(g['tokens']) for g in got]}")
     for k, (p, g) in enumerate(zip(prompts, got)):
         want, want_lp, gaps = hf_greedy(model, p)
         for i in range(STEPS):
@@ -106,6 +108,8 @@ def main():
     hf_ppl = math.exp(-float(lp.mean()))
     scored = strata(binary, "generate", "--model", gguf, "--prompt-ids", str(ids[0]),
                     "--score-ids", ",".join(map(str, ids[1:])), "--json", "--threads", "2")
+    if scored["tokens"] != ids[1:] or len(scored["logprobs"]) != len(ids) - 1:
+        failures.append("teacher forcing did not score the given tokens")
     strata_ppl = math.exp(-sum(scored["logprobs"]) / len(scored["logprobs"]))
     ppl_diff = abs(strata_ppl - hf_ppl) / hf_ppl
     worst_token_lp = max(abs(a - float(b)) for a, b in zip(scored["logprobs"], lp))
@@ -115,6 +119,8 @@ def main():
           f"({100 * ppl_diff:.4f}% apart; worst token logprob difference {worst_token_lp:.2e})")
     if ppl_diff > PPL_TOLERANCE:
         failures.append(f"perplexity {strata_ppl} vs {hf_ppl}")
+    if worst_token_lp > LOGPROB_TOLERANCE:
+        failures.append(f"a scored token's logprob differs by {worst_token_lp}")
     for f in failures[:20]:
         print("FAIL:", f)
     print("1 passed, 0 failed" if not failures else "0 passed, 1 failed")

@@ -47,6 +47,26 @@ TEST(RequestHub, RefusesBeyondTheQueueLimitAndWhileDraining) {
   EXPECT_NE(std::string(late.status().message()).find("shutting down"), std::string::npos);
 }
 
+// The queue's memory bound: prompt tokens of unfinished requests, freed as they finish.
+TEST(RequestHub, RefusesBeyondThePendingPromptTokens) {
+  RequestHub hub(100, /*max_pending_tokens=*/10);
+  auto stream = std::make_shared<RequestStream>();
+  GenerationRequest six;
+  six.prompt = {1, 2, 3, 4, 5, 6};
+  auto first = hub.Submit({six}, stream);
+  ASSERT_TRUE(first.ok());
+  auto over = hub.Submit({six}, stream);  // 12 > 10
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(std::string(over.status().message()).find("--max-pending-tokens"), std::string::npos);
+  RequestOutput done;
+  done.id = (*first)[0];
+  done.finished = true;
+  done.finish_reason = "length";
+  hub.Deliver(done);
+  EXPECT_TRUE(hub.Submit({six}, stream).ok());
+}
+
 // Byte tokens (no merges) so that every byte of the text is one token.
 std::unique_ptr<Tokenizer> ByteTokenizer() {
   nlohmann::json v = nlohmann::json::object();

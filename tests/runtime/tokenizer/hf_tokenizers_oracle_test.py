@@ -7,8 +7,11 @@ compares the ids (without and with the post-processor's special tokens) and the 
 (keeping and skipping special tokens). A negative control (SmolLM2's tokenizer without its digit
 splitting, given to Strata only) must be caught, so the comparison can fail.
 
-Strata's tokenizer built from the GGUF file's metadata alone (tokenizer.ggml.*, pre "smollm") is
-compared on the same SmolLM2 texts.
+Strata's tokenizer built from the GGUF file's metadata alone (tokenizer.ggml.*, pre "smollm"), and
+the same vocabulary written in GPT-2's vocab.json + merges.txt layout, are compared on the same
+SmolLM2 texts. (The GGUF case's expectation is tokenizers running the tokenizer.json that
+tests/python/gguf_tokenizer.py writes from the same metadata with the same digit-first rule, as
+SmolLM2 publishes its tokenizer; it checks Strata's reading of the metadata, not that rule.)
 
 Usage: hf_tokenizers_oracle_test.py TOKENIZE_CASES_BIN SMOLLM2_TOKENIZER_DIR SMOLLM2_GGUF [PIPELINES] [SEED]
 """
@@ -208,6 +211,10 @@ def compare(name, texts, want, got, report):
         report["lines"].append(f"{name}: Strata refused the tokenizer: {got['error']}")
         return
     for field in ("ids", "ids_with_special", "decoded", "decoded_skip_special"):
+        if len(got[field]) != len(want[field]):
+            report["mismatches"] += 1
+            report["lines"].append(f"{name} {field}: {len(got[field])} answers for {len(want[field])} texts")
+            continue
         for text, w, g in zip(texts, want[field], got[field]):
             report["cases"] += 1
             if w != g:
@@ -260,22 +267,44 @@ def main():
     names.append("SmolLM2-135M-Instruct from its GGUF metadata")
     all_texts.append(smol_texts)
     wants.append(wants[-1])
+    # The same vocabulary and merges in GPT-2's original layout (vocab.json + merges.txt), which
+    # Strata reads as a byte-level BPE with GPT-2's pre-tokenizer: tokenizers builds it alike.
+    gpt2_dir = os.path.join(work, "vocab-merges")
+    os.makedirs(gpt2_dir)
+    smol_model = json.loads(smol.to_str())["model"]
+    with open(os.path.join(gpt2_dir, "vocab.json"), "w") as f:
+        json.dump(smol_model["vocab"], f, ensure_ascii=False)
+    with open(os.path.join(gpt2_dir, "merges.txt"), "w") as f:
+        f.write("#version: 0.2\n")
+        for m in smol_model["merges"]:
+            f.write((" ".join(m) if isinstance(m, list) else m) + "\n")
+    gpt2 = Tokenizer(models.BPE.from_file(os.path.join(gpt2_dir, "vocab.json"), os.path.join(gpt2_dir, "merges.txt")))
+    gpt2.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    gpt2.decoder = decoders.ByteLevel()
+    # GPT-2's tokenizer classes in transformers register <|endoftext|> as their special token.
+    gpt2.add_special_tokens([AddedToken("<|endoftext|>", special=True, normalized=False)])
+    cases.append({"dir": gpt2_dir, "texts": smol_texts, "decode": hf_expectations(gpt2, smol_texts)["ids"]})
+    names.append("SmolLM2's vocabulary as vocab.json + merges.txt")
+    all_texts.append(smol_texts)
+    wants.append(hf_expectations(gpt2, smol_texts))
     # The negative control: Strata gets SmolLM2's tokenizer without its Digits step.
     broken = json.load(open(os.path.join(smol_dir, "tokenizer.json")))
     broken["pre_tokenizer"] = broken["pre_tokenizer"]["pretokenizers"][-1]
     broken_dir = os.path.join(work, "broken")
     os.makedirs(broken_dir)
     json.dump(broken, open(os.path.join(broken_dir, "tokenizer.json"), "w"))
-    cases.append({"dir": broken_dir, "texts": smol_texts, "decode": wants[-1]["ids"]})
+    cases.append({"dir": broken_dir, "texts": smol_texts, "decode": wants[-3]["ids"]})
 
     got = run_strata(binary, cases, work)
+    if len(got) != len(cases):
+        sys.exit(f"tokenize_cases answered {len(got)} of {len(cases)} tokenizers")
     report = {"cases": 0, "mismatches": 0, "lines": [], "by_pipeline": set()}
     for name, texts, want, g in zip(names, all_texts, wants, got):
         compare(name, texts, want, g, report)
     control = {"cases": 0, "mismatches": 0, "lines": [], "by_pipeline": set()}
-    compare("control", smol_texts, wants[-1], got[-1], control)
-    smol_cases = 8 * len(smol_texts)
-    print(f"{report['cases']} cases ({pipelines} random pipelines x 40 texts, SmolLM2 x {len(smol_texts)} texts from tokenizer.json and from the GGUF; "
+    compare("control", smol_texts, wants[-3], got[-1], control)
+    smol_cases = 12 * len(smol_texts)
+    print(f"{report['cases']} cases ({pipelines} random pipelines x 40 texts, SmolLM2 x {len(smol_texts)} texts from tokenizer.json, from the GGUF and as vocab.json + merges.txt; "
           f"ids, ids with special tokens, decoded, decoded skipping special): {report['mismatches']} mismatches "
           f"in {len(report['by_pipeline'])} pipelines; SmolLM2: {smol_cases} cases")
     for line in report["lines"]:
