@@ -4,9 +4,10 @@
 // add_eos_token, the chat template), so that the one tokenizer.json pipeline (JsonTokenizer) runs
 // it. tokenizer.ggml.model "gpt2" (byte-level BPE: tokens, merges, token types) with the
 // pre-tokenizer llama.cpp's tokenizer.ggml.pre names (gpt-2 and its aliases, smollm and the
-// digit-first family, llama3/llama-bpe, qwen2, default); CONTROL tokens become special added
-// tokens, USER_DEFINED ones plain added tokens. Other models and pre-tokenizers are refused by
-// name.
+// digit-first family, llama3/llama-bpe, qwen2, default), and "llama" (SentencePiece BPE: pieces
+// and scores, merges derived from the scores as transformers' LlamaConverter does, byte fallback,
+// add_space_prefix); CONTROL tokens become special added tokens, USER_DEFINED ones plain added
+// tokens. Other models and pre-tokenizers are refused by name.
 #pragma once
 
 #include <string>
