@@ -21,14 +21,8 @@ import sys
 import time
 import urllib.request
 
-CHATS = ["What is the capital of France?", "Name three colors.", "Write a haiku about the sea.",
-         "How many legs does a spider have?", "Explain photosynthesis in one sentence.", "What is 12 times 12?",
-         "Translate 'good morning' to Spanish.", "Who wrote Romeo and Juliet?", "Give me a synonym for happy.",
-         "What is the boiling point of water in Celsius?"]
-TEXTS = ["The quick brown fox", "Once upon a time, in a land far away,", "def fibonacci(n):\n    ",
-         "The theory of relativity states that", "In 1492, Columbus", "import numpy as np\nx = np.",
-         "The best way to learn a language is", "Water is made of", "Dear Sir or Madam,\n\nI am writing to",
-         "1, 2, 3, 5, 8, 13,"]
+# The prompts the transformers comparison uses too (tests/runtime/model/transformers_gguf_test.py).
+PROMPTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python", "smollm2_prompts.json")
 # SmolLM2's chat template for one user turn (its default system prompt included).
 CHATML = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
           "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n")
@@ -58,8 +52,10 @@ def main():
     server_bin = os.path.join(a.llama_cpp_dir, "build", "bin", "llama-server")
     if not os.access(server_bin, os.X_OK):
         sys.exit(f"{server_bin} is missing: build it (cmake -B build && cmake --build build --target llama-server)")
-    prompts = [tokenize(a.strata, a.model, CHATML.format(c)) for c in CHATS] + \
-              [tokenize(a.strata, a.model, t) for t in TEXTS]
+    with open(PROMPTS_FILE) as f:
+        shared = json.load(f)
+    prompts = [tokenize(a.strata, a.model, CHATML.format(c)) for c in shared["chats"]] + \
+              [tokenize(a.strata, a.model, t) for t in shared["texts"]]
     port = 18000 + os.getpid() % 1000
     server = subprocess.Popen([server_bin, "-m", a.model, "--host", "127.0.0.1", "--port", str(port), "-c", "4096"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

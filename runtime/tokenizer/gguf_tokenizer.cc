@@ -78,7 +78,6 @@ absl::StatusOr<json> SentencePieceBpe(const GgufModel& m, const std::vector<std:
   struct Merge {
     double score;
     int64_t left, right;
-    size_t order;
   };
   std::vector<Merge> merges;
   for (size_t i = 0; i < tokens.size(); ++i) {
@@ -89,15 +88,13 @@ absl::StatusOr<json> SentencePieceBpe(const GgufModel& m, const std::vector<std:
       left += chars[k - 1];
       const std::string right = tokens[i].substr(left.size());
       auto l = id.find(left), r = id.find(right);
-      if (l != id.end() && r != id.end()) local.push_back({scores[i], l->second, r->second, 0});
+      if (l != id.end() && r != id.end()) local.push_back({scores[i], l->second, r->second});
     }
     std::sort(local.begin(), local.end(),
               [](const Merge& a, const Merge& b) { return std::tie(a.left, a.right) < std::tie(b.left, b.right); });
-    for (Merge& mg : local) {
-      mg.order = merges.size();
-      merges.push_back(mg);
-    }
+    merges.insert(merges.end(), local.begin(), local.end());
   }
+  // Stable: equal scores keep the order above (by piece id, then by the parts' ids).
   std::stable_sort(merges.begin(), merges.end(), [](const Merge& a, const Merge& b) { return a.score > b.score; });
   json pairs = json::array();
   for (const Merge& mg : merges) pairs.push_back({tokens[mg.left], tokens[mg.right]});

@@ -25,6 +25,9 @@ from gguf import GGMLQuantizationType as Q, GGUFReader, GGUFValueType as V, GGUF
 from gguf.constants import GGML_QUANT_SIZES
 from gguf.quants import dequantize
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+from oracle_support import finish  # noqa: E402
+
 LOADED = [Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q4_K, Q.Q5_K, Q.Q6_K]
 # Byte ranges of each block's fp16 scales: random bytes there could be NaN or infinity.
 HALF_FIELDS = {Q.Q4_0: [0], Q.Q4_1: [0, 2], Q.Q5_0: [0], Q.Q5_1: [0, 2], Q.Q8_0: [0], Q.Q4_K: [0, 2],
@@ -223,10 +226,7 @@ def main():
           f"version 2, three shards and a shard directory open; version 1, bad magic, unknown type, bad alignment, "
           f"duplicates, misalignment, overlap, overflow and {truncations} truncations refused with the file and the "
           f"field named")
-    for f in failures[:30]:
-        print("FAIL:", f)
-    print("1 passed, 0 failed" if not failures else "0 passed, 1 failed")
-    sys.exit(1 if failures else 0)
+    finish(failures, most=30)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ from gguf.constants import GGML_QUANT_SIZES
 from gguf.quants import quantize
 from transformers import AutoModelForCausalLM
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+from oracle_support import compare_greedy, finish  # noqa: E402
+
 HIDDEN, HEADS, KV_HEADS, FF, VOCAB, LAYERS = 256, 4, 2, 512, 512, 2
 HEAD_DIM = HIDDEN // HEADS
 STEPS, TIE, TOLERANCE = 16, 1e-4, 1e-3
@@ -108,27 +111,7 @@ def check(binary, mpiexec, arch, work, failures):
     prompts = [[int(x) for x in rng.integers(3, VOCAB, size=n)] for n in (1, 3, 5, 8, 13, 21)]
     got = strata_generate([binary, "generate", "--model", path, "--threads", "2"], prompts)
     model = AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file="model.gguf", dtype=torch.float32).eval()
-    worst, compared, ties = 0.0, 0, 0
-    for k, (p, g) in enumerate(zip(prompts, got)):
-        past, inp = None, torch.tensor([p])
-        with torch.no_grad():
-            for i in range(STEPS):
-                out = model(input_ids=inp, past_key_values=past, use_cache=True)
-                past = out.past_key_values
-                lp = torch.log_softmax(out.logits[0, -1].double(), dim=-1)
-                top = torch.topk(lp, 2)
-                want = int(top.indices[0])
-                if g["tokens"][i] != want:
-                    if float(top.values[0] - top.values[1]) <= TIE:
-                        ties += 1
-                    else:
-                        failures.append(f"{arch} prompt {k} step {i}: strata {g['tokens'][i]}, transformers {want}")
-                    break
-                diff = abs(g["logprobs"][i] - float(lp[want]))
-                worst, compared = max(worst, diff), compared + 1
-                if diff > TOLERANCE:
-                    failures.append(f"{arch} prompt {k} step {i}: logprob {g['logprobs'][i]} vs {float(lp[want])}")
-                inp = torch.tensor([[want]])
+    compared, ties, worst = compare_greedy(arch, model, prompts, got, STEPS, TIE, TOLERANCE, failures)
     layouts = []
     for np_, args in (("2", ["--tp", "2"]), ("2", ["--pp", "2"])):
         other = strata_generate([mpiexec, "-np", np_, binary, "generate", "--model", path, "--threads", "1"] + args, prompts)
@@ -149,10 +132,7 @@ def main():
     failures = []
     for arch in ("llama", "qwen2"):
         check(binary, mpiexec, arch, work, failures)
-    for f in failures[:20]:
-        print("FAIL:", f)
-    print("1 passed, 0 failed" if not failures else "0 passed, 1 failed")
-    sys.exit(1 if failures else 0)
+    finish(failures)
 
 if __name__ == "__main__":
     main()

@@ -17,19 +17,14 @@ import torch
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+from oracle_support import compare_greedy, finish, load_prompts  # noqa: E402
+
 STEPS = 32
 TIE = 1e-3
 LOGPROB_TOLERANCE = 1e-3
 PPL_TOLERANCE = 0.005
 
-CHATS = ["What is the capital of France?", "Name three colors.", "Write a haiku about the sea.",
-         "How many legs does a spider have?", "Explain photosynthesis in one sentence.", "What is 12 times 12?",
-         "Translate 'good morning' to Spanish.", "Who wrote Romeo and Juliet?", "Give me a synonym for happy.",
-         "What is the boiling point of water in Celsius?"]
-TEXTS = ["The quick brown fox", "Once upon a time, in a land far away,", "def fibonacci(n):\n    ",
-         "The theory of relativity states that", "In 1492, Columbus", "import numpy as np\nx = np.",
-         "The best way to learn a language is", "Water is made of", "Dear Sir or Madam,\n\nI am writing to",
-         "1, 2, 3, 5, 8, 13,"]
 
 
 def strata(binary, *args):
@@ -37,24 +32,6 @@ def strata(binary, *args):
     if r.returncode != 0:
         sys.exit(f"strata {' '.join(args[:4])} failed: {r.stderr[-2000:]}")
     return json.loads(r.stdout)
-
-
-def hf_greedy(model, ids):
-    """Greedy tokens, their logprobs and the gap between the best two logprobs at each step."""
-    tokens, logprobs, gaps = [], [], []
-    past, inp = None, torch.tensor([ids])
-    with torch.no_grad():
-        for _ in range(STEPS):
-            out = model(input_ids=inp, past_key_values=past, use_cache=True)
-            past = out.past_key_values
-            lp = torch.log_softmax(out.logits[0, -1].double(), dim=-1)
-            top = torch.topk(lp, 2)
-            t = int(top.indices[0])
-            tokens.append(t)
-            logprobs.append(float(lp[t]))
-            gaps.append(float(top.values[0] - top.values[1]))
-            inp = torch.tensor([[t]])
-    return tokens, logprobs, gaps
 
 
 def genesis_text():
@@ -73,33 +50,17 @@ def main():
     torch.set_num_threads(2)
     tok = Tokenizer.from_file(os.path.join(tok_dir, "tokenizer.json"))
     hf_tok = AutoTokenizer.from_pretrained(tok_dir)
+    chats, texts = load_prompts()
     prompts = [hf_tok.apply_chat_template([{"role": "user", "content": c}], add_generation_prompt=True, tokenize=True)
-               for c in CHATS] + [tok.encode(t).ids for t in TEXTS]
+               for c in chats] + [tok.encode(t).ids for t in texts]
     prompts = [list(p["input_ids"]) if isinstance(p, dict) or hasattr(p, "keys") else list(p) for p in prompts]
     model = AutoModelForCausalLM.from_pretrained(os.path.dirname(gguf), gguf_file=os.path.basename(gguf),
                                                  dtype=torch.float32)
     model.eval()
     got = strata(binary, "generate", "--model", gguf, "--prompt-ids", ";".join(",".join(map(str, p)) for p in prompts),
                  "--max-tokens", str(STEPS), "--ignore-eos", "--json", "--threads", "2")
-    failures, worst, compared, ties = [], 0.0, 0, 0
-    if len(got) != len(prompts) or any(len(g["tokens"]) != STEPS for g in got):
-        failures.append(f"strata answered {len(got)} prompts, token counts {[len(g['tokens']) for g in got]}")
-    for k, (p, g) in enumerate(zip(prompts, got)):
-        want, want_lp, gaps = hf_greedy(model, p)
-        for i in range(STEPS):
-            if g["tokens"][i] != want[i]:
-                if gaps[i] <= TIE:
-                    ties += 1
-                else:
-                    failures.append(f"prompt {k}: step {i}: strata {g['tokens'][i]}, transformers {want[i]} "
-                                    f"(best two {gaps[i]:.2e} apart)")
-                break
-            diff = abs(g["logprobs"][i] - want_lp[i])
-            worst = max(worst, diff)
-            compared += 1
-            if diff > LOGPROB_TOLERANCE:
-                failures.append(f"prompt {k}: step {i}: logprob strata {g['logprobs'][i]:.6f}, "
-                                f"transformers {want_lp[i]:.6f}")
+    failures = []
+    compared, ties, worst = compare_greedy("SmolLM2", model, prompts, got, STEPS, TIE, LOGPROB_TOLERANCE, failures)
     # Perplexity of a public-domain text, both teacher-forced over the same tokens.
     ids = tok.encode(genesis_text()).ids[:512]
     with torch.no_grad():
@@ -121,10 +82,7 @@ def main():
         failures.append(f"perplexity {strata_ppl} vs {hf_ppl}")
     if worst_token_lp > LOGPROB_TOLERANCE:
         failures.append(f"a scored token's logprob differs by {worst_token_lp}")
-    for f in failures[:20]:
-        print("FAIL:", f)
-    print("1 passed, 0 failed" if not failures else "0 passed, 1 failed")
-    sys.exit(1 if failures else 0)
+    finish(failures)
 
 
 if __name__ == "__main__":
