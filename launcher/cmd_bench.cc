@@ -119,9 +119,11 @@ int RunBench(const std::vector<std::string>& args) {
   const double gemm = e.backend()->MeasureGemmFlops(256, spec.intermediate_size, spec.hidden_size);
   const bool one_rank = comms.world->size() == 1;
   const double floor = read_bandwidth / bytes_per_token, floor_fraction = Median(fraction);
-  // Prefill FLOPs per token: 2 x the weights a token multiplies (the decode weights).
-  const double prefill_flops =
-      2.0 * static_cast<double>(e.decode_weight_bytes()) / static_cast<double>(DTypeSize(e.matrix_dtype()));
+  // Prefill FLOPs per token and rank: 2 x the matrix elements a token multiplies (the layers'
+  // and the LM head's), an even share of them per rank.
+  double matmul_params = static_cast<double>(spec.hidden_size) * spec.vocab_size;
+  for (int l = 0; l < spec.num_layers; ++l) matmul_params += LayerMatmulParams(spec, l);
+  const double prefill_flops = 2.0 * matmul_params / comms.world->size();
   const double prefill_tps = Median(prefill), decode_tps = Median(decode);
   nlohmann::json j = {
       {"prefill_tokens_per_s", prefill_tps},

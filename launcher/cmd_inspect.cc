@@ -25,7 +25,7 @@ int RunInspect(const std::vector<std::string>& args) {
   const KvLayout layout = MakeKvLayout(*spec, dtype, absl::GetFlag(FLAGS_block_size));
   PlannerOptions po;
   po.kv_dtype = dtype;
-  po.weight_dtype = spec->torch_dtype;
+  po.weight_formats.matrices = WeightFormat::Plain(spec->torch_dtype);
   po.block_size = absl::GetFlag(FLAGS_block_size);
   po.max_seqs = absl::GetFlag(FLAGS_max_seqs);
   auto kv_memory_or = KvMemoryFromFlags(*spec, po);

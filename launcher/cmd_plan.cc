@@ -25,7 +25,7 @@ int RunPlan(const std::vector<std::string>& args) {
   o.block_size = absl::GetFlag(FLAGS_block_size);
   o.max_seqs = absl::GetFlag(FLAGS_max_seqs);
   o.max_batched_tokens = absl::GetFlag(FLAGS_max_batched_tokens);
-  o.weight_dtype = spec->torch_dtype;
+  o.weight_formats.matrices = WeightFormat::Plain(spec->torch_dtype);
   o.kv_dtype = spec->torch_dtype;
   if (absl::GetFlag(FLAGS_kv_dtype) != "auto") {
     auto d = ParseDTypeName(absl::GetFlag(FLAGS_kv_dtype));

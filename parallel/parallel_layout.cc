@@ -103,59 +103,76 @@ IndexRange ParallelLayout::vocab_rows(int slice) const {
   return {first, std::min<int64_t>(per, vocab_size_ - first)};
 }
 
-std::vector<TensorDecl> ParallelLayout::SliceTensors(const ModelSpec& spec, int first_layer, int last_layer,
-                                                     int slice) const {
-  const int64_t h = spec.hidden_size, hs = spec.head_dim;
-  const int64_t q = query_heads(slice).count * hs, cols = mlp_columns(slice).count;
-  const int64_t vocab = vocab_rows(slice).count;
-  std::vector<TensorDecl> out;
-  auto add = [&](const std::string& name, std::vector<int64_t> shape) {
-    if (!name.empty()) out.push_back({name, std::move(shape)});
+WeightFormat WeightFormats::Of(const std::string& tensor) const {
+  auto it = by_tensor.find(tensor);
+  return it == by_tensor.end() ? matrices : it->second;
+}
+
+WeightFormat WeightFormats::Of(const WeightSlice& slice) const {
+  if (!slice.matrix) return WeightFormat::Plain(DType::kF32);
+  const WeightFormat first = Of(slice.parts.front().tensor);
+  for (const SlicePart& p : slice.parts)
+    if (Of(p.tensor) != first) return joined;
+  return first;
+}
+
+std::vector<WeightSlice> ParallelLayout::SliceWeights(const ModelSpec& spec, int first_layer, int last_layer,
+                                                      int slice) const {
+  const int64_t hs = spec.head_dim;
+  std::vector<WeightSlice> out;
+  // Appends rows of `t` to the buffer `slot` of its layer (a new one unless the last buffer is it:
+  // roles sharing a buffer are adjacent in the table).
+  auto add = [&](const TensorDecl& t, WeightSlot slot, IndexRange rows, IndexRange cols) {
+    if (out.empty() || out.back().slot != slot || out.back().layer != t.layer) {
+      out.push_back({slot, t.layer, {}, 0, cols.count, t.matrix()});
+    }
+    out.back().parts.push_back({t.name, t.shape, rows, cols});
+    out.back().rows += rows.count;
   };
-  const GlobalTensorNames g = GlobalNames(spec);
+  auto place = [&](const TensorDecl& t) {
+    const IndexRange all_rows{0, t.shape[0]}, all_cols{0, t.matrix() ? t.shape[1] : 1};
+    const IndexRange heads = query_heads(slice), mlp = mlp_columns(slice);
+    const IndexRange head_rows{heads.first * hs, heads.count * hs};
+    const WeightSlot slot = t.role->slot;
+    switch (t.role->split) {
+      case TpSplit::kWhole: add(t, slot, all_rows, all_cols); break;
+      case TpSplit::kQueryRows: add(t, slot, head_rows, all_cols); break;
+      case TpSplit::kKvRows: {
+        const IndexRange kv = kv_heads(spec.layers[t.layer].num_kv_heads, slice);
+        add(t, slot, {kv.first * hs, kv.count * hs}, all_cols);
+        break;
+      }
+      case TpSplit::kNeoxQkvRows:  // rows [H, 3, hs]: this slice's heads of Q, then of K and V
+        for (int which = 0; which < (spec.layers[t.layer].is_producer ? 3 : 1); ++which) {
+          const WeightSlot to = static_cast<WeightSlot>(static_cast<int>(slot) + 2 * which);
+          const IndexRange kv = which == 0 ? heads : kv_heads(spec.layers[t.layer].num_kv_heads, slice);
+          for (int64_t h = kv.first; h < kv.end(); ++h) add(t, to, {(h * 3 + which) * hs, hs}, all_cols);
+        }
+        break;
+      case TpSplit::kQueryCols: add(t, slot, all_rows, head_rows); break;
+      case TpSplit::kMlpRows: add(t, slot, mlp, all_cols); break;
+      case TpSplit::kMlpCols: add(t, slot, all_rows, mlp); break;
+      case TpSplit::kVocabRows: add(t, slot, vocab_rows(slice), all_cols); break;
+    }
+  };
+  const std::vector<TensorDecl> globals = TensorsOf(spec, -1);
   const bool first_stage = first_layer == 0, last_stage = last_layer == spec.num_layers - 1;
   // The embedding on the first stage; tied, it is the LM head too, so the last stage has it.
-  if (first_stage || (last_stage && spec.tie_word_embeddings)) add(g.embed, {vocab, h});
-  for (int l = first_layer; l <= last_layer; ++l) {
-    const LayerTensorNames n = LayerNames(spec, l);
-    const int64_t kv = kv_heads(spec.layers[l].num_kv_heads, slice).count * hs;
-    add(n.norm1_w, {h});
-    add(n.norm1_b, {h});
-    add(n.norm2_w, {h});
-    add(n.norm2_b, {h});
-    // Fused GPT-NeoX QKV: this slice's heads of Q, K and V, whether or not others read the layer.
-    add(n.qkv_w, {q + 2 * kv, h});
-    add(n.qkv_b, {q + 2 * kv});
-    add(n.q_w, {q, h});
-    add(n.q_b, {q});
-    add(n.k_w, {kv, h});
-    add(n.k_b, {kv});
-    add(n.v_w, {kv, h});
-    add(n.v_b, {kv});
-    add(n.o_w, {h, q});  // row-parallel: this slice's input columns, the whole bias
-    add(n.o_b, {h});
-    add(n.gate_w, {cols, h});
-    add(n.up_w, {cols, h});
-    add(n.up_b, {cols});
-    add(n.down_w, {h, cols});  // row-parallel
-    add(n.down_b, {h});
-  }
-  if (last_stage) {
-    add(g.final_norm_w, {h});
-    add(g.final_norm_b, {h});
-    if (!spec.tie_word_embeddings) add(g.lm_head, {vocab, h});
-  }
+  for (const TensorDecl& g : globals)
+    if (g.role->slot == WeightSlot::kEmbed && (first_stage || (last_stage && spec.tie_word_embeddings))) place(g);
+  for (int l = first_layer; l <= last_layer; ++l)
+    for (const TensorDecl& t : TensorsOf(spec, l)) place(t);
+  if (last_stage)
+    for (const TensorDecl& g : globals)
+      if (g.role->slot != WeightSlot::kEmbed) place(g);
   return out;
 }
 
 int64_t ParallelLayout::WeightBytes(const ModelSpec& spec, int first_layer, int last_layer, int slice,
-                                    DType matrix_dtype) const {
+                                    const WeightFormats& formats) const {
   int64_t bytes = 0;
-  for (const TensorDecl& t : SliceTensors(spec, first_layer, last_layer, slice)) {
-    int64_t elements = 1;
-    for (int64_t d : t.shape) elements *= d;
-    bytes += elements * static_cast<int64_t>(DTypeSize(t.shape.size() == 2 ? matrix_dtype : DType::kF32));
-  }
+  for (const WeightSlice& w : SliceWeights(spec, first_layer, last_layer, slice))
+    bytes += formats.Of(w).Bytes(w.rows, w.cols);
   return bytes;
 }
 

@@ -11,9 +11,12 @@
 
 #include "absl/status/statusor.h"
 #include "parallel/topology.h"
-#include "runtime/base/dtype.h"
+#include <map>
+#include <string>
+
+#include "runtime/base/weight_format.h"
 #include "runtime/model/model_spec.h"
-#include "runtime/model/tensor_names.h"
+#include "runtime/model/tensor_roles.h"
 
 namespace strata {
 
@@ -22,6 +25,34 @@ struct IndexRange {
   int64_t first = 0;
   int64_t count = 0;
   int64_t end() const { return first + count; }
+};
+
+// A block of one checkpoint tensor: rows x columns (a vector has one column).
+struct SlicePart {
+  std::string tensor;
+  std::vector<int64_t> tensor_shape;
+  IndexRange rows, cols;
+};
+
+// One buffer a rank loads: the rows of its parts one after the other, `cols` wide. For a layer
+// (layer >= 0) or global (-1).
+struct WeightSlice {
+  WeightSlot slot;
+  int layer = -1;
+  std::vector<SlicePart> parts;
+  int64_t rows = 0, cols = 0;
+  bool matrix = false;
+};
+
+// The format each loaded matrix is held in, by checkpoint tensor (as the loader's rule chose it
+// for that tensor's stored format); a buffer joined from tensors of different formats (SwiGLU's
+// gate and up in a GGUF file) is held in `joined`. Vectors are always float32.
+struct WeightFormats {
+  WeightFormat matrices = WeightFormat::Plain(DType::kF16);  // every tensor not named below
+  std::map<std::string, WeightFormat> by_tensor;
+  WeightFormat joined = WeightFormat::Plain(DType::kF32);
+  WeightFormat Of(const std::string& tensor) const;
+  WeightFormat Of(const WeightSlice& slice) const;
 };
 
 // A pipeline stage's layers, inclusive.
@@ -73,15 +104,14 @@ class ParallelLayout {
   IndexRange vocab_rows(int slice) const;
   int64_t vocab_rows_padded() const { return (vocab_size_ + tp() - 1) / tp(); }
 
-  // The tensors a rank holds for layers [first, last] (the embedding with layer 0, and with the
-  // last layer when tied; the final norm and LM head with the last layer), each with the shape
-  // of its share. For sizing (WeightBytes, the planner) only: LoadWeights does not read this
-  // list but slices each tensor itself with query_heads, kv_heads, mlp_columns and vocab_rows
-  // (splitting a fused QKV, joining gate and up), so the two must change together;
-  // parallel_layout_test checks that each rank's loaded bytes equal WeightBytes.
-  std::vector<TensorDecl> SliceTensors(const ModelSpec& spec, int first_layer, int last_layer, int slice) const;
-  // Their bytes with matrices in `matrix_dtype` and vectors in float32 (the loader's types).
-  int64_t WeightBytes(const ModelSpec& spec, int first_layer, int last_layer, int slice, DType matrix_dtype) const;
+  // The buffers a rank loads for layers [first, last] (the embedding with layer 0, and with the
+  // last layer when tied; the final norm and LM head with the last layer), each as the blocks of
+  // checkpoint tensors it is made of: the tensor role table's splits applied to this slice's
+  // query_heads, kv_heads, mlp_columns and vocab_rows. LoadWeights reads exactly these.
+  std::vector<WeightSlice> SliceWeights(const ModelSpec& spec, int first_layer, int last_layer, int slice) const;
+  // Their bytes with matrices in `formats` and vectors in float32 (the loader's types).
+  int64_t WeightBytes(const ModelSpec& spec, int first_layer, int last_layer, int slice,
+                      const WeightFormats& formats) const;
 
  private:
   Topology topo_;

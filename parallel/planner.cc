@@ -43,16 +43,13 @@ class Costs {
  private:
   RangeCost Compute(int a, int b) const {
     RangeCost c;
-    const double h = s_.hidden_size, qd = static_cast<double>(s_.num_heads) * s_.head_dim, I = s_.intermediate_size;
+    const double h = s_.hidden_size;
     for (int l = a; l <= b; ++l) {
-      const LayerSpec& ls = s_.layers[l];
-      double params = h * qd * 2 + (s_.activation == Activation::kSwiGlu ? 3 : 2) * h * I;  // q, o, MLP
-      if (ls.is_producer) params += 2.0 * h * ls.num_kv_heads * s_.head_dim;
-      c.flops += 2 * params;
+      c.flops += 2 * LayerMatmulParams(s_, l);
     }
     if (b == s_.num_layers - 1) c.flops += 2.0 * h * s_.vocab_size;
     // Weights from the tensors the loader reads for the range, as the layout shares them.
-    c.weights = t_.WeightBytes(s_, a, b, 0, o_.weight_dtype);
+    c.weights = t_.WeightBytes(s_, a, b, 0, o_.weight_formats);
     // KV costs come from the cache layer, the one owner of bank accounting: the banks of a stage
     // are its homes and mirrors.
     const KvLayout k = MakeKvLayout(s_, o_.kv_dtype, o_.block_size, t_, a, b);

@@ -42,7 +42,7 @@ namespace strata {
 struct PlannerOptions {
   int64_t kv_memory_bytes = int64_t{1} << 30;  // KV budget per rank
   DType kv_dtype = DType::kF16;
-  DType weight_dtype = DType::kF16;  // of the matrices as loaded; vectors are float32
+  WeightFormats weight_formats;  // of the matrices as loaded; vectors are float32
   int block_size = 16;
   int max_seqs = 256;
   int max_batched_tokens = 2048;  // tokens per step: sizes the activation reserve

@@ -9,7 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "runtime/base/status.h"
 #include "runtime/model/config.h"
-#include "runtime/model/safetensors.h"
+#include "runtime/model/checkpoint.h"
 #include "parallel/staged_device_comm.h"
 
 namespace strata {
@@ -114,7 +114,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
     return absl::UnimplementedError(absl::StrCat("head_dim ", e->spec_.head_dim, " is larger than the ",
                                                  e->backend_->name(), " backend's attention supports (",
                                                  e->backend_->max_head_dim(), ")"));
-  po.weight_dtype = e->backend_->MatrixDType(e->spec_.torch_dtype);  // what the loader will hold
+  ASSIGN_OR_RETURN(e->checkpoint_, Checkpoint::Open(model_dir));
+  e->weight_formats_ = LoadedWeightFormats(e->checkpoint_, *e->backend_);  // what the loader will hold
+  po.weight_formats = e->weight_formats_;
   std::string budget_source = "--kv-memory";
   if (o.gpu_memory_fraction > 0) {
     ASSIGN_OR_RETURN(po.kv_memory_bytes, KvBudgetFromDevice(e->spec_, o, po, comms.world, e->backend_.get()));
@@ -131,11 +133,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
   e->stage_ = parallel.stage_of(rank);
   e->slice_ = parallel.slice_of(rank);
   const LayerSpan mine = parallel.stage_layers(e->stage_);
-  ASSIGN_OR_RETURN(e->checkpoint_, Checkpoint::Open(model_dir));
-  ASSIGN_OR_RETURN(e->weights_, LoadWeights(e->checkpoint_, e->spec_, e->backend_.get(), parallel, rank));
-  // A GGUF model's float32 image is held in memory, not mapped, and nothing points into it: the
-  // rank keeps only its slice.
-  if (e->checkpoint_.in_memory()) e->checkpoint_ = Checkpoint();
+  ASSIGN_OR_RETURN(e->weights_,
+                   LoadWeights(e->checkpoint_, e->spec_, e->backend_.get(), parallel, rank, e->weight_formats_));
   e->layout_ = MakeKvLayout(e->spec_, kv_dtype, o.block_size, parallel, mine.first, mine.last);
   // One block id covers a sequence on every stage, so every rank allocates the blocks of the
   // fullest stage: the plan's smallest capacity (unbounded when no stage has paged banks).

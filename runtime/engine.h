@@ -23,7 +23,7 @@
 #include "runtime/sampler.h"
 #include "runtime/scheduler.h"
 #include "runtime/step_message.h"
-#include "runtime/model/safetensors.h"
+#include "runtime/model/checkpoint.h"
 #include "runtime/weights.h"
 
 namespace strata {
@@ -122,10 +122,10 @@ class Engine {
   // Weight bytes a decode step reads on this rank: all but the embedding (only its gathered
   // rows are read), unless it doubles as the LM head.
   int64_t decode_weight_bytes() const {
-    return weights_.bytes - (weights_.lm_head.get() && weights_.embed.get() ? static_cast<int64_t>(weights_.embed.bytes()) : 0);
+    return weights_.bytes - (weights_.lm_head.get() && weights_.embed.get() ? static_cast<int64_t>(weights_.embed.data.bytes()) : 0);
   }
-  // The element type of this rank's weight matrices (the backend's MatrixDType).
-  DType matrix_dtype() const { return weights_.matrix_dtype; }
+  // The format each weight matrix is held in (LoadedWeightFormats).
+  const WeightFormats& weight_formats() const { return weight_formats_; }
   Backend* backend() const { return backend_.get(); }
   const EngineStats& stats() const { return stats_; }
   void ResetStats() { stats_ = {}; }
@@ -159,6 +159,7 @@ class Engine {
 
   ModelSpec spec_;
   std::unique_ptr<Backend> backend_;
+  WeightFormats weight_formats_;
   Checkpoint checkpoint_;  // kept mapped: weights may point into it (declared before weights_)
   ModelWeights weights_;
   KvLayout layout_;

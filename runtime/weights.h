@@ -1,8 +1,8 @@
 // File: runtime/weights.h
-// Loads a checkpoint's weights onto a backend, in the layout the model runner uses:
-// separate Q/K/V (the fused GPT-NeoX [H,3,hs] tensor is split on load), SwiGLU gate and up
-// concatenated into one [2I, hidden] matrix. Matrices in the backend's MatrixDType (the
-// checkpoint's type on the CPU backend, BF16/F16 on CUDA), vectors in float32.
+// Loads a checkpoint's weights onto a backend, in the layout the model runner uses: the buffers
+// ParallelLayout::SliceWeights lists for the rank (separate Q/K/V, the fused GPT-NeoX [H,3,hs]
+// tensor split on load; SwiGLU gate and up concatenated into one [2I, hidden] matrix). Each
+// matrix carries its own format (LoadedWeightFormats); vectors are float32.
 #pragma once
 
 #include <vector>
@@ -11,45 +11,56 @@
 #include "kernels/backend.h"
 #include "parallel/parallel_layout.h"
 #include "runtime/model/model_spec.h"
-#include "runtime/model/safetensors.h"
+#include "runtime/model/checkpoint.h"
 
 namespace strata {
 
+// A loaded weight: backend memory and the format its elements are in.
+struct Weight {
+  DeviceBuffer data;
+  WeightFormat format = WeightFormat::Plain(DType::kF32);
+  void* get() const { return data.get(); }
+  float* f32() const { return data.f32(); }
+};
+
 struct LayerWeights {
-  DeviceBuffer norm1_w, norm1_b, norm2_w, norm2_b;
-  DeviceBuffer q_w, q_b, k_w, k_b, v_w, v_b;  // k/v only for producers
-  DeviceBuffer o_w, o_b;
-  DeviceBuffer up_w, up_b;  // SwiGLU: [gate; up] = [2I, hidden]
-  DeviceBuffer down_w, down_b;
+  Weight norm1_w, norm1_b, norm2_w, norm2_b;
+  Weight q_w, q_b, k_w, k_b, v_w, v_b;  // k/v only for producers
+  Weight o_w, o_b;
+  Weight up_w, up_b;  // SwiGLU: [gate; up] = [2I, hidden]
+  Weight down_w, down_b;
 };
 
 struct ModelWeights {
-  DeviceBuffer embed;
-  DeviceBuffer final_norm_w, final_norm_b;
-  DeviceBuffer lm_head;  // empty when tied: use `embed`
+  Weight embed;
+  Weight final_norm_w, final_norm_b;
+  Weight lm_head;  // empty when tied: use `embed`
   std::vector<LayerWeights> layers;  // indexed by layer; layers outside the loaded range are empty
   int64_t bytes = 0;
   // This slice's vocabulary rows of the embedding and the LM head.
   int vocab_begin = 0, vocab_rows = 0, vocab_rows_padded = 0;
-  // The element type of every matrix (the backend's MatrixDType); vectors are float32.
-  DType matrix_dtype = DType::kF32;
 
-  const void* lm_head_ptr() const { return lm_head.get() ? lm_head.get() : embed.get(); }
+  const Weight& lm_head_weight() const { return lm_head.get() ? lm_head : embed; }
+  // The buffer a slot of layer `layer` (-1: global) is loaded into.
+  Weight* Slot(WeightSlot slot, int layer);
 };
 
 // Checks that the checkpoint holds exactly the tensors `spec` needs (ignorable extras aside),
 // with the right shapes. Errors name the file and the tensor.
 absl::Status ValidateCheckpoint(const Checkpoint& ckpt, const ModelSpec& spec);
 
-// Loads the weights of world rank `rank`: its stage's layers (the embedding on the first stage,
-// and on the last too when tied; the final norm and LM head on the last) and its tensor slice's
-// share of each. It picks the rows and columns itself from `parallel`'s query_heads, kv_heads,
-// mlp_columns and vocab_rows; it does not consult ParallelLayout::SliceTensors, which mirrors
-// this selection for sizing (WeightBytes; parallel_layout_test checks the loaded bytes equal
-// it). Row-parallel projections (attention output, MLP down) keep their full bias, added by
-// slice 0 only. Only the rank's bytes are read from the checkpoint. An untied embedding may point into the
-// checkpoint's mapping: `ckpt` (or a copy) must outlive the weights.
+// The format the loader keeps each of the checkpoint's matrices in on `backend`: a tensor of
+// plain elements in the backend's MatrixDType for that type, a block-quantized one (GGUF)
+// dequantized exactly into the backend's MatrixDType for float32. Planner and loader both size
+// from it.
+WeightFormats LoadedWeightFormats(const Checkpoint& ckpt, const Backend& backend);
+
+// Loads the weights of world rank `rank`: the buffers `parallel.SliceWeights` lists for its
+// stage's layers and tensor slice, each read block by block from the checkpoint and converted to
+// its format in `formats` (LoadedWeightFormats). Row-parallel projections (attention output, MLP
+// down) keep their full bias, added by slice 0 only. Only the rank's bytes are read. An untied
+// embedding may point into the checkpoint's mapping: `ckpt` (or a copy) must outlive the weights.
 absl::StatusOr<ModelWeights> LoadWeights(const Checkpoint& ckpt, const ModelSpec& spec, Backend* backend,
-                                         const ParallelLayout& parallel, int rank);
+                                         const ParallelLayout& parallel, int rank, const WeightFormats& formats);
 
 }  // namespace strata

@@ -7,7 +7,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "runtime/model/safetensors.h"
+#include "runtime/model/checkpoint.h"
 
 namespace strata::testing {
 namespace {

@@ -408,11 +408,18 @@ absl::Status ReadGenerationConfig(const std::string& path, ModelSpec* spec) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<ModelSpec> ModelSpecFromGguf(const GgufModel& gguf) {
+  // The config.json its metadata amounts to, and what config.json cannot say.
+  ASSIGN_OR_RETURN(const std::string config, ConfigJsonFromGguf(gguf));
+  ASSIGN_OR_RETURN(ModelSpec spec, ParseModelConfig(config, gguf.path()));
+  RETURN_IF_ERROR(CompleteSpecFromGguf(gguf, &spec));
+  return spec;
+}
+
 absl::StatusOr<ModelSpec> LoadModelConfig(const std::string& model_dir) {
-  if (IsGgufPath(model_dir)) {  // the config.json its metadata amounts to
+  if (IsGgufPath(model_dir)) {
     ASSIGN_OR_RETURN(const GgufModel gguf, GgufModel::Open(model_dir));
-    ASSIGN_OR_RETURN(const std::string config, ConfigJsonFromGguf(gguf));
-    return ParseModelConfig(config, gguf.path());
+    return ModelSpecFromGguf(gguf);
   }
   const std::string path = model_dir + "/config.json";
   std::ifstream in(path);

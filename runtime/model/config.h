@@ -12,7 +12,10 @@ namespace strata {
 
 // `path` is only used in messages.
 absl::StatusOr<ModelSpec> ParseModelConfig(const std::string& json_text, const std::string& path);
+// A model directory's config.json (and generation_config.json), or a GGUF model's metadata.
 absl::StatusOr<ModelSpec> LoadModelConfig(const std::string& model_dir);
+class GgufModel;
+absl::StatusOr<ModelSpec> ModelSpecFromGguf(const GgufModel& gguf);
 
 struct LayerTypeEntry {
   int source;

@@ -1,6 +1,8 @@
 #include "runtime/model/gguf_checkpoint.h"
 
+#include <cmath>
 #include <cstring>
+#include <map>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -10,14 +12,18 @@
 #include "nlohmann/json.hpp"
 #include "runtime/base/status.h"
 #include "runtime/model/ggml_blocks.h"
+#include "runtime/model/safetensors.h"
+#include "runtime/model/tensor_roles.h"
 
 namespace strata {
 namespace {
 
 using json = nlohmann::json;
+constexpr char kRopeFreqs[] = "rope_freqs.weight";
 
 // The architectures read, with their Hugging Face model_type: llama (rotary pairs interleaved
-// by llama.cpp, so Q and K rows are permuted) and qwen2 (rotate-half as in transformers: not).
+// by llama.cpp, so Q and K rows are permuted), qwen2 (rotate-half as in transformers: not) and
+// gptneox (rotate-half; the fused QKV's rows regrouped as [3, H, hs]).
 struct Arch {
   std::string name;  // the GGUF metadata prefix
   const char* model_type;
@@ -29,12 +35,13 @@ absl::StatusOr<Arch> ReadArch(const GgufModel& m) {
   ASSIGN_OR_RETURN(const std::string arch, m.String("general.architecture"));
   if (arch == "llama") return Arch{arch, "llama", "LlamaForCausalLM", true};
   if (arch == "qwen2") return Arch{arch, "qwen2", "Qwen2ForCausalLM", false};
+  if (arch == "gptneox") return Arch{arch, "gpt_neox", "GPTNeoXForCausalLM", false};
   return absl::UnimplementedError(absl::StrCat(m.path(), ": GGUF general.architecture '", arch,
-                                               "' is not supported yet (llama and qwen2 are)"));
+                                               "' is not supported yet (llama, qwen2 and gptneox are)"));
 }
 
 struct LlamaShape {
-  int64_t heads = 0, kv_heads = 0, head_dim = 0;
+  int64_t heads = 0, kv_heads = 0, head_dim = 0, rotary = 0;
 };
 
 absl::StatusOr<LlamaShape> ReadLlamaShape(const GgufModel& m, const Arch& a) {
@@ -49,52 +56,15 @@ absl::StatusOr<LlamaShape> ReadLlamaShape(const GgufModel& m, const Arch& a) {
   ASSIGN_OR_RETURN(s.head_dim, m.IntOr(p + "attention.key_length", hidden / s.heads));
   if (s.head_dim <= 0 || s.head_dim % 2 != 0)
     return absl::InvalidArgumentError(absl::StrCat(m.path(), ": GGUF head dimension ", s.head_dim, " is not even"));
-  ASSIGN_OR_RETURN(const int64_t rotary, m.IntOr(p + "rope.dimension_count", s.head_dim));
-  if (rotary != s.head_dim)
-    return absl::UnimplementedError(absl::StrCat(m.path(), ": GGUF ", p, "rope.dimension_count ", rotary,
+  ASSIGN_OR_RETURN(s.rotary, m.IntOr(p + "rope.dimension_count", s.head_dim));
+  if (s.rotary <= 0 || s.rotary > s.head_dim || s.rotary % 2 != 0)
+    return absl::InvalidArgumentError(absl::StrCat(m.path(), ": GGUF ", p, "rope.dimension_count ", s.rotary,
+                                                   " is not an even number of dimensions up to the head's ", s.head_dim));
+  if (s.rotary != s.head_dim && a.name != "gptneox")
+    return absl::UnimplementedError(absl::StrCat(m.path(), ": GGUF ", p, "rope.dimension_count ", s.rotary,
                                                  " is not the head dimension ", s.head_dim,
                                                  " (partial rotary is not supported)"));
   return s;
-}
-
-// The Hugging Face name of a llama GGUF tensor, and how many heads its rows are permuted over
-// (0: not permuted).
-absl::StatusOr<std::pair<std::string, int64_t>> HfName(const std::string& name, const LlamaShape& s, int64_t layers,
-                                                       const std::string& path) {
-  static const std::map<std::string, std::string> kGlobal = {
-      {"token_embd.weight", "model.embed_tokens.weight"},
-      {"output_norm.weight", "model.norm.weight"},
-      {"output.weight", "lm_head.weight"},
-  };
-  static const std::map<std::string, std::string> kLayer = {
-      {"attn_norm.weight", "input_layernorm.weight"},
-      {"attn_q.weight", "self_attn.q_proj.weight"},
-      {"attn_k.weight", "self_attn.k_proj.weight"},
-      {"attn_v.weight", "self_attn.v_proj.weight"},
-      {"attn_output.weight", "self_attn.o_proj.weight"},
-      {"attn_q.bias", "self_attn.q_proj.bias"},
-      {"attn_k.bias", "self_attn.k_proj.bias"},
-      {"attn_v.bias", "self_attn.v_proj.bias"},
-      {"attn_output.bias", "self_attn.o_proj.bias"},
-      {"ffn_norm.weight", "post_attention_layernorm.weight"},
-      {"ffn_gate.weight", "mlp.gate_proj.weight"},
-      {"ffn_up.weight", "mlp.up_proj.weight"},
-      {"ffn_down.weight", "mlp.down_proj.weight"},
-  };
-  if (auto it = kGlobal.find(name); it != kGlobal.end()) return std::make_pair(it->second, int64_t{0});
-  const std::vector<std::string> parts = absl::StrSplit(name, absl::MaxSplits('.', 2));
-  int layer = -1;
-  // "blk.N." with N written plainly (no sign, no leading zero) and below block_count.
-  if (parts.size() == 3 && parts[0] == "blk" && absl::SimpleAtoi(parts[1], &layer) && layer >= 0 &&
-      layer < layers && parts[1] == absl::StrCat(layer))
-    if (auto it = kLayer.find(parts[2]); it != kLayer.end()) {
-      const int64_t heads = absl::StartsWith(parts[2], "attn_q.") ? s.heads : absl::StartsWith(parts[2], "attn_k.") ? s.kv_heads : 0;
-      return std::make_pair(absl::StrCat("model.layers.", layer, ".", it->second), heads);
-    }
-  if (name == "rope_freqs.weight")
-    return absl::UnimplementedError(absl::StrCat(path, ": GGUF tensor 'rope_freqs.weight' (Llama 3.1's RoPE factors) is not "
-                                                       "supported yet"));
-  return absl::UnimplementedError(absl::StrCat(path, ": GGUF tensor '", name, "' has no place in the model"));
 }
 
 }  // namespace
@@ -108,9 +78,9 @@ absl::StatusOr<std::string> ConfigJsonFromGguf(const GgufModel& m) {
   ASSIGN_OR_RETURN(const Arch a, ReadArch(m));
   ASSIGN_OR_RETURN(const LlamaShape s, ReadLlamaShape(m, a));
   const std::string p = a.name + ".";
-  json c = {{"architectures", {a.hf_class}}, {"model_type", a.model_type}, {"hidden_act", "silu"},
-            {"torch_dtype", "float32"}, {"num_attention_heads", s.heads}, {"num_key_value_heads", s.kv_heads},
-            {"head_dim", s.head_dim}};
+  const bool neox = a.name == "gptneox";
+  json c = {{"architectures", {a.hf_class}}, {"model_type", a.model_type}, {"torch_dtype", "float32"},
+            {"num_attention_heads", s.heads}};
   for (const auto& [field, key] : {std::pair<const char*, const char*>{"hidden_size", "embedding_length"},
                                    {"num_hidden_layers", "block_count"},
                                    {"intermediate_size", "feed_forward_length"},
@@ -118,9 +88,26 @@ absl::StatusOr<std::string> ConfigJsonFromGguf(const GgufModel& m) {
     ASSIGN_OR_RETURN(const int64_t v, m.Int(p + key));
     c[field] = v;
   }
-  ASSIGN_OR_RETURN(const double eps, m.Float(p + "attention.layer_norm_rms_epsilon"));
-  c["rms_norm_eps"] = eps;
-  ASSIGN_OR_RETURN(c["rope_theta"], m.FloatOr(p + "rope.freq_base", 10000.0));
+  if (neox) {
+    // Pythia's published config: exact GELU (llama.cpp's own graph uses the tanh form).
+    c["hidden_act"] = "gelu";
+    if (s.kv_heads != s.heads)
+      return absl::InvalidArgumentError(absl::StrCat(m.path(), ": GGUF gptneox with ", s.kv_heads, " KV heads for ",
+                                                     s.heads, " heads (GPT-NeoX has one per head)"));
+    ASSIGN_OR_RETURN(c["layer_norm_eps"], m.Float(p + "attention.layer_norm_epsilon"));
+    ASSIGN_OR_RETURN(c["use_parallel_residual"], m.BoolOr(p + "use_parallel_residual", true));
+    c["rotary_pct"] = static_cast<double>(s.rotary) / static_cast<double>(s.head_dim);
+    ASSIGN_OR_RETURN(c["rotary_emb_base"], m.FloatOr(p + "rope.freq_base", 10000.0));
+    c["attention_bias"] = m.HasTensor("blk.0.attn_qkv.bias");
+  } else {
+    c["hidden_act"] = "silu";
+    c["num_key_value_heads"] = s.kv_heads;
+    c["head_dim"] = s.head_dim;
+    ASSIGN_OR_RETURN(const double eps, m.Float(p + "attention.layer_norm_rms_epsilon"));
+    c["rms_norm_eps"] = eps;
+    ASSIGN_OR_RETURN(c["rope_theta"], m.FloatOr(p + "rope.freq_base", 10000.0));
+    if (a.name == "llama") c["attention_bias"] = m.HasTensor("blk.0.attn_q.bias");
+  }
   if (m.Has(p + "rope.scaling.type")) {
     ASSIGN_OR_RETURN(const std::string type, m.String(p + "rope.scaling.type"));
     if (type != "none") {
@@ -133,7 +120,6 @@ absl::StatusOr<std::string> ConfigJsonFromGguf(const GgufModel& m) {
   ASSIGN_OR_RETURN(const std::vector<std::string> tokens, m.StringArray("tokenizer.ggml.tokens"));
   ASSIGN_OR_RETURN(c["vocab_size"], m.IntOr(p + "vocab_size", static_cast<int64_t>(tokens.size())));
   c["tie_word_embeddings"] = !m.HasTensor("output.weight");
-  if (a.name == "llama") c["attention_bias"] = m.HasTensor("blk.0.attn_q.bias");
   for (const auto& [field, key] : {std::pair<const char*, const char*>{"bos_token_id", "tokenizer.ggml.bos_token_id"},
                                    {"eos_token_id", "tokenizer.ggml.eos_token_id"}})
     if (m.Has(key)) {
@@ -143,40 +129,52 @@ absl::StatusOr<std::string> ConfigJsonFromGguf(const GgufModel& m) {
   return c.dump(2);
 }
 
-absl::StatusOr<std::vector<TensorToWrite>> HfTensorsFromGguf(const GgufModel& m) {
+absl::Status CompleteSpecFromGguf(const GgufModel& m, ModelSpec* spec) {
   ASSIGN_OR_RETURN(const Arch a, ReadArch(m));
   ASSIGN_OR_RETURN(const LlamaShape s, ReadLlamaShape(m, a));
-  ASSIGN_OR_RETURN(const int64_t layers, m.Int(a.name + ".block_count"));
-  std::vector<TensorToWrite> out;
+  spec->rotary_dims = static_cast<int>(s.rotary);  // exactly, not through config.json's rotary_pct
+  if (!m.HasTensor(kRopeFreqs)) return absl::OkStatus();
+  ASSIGN_OR_RETURN(const GgufTensorInfo* t, m.Tensor(kRopeFreqs));
+  const int64_t want = spec->rotary_dims / 2;
+  if (t->ggml_type != 0 || t->ne.size() != 1 || t->ne[0] != want)
+    return absl::InvalidArgumentError(absl::StrCat(m.path(), ": GGUF tensor '", kRopeFreqs, "' must be F32 [", want,
+                                                   "] (one factor per rotary frequency), not ",
+                                                   GgmlTypeName(t->ggml_type), " ", ShapeString(t->torch_shape())));
+  const float* f = reinterpret_cast<const float*>(m.Data(*t));
+  spec->rope_freq_factors.assign(f, f + want);
+  for (double x : spec->rope_freq_factors)
+    if (!(x > 0) || !std::isfinite(x))
+      return absl::InvalidArgumentError(absl::StrCat(m.path(), ": GGUF tensor '", kRopeFreqs, "' holds ", x,
+                                                     " (factors must be positive and finite)"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<GgufTensorAsHf>> GgufTensorsAsHf(const GgufModel& m, const ModelSpec& spec) {
+  ASSIGN_OR_RETURN(const Arch a, ReadArch(m));
+  std::map<std::string, TensorDecl> by_gguf_name;
+  for (TensorDecl& t : ExpectedTensors(spec))
+    if (!t.gguf_name.empty()) by_gguf_name[t.gguf_name] = std::move(t);
+  std::vector<GgufTensorAsHf> out;
   for (const std::string& name : m.TensorNames()) {
+    if (name == kRopeFreqs) continue;  // read into the model's spec (CompleteSpecFromGguf)
     ASSIGN_OR_RETURN(const GgufTensorInfo* t, m.Tensor(name));
-    ASSIGN_OR_RETURN(const auto hf, HfName(name, s, layers, m.path()));
+    auto it = by_gguf_name.find(name);
+    if (it == by_gguf_name.end())
+      return absl::UnimplementedError(absl::StrCat(m.path(), ": GGUF tensor '", name, "' has no place in a ",
+                                                   a.name, " model of ", spec.num_layers, " layers"));
+    const TensorDecl& d = it->second;
     const GgmlType* type = FindGgmlType(t->ggml_type);  // known: the reader checked
     if (!type->dequantizable)
       return absl::UnimplementedError(absl::StrCat(m.path(), ": GGUF tensor '", name, "' is ", type->name,
                                                    ", which Strata cannot load (F32, F16, BF16, Q8_0, Q4_0, Q4_1, "
                                                    "Q5_0, Q5_1, Q4_K, Q5_K and Q6_K it can)"));
-    TensorToWrite w;
-    w.name = hf.first;
-    w.dtype = DType::kF32;
-    w.shape = t->torch_shape();
-    std::vector<float> values(static_cast<size_t>(t->numel()));
-    if (absl::Status st = DequantizeGgml(t->ggml_type, m.Data(*t), t->numel(), values.data()); !st.ok())
-      return absl::Status(st.code(), absl::StrCat(m.path(), ": GGUF tensor '", name, "': ", st.message()));
-    const int64_t heads = a.permuted_qk ? hf.second : 0;
-    if (heads > 0) {  // undo llama.cpp's Q/K row permutation (rows are output features)
-      const int64_t rows = w.shape[0], cols = w.shape.size() > 1 ? w.shape[1] : 1;
-      if (rows != heads * s.head_dim)
-        return absl::InvalidArgumentError(absl::StrCat(m.path(), ": GGUF tensor '", name, "' has ", rows, " rows, not ",
-                                                       heads, " heads x ", s.head_dim));
-      std::vector<float> hf_rows(values.size());
-      for (int64_t r = 0; r < rows; ++r)
-        std::memcpy(&hf_rows[r * cols], &values[GgufRowOfHfRow(r, s.head_dim) * cols], cols * sizeof(float));
-      values.swap(hf_rows);
-    }
-    w.bytes.resize(values.size() * sizeof(float));
-    std::memcpy(w.bytes.data(), values.data(), w.bytes.size());
-    out.push_back(std::move(w));
+    if (t->torch_shape() != d.shape)
+      return absl::InvalidArgumentError(absl::StrCat(m.path(), ": GGUF tensor '", name, "' has shape ",
+                                                     ShapeString(t->torch_shape()), ", expected ", ShapeString(d.shape),
+                                                     " for ", d.name));
+    GgufRows rows = d.role->gguf_rows;
+    if (rows == GgufRows::kRotaryPairs && !a.permuted_qk) rows = GgufRows::kSame;
+    out.push_back({t, d.name, d.shape, rows, spec.head_dim});
   }
   return out;
 }

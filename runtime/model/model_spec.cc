@@ -174,6 +174,8 @@ std::vector<double> RopeInverseFrequencies(const ModelSpec& s) {
       inv[i] = inv[i] / r.factor * (1 - extrapolation) + inv[i] * extrapolation;
     }
   }
+  if (s.rope_freq_factors.size() == inv.size())
+    for (int i = 0; i < half; ++i) inv[i] /= s.rope_freq_factors[i];
   return inv;
 }
 

@@ -67,6 +67,9 @@ struct ModelSpec {
   int rotary_dims = 0;  // leading dims of each head that get RoPE
   float rope_theta = 10000.f;
   RopeScaling rope_scaling;
+  // A GGUF file's rope_freqs.weight (Llama 3.1's scaling as llama.cpp stores it): each inverse
+  // frequency is divided by its factor, after rope_scaling. Empty: none.
+  std::vector<double> rope_freq_factors;
   bool tie_word_embeddings = false;
 
   // LCKV iterative prefill (§2.4).

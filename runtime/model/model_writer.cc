@@ -13,7 +13,7 @@
 #include "runtime/base/status.h"
 #include "runtime/model/config.h"
 #include "runtime/model/safetensors.h"
-#include "runtime/model/tensor_names.h"
+#include "runtime/model/tensor_roles.h"
 
 namespace strata {
 namespace {

@@ -1,8 +1,8 @@
 // Bytes as a GGUF file: parsing either fails with a Status or gives metadata and tensors that all
 // lie inside the bytes; each loadable tensor (up to a size) is dequantized, which must not read
 // outside its own bytes (ASan watches). The same bytes as a model file then go through what a
-// GGUF model becomes: its config.json, its tokenizer files and (when small) its tensors under
-// Hugging Face names; each either succeeds or returns an error, never crashes.
+// GGUF model becomes: its config.json and model spec, its tokenizer files and (when small) its
+// tensors under Hugging Face names; each either succeeds or returns an error, never crashes.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/model/config.h"
 #include "runtime/model/ggml_blocks.h"
 #include "runtime/model/gguf_checkpoint.h"
 #include "runtime/model/gguf_file.h"
@@ -38,7 +39,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (model.ok()) {
       (void)strata::ConfigJsonFromGguf(*model);
       (void)strata::TokenizerFilesFromGguf(*model);
-      if (total <= (1 << 16)) (void)strata::HfTensorsFromGguf(*model);
+      auto spec = strata::ModelSpecFromGguf(*model);
+      if (spec.ok() && total <= (1 << 16)) {
+        auto tensors = strata::GgufTensorsAsHf(*model, *spec);
+        if (tensors.ok())  // each as the loader reads it: rows in Hugging Face order, dequantized
+          for (const strata::GgufTensorAsHf& t : *tensors) {
+            std::vector<float> out(static_cast<size_t>(t.gguf->numel()));
+            if (!strata::DequantizeGgml(t.gguf->ggml_type, model->Data(*t.gguf), t.gguf->numel(), out.data()).ok())
+              std::abort();
+          }
+      }
     }
   }
   close(fd);

@@ -17,6 +17,7 @@
 #include "parallel/thread_comm.h"
 #include "runtime/engine.h"
 #include "runtime/model/config.h"
+#include "runtime/model/model_writer.h"
 #include "tests/test_models.h"
 
 namespace strata::testing {
@@ -133,6 +134,74 @@ TEST(ParallelLayout, SlicesPartitionEveryDimensionAndKeepTheGqaMapping) {
   EXPECT_GT(checked, 50);
 }
 
+// The slice lists of all ranks of a random model and layout, against the checkpoint's tensors:
+// every element of every expected tensor is read, by as many ranks as the role's split says (all
+// slices for a whole tensor, the slices sharing a replicated KV head, else one; the tied
+// embedding by the first and the last stage), each block inside its tensor; and per buffer the
+// parts have the buffer's width and add up to its rows.
+TEST(ParallelLayout, SliceWeightsReadEveryCheckpointElementAsTheSplitSays) {
+  std::mt19937 rng(5);
+  int checked = 0;
+  for (int i = 0; i < 150; ++i) {
+    RandomCase c = Draw(rng);
+    auto spec = ParseModelConfig(RandomModelConfigJson(c.model), "random");
+    ASSERT_TRUE(spec.ok()) << c.Describe() << ": " << spec.status();
+    auto unstaged = ParallelLayout::Create(*spec, c.tp, c.pp);
+    if (!unstaged.ok()) continue;
+    std::vector<LayerSpan> stages;
+    for (int st = 0; st < c.pp; ++st)
+      stages.push_back({st * spec->num_layers / c.pp, (st + 1) * spec->num_layers / c.pp - 1});
+    auto layout = unstaged->WithStages(stages);
+    ASSERT_TRUE(layout.ok()) << layout.status();
+    ++checked;
+    std::map<std::string, TensorDecl> decls;
+    std::map<std::string, std::vector<int>> reads;  // per element
+    for (const TensorDecl& t : ExpectedTensors(*spec)) {
+      decls[t.name] = t;
+      reads[t.name].assign(static_cast<size_t>(t.shape[0] * (t.matrix() ? t.shape[1] : 1)), 0);
+    }
+    for (int rank = 0; rank < layout->world_size(); ++rank) {
+      const LayerSpan span = layout->stage_layers(layout->stage_of(rank));
+      for (const WeightSlice& w : layout->SliceWeights(*spec, span.first, span.last, layout->slice_of(rank))) {
+        int64_t rows = 0;
+        for (const SlicePart& p : w.parts) {
+          ASSERT_TRUE(decls.count(p.tensor)) << c.Describe() << ": " << p.tensor << " is no expected tensor";
+          const TensorDecl& t = decls[p.tensor];
+          const int64_t cols = t.matrix() ? t.shape[1] : 1;
+          ASSERT_EQ(p.tensor_shape, t.shape) << p.tensor;
+          ASSERT_EQ(p.cols.count, w.cols) << p.tensor;
+          ASSERT_TRUE(p.rows.first >= 0 && p.rows.end() <= t.shape[0] && p.cols.first >= 0 && p.cols.end() <= cols)
+              << c.Describe() << ": " << p.tensor;
+          for (int64_t r = p.rows.first; r < p.rows.end(); ++r)
+            for (int64_t k = p.cols.first; k < p.cols.end(); ++k) ++reads[p.tensor][r * cols + k];
+          rows += p.rows.count;
+        }
+        EXPECT_EQ(rows, w.rows) << c.Describe();
+        EXPECT_EQ(w.matrix, decls[w.parts[0].tensor].matrix());
+      }
+    }
+    for (const auto& [name, counts] : reads) {
+      const TensorDecl& t = decls[name];
+      const int64_t cols = t.matrix() ? t.shape[1] : 1;
+      for (size_t e = 0; e < counts.size(); ++e) {
+        int want = 1;
+        const int g = t.layer >= 0 ? spec->layers[t.layer].num_kv_heads : 1;
+        const bool kv_rows = t.role->split == TpSplit::kKvRows ||
+                             (t.role->split == TpSplit::kNeoxQkvRows && (static_cast<int64_t>(e) / cols / spec->head_dim) % 3 != 0);
+        if (t.role->split == TpSplit::kWhole) want = c.tp;
+        if (kv_rows && g < c.tp) want = c.tp / g;
+        if (t.role->slot == WeightSlot::kEmbed && spec->tie_word_embeddings && c.pp > 1) want = 2;
+        if (counts[e] != want) {
+          ADD_FAILURE() << c.Describe() << ": element " << e << " of " << name << " read " << counts[e]
+                        << " times, not " << want;
+          break;
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 50);
+}
+
 template <class F>
 void OnThreads(int n, F f) {
   std::vector<std::thread> ts;
@@ -165,7 +234,7 @@ TEST(ParallelLayout, PlanApprovesExactlyWhatLoadsAndSizesWhatIsLoaded) {
     po.kv_dtype = DType::kF32;
     po.block_size = o.block_size;
     po.max_seqs = o.max_seqs;
-    po.weight_dtype = spec->torch_dtype;  // the CPU backend keeps the checkpoint's matrices
+    po.weight_formats.matrices = WeightFormat::Plain(spec->torch_dtype);  // the CPU backend keeps the checkpoint's matrices
     const auto plan = PlanPipeline(*spec, Topology{c.tp, c.pp}, po);
 
     const int n = c.tp * c.pp;
@@ -184,7 +253,7 @@ TEST(ParallelLayout, PlanApprovesExactlyWhatLoadsAndSizesWhatIsLoaded) {
       const ParallelLayout& layout = (*e)->plan().layout;
       const LayerSpan span = layout.stage_layers(layout.stage_of(rank));
       weight_bytes[rank] = (*e)->weight_bytes();
-      sized[rank] = layout.WeightBytes((*e)->spec(), span.first, span.last, layout.slice_of(rank), (*e)->matrix_dtype());
+      sized[rank] = layout.WeightBytes((*e)->spec(), span.first, span.last, layout.slice_of(rank), (*e)->weight_formats());
       if (rank == 0) {
         auto out = (*e)->Generate({req});
         EXPECT_TRUE(out.ok()) << out.status();

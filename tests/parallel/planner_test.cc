@@ -210,7 +210,7 @@ TEST(Planner, GoldenLckv22LayersOnTwoStages) {
   PlannerOptions o;
   o.kv_memory_bytes = int64_t{1} << 30;
   o.kv_dtype = DType::kBF16;
-  o.weight_dtype = DType::kBF16;
+  o.weight_formats.matrices = WeightFormat::Plain(DType::kBF16);
   auto plan = PlanPipeline(s, {1, 2}, o);
   ASSERT_TRUE(plan.ok());
   EXPECT_EQ(PlanToText(s, *plan) + "\n", ReadGolden("lckv22_w2_pp2.txt"));

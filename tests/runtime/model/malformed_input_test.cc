@@ -10,7 +10,7 @@
 #include "nlohmann/json.hpp"
 #include "runtime/engine.h"
 #include "runtime/model/config.h"
-#include "runtime/model/safetensors.h"
+#include "runtime/model/checkpoint.h"
 #include "tests/test_models.h"
 
 namespace strata::testing {
