@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "runtime/base/dtype.h"
+#include "runtime/base/weight_format.h"
 
 namespace strata {
 
@@ -53,12 +54,13 @@ struct RopeTable {
 
 struct LinearArgs {
   const float* x = nullptr;  // [m, k]
-  const void* w = nullptr;   // [n, k] (row-major, the Hugging Face layout), in w_dtype
+  const void* w = nullptr;   // [n, k] (row-major, the Hugging Face layout), in w_format
   const float* bias = nullptr;  // [n] or null
   float* y = nullptr;        // [m, n]
   int m = 0, n = 0, k = 0;
   bool accumulate = false;   // y += x W^T + b instead of y = ...
-  DType w_dtype = DType::kF32;  // the backend's MatrixDType
+  // Plain elements (the backend's MatrixDType) or a packed layout the backend ComputesWith.
+  WeightFormat w_format = WeightFormat::Plain(DType::kF32);
 };
 
 enum class NormType { kLayerNorm, kRmsNorm };
@@ -126,7 +128,7 @@ struct EmbeddingArgs {
   float* y = nullptr;            // [tokens, hidden]; ids outside this table's rows give zeros
   int tokens = 0, hidden = 0;
   int vocab_begin = 0, vocab_rows = 0;
-  DType table_dtype = DType::kF32;  // the backend's MatrixDType
+  WeightFormat table_format = WeightFormat::Plain(DType::kF32);  // as the LM head's when tied
 };
 
 class Backend;
@@ -163,6 +165,9 @@ class Backend {
   // The element type this backend keeps weight matrices (projections, MLP, embedding, LM head)
   // in, for a checkpoint stored as `checkpoint`. Norm weights and biases are always float32.
   virtual DType MatrixDType(DType checkpoint) const = 0;
+  // Whether Linear and Embedding take weights in `format`: plain elements on every backend; a
+  // packed block layout (packed_blocks.h) where the backend has kernels for it.
+  virtual bool ComputesWith(const WeightFormat& format) const { return format.plain(); }
   // The largest attention head dimension the kernels handle.
   virtual int max_head_dim() const = 0;
   // Host threads the backend computes with (the CPU backend's pool; 1 for a device backend,

@@ -26,6 +26,9 @@ ABSL_FLAG(int, max_batched_tokens, 2048, "tokens per micro-batch step (longer pr
 ABSL_FLAG(bool, enable_prefix_caching, true,
           "reuse the KV blocks of identical prompt prefixes across requests (off by itself for LCKV and "
           "sliding-window models, with the reason logged)");
+ABSL_FLAG(bool, dequantize, false,
+          "hold block-quantized (GGUF) weights as floats, dequantized exactly, instead of computing on the packed "
+          "blocks with 8-bit activations");
 ABSL_FLAG(bool, json, false, "print JSON");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
 ABSL_FLAG(int, tp, 1, "tensor-parallel ranks per pipeline stage");
@@ -97,6 +100,7 @@ EngineOptions EngineOptionsFromFlags() {
   o.max_seqs = absl::GetFlag(FLAGS_max_seqs);
   o.max_batched_tokens = absl::GetFlag(FLAGS_max_batched_tokens);
   o.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
+  o.dequantize_weights = absl::GetFlag(FLAGS_dequantize);
   o.tp = absl::GetFlag(FLAGS_tp);
   o.pp = absl::GetFlag(FLAGS_pp);
   o.partition = absl::GetFlag(FLAGS_partition);

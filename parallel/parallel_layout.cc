@@ -111,8 +111,14 @@ WeightFormat WeightFormats::Of(const std::string& tensor) const {
 WeightFormat WeightFormats::Of(const WeightSlice& slice) const {
   if (!slice.matrix) return WeightFormat::Plain(DType::kF32);
   const WeightFormat first = Of(slice.parts.front().tensor);
-  for (const SlicePart& p : slice.parts)
+  for (const SlicePart& p : slice.parts) {
     if (Of(p.tensor) != first) return joined;
+    if (first.packed()) {
+      auto it = stored_block_elems.find(p.tensor);
+      const int64_t block = it == stored_block_elems.end() ? first.block_elems : it->second;
+      if (p.cols.first % block != 0 || p.cols.count % block != 0) return joined;
+    }
+  }
   return first;
 }
 

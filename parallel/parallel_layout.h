@@ -51,6 +51,9 @@ struct WeightFormats {
   WeightFormat matrices = WeightFormat::Plain(DType::kF16);  // every tensor not named below
   std::map<std::string, WeightFormat> by_tensor;
   WeightFormat joined = WeightFormat::Plain(DType::kF32);
+  // A packed tensor's stored block width: a slice of it stays packed only on whole blocks
+  // (otherwise it is held as `joined`).
+  std::map<std::string, int> stored_block_elems;
   WeightFormat Of(const std::string& tensor) const;
   WeightFormat Of(const WeightSlice& slice) const;
 };

@@ -49,6 +49,9 @@ struct EngineOptions {
   // Reuse cached KV blocks of identical prompt prefixes (vLLM's automatic prefix caching), for
   // models where that is exact (PrefixCachingRefusal says when it is not).
   bool enable_prefix_caching = true;
+  // Hold block-quantized (GGUF) weights dequantized to floats instead of packed: the exact
+  // reference the 8-bit-activation kernels are compared with.
+  bool dequantize_weights = false;
 };
 
 // Why prefix caching would not reproduce a fresh prefill's rows for this model, or "" when it

@@ -189,7 +189,7 @@ void ModelRunner::RunLayer(int l, int T) {
                     bool accumulate = false) {
     backend_->Linear(
         {.x = x, .w = weight.get(), .bias = bias, .y = y, .m = T, .n = n, .k = k, .accumulate = accumulate,
-         .w_dtype = weight.format.dtype});
+         .w_format = weight.format});
   };
   auto norm = [&](const Weight& weight, const Weight& bias, float* y) {
     backend_->Norm({.type = nt, .x = x_.f32(), .weight = weight.f32(), .bias = bias.f32(), .y = y, .rows = T,
@@ -357,7 +357,7 @@ absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceS
 
   if (first_stage) {
     backend_->Embedding({.table = w_.embed.get(), .ids = ids_.i32(), .y = x_.f32(), .tokens = T, .hidden = h,
-                         .vocab_begin = w_.vocab_begin, .vocab_rows = w_.vocab_rows, .table_dtype = w_.embed.format.dtype});
+                         .vocab_begin = w_.vocab_begin, .vocab_rows = w_.vocab_rows, .table_format = w_.embed.format});
     AllReduce(x_.f32(), static_cast<size_t>(T) * h);  // vocabulary-parallel: one slice has each row
   } else {
     // Time blocked here is the previous stage still working: pipeline bubble, not this stage's work.
@@ -414,7 +414,7 @@ absl::StatusOr<std::vector<float>> ModelRunner::Logits() {
   const size_t per_slice = static_cast<size_t>(S) * vp;
   if (w_.vocab_rows > 0)
     backend_->Linear({.x = last_.f32(), .w = w_.lm_head_weight().get(), .y = logits_.f32(), .m = S, .n = w_.vocab_rows,
-                      .k = h, .w_dtype = w_.lm_head_weight().format.dtype});
+                      .k = h, .w_format = w_.lm_head_weight().format});
   const DeviceBuffer* gathered = &logits_;
   if (tp_comm_ != nullptr) {
     RETURN_IF_ERROR(tp_comm_->AllGather(logits_.f32(), logits_all_.f32(), per_slice));

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status.h"
+#include "runtime/model/ggml_blocks.h"
 #include "runtime/model/tensor_roles.h"
 
 namespace strata {
@@ -14,18 +15,16 @@ namespace {
 // buffer when its memory is host memory (the CPU), else into a host buffer copied over once.
 class UploadTarget {
  public:
-  UploadTarget(Backend* backend, DType dtype, size_t elements)
-      : backend_(backend), dtype_(dtype), bytes_(elements * DTypeSize(dtype)) {}
+  UploadTarget(Backend* backend, size_t bytes) : backend_(backend), bytes_(bytes) {}
   absl::Status Init() {
     ASSIGN_OR_RETURN(buffer_, backend_->Allocate(bytes_));
     if (!backend_->host_addressable()) staging_.resize(bytes_);
     return absl::OkStatus();
   }
-  DType dtype() const { return dtype_; }
-  // Host address of element `i`.
-  void* at(size_t i) {
+  // Host address of byte `offset`.
+  void* at(size_t offset) {
     char* base = staging_.empty() ? static_cast<char*>(buffer_.get()) : reinterpret_cast<char*>(staging_.data());
-    return base + i * DTypeSize(dtype_);
+    return base + offset;
   }
   DeviceBuffer Finish(int64_t* bytes) {
     if (!staging_.empty()) backend_->CopyToDevice(buffer_.get(), staging_.data(), bytes_);
@@ -35,7 +34,6 @@ class UploadTarget {
 
  private:
   Backend* backend_;
-  DType dtype_;
   size_t bytes_;
   DeviceBuffer buffer_;
   std::vector<uint8_t> staging_;
@@ -48,17 +46,20 @@ class Loader {
   // One buffer of the slice list: each part's block converted to the buffer's format, one
   // after the other.
   absl::Status Load(const WeightSlice& s, Weight* out) {
-    out->format = formats_.Of(s);
-    if (!out->format.plain())
-      return absl::UnimplementedError(absl::StrCat("the ", backend_->name(), " backend keeps no ",
-                                                   out->format.Name(), " weights"));
-    UploadTarget target(backend_, out->format.dtype, static_cast<size_t>(s.rows * s.cols));
+    const WeightFormat f = out->format = formats_.Of(s);
+    if (!backend_->ComputesWith(f))
+      return absl::UnimplementedError(absl::StrCat("the ", backend_->name(), " backend keeps no ", f.Name(), " weights"));
+    UploadTarget target(backend_, static_cast<size_t>(f.Bytes(s.rows, s.cols)));
     RETURN_IF_ERROR(target.Init());
     size_t at = 0;
     for (const SlicePart& p : s.parts) {
-      RETURN_IF_ERROR(ckpt_.CopyBlock(p.tensor, p.tensor_shape, p.rows.first, p.rows.count, p.cols.first,
-                                      p.cols.count, target.dtype(), target.at(at)));
-      at += static_cast<size_t>(p.rows.count * p.cols.count);
+      if (f.packed())
+        RETURN_IF_ERROR(ckpt_.CopyPacked(p.tensor, p.tensor_shape, p.rows.first, p.rows.count, p.cols.first,
+                                         p.cols.count, target.at(at)));
+      else
+        RETURN_IF_ERROR(ckpt_.CopyBlock(p.tensor, p.tensor_shape, p.rows.first, p.rows.count, p.cols.first,
+                                        p.cols.count, f.dtype, target.at(at)));
+      at += static_cast<size_t>(f.Bytes(p.rows.count, p.cols.count));
     }
     out->data = target.Finish(&bytes_);
     return absl::OkStatus();
@@ -142,7 +143,7 @@ Weight* ModelWeights::Slot(WeightSlot slot, int layer) {
   }
 }
 
-WeightFormats LoadedWeightFormats(const Checkpoint& ckpt, const Backend& backend) {
+WeightFormats LoadedWeightFormats(const Checkpoint& ckpt, const Backend& backend, bool keep_packed) {
   WeightFormats f;
   const DType for_blocks = backend.MatrixDType(DType::kF32);
   f.joined = WeightFormat::Plain(for_blocks);
@@ -150,7 +151,13 @@ WeightFormats LoadedWeightFormats(const Checkpoint& ckpt, const Backend& backend
     auto info = ckpt.Info(name);
     if (!info.ok()) continue;
     const WeightFormat& stored = (*info)->format;
-    f.by_tensor[name] = WeightFormat::Plain(stored.plain() ? backend.MatrixDType(stored.dtype) : for_blocks);
+    const WeightFormat packed = stored.plain() ? stored : PackedFormatFor(stored.ggml_type);
+    if (keep_packed && packed.packed() && backend.ComputesWith(packed)) {
+      f.by_tensor[name] = packed;
+      f.stored_block_elems[name] = stored.block_elems;
+    } else {
+      f.by_tensor[name] = WeightFormat::Plain(stored.plain() ? backend.MatrixDType(stored.dtype) : for_blocks);
+    }
   }
   return f;
 }

@@ -50,10 +50,11 @@ struct ModelWeights {
 absl::Status ValidateCheckpoint(const Checkpoint& ckpt, const ModelSpec& spec);
 
 // The format the loader keeps each of the checkpoint's matrices in on `backend`: a tensor of
-// plain elements in the backend's MatrixDType for that type, a block-quantized one (GGUF)
+// plain elements in the backend's MatrixDType for that type; a block-quantized one (GGUF) in its
+// packed layout (PackedFormatFor) when `keep_packed` and the backend computes with it, else
 // dequantized exactly into the backend's MatrixDType for float32. Planner and loader both size
 // from it.
-WeightFormats LoadedWeightFormats(const Checkpoint& ckpt, const Backend& backend);
+WeightFormats LoadedWeightFormats(const Checkpoint& ckpt, const Backend& backend, bool keep_packed);
 
 // Loads the weights of world rank `rank`: the buffers `parallel.SliceWeights` lists for its
 // stage's layers and tensor slice, each read block by block from the checkpoint and converted to

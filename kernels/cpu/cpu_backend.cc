@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/cpu_gemm.h"
+#include "kernels/cpu/cpu_quant_gemm.h"
 #include "runtime/base/status.h"
 
 namespace strata {
@@ -112,30 +113,42 @@ void CpuBackend::MemoryInfo(size_t* free_bytes, size_t* total_bytes) {
 }
 
 void CpuBackend::Embedding(const EmbeddingArgs& a) {
-  const size_t row_bytes = static_cast<size_t>(a.hidden) * DTypeSize(a.table_dtype);
+  const size_t row_bytes = static_cast<size_t>(a.table_format.Bytes(1, a.hidden));
   for (int t = 0; t < a.tokens; ++t) {
     float* y = a.y + static_cast<size_t>(t) * a.hidden;
     const int row = a.ids[t] - a.vocab_begin;
     if (row < 0 || row >= a.vocab_rows) {  // another tensor slice holds this token's row
       std::memset(y, 0, sizeof(float) * a.hidden);
     } else {
-      ToFloat(a.table_dtype, static_cast<const char*>(a.table) + static_cast<size_t>(row) * row_bytes, y, a.hidden);
+      const char* from = static_cast<const char*>(a.table) + static_cast<size_t>(row) * row_bytes;
+      if (a.table_format.packed())
+        DequantizePackedRow(a.table_format, from, a.hidden, y);
+      else
+        ToFloat(a.table_format.dtype, from, y, a.hidden);
     }
   }
 }
 
 void CpuBackend::Linear(const LinearArgs& a) {
+  if (a.w_format.packed()) {
+    QuantGemm(isa_, a.w_format, a.x, a.m, a.w, a.n, a.k, a.y, a.accumulate, threads_);
+    AddBias(a);
+    return;
+  }
   // Many rows: oneDNN's JIT kernels (cpu_onednn.h has the measurements), in whole chunks; the
   // remaining rows, and every product on the portable path, on Strata's own kernels.
-  const int done = isa_ == CpuIsa::kPortable ? 0 : onednn_.Run(a.w_dtype, a.x, a.m, a.w, a.n, a.k, a.y, a.accumulate);
+  const int done = isa_ == CpuIsa::kPortable ? 0 : onednn_.Run(a.w_format.dtype, a.x, a.m, a.w, a.n, a.k, a.y, a.accumulate);
   if (done < a.m)
-    Gemm(isa_, a.w_dtype, a.x + static_cast<size_t>(done) * a.k, a.m - done, a.w, a.n, a.k,
+    Gemm(isa_, a.w_format.dtype, a.x + static_cast<size_t>(done) * a.k, a.m - done, a.w, a.n, a.k,
          a.y + static_cast<size_t>(done) * a.n, a.accumulate, threads_);
-  if (a.bias) {
-    for (int i = 0; i < a.m; ++i) {
-      float* row = a.y + static_cast<size_t>(i) * a.n;
-      for (int j = 0; j < a.n; ++j) row[j] += a.bias[j];
-    }
+  AddBias(a);
+}
+
+void CpuBackend::AddBias(const LinearArgs& a) {
+  if (!a.bias) return;
+  for (int i = 0; i < a.m; ++i) {
+    float* row = a.y + static_cast<size_t>(i) * a.n;
+    for (int j = 0; j < a.n; ++j) row[j] += a.bias[j];
   }
 }
 

@@ -24,6 +24,7 @@ class CpuBackend : public Backend {
   // Half-precision checkpoints stay half precision (half the bytes each decode step reads; the
   // kernels widen to float32 as they read), float32 ones stay float32.
   DType MatrixDType(DType checkpoint) const override { return checkpoint; }
+  bool ComputesWith(const WeightFormat& format) const override { return format.plain() || format.packed(); }
   void MemoryInfo(size_t* free_bytes, size_t* total_bytes) override;
   int max_head_dim() const override { return 1 << 20; }
   int threads() const override { return threads_; }
@@ -57,6 +58,7 @@ class CpuBackend : public Backend {
  private:
   absl::StatusOr<DeviceBuffer> AllocateMemory(size_t bytes, bool huge_pages);
   void ChunkAttention(const AttentionArgs& a, int seq, int kv_head);
+  void AddBias(const LinearArgs& a);
 
   int threads_;
   CpuIsa isa_;

@@ -227,13 +227,13 @@ void CudaBackend::Linear(const LinearArgs& a) {
   if (a.m == 0 || a.n == 0) return;
   const float alpha = 1.f, beta = a.accumulate ? 1.f : 0.f;
   const void* x = a.x;
-  if (a.w_dtype != DType::kF32) {  // tensor cores multiply like types: round the input once
+  if (a.w_format.dtype != DType::kF32) {  // tensor cores multiply like types: round the input once
     const size_t count = static_cast<size_t>(a.m) * a.k;
-    void* converted = Scratch(&gemm_input_, &gemm_input_bytes_, count * DTypeSize(a.w_dtype));
-    ConvertFromFloat(a.x, converted, a.w_dtype, count);
+    void* converted = Scratch(&gemm_input_, &gemm_input_bytes_, count * DTypeSize(a.w_format.dtype));
+    ConvertFromFloat(a.x, converted, a.w_format.dtype, count);
     x = converted;
   }
-  const cudaDataType_t t = CublasType(a.w_dtype);
+  const cudaDataType_t t = CublasType(a.w_format.dtype);
   STRATA_CUBLAS(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, a.n, a.m, a.k, &alpha, a.w, t, a.k, x, t, a.k, &beta,
                              a.y, CUDA_R_32F, a.n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   if (a.bias) {
@@ -287,7 +287,7 @@ double CudaBackend::MeasureGemmFlops(int m, int n, int k) {
   Zero(x->get(), x->bytes());
   Zero(w->get(), w->bytes());
   const float ms = BestMilliseconds(
-      [&] { Linear({.x = x->f32(), .w = w->get(), .y = y->f32(), .m = m, .n = n, .k = k, .w_dtype = DType::kBF16}); });
+      [&] { Linear({.x = x->f32(), .w = w->get(), .y = y->f32(), .m = m, .n = n, .k = k, .w_format = WeightFormat::Plain(DType::kBF16)}); });
   return ms > 0 ? 2.0 * m * n * k / (ms * 1e-3) : 0;
 }
 

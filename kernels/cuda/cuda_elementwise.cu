@@ -99,7 +99,7 @@ __global__ void GatherRowsKernel(const float* src, const int* rows, float* dst, 
 void CudaBackend::Embedding(const EmbeddingArgs& a) {
   Bind();
   if (a.tokens == 0) return;
-  EmbeddingKernel<<<a.tokens, kRowThreads, 0, stream_>>>(a.table, a.table_dtype, a.ids, a.y, a.hidden, a.vocab_begin,
+  EmbeddingKernel<<<a.tokens, kRowThreads, 0, stream_>>>(a.table, a.table_format.dtype, a.ids, a.y, a.hidden, a.vocab_begin,
                                                          a.vocab_rows);
   STRATA_LAUNCHED("EmbeddingKernel");
 }

@@ -14,6 +14,9 @@ namespace strata {
 
 struct WeightFormat {
   static constexpr uint32_t kPlain = 0xffffffffu;
+  // Strata's own layouts that block formats are repacked into at load (packed_blocks.h); ids
+  // outside ggml's range.
+  static constexpr uint32_t kPackedI8 = 0x10000u, kPackedU4 = 0x10001u;
   uint32_t ggml_type = kPlain;  // the block format's ggml_type id; kPlain: elements of `dtype`
   DType dtype = DType::kF32;
   int block_elems = 1;
@@ -21,7 +24,10 @@ struct WeightFormat {
   const char* block_name = nullptr;  // "Q4_K"
 
   static WeightFormat Plain(DType t) { return {kPlain, t, 1, static_cast<int>(DTypeSize(t)), nullptr}; }
+  static WeightFormat PackedI8() { return {kPackedI8, DType::kF32, 32, 36, "I8x32"}; }
+  static WeightFormat PackedU4() { return {kPackedU4, DType::kF32, 32, 24, "U4x32"}; }
   bool plain() const { return ggml_type == kPlain; }
+  bool packed() const { return ggml_type == kPackedI8 || ggml_type == kPackedU4; }
   // Bytes of a [rows, cols] tensor (cols a multiple of block_elems).
   int64_t Bytes(int64_t rows, int64_t cols) const { return rows * (cols / block_elems) * block_bytes; }
   // "F32", "BF16", "Q4_K".

@@ -186,6 +186,26 @@ absl::Status Checkpoint::CopyBlock(const std::string& name, const std::vector<in
   return absl::OkStatus();
 }
 
+absl::Status Checkpoint::CopyPacked(const std::string& name, const std::vector<int64_t>& shape, int64_t row_begin,
+                                    int64_t row_count, int64_t col_begin, int64_t col_count, void* dst) const {
+  ASSIGN_OR_RETURN(const Entry* e, Locate(name, shape));
+  const WeightFormat& f = e->info.format;
+  const WeightFormat to = PackedFormatFor(f.ggml_type);
+  const int64_t rows = shape.empty() ? 1 : shape[0];
+  const int64_t cols = rows == 0 ? 0 : e->info.numel() / rows;
+  if (!to.packed() || row_begin < 0 || row_count < 0 || row_begin + row_count > rows || col_begin < 0 ||
+      col_count < 0 || col_begin + col_count > cols || col_begin % f.block_elems != 0 || col_count % f.block_elems != 0)
+    return absl::InvalidArgumentError(absl::StrCat(e->path, ": tensor '", name, "' (", f.Name(), "): block [", row_begin,
+                                                   "+", row_count, ", ", col_begin, "+", col_count,
+                                                   ") is not whole blocks of a packable type in ", ShapeString(shape)));
+  const int64_t row_bytes = f.Bytes(1, cols), out_row_bytes = to.Bytes(1, col_count);
+  for (int64_t r = 0; r < row_count; ++r) {
+    const uint8_t* src = e->data + e->SourceRow(row_begin + r) * row_bytes + col_begin / f.block_elems * f.block_bytes;
+    RETURN_IF_ERROR(PackGgml(f.ggml_type, src, col_count, static_cast<char*>(dst) + r * out_row_bytes));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<const void*> Checkpoint::MappedRows(const std::string& name, const std::vector<int64_t>& shape,
                                                    int64_t row_begin, int64_t row_count,
                                                    const WeightFormat& format) const {

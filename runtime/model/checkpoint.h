@@ -49,6 +49,10 @@ class Checkpoint {
   absl::Status CopyBlock(const std::string& name, const std::vector<int64_t>& shape, int64_t row_begin,
                          int64_t row_count, int64_t col_begin, int64_t col_count, DType dst_dtype,
                          void* dst) const;
+  // The same block of a block-quantized tensor repacked into PackedFormatFor its type (the
+  // columns must be whole blocks of its type), rows in Hugging Face order.
+  absl::Status CopyPacked(const std::string& name, const std::vector<int64_t>& shape, int64_t row_begin,
+                          int64_t row_count, int64_t col_begin, int64_t col_count, void* dst) const;
 
  private:
   struct Entry {

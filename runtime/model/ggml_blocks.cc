@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/dtype.h"
+#include "runtime/base/packed_blocks.h"
 
 namespace strata {
 namespace {
@@ -184,6 +185,89 @@ absl::Status DequantizeGgml(uint32_t type_id, const uint8_t* src, int64_t elems,
     case 14: block = Q6_K; break;
   }
   for (int64_t i = 0; i < elems / t->block_elems; ++i) block(src + i * t->block_bytes, dst + i * t->block_elems);
+  return absl::OkStatus();
+}
+
+WeightFormat PackedFormatFor(uint32_t type_id) {
+  switch (type_id) {
+    case 6:
+    case 8: return WeightFormat::PackedI8();
+    case 2:
+    case 3:
+    case 12: return WeightFormat::PackedU4();
+    default: return WeightFormat::Plain(DType::kF32);
+  }
+}
+
+namespace {
+
+// The U4 nibble order (element i low, i + 16 high) from 32 values 0..15.
+void PutNibbles(const uint8_t* v, uint8_t* q) {
+  for (int j = 0; j < 16; ++j) q[j] = static_cast<uint8_t>(v[j] | (v[j + 16] << 4));
+}
+
+}  // namespace
+
+absl::Status PackGgml(uint32_t type_id, const uint8_t* src, int64_t elems, void* dst) {
+  const GgmlType* t = FindGgmlType(type_id);
+  const WeightFormat to = PackedFormatFor(type_id);
+  if (t == nullptr || !to.packed())
+    return absl::UnimplementedError(absl::StrCat("ggml type ", GgmlTypeName(type_id), " has no packed layout"));
+  if (elems < 0 || elems % t->block_elems != 0)
+    return absl::InvalidArgumentError(absl::StrCat(elems, " elements are not whole ", t->name, " blocks"));
+  auto* i8 = static_cast<packed::I8Block*>(dst);
+  auto* u4 = static_cast<packed::U4Block*>(dst);
+  for (int64_t i = 0; i < elems / t->block_elems; ++i) {
+    const uint8_t* b = src + i * t->block_bytes;
+    switch (type_id) {
+      case 8: {  // d, qs[32]
+        i8->d = Half(b);
+        std::memcpy(i8->q, b + 2, 32);
+        ++i8;
+        break;
+      }
+      case 6: {  // d, qh, qs[16]: q - 16
+        i8->d = Half(b);
+        uint32_t qh;
+        std::memcpy(&qh, b + 2, 4);
+        for (int j = 0; j < 16; ++j) {
+          i8->q[j] = static_cast<int8_t>(((b[6 + j] & 0x0F) | static_cast<int>(((qh >> j) << 4) & 0x10)) - 16);
+          i8->q[j + 16] = static_cast<int8_t>(((b[6 + j] >> 4) | static_cast<int>((qh >> (j + 12)) & 0x10)) - 16);
+        }
+        ++i8;
+        break;
+      }
+      case 2:  // d, qs[16]: (q - 8) d = d q - 8 d
+        u4->d = Half(b);
+        u4->m = -8.f * u4->d;
+        std::memcpy(u4->q, b + 2, 16);
+        ++u4;
+        break;
+      case 3:  // d, m, qs[16]
+        u4->d = Half(b);
+        u4->m = Half(b + 2);
+        std::memcpy(u4->q, b + 4, 16);
+        ++u4;
+        break;
+      case 12: {  // 8 sub-blocks of 32: d x scale, dmin x min, as Q4_K dequantizes
+        const float d = Half(b), dmin = Half(b + 2);
+        const uint8_t* scales = b + 4;
+        const uint8_t* q = b + 16;
+        for (int c = 0, is = 0; c < 4; ++c, is += 2, q += 32) {
+          uint8_t sc, m, v[32];
+          for (int half = 0; half < 2; ++half) {
+            ScaleMinK4(is + half, scales, &sc, &m);
+            u4->d = d * sc;
+            u4->m = -(dmin * m);
+            for (int l = 0; l < 32; ++l) v[l] = half == 0 ? (q[l] & 0xF) : (q[l] >> 4);
+            PutNibbles(v, u4->q);
+            ++u4;
+          }
+        }
+        break;
+      }
+    }
+  }
   return absl::OkStatus();
 }
 

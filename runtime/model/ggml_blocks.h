@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "runtime/base/weight_format.h"
 
 namespace strata {
 
@@ -30,6 +31,13 @@ std::string GgmlTypeName(uint32_t id);
 inline uint64_t GgmlBytes(const GgmlType& t, uint64_t elems) {
   return elems / static_cast<uint64_t>(t.block_elems) * static_cast<uint64_t>(t.block_bytes);
 }
+
+// The packed layout (packed_blocks.h) a type is repacked into for the kernels: PackedI8 for
+// Q8_0 and Q5_0, PackedU4 for Q4_0, Q4_1 and Q4_K; Plain(F32) for the others (dequantized).
+WeightFormat PackedFormatFor(uint32_t type_id);
+// Repacks `elems` elements (whole blocks) of a type with a packed layout into it at `dst`:
+// the same values (Q4_0's (q - 8) d as d q - 8 d, which may round differently in the last bit).
+absl::Status PackGgml(uint32_t type_id, const uint8_t* src, int64_t elems, void* dst);
 
 // Writes `elems` floats (a multiple of the block) dequantized from `src` (GgmlBytes of them).
 absl::Status DequantizeGgml(uint32_t type_id, const uint8_t* src, int64_t elems, float* dst);

@@ -184,7 +184,7 @@ TEST(CpuLinear, AnyWeightTypeAnyRowCount) {
         for (float& v : y0) v = dist(rng);
         std::vector<float> y = y0;
         backend.Linear({.x = x.data(), .w = w.data(), .bias = bias.data(), .y = y.data(), .m = m, .n = n, .k = k,
-                        .accumulate = accumulate, .w_dtype = t});
+                        .accumulate = accumulate, .w_format = WeightFormat::Plain(t)});
         const double rel = t == DType::kBF16 && m >= OneDnnMatmul::kMinRows && backend.isa() != CpuIsa::kPortable
                                ? 1.0 / 256 : 1e-5;
         for (int i = 0; i < m; ++i) {

@@ -98,9 +98,9 @@ TEST_F(CudaKernels, EmbeddingGathersThisSlicesRows) {
   DeviceBuffer ct = Put(cpu_.get(), table), ci = Put(cpu_.get(), ids), cy = Poisoned(cpu_.get(), tokens * hidden);
   DeviceBuffer gt = Put(gpu_.get(), table_bf16), gi = Put(gpu_.get(), ids), gy = Poisoned(gpu_.get(), tokens * hidden);
   cpu_->Embedding({.table = ct.get(), .ids = ci.i32(), .y = cy.f32(), .tokens = tokens, .hidden = hidden,
-                   .vocab_begin = vocab_begin, .vocab_rows = vocab_rows, .table_dtype = DType::kF32});
+                   .vocab_begin = vocab_begin, .vocab_rows = vocab_rows, .table_format = WeightFormat::Plain(DType::kF32)});
   gpu_->Embedding({.table = gt.get(), .ids = gi.i32(), .y = gy.f32(), .tokens = tokens, .hidden = hidden,
-                   .vocab_begin = vocab_begin, .vocab_rows = vocab_rows, .table_dtype = DType::kBF16});
+                   .vocab_begin = vocab_begin, .vocab_rows = vocab_rows, .table_format = WeightFormat::Plain(DType::kBF16)});
   ExpectClose(Get(cpu_.get(), cy, tokens * hidden), Get(gpu_.get(), gy, tokens * hidden), 0.f, 0.f, "embedding");
 }
 
@@ -120,9 +120,9 @@ TEST_F(CudaKernels, LinearMatchesOpenBlas) {
           DeviceBuffer gx = Put(gpu_.get(), x), gw = Put(gpu_.get(), w_packed), gb = Put(gpu_.get(), bias);
           DeviceBuffer gy = accumulate ? Put(gpu_.get(), y0) : Poisoned(gpu_.get(), y0.size());
           cpu_->Linear({.x = cx.f32(), .w = cw.get(), .bias = with_bias ? cb.f32() : nullptr, .y = cy.f32(), .m = s.m,
-                        .n = s.n, .k = s.k, .accumulate = accumulate, .w_dtype = DType::kF32});
+                        .n = s.n, .k = s.k, .accumulate = accumulate, .w_format = WeightFormat::Plain(DType::kF32)});
           gpu_->Linear({.x = gx.f32(), .w = gw.get(), .bias = with_bias ? gb.f32() : nullptr, .y = gy.f32(), .m = s.m,
-                        .n = s.n, .k = s.k, .accumulate = accumulate, .w_dtype = wt});
+                        .n = s.n, .k = s.k, .accumulate = accumulate, .w_format = WeightFormat::Plain(wt)});
           ExpectClose(Get(cpu_.get(), cy, y0.size()), Get(gpu_.get(), gy, y0.size()), 2e-4f, 1e-4f,
                       std::string("linear ") + DTypeName(wt) + " " + std::to_string(s.m) + "x" + std::to_string(s.n) +
                           "x" + std::to_string(s.k));

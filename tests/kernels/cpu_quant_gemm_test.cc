@@ -1,0 +1,140 @@
+// The packed-weight kernels against independent recomputes:
+//   * PackGgml: every packable GGUF type, seeded random blocks, repacked and read back
+//     (DequantizePackedRow) equal to DequantizeGgml, ggml's reference dequantization;
+//   * QuantGemm on every instruction set this CPU runs, both layouts, over shapes that hit
+//     block, tile and thread edges (1-300 activation rows, with and without accumulate, 1-3
+//     threads): equal, to float rounding, to a double-precision recompute of
+//     dequant(W) x dequant(quant8(x)); and within the 8-bit activations' own error of
+//     dequant(W) x x.
+#include "kernels/cpu/cpu_quant_gemm.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "runtime/model/ggml_blocks.h"
+
+namespace strata {
+namespace {
+
+uint16_t HalfBits(float f) { return FloatToF16(f); }
+
+// `blocks` seeded random blocks of a ggml type, with small finite scales.
+std::vector<uint8_t> RandomGgmlBlocks(uint32_t type, int blocks, std::mt19937& rng) {
+  const GgmlType* t = FindGgmlType(type);
+  std::vector<uint8_t> raw(static_cast<size_t>(blocks) * t->block_bytes);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(0.001f, 0.05f);
+  for (auto& b : raw) b = static_cast<uint8_t>(byte(rng));
+  for (int i = 0; i < blocks; ++i) {
+    uint8_t* b = raw.data() + static_cast<size_t>(i) * t->block_bytes;
+    const uint16_t d = HalfBits(scale(rng)), m = HalfBits(-scale(rng));
+    std::memcpy(b, &d, 2);  // every packable type starts with d; Q4_1 and Q4_K follow with a min
+    if (type == 3 || type == 12) std::memcpy(b + 2, &m, 2);
+    if (type == 12) {
+      const uint16_t dmin = HalfBits(scale(rng));
+      std::memcpy(b + 2, &dmin, 2);
+    }
+  }
+  return raw;
+}
+
+TEST(PackGgml, EveryPackableTypeReadsBackAsGgmlDequantizes) {
+  std::mt19937 rng(3);
+  for (uint32_t type : {2u, 3u, 6u, 8u, 12u}) {
+    const GgmlType* t = FindGgmlType(type);
+    const int k = 512, blocks = k / t->block_elems;
+    const std::vector<uint8_t> raw = RandomGgmlBlocks(type, blocks, rng);
+    const WeightFormat f = PackedFormatFor(type);
+    ASSERT_TRUE(f.packed()) << t->name;
+    std::vector<uint8_t> packed(static_cast<size_t>(f.Bytes(1, k)));
+    ASSERT_TRUE(PackGgml(type, raw.data(), k, packed.data()).ok());
+    std::vector<float> want(k), got(k);
+    ASSERT_TRUE(DequantizeGgml(type, raw.data(), k, want.data()).ok());
+    DequantizePackedRow(f, packed.data(), k, got.data());
+    for (int i = 0; i < k; ++i) {
+      // Q4_0's (q - 8) d becomes d q - 8 d: one more rounding.
+      const float tol = type == 2 ? 2 * std::numeric_limits<float>::epsilon() * std::fabs(want[i]) + 1e-12f : 0.f;
+      ASSERT_NEAR(got[i], want[i], tol) << t->name << " element " << i;
+    }
+  }
+  EXPECT_FALSE(PackedFormatFor(14).packed());  // Q6_K stays dequantized
+  EXPECT_FALSE(PackGgml(14, nullptr, 256, nullptr).ok());
+}
+
+struct Shape {
+  int m, n, k;
+};
+
+TEST(QuantGemm, EveryPathMatchesADoubleRecompute) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::uniform_int_distribution<int> i8(-127, 127), u4(0, 15);
+  std::uniform_real_distribution<float> scale(0.001f, 0.05f);
+  const std::vector<Shape> shapes = {{1, 1, 32},   {1, 37, 64},   {2, 24, 96},  {3, 8, 576},   {4, 17, 128},
+                                     {5, 64, 256}, {7, 9, 1056},  {16, 40, 576}, {33, 13, 160}, {64, 48, 64},
+                                     {300, 25, 96}, {1, 1536, 576}};
+  int checked = 0;
+  for (CpuIsa isa : SupportedCpuIsas())
+    for (const WeightFormat f : {WeightFormat::PackedI8(), WeightFormat::PackedU4()})
+      for (const Shape& s : shapes)
+        for (bool accumulate : {false, true})
+          for (int threads : {1, 2, 3}) {
+            const int blocks = s.k / 32;
+            std::vector<uint8_t> w(static_cast<size_t>(f.Bytes(s.n, s.k)));
+            std::vector<double> wf(static_cast<size_t>(s.n) * s.k);
+            for (int r = 0; r < s.n; ++r)
+              for (int b = 0; b < blocks; ++b) {
+                uint8_t* at = w.data() + (static_cast<size_t>(r) * blocks + b) * f.block_bytes;
+                double* v = wf.data() + static_cast<size_t>(r) * s.k + b * 32;
+                if (f.ggml_type == WeightFormat::kPackedI8) {
+                  auto* blk = reinterpret_cast<packed::I8Block*>(at);
+                  blk->d = scale(rng);
+                  for (int j = 0; j < 32; ++j) v[j] = blk->d * (blk->q[j] = static_cast<int8_t>(i8(rng)));
+                } else {
+                  auto* blk = reinterpret_cast<packed::U4Block*>(at);
+                  blk->d = scale(rng);
+                  blk->m = -8 * scale(rng);
+                  for (int j = 0; j < 16; ++j) {
+                    const int lo = u4(rng), hi = u4(rng);
+                    blk->q[j] = static_cast<uint8_t>(lo | hi << 4);
+                    v[j] = static_cast<double>(blk->d) * lo + blk->m;
+                    v[j + 16] = static_cast<double>(blk->d) * hi + blk->m;
+                  }
+                }
+              }
+            std::vector<float> x(static_cast<size_t>(s.m) * s.k), y(static_cast<size_t>(s.m) * s.n);
+            for (auto& e : x) e = normal(rng);
+            for (auto& e : y) e = normal(rng);
+            const std::vector<float> y0 = y;
+            std::vector<packed::XBlock> xq(static_cast<size_t>(s.m) * blocks);
+            QuantizeActivations(x.data(), s.m, s.k, xq.data());
+            QuantGemm(isa, f, x.data(), s.m, w.data(), s.n, s.k, y.data(), accumulate, threads);
+            for (int i = 0; i < s.m; ++i)
+              for (int r = 0; r < s.n; ++r) {
+                double exact = 0, quant = 0, magnitude = 0;
+                for (int c = 0; c < s.k; ++c) {
+                  const packed::XBlock& xb = xq[static_cast<size_t>(i) * blocks + c / 32];
+                  const double wv = wf[static_cast<size_t>(r) * s.k + c];
+                  exact += wv * x[static_cast<size_t>(i) * s.k + c];
+                  quant += wv * static_cast<double>(xb.d) * xb.q[c % 32];
+                  magnitude += std::fabs(wv * x[static_cast<size_t>(i) * s.k + c]);
+                }
+                const double base = accumulate ? y0[static_cast<size_t>(i) * s.n + r] : 0.0;
+                const double got = y[static_cast<size_t>(i) * s.n + r];
+                ASSERT_NEAR(got, base + quant, 1e-5 * (magnitude + std::fabs(base)) + 1e-6)
+                    << CpuIsaName(isa) << " " << f.Name() << " m " << s.m << " n " << s.n << " k " << s.k << " row " << i
+                    << " col " << r << " threads " << threads;
+                // 8-bit activations: each element off by at most half a step, max|x| / 254.
+                ASSERT_NEAR(got, base + exact, 0.01 * magnitude + 1e-6) << CpuIsaName(isa) << " " << f.Name();
+              }
+            ++checked;
+          }
+  EXPECT_GE(checked, 2 * 12 * 2 * 3);
+}
+
+}  // namespace
+}  // namespace strata
