@@ -29,6 +29,9 @@ ABSL_FLAG(bool, enable_prefix_caching, true,
 ABSL_FLAG(bool, dequantize, false,
           "hold block-quantized (GGUF) weights as floats, dequantized exactly, instead of computing on the packed "
           "blocks with 8-bit activations");
+ABSL_FLAG(std::string, quantization, "none",
+          "quantize a float checkpoint's weight matrices at load: none, q8_0 or q4_1 (computed with 8-bit "
+          "activations, as GGUF files of those types are)");
 ABSL_FLAG(bool, json, false, "print JSON");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
 ABSL_FLAG(int, tp, 1, "tensor-parallel ranks per pipeline stage");
@@ -101,6 +104,7 @@ EngineOptions EngineOptionsFromFlags() {
   o.max_batched_tokens = absl::GetFlag(FLAGS_max_batched_tokens);
   o.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   o.dequantize_weights = absl::GetFlag(FLAGS_dequantize);
+  o.quantization = absl::GetFlag(FLAGS_quantization);
   o.tp = absl::GetFlag(FLAGS_tp);
   o.pp = absl::GetFlag(FLAGS_pp);
   o.partition = absl::GetFlag(FLAGS_partition);

@@ -21,6 +21,7 @@ ABSL_DECLARE_FLAG(int, block_size);
 ABSL_DECLARE_FLAG(int, max_seqs);
 ABSL_DECLARE_FLAG(int, max_batched_tokens);
 ABSL_DECLARE_FLAG(bool, dequantize);
+ABSL_DECLARE_FLAG(std::string, quantization);
 ABSL_DECLARE_FLAG(bool, json);
 ABSL_DECLARE_FLAG(uint64_t, seed);
 ABSL_DECLARE_FLAG(int, tp);

@@ -115,7 +115,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
                                                  e->backend_->name(), " backend's attention supports (",
                                                  e->backend_->max_head_dim(), ")"));
   ASSIGN_OR_RETURN(e->checkpoint_, Checkpoint::Open(model_dir));
-  e->weight_formats_ = LoadedWeightFormats(e->checkpoint_, *e->backend_, !o.dequantize_weights);  // what the loader will hold
+  // What the loader will hold.
+  ASSIGN_OR_RETURN(e->weight_formats_,
+                   LoadedWeightFormats(e->checkpoint_, *e->backend_, !o.dequantize_weights, o.quantization));
   po.weight_formats = e->weight_formats_;
   std::string budget_source = "--kv-memory";
   if (o.gpu_memory_fraction > 0) {

@@ -52,6 +52,8 @@ struct EngineOptions {
   // Hold block-quantized (GGUF) weights dequantized to floats instead of packed: the exact
   // reference the 8-bit-activation kernels are compared with.
   bool dequantize_weights = false;
+  // Quantize a float checkpoint's matrices at load: "q8_0" or "q4_1" ("" or "none": keep them).
+  std::string quantization;
 };
 
 // Why prefix caching would not reproduce a fresh prefill's rows for this model, or "" when it

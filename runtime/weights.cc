@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status.h"
+#include "runtime/base/packed_blocks.h"
 #include "runtime/model/ggml_blocks.h"
 #include "runtime/model/tensor_roles.h"
 
@@ -51,16 +52,28 @@ class Loader {
       return absl::UnimplementedError(absl::StrCat("the ", backend_->name(), " backend keeps no ", f.Name(), " weights"));
     UploadTarget target(backend_, static_cast<size_t>(f.Bytes(s.rows, s.cols)));
     RETURN_IF_ERROR(target.Init());
+    auto stored_plain = [&](const std::string& tensor) {
+      auto info = ckpt_.Info(tensor);
+      return info.ok() && (*info)->format.plain();
+    };
+    // Packed formats: rows of blocks first (in `row_major`), interleaved in groups of 8 at the end.
+    std::vector<uint8_t> row_major(f.packed() ? static_cast<size_t>(s.rows * (s.cols / f.block_elems) * f.block_bytes) : 0);
     size_t at = 0;
     for (const SlicePart& p : s.parts) {
-      if (f.packed())
+      if (f.packed() && !stored_plain(p.tensor)) {
         RETURN_IF_ERROR(ckpt_.CopyPacked(p.tensor, p.tensor_shape, p.rows.first, p.rows.count, p.cols.first,
-                                         p.cols.count, target.at(at)));
-      else
+                                         p.cols.count, row_major.data() + at));
+      } else if (f.packed()) {  // --quantization: floats first, then blocks
+        std::vector<float> rows(static_cast<size_t>(p.rows.count * p.cols.count));
+        RETURN_IF_ERROR(ckpt_.CopyBlock(p.tensor, p.tensor_shape, p.rows.first, p.rows.count, p.cols.first,
+                                        p.cols.count, DType::kF32, rows.data()));
+        QuantizeToPacked(rows.data(), static_cast<int64_t>(rows.size()), f, row_major.data() + at);
+      } else
         RETURN_IF_ERROR(ckpt_.CopyBlock(p.tensor, p.tensor_shape, p.rows.first, p.rows.count, p.cols.first,
                                         p.cols.count, f.dtype, target.at(at)));
-      at += static_cast<size_t>(f.Bytes(p.rows.count, p.cols.count));
+      at += static_cast<size_t>(p.rows.count * (p.cols.count / f.block_elems) * f.block_bytes);
     }
+    if (f.packed()) packed::InterleaveRows(f.ggml_type, row_major.data(), s.rows, s.cols, target.at(0));
     out->data = target.Finish(&bytes_);
     return absl::OkStatus();
   }
@@ -143,7 +156,19 @@ Weight* ModelWeights::Slot(WeightSlot slot, int layer) {
   }
 }
 
-WeightFormats LoadedWeightFormats(const Checkpoint& ckpt, const Backend& backend, bool keep_packed) {
+absl::StatusOr<WeightFormats> LoadedWeightFormats(const Checkpoint& ckpt, const Backend& backend, bool keep_packed,
+                                                  const std::string& quantization) {
+  WeightFormat quantize_to;  // plain: none
+  if (quantization == "q8_0") {
+    quantize_to = WeightFormat::PackedI8();
+  } else if (quantization == "q4_1") {
+    quantize_to = WeightFormat::PackedU4();
+  } else if (!quantization.empty() && quantization != "none") {
+    return absl::InvalidArgumentError(absl::StrCat("--quantization '", quantization, "' is not one of none, q8_0, q4_1"));
+  }
+  if (!quantize_to.plain() && !backend.ComputesWith(quantize_to))
+    return absl::UnimplementedError(absl::StrCat("--quantization ", quantization, ": the ", backend.name(),
+                                                 " backend has no kernels for it"));
   WeightFormats f;
   const DType for_blocks = backend.MatrixDType(DType::kF32);
   f.joined = WeightFormat::Plain(for_blocks);
@@ -152,9 +177,13 @@ WeightFormats LoadedWeightFormats(const Checkpoint& ckpt, const Backend& backend
     if (!info.ok()) continue;
     const WeightFormat& stored = (*info)->format;
     const WeightFormat packed = stored.plain() ? stored : PackedFormatFor(stored.ggml_type);
+    const std::vector<int64_t>& shape = (*info)->shape;
     if (keep_packed && packed.packed() && backend.ComputesWith(packed)) {
       f.by_tensor[name] = packed;
       f.stored_block_elems[name] = stored.block_elems;
+    } else if (!quantize_to.plain() && stored.plain() && shape.size() == 2 && shape[1] % packed::kBlock == 0) {
+      f.by_tensor[name] = quantize_to;  // quantized on load, each row in blocks of 32
+      f.stored_block_elems[name] = packed::kBlock;
     } else {
       f.by_tensor[name] = WeightFormat::Plain(stored.plain() ? backend.MatrixDType(stored.dtype) : for_blocks);
     }

@@ -49,12 +49,14 @@ struct ModelWeights {
 // with the right shapes. Errors name the file and the tensor.
 absl::Status ValidateCheckpoint(const Checkpoint& ckpt, const ModelSpec& spec);
 
-// The format the loader keeps each of the checkpoint's matrices in on `backend`: a tensor of
-// plain elements in the backend's MatrixDType for that type; a block-quantized one (GGUF) in its
-// packed layout (PackedFormatFor) when `keep_packed` and the backend computes with it, else
-// dequantized exactly into the backend's MatrixDType for float32. Planner and loader both size
-// from it.
-WeightFormats LoadedWeightFormats(const Checkpoint& ckpt, const Backend& backend, bool keep_packed);
+// The format the loader keeps each of the checkpoint's matrices in on `backend`: a block-quantized
+// one (GGUF) in its packed layout (PackedFormatFor) when `keep_packed` and the backend computes
+// with it, else dequantized exactly into the backend's MatrixDType for float32; a tensor of plain
+// elements in the backend's MatrixDType for its type, or, with `quantization` "q8_0" or "q4_1"
+// (vLLM's --quantization, done at load), quantized into PackedI8 / PackedU4 where its rows are
+// whole blocks of 32. Planner and loader both size from it.
+absl::StatusOr<WeightFormats> LoadedWeightFormats(const Checkpoint& ckpt, const Backend& backend, bool keep_packed,
+                                                  const std::string& quantization);
 
 // Loads the weights of world rank `rank`: the buffers `parallel.SliceWeights` lists for its
 // stage's layers and tensor slice, each read block by block from the checkpoint and converted to

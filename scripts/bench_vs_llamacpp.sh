@@ -3,6 +3,12 @@
 # GPT-NeoX model (12 layers, hidden 768, 12 heads, vocab 50304, max position 2048).
 #
 #   scripts/bench_vs_llamacpp.sh LLAMA_CPP_DIR [--quick] [--work DIR] [--out FILE] [options]
+#   scripts/bench_vs_llamacpp.sh LLAMA_CPP_DIR --gguf FILE [--gguf FILE ...] [options]
+#
+# With --gguf, both engines run on the same given GGUF file(s) instead (for instance SmolLM2's
+# Q4_1 file, or a model quantized by your llama.cpp's llama-quantize): Strata loads the file
+# itself (block formats packed, 8-bit activations: its default path), and every row below is
+# measured per file, labelled with the file's name.
 #
 # Needs the already-built Strata (build/launcher/strata, or $STRATA_BIN) and llama.cpp's CPU tools
 # built by you in LLAMA_CPP_DIR/build/bin (llama-bench, llama-batched-bench, llama-server); this
@@ -35,6 +41,7 @@
 #   --no-tp          skip the tensor-parallel rows
 #   --no-serve       skip the serving rows
 #   --timeout S      limit for each measured command (default 1800 s)
+#   --gguf FILE      measure on this GGUF file (repeatable) instead of the generated GPT-NeoX models
 #   --shape L,H,N,V  another model shape: layers, hidden, heads, vocab (e.g. 2,64,4,512 for a smoke
 #                    test of this script; default Pythia-160M's 12,768,12,50304)
 # Environment: STRATA_BIN, PYTHON (default /usr/bin/python3, needs numpy), MPIRUN (default mpirun),
@@ -70,6 +77,7 @@ DO_TP=1
 DO_SERVE=1
 CMD_TIMEOUT=1800
 SHAPE=12,768,12,50304
+GGUF_FILES=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -86,6 +94,8 @@ while [[ $# -gt 0 ]]; do
     --no-serve) DO_SERVE=0 ;;
     --timeout) [[ $# -ge 2 ]] || die "--timeout needs seconds"; CMD_TIMEOUT="$2"; shift ;;
     --timeout=*) CMD_TIMEOUT="${1#*=}" ;;
+    --gguf) [[ $# -ge 2 ]] || die "--gguf needs a file"; GGUF_FILES+=("$2"); shift ;;
+    --gguf=*) GGUF_FILES+=("${1#*=}") ;;
     --shape) [[ $# -ge 2 ]] || die "--shape needs L,H,N,V"; SHAPE="$2"; shift ;;
     --shape=*) SHAPE="${1#*=}" ;;
     -h | --help) usage 0 ;;
@@ -152,7 +162,8 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     cmake --build $LLAMA_DIR/build -j --target llama-bench llama-batched-bench llama-server"
 fi
 GGUF_PY="$LLAMA_DIR/gguf-py"
-[[ -f "$GGUF_PY/gguf/__init__.py" ]] || die "no gguf-py in $LLAMA_DIR (expected $GGUF_PY/gguf/__init__.py)"
+[[ ${#GGUF_FILES[@]} -gt 0 || -f "$GGUF_PY/gguf/__init__.py" ]] ||
+  die "no gguf-py in $LLAMA_DIR (expected $GGUF_PY/gguf/__init__.py)"
 CONVERTER="$ROOT/scripts/hf_to_gguf.py"
 [[ -f "$CONVERTER" ]] || die "missing $CONVERTER"
 
@@ -348,7 +359,21 @@ make_models() {
     GGUF[$d]="$gguf"
   done
 }
-make_models
+if [[ ${#GGUF_FILES[@]} -gt 0 ]]; then
+  # The given files: one "dtype" per file, named after it; both engines read the same file.
+  DTYPES=()
+  for f in "${GGUF_FILES[@]}"; do
+    [[ -f "$f" ]] || die "--gguf $f: no such file"
+    label="$(basename "$f" .gguf)"
+    label="${label//[^A-Za-z0-9_.-]/_}"
+    DTYPES+=("$label")
+    MODEL[$label]="$(cd "$(dirname "$f")" && pwd)/$(basename "$f")"
+    GGUF[$label]="${MODEL[$label]}"
+  done
+  BATCHED_BF16=1  # (the batched rows run for every file)
+else
+  make_models
+fi
 
 # ------------------------------------------------------------------------------------------------
 # Offline rows

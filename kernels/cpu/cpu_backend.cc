@@ -122,7 +122,7 @@ void CpuBackend::Embedding(const EmbeddingArgs& a) {
     } else {
       const char* from = static_cast<const char*>(a.table) + static_cast<size_t>(row) * row_bytes;
       if (a.table_format.packed())
-        DequantizePackedRow(a.table_format, from, a.hidden, y);
+        DequantizePackedRow(a.table_format, a.table, row, a.hidden, y);
       else
         ToFloat(a.table_format.dtype, from, y, a.hidden);
     }

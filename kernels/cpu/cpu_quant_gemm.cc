@@ -9,9 +9,7 @@
 
 namespace strata {
 
-using packed::I8Block;
 using packed::kBlock;
-using packed::U4Block;
 using packed::XBlock;
 
 void QuantizeActivations(const float* x, int m, int k, XBlock* out) {
@@ -25,28 +23,17 @@ void QuantizeActivations(const float* x, int m, int k, XBlock* out) {
       o.d = amax / 127.f;
       const float inv = amax > 0 ? 127.f / amax : 0.f;
       int sum = 0;
-      for (int j = 0; j < kBlock; ++j) {
-        o.q[j] = static_cast<int8_t>(std::lround(v[j] * inv));
+      for (int j = 0; j < kBlock; ++j) {  // to nearest (even on ties), in registers
+        o.q[j] = static_cast<int8_t>(static_cast<int>(std::nearbyint(v[j] * inv)));
         sum += o.q[j];
       }
+      o.s = o.d * static_cast<float>(sum);
       o.sum = sum;
     }
 }
 
-void DequantizePackedRow(const WeightFormat& f, const void* row, int k, float* y) {
-  const int blocks = k / kBlock;
-  if (f.ggml_type == WeightFormat::kPackedI8) {
-    const auto* b = static_cast<const I8Block*>(row);
-    for (int i = 0; i < blocks; ++i)
-      for (int j = 0; j < kBlock; ++j) y[i * kBlock + j] = b[i].d * static_cast<float>(b[i].q[j]);
-  } else {
-    const auto* b = static_cast<const U4Block*>(row);
-    for (int i = 0; i < blocks; ++i)
-      for (int j = 0; j < kBlock / 2; ++j) {
-        y[i * kBlock + j] = b[i].d * static_cast<float>(b[i].q[j] & 0xF) + b[i].m;
-        y[i * kBlock + j + 16] = b[i].d * static_cast<float>(b[i].q[j] >> 4) + b[i].m;
-      }
-  }
+void DequantizePackedRow(const WeightFormat& f, const void* w, int64_t row, int k, float* y) {
+  packed::DequantizeInterleavedRow(f.ggml_type, w, row, k, y);
 }
 
 namespace qgemm {
@@ -54,29 +41,33 @@ namespace qgemm {
 void RowsPortable(uint32_t type, const XBlock* x, int m, const void* w, int n0, int n1, int k, float* y, int64_t ldy,
                   bool accumulate) {
   const int blocks = k / kBlock;
-  for (int r = n0; r < n1; ++r)
+  for (int r = n0; r < n1; ++r) {
+    const int64_t g = r / packed::kGroup;
+    const int j = r % packed::kGroup;
     for (int i = 0; i < m; ++i) {
       const XBlock* xb = x + static_cast<size_t>(i) * blocks;
       float acc = 0;
-      if (type == WeightFormat::kPackedI8) {
-        const I8Block* wb = static_cast<const I8Block*>(w) + static_cast<size_t>(r) * blocks;
-        for (int b = 0; b < blocks; ++b) {
-          int dot = 0;
-          for (int j = 0; j < kBlock; ++j) dot += wb[b].q[j] * xb[b].q[j];
-          acc += wb[b].d * xb[b].d * static_cast<float>(dot);
-        }
-      } else {
-        const U4Block* wb = static_cast<const U4Block*>(w) + static_cast<size_t>(r) * blocks;
-        for (int b = 0; b < blocks; ++b) {
-          int dot = 0;
-          for (int j = 0; j < kBlock / 2; ++j)
-            dot += (wb[b].q[j] & 0xF) * xb[b].q[j] + (wb[b].q[j] >> 4) * xb[b].q[j + 16];
-          acc += wb[b].d * xb[b].d * static_cast<float>(dot) + wb[b].m * xb[b].d * static_cast<float>(xb[b].sum);
+      for (int b = 0; b < blocks; ++b) {
+        int dot = 0;
+        if (type == WeightFormat::kPackedI8) {
+          const packed::I8Group& wg = static_cast<const packed::I8Group*>(w)[g * blocks + b];
+          for (int s = 0; s < 8; ++s)
+            for (int e = 0; e < 4; ++e) dot += wg.q[s * 32 + j * 4 + e] * xb[b].q[4 * s + e];
+          acc += wg.d[j] * xb[b].d * static_cast<float>(dot);
+        } else {
+          const packed::U4Group& wg = static_cast<const packed::U4Group*>(w)[g * blocks + b];
+          for (int s = 0; s < 4; ++s)
+            for (int e = 0; e < 4; ++e) {
+              const uint8_t v = wg.q[s * 32 + j * 4 + e];
+              dot += (v & 0xF) * xb[b].q[4 * s + e] + (v >> 4) * xb[b].q[16 + 4 * s + e];
+            }
+          acc += wg.d[j] * xb[b].d * static_cast<float>(dot) + wg.m[j] * xb[b].s;
         }
       }
       float& out = y[static_cast<int64_t>(i) * ldy + r];
       out = accumulate ? out + acc : acc;
     }
+  }
 }
 
 // Weight rows per part: a multiple of this, so that threads split evenly.

@@ -5,11 +5,12 @@
 // block's product is an exact integer dot product, scaled by the two block scales (and for U4
 // the block minimum times the activations' block sum) and summed in float.
 //
-// Work is split by weight rows over `threads` threads of the one OpenMP pool; each thread reads
-// its weight rows once per tile of 32 activation rows (once per call while m <= 32, so a decode
-// step streams the weights once whatever the batch), the tile staying in L1 cache. The
-// instruction set is the caller's choice (DetectCpuIsa): AVX2 (vpmaddubsw), AVX-512 with VNNI
-// (vpdpbusd on 256-bit lanes; AVX2's code where the CPU has no VNNI) or portable C++.
+// W is interleaved in groups of 8 rows (packed_blocks.h). Work is split by whole groups over
+// `threads` threads of the one OpenMP pool; each thread reads its weight groups once per tile of
+// 32 activation rows (once per call while m <= 32, so a decode step streams the weights once
+// whatever the batch), the tile staying in L1 cache. The instruction set is the caller's choice
+// (DetectCpuIsa): AVX2 (vpmaddubsw), AVX-512 with VNNI (vpdpbusd on 256-bit lanes; AVX2's code
+// where the CPU has no VNNI) or portable C++.
 #pragma once
 
 #include <cstdint>
@@ -26,11 +27,12 @@ void QuantGemm(CpuIsa isa, const WeightFormat& w_format, const float* x, int m, 
 // m rows of k activations (k a multiple of 32) as m x k/32 blocks.
 void QuantizeActivations(const float* x, int m, int k, packed::XBlock* out);
 
-// One packed row of k elements as floats (d q, d q + m).
-void DequantizePackedRow(const WeightFormat& f, const void* row, int k, float* y);
+// Row `row` of a packed (interleaved) matrix of k columns as floats (d q, d q + m).
+void DequantizePackedRow(const WeightFormat& f, const void* w, int64_t row, int k, float* y);
 
 namespace qgemm {
-// Weight rows [n0, n1) against activation rows [0, m) (m <= kTileRows), per instruction set.
+// Weight rows [n0, n1) (n0 a multiple of 8) against activation rows [0, m) (m <= kTileRows), per
+// instruction set.
 void RowsPortable(uint32_t type, const packed::XBlock* x, int m, const void* w, int n0, int n1, int k, float* y,
                   int64_t ldy, bool accumulate);
 void RowsAvx2(uint32_t type, const packed::XBlock* x, int m, const void* w, int n0, int n1, int k, float* y,

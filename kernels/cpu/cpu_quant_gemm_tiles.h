@@ -1,84 +1,122 @@
 // File: kernels/cpu/cpu_quant_gemm_tiles.h
-// The packed-weight row kernel on 256-bit integer lanes, included by cpu_quant_gemm_avx2.cc and
-// cpu_quant_gemm_avx512.cc, each compiled for its own instruction set. `Dot` gives the eight
-// 32-bit sums of products of 32 unsigned bytes (weights) with 32 signed bytes (activations):
-// vpmaddubsw + vpmaddwd on AVX2, vpdpbusd with VNNI. Four activation rows share each weight
-// block as it is loaded and unpacked.
+// The packed-weight kernel on 256-bit integer lanes, included by cpu_quant_gemm_avx2.cc and
+// cpu_quant_gemm_avx512.cc, each compiled for its own instruction set. Weights are interleaved in
+// groups of 8 rows (packed_blocks.h): lane j of a 256-bit register holds 4 consecutive quants of
+// row j, so one integer multiply-add against 4 activation bytes broadcast to every lane advances
+// the 8 rows' dot products at once, and a group's 8 outputs leave in one store (no horizontal
+// sums). `Dot` adds to each 32-bit lane the four products of unsigned weight bytes and signed
+// activation bytes: vpdpbusd with VNNI, vpmaddubsw + vpmaddwd on AVX2 (its 16-bit pair sums stay
+// below 32768: |w| <= 128 and |x| <= 127, or w <= 15).
 #pragma once
 
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "runtime/base/packed_blocks.h"
 #include "runtime/base/weight_format.h"
 
 namespace strata::qgemm {
 
-inline float HorizontalSum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
+inline __m256i Broadcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
 }
 
-template <int R, class Dot>
-inline void RowTile(uint32_t type, const packed::XBlock* x, int blocks, const void* w_row, float* y, int64_t ldy,
-                    bool accumulate, Dot dot) {
-  __m256 acc[R];
-  float min_term[R];
-  for (int r = 0; r < R; ++r) {
-    acc[r] = _mm256_setzero_ps();
-    min_term[r] = 0;
+// Writes (or adds) the 8 outputs of a group for one activation row; `valid` of them are real rows.
+inline void StoreGroup(__m256 v, float* y, int valid, bool accumulate) {
+  if (valid == packed::kGroup) {
+    if (accumulate) v = _mm256_add_ps(v, _mm256_loadu_ps(y));
+    _mm256_storeu_ps(y, v);
+    return;
   }
+  alignas(32) float lanes[packed::kGroup];
+  _mm256_store_ps(lanes, v);
+  for (int j = 0; j < valid; ++j) y[j] = accumulate ? y[j] + lanes[j] : lanes[j];
+}
+
+// One group of 8 weight rows against R activation rows (R independent accumulators).
+template <int R, class Dot>
+inline void GroupTile(uint32_t type, const packed::XBlock* x, int blocks, const void* group, float* y, int64_t ldy,
+                      int valid, bool accumulate, Dot dot) {
+  __m256 acc[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   if (type == WeightFormat::kPackedI8) {
-    const auto* wb = static_cast<const packed::I8Block*>(w_row);
+    const auto* wg = static_cast<const packed::I8Group*>(group);
     for (int b = 0; b < blocks; ++b) {
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb[b].q));
-      const __m256i magnitude = _mm256_sign_epi8(q, q);  // |q| as unsigned bytes; x takes q's sign
+      const packed::I8Group& w = wg[b];
+      __m256i magnitude[8], sign[8];
+#pragma GCC unroll 8
+      for (int s = 0; s < 8; ++s) {
+        sign[s] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.q + 32 * s));
+        magnitude[s] = _mm256_sign_epi8(sign[s], sign[s]);  // |w| as unsigned bytes; x takes w's sign
+      }
+      const __m256 d = _mm256_loadu_ps(w.d);
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const packed::XBlock& xb = x[static_cast<size_t>(r) * blocks + b];
-        const __m256i xs = _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.q)), q);
-        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(wb[b].d * xb.d), _mm256_cvtepi32_ps(dot(magnitude, xs)), acc[r]);
+        __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s += 2) {
+          s0 = dot(s0, magnitude[s], _mm256_sign_epi8(Broadcast4(xb.q + 4 * s), sign[s]));
+          s1 = dot(s1, magnitude[s + 1], _mm256_sign_epi8(Broadcast4(xb.q + 4 * s + 4), sign[s + 1]));
+        }
+        const __m256 sum = _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1));
+        acc[r] = _mm256_fmadd_ps(sum, _mm256_mul_ps(d, _mm256_set1_ps(xb.d)), acc[r]);
       }
     }
   } else {
-    const auto* wb = static_cast<const packed::U4Block*>(w_row);
+    const auto* wg = static_cast<const packed::U4Group*>(group);
     const __m256i low = _mm256_set1_epi8(0x0F);
     for (int b = 0; b < blocks; ++b) {
-      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb[b].q));
-      // Elements 0..15 (low nibbles) in the low lane, 16..31 (high nibbles) in the high one.
-      const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+      const packed::U4Group& w = wg[b];
+      __m256i q[8];  // q[s]: elements 4s..4s+3 (s < 4) and 16 + 4(s-4).. (s >= 4) of each row
+#pragma GCC unroll 4
+      for (int s = 0; s < 4; ++s) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.q + 32 * s));
+        q[s] = _mm256_and_si256(v, low);
+        q[s + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+      }
+      const __m256 d = _mm256_loadu_ps(w.d), m = _mm256_loadu_ps(w.m);
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const packed::XBlock& xb = x[static_cast<size_t>(r) * blocks + b];
-        const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.q));
-        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(wb[b].d * xb.d), _mm256_cvtepi32_ps(dot(q, xq)), acc[r]);
-        min_term[r] += wb[b].m * xb.d * static_cast<float>(xb.sum);
+        __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int s = 0; s < 4; ++s) {
+          s0 = dot(s0, q[s], Broadcast4(xb.q + 4 * s));
+          s1 = dot(s1, q[s + 4], Broadcast4(xb.q + 16 + 4 * s));
+        }
+        const __m256 sum = _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1));
+        acc[r] = _mm256_fmadd_ps(sum, _mm256_mul_ps(d, _mm256_set1_ps(xb.d)), acc[r]);
+        acc[r] = _mm256_fmadd_ps(m, _mm256_set1_ps(xb.s), acc[r]);
       }
     }
   }
-  for (int r = 0; r < R; ++r) {
-    float& out = y[r * ldy];
-    const float v = HorizontalSum(acc[r]) + min_term[r];
-    out = accumulate ? out + v : v;
-  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) StoreGroup(acc[r], y + r * ldy, valid, accumulate);
 }
 
+// Weight rows [n0, n1) (n0 a multiple of 8) against activation rows [0, m).
 template <class Dot>
 inline void Rows(uint32_t type, const packed::XBlock* x, int m, const void* w, int n0, int n1, int k, float* y,
                  int64_t ldy, bool accumulate, Dot dot) {
   const int blocks = k / packed::kBlock;
-  const size_t row_bytes = static_cast<size_t>(blocks) *
-                           (type == WeightFormat::kPackedI8 ? sizeof(packed::I8Block) : sizeof(packed::U4Block));
-  for (int n = n0; n < n1; ++n) {
-    const void* row = static_cast<const char*>(w) + n * row_bytes;
+  const size_t group_bytes = static_cast<size_t>(blocks) *
+                             (type == WeightFormat::kPackedI8 ? sizeof(packed::I8Group) : sizeof(packed::U4Group));
+  for (int n = n0; n < n1; n += packed::kGroup) {
+    const void* group = static_cast<const char*>(w) + (n / packed::kGroup) * group_bytes;
+    const int valid = std::min(packed::kGroup, n1 - n);
     int i = 0;
-    for (; i + 4 <= m; i += 4)
-      RowTile<4>(type, x + static_cast<size_t>(i) * blocks, blocks, row, y + i * ldy + n, ldy, accumulate, dot);
+    for (; i + 4 <= m; i += 4)  // four activation rows share each unpacked weight block
+      GroupTile<4>(type, x + static_cast<size_t>(i) * blocks, blocks, group, y + i * ldy + n, ldy, valid, accumulate, dot);
     switch (m - i) {
-      case 3: RowTile<3>(type, x + static_cast<size_t>(i) * blocks, blocks, row, y + i * ldy + n, ldy, accumulate, dot); break;
-      case 2: RowTile<2>(type, x + static_cast<size_t>(i) * blocks, blocks, row, y + i * ldy + n, ldy, accumulate, dot); break;
-      case 1: RowTile<1>(type, x + static_cast<size_t>(i) * blocks, blocks, row, y + i * ldy + n, ldy, accumulate, dot); break;
+      case 3: GroupTile<3>(type, x + static_cast<size_t>(i) * blocks, blocks, group, y + i * ldy + n, ldy, valid, accumulate, dot); break;
+      case 2: GroupTile<2>(type, x + static_cast<size_t>(i) * blocks, blocks, group, y + i * ldy + n, ldy, valid, accumulate, dot); break;
+      case 1: GroupTile<1>(type, x + static_cast<size_t>(i) * blocks, blocks, group, y + i * ldy + n, ldy, valid, accumulate, dot); break;
       default: break;
     }
   }

@@ -1,23 +1,30 @@
 // File: runtime/base/packed_blocks.h
 // Strata's in-memory layouts for block-quantized weight matrices (WeightFormat::PackedI8 and
 // PackedU4), and for activations quantized to 8 bits per block of 32. GGUF blocks are repacked
-// into these once at load (ggml_blocks.h, PackGgmlRow): scales widened to float so the kernels
-// never convert a half, every format reduced to one of two shapes so that one kernel per
-// instruction set serves them all. A row of k elements is k / 32 blocks, one after the other.
+// into these once at load (ggml_blocks.h, PackGgml): scales widened to float so the kernels never
+// convert a half, every format reduced to one of two shapes so that one kernel per instruction
+// set serves them all.
+//
+// A matrix is first written row by row (I8Block / U4Block, k / 32 per row), then interleaved
+// (InterleaveRows) into groups of 8 rows: a group's block b holds the 8 rows' scales side by side
+// and their quants so that 4 consecutive elements of row j sit in 32-bit lane j of a 256-bit
+// register; one integer multiply-add of such a register by 4 activation bytes broadcast to every
+// lane (vpdpbusd) advances 8 output rows at once. The last group is padded with zero rows.
 #pragma once
 
 #include <cstdint>
 
 namespace strata::packed {
 
-constexpr int kBlock = 32;
+constexpr int kBlock = 32;  // elements per block
+constexpr int kGroup = 8;   // rows per interleaved group
 
+// Row-major forms (what repacking and quantizing write first).
 // w[i] = d * q[i]  (Q8_0, Q5_0).
 struct I8Block {
   float d;
   int8_t q[kBlock];
 };
-
 // w[i] = d * q(i) + m, q in 0..15: element i < 16 in the low nibble of q[i], element i + 16 in
 // its high nibble, as ggml's Q4_0/Q4_1 (Q4_0: m = -8 d; Q4_K: each sub-block of 32 with its
 // d x scale and -dmin x min).
@@ -27,13 +34,37 @@ struct U4Block {
   uint8_t q[kBlock / 2];
 };
 
-// An activation block: x[i] ~ d * q[i], q[i] in -127..127, sum = the sum of q.
-struct XBlock {
-  float d;
-  int32_t sum;
-  int8_t q[kBlock];
+// Interleaved forms: block b of rows 8g..8g+7.
+// q[s * 32 + j * 4 + e] = element 4 s + e of row j (s < 8).
+struct I8Group {
+  float d[kGroup];
+  int8_t q[kGroup * kBlock];
+};
+// q[s * 32 + j * 4 + e]: element 4 s + e of row j in the low nibble, element 16 + 4 s + e in the
+// high one (s < 4).
+struct U4Group {
+  float d[kGroup];
+  float m[kGroup];
+  uint8_t q[kGroup * kBlock / 2];
 };
 
-static_assert(sizeof(I8Block) == 36 && sizeof(U4Block) == 24 && sizeof(XBlock) == 40, "packed layouts");
+// An activation block: x[i] ~ d * q[i], q[i] in -127..127; s = d x the sum of q (what a U4
+// block's minimum multiplies); sum = the sum of q.
+struct XBlock {
+  float d;
+  float s;
+  int8_t q[kBlock];
+  int32_t sum;
+};
+
+static_assert(sizeof(I8Block) == 36 && sizeof(U4Block) == 24 && sizeof(I8Group) == 8 * 36 &&
+                  sizeof(U4Group) == 8 * 24 && sizeof(XBlock) == 44,
+              "packed layouts");
+
+// `type` is WeightFormat::kPackedI8 or kPackedU4. `rows`: n rows of k / 32 row-major blocks;
+// `groups`: ceil(n / 8) groups of k / 32 interleaved blocks.
+void InterleaveRows(uint32_t type, const void* rows, int64_t n, int64_t k, void* groups);
+// Row r of an interleaved matrix as k floats.
+void DequantizeInterleavedRow(uint32_t type, const void* groups, int64_t r, int64_t k, float* y);
 
 }  // namespace strata::packed

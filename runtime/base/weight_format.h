@@ -28,8 +28,12 @@ struct WeightFormat {
   static WeightFormat PackedU4() { return {kPackedU4, DType::kF32, 32, 24, "U4x32"}; }
   bool plain() const { return ggml_type == kPlain; }
   bool packed() const { return ggml_type == kPackedI8 || ggml_type == kPackedU4; }
-  // Bytes of a [rows, cols] tensor (cols a multiple of block_elems).
-  int64_t Bytes(int64_t rows, int64_t cols) const { return rows * (cols / block_elems) * block_bytes; }
+  // Bytes of a [rows, cols] tensor (cols a multiple of block_elems); packed layouts hold whole
+  // groups of 8 rows (packed_blocks.h).
+  int64_t Bytes(int64_t rows, int64_t cols) const {
+    const int64_t held = packed() ? (rows + 7) / 8 * 8 : rows;
+    return held * (cols / block_elems) * block_bytes;
+  }
   // "F32", "BF16", "Q4_K".
   std::string Name() const { return plain() ? DTypeName(dtype) : block_name; }
   bool operator==(const WeightFormat& o) const {

@@ -198,7 +198,7 @@ absl::Status Checkpoint::CopyPacked(const std::string& name, const std::vector<i
     return absl::InvalidArgumentError(absl::StrCat(e->path, ": tensor '", name, "' (", f.Name(), "): block [", row_begin,
                                                    "+", row_count, ", ", col_begin, "+", col_count,
                                                    ") is not whole blocks of a packable type in ", ShapeString(shape)));
-  const int64_t row_bytes = f.Bytes(1, cols), out_row_bytes = to.Bytes(1, col_count);
+  const int64_t row_bytes = f.Bytes(1, cols), out_row_bytes = col_count / to.block_elems * to.block_bytes;
   for (int64_t r = 0; r < row_count; ++r) {
     const uint8_t* src = e->data + e->SourceRow(row_begin + r) * row_bytes + col_begin / f.block_elems * f.block_bytes;
     RETURN_IF_ERROR(PackGgml(f.ggml_type, src, col_count, static_cast<char*>(dst) + r * out_row_bytes));

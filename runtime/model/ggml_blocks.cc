@@ -1,5 +1,7 @@
 #include "runtime/model/ggml_blocks.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -207,6 +209,34 @@ void PutNibbles(const uint8_t* v, uint8_t* q) {
 }
 
 }  // namespace
+
+void QuantizeToPacked(const float* src, int64_t elems, const WeightFormat& f, void* dst) {
+  for (int64_t i = 0; i < elems / packed::kBlock; ++i) {
+    const float* x = src + i * packed::kBlock;
+    if (f.ggml_type == WeightFormat::kPackedI8) {
+      auto& b = static_cast<packed::I8Block*>(dst)[i];
+      float amax = 0;
+      for (int j = 0; j < packed::kBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
+      b.d = amax / 127.f;
+      const float inv = b.d > 0 ? 1.f / b.d : 0.f;
+      for (int j = 0; j < packed::kBlock; ++j) b.q[j] = static_cast<int8_t>(std::lround(x[j] * inv));
+    } else {
+      auto& b = static_cast<packed::U4Block*>(dst)[i];
+      float lo = x[0], hi = x[0];
+      for (int j = 1; j < packed::kBlock; ++j) {
+        lo = std::min(lo, x[j]);
+        hi = std::max(hi, x[j]);
+      }
+      b.d = (hi - lo) / 15.f;
+      b.m = lo;
+      const float inv = b.d > 0 ? 1.f / b.d : 0.f;
+      uint8_t v[packed::kBlock];
+      for (int j = 0; j < packed::kBlock; ++j)
+        v[j] = static_cast<uint8_t>(std::min(15L, std::max(0L, std::lround((x[j] - lo) * inv))));
+      PutNibbles(v, b.q);
+    }
+  }
+}
 
 absl::Status PackGgml(uint32_t type_id, const uint8_t* src, int64_t elems, void* dst) {
   const GgmlType* t = FindGgmlType(type_id);

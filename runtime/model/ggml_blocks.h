@@ -39,6 +39,11 @@ WeightFormat PackedFormatFor(uint32_t type_id);
 // the same values (Q4_0's (q - 8) d as d q - 8 d, which may round differently in the last bit).
 absl::Status PackGgml(uint32_t type_id, const uint8_t* src, int64_t elems, void* dst);
 
+// Quantizes `elems` floats (whole blocks of 32) into a packed layout, as llama.cpp's reference
+// quantizers do: PackedI8 as Q8_0 (d = max|x| / 127, q = round(x / d)), PackedU4 as Q4_1
+// (m = min, d = (max - min) / 15, q = round((x - m) / d)); the scales stay float.
+void QuantizeToPacked(const float* src, int64_t elems, const WeightFormat& packed, void* dst);
+
 // Writes `elems` floats (a multiple of the block) dequantized from `src` (GgmlBytes of them).
 absl::Status DequantizeGgml(uint32_t type_id, const uint8_t* src, int64_t elems, float* dst);
 

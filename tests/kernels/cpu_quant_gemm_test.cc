@@ -1,6 +1,6 @@
 // The packed-weight kernels against independent recomputes:
-//   * PackGgml: every packable GGUF type, seeded random blocks, repacked and read back
-//     (DequantizePackedRow) equal to DequantizeGgml, ggml's reference dequantization;
+//   * PackGgml: every packable GGUF type, seeded random blocks, repacked, interleaved and read
+//     back (DequantizePackedRow) equal to DequantizeGgml, ggml's reference dequantization;
 //   * QuantGemm on every instruction set this CPU runs, both layouts, over shapes that hit
 //     block, tile and thread edges (1-300 activation rows, with and without accumulate, 1-3
 //     threads): equal, to float rounding, to a double-precision recompute of
@@ -54,7 +54,10 @@ TEST(PackGgml, EveryPackableTypeReadsBackAsGgmlDequantizes) {
     ASSERT_TRUE(PackGgml(type, raw.data(), k, packed.data()).ok());
     std::vector<float> want(k), got(k);
     ASSERT_TRUE(DequantizeGgml(type, raw.data(), k, want.data()).ok());
-    DequantizePackedRow(f, packed.data(), k, got.data());
+    // One row, interleaved into a group as the kernels read it, read back.
+    std::vector<uint8_t> group(static_cast<size_t>(f.Bytes(1, k)));
+    packed::InterleaveRows(f.ggml_type, packed.data(), 1, k, group.data());
+    DequantizePackedRow(f, group.data(), 0, k, got.data());
     for (int i = 0; i < k; ++i) {
       // Q4_0's (q - 8) d becomes d q - 8 d: one more rounding.
       const float tol = type == 2 ? 2 * std::numeric_limits<float>::epsilon() * std::fabs(want[i]) + 1e-12f : 0.f;
@@ -84,7 +87,7 @@ TEST(QuantGemm, EveryPathMatchesADoubleRecompute) {
         for (bool accumulate : {false, true})
           for (int threads : {1, 2, 3}) {
             const int blocks = s.k / 32;
-            std::vector<uint8_t> w(static_cast<size_t>(f.Bytes(s.n, s.k)));
+            std::vector<uint8_t> w(static_cast<size_t>(s.n) * blocks * f.block_bytes);  // row-major blocks
             std::vector<double> wf(static_cast<size_t>(s.n) * s.k);
             for (int r = 0; r < s.n; ++r)
               for (int b = 0; b < blocks; ++b) {
@@ -112,7 +115,16 @@ TEST(QuantGemm, EveryPathMatchesADoubleRecompute) {
             const std::vector<float> y0 = y;
             std::vector<packed::XBlock> xq(static_cast<size_t>(s.m) * blocks);
             QuantizeActivations(x.data(), s.m, s.k, xq.data());
-            QuantGemm(isa, f, x.data(), s.m, w.data(), s.n, s.k, y.data(), accumulate, threads);
+            std::vector<uint8_t> groups(static_cast<size_t>(f.Bytes(s.n, s.k)));
+            packed::InterleaveRows(f.ggml_type, w.data(), s.n, s.k, groups.data());
+            if (threads == 1 && !accumulate) {  // the interleaved rows read back as written
+              std::vector<float> row(s.k);
+              const int r = s.n - 1;
+              DequantizePackedRow(f, groups.data(), r, s.k, row.data());
+              for (int c = 0; c < s.k; ++c)
+                ASSERT_NEAR(row[c], wf[static_cast<size_t>(r) * s.k + c], 1e-6 * std::fabs(wf[static_cast<size_t>(r) * s.k + c]) + 1e-9);
+            }
+            QuantGemm(isa, f, x.data(), s.m, groups.data(), s.n, s.k, y.data(), accumulate, threads);
             for (int i = 0; i < s.m; ++i)
               for (int r = 0; r < s.n; ++r) {
                 double exact = 0, quant = 0, magnitude = 0;

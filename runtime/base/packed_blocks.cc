@@ -1,0 +1,61 @@
+#include "runtime/base/packed_blocks.h"
+
+#include <cstring>
+
+#include "runtime/base/weight_format.h"
+
+namespace strata::packed {
+
+void InterleaveRows(uint32_t type, const void* rows, int64_t n, int64_t k, void* groups) {
+  const int64_t blocks = k / kBlock, ngroups = (n + kGroup - 1) / kGroup;
+  for (int64_t g = 0; g < ngroups; ++g)
+    for (int64_t b = 0; b < blocks; ++b) {
+      if (type == WeightFormat::kPackedI8) {
+        I8Group& out = static_cast<I8Group*>(groups)[g * blocks + b];
+        std::memset(&out, 0, sizeof(out));
+        for (int j = 0; j < kGroup && g * kGroup + j < n; ++j) {
+          const I8Block& in = static_cast<const I8Block*>(rows)[(g * kGroup + j) * blocks + b];
+          out.d[j] = in.d;
+          for (int s = 0; s < kBlock / 4; ++s)
+            for (int e = 0; e < 4; ++e) out.q[s * 32 + j * 4 + e] = in.q[4 * s + e];
+        }
+      } else {
+        U4Group& out = static_cast<U4Group*>(groups)[g * blocks + b];
+        std::memset(&out, 0, sizeof(out));
+        for (int j = 0; j < kGroup && g * kGroup + j < n; ++j) {
+          const U4Block& in = static_cast<const U4Block*>(rows)[(g * kGroup + j) * blocks + b];
+          out.d[j] = in.d;
+          out.m[j] = in.m;
+          // Row-major: element i < 16 is the low nibble of q[i], element i + 16 its high nibble.
+          for (int s = 0; s < 4; ++s)
+            for (int e = 0; e < 4; ++e) {
+              const int i = 4 * s + e;  // < 16
+              out.q[s * 32 + j * 4 + e] = in.q[i];  // low: element i, high: element 16 + i
+            }
+        }
+      }
+    }
+}
+
+void DequantizeInterleavedRow(uint32_t type, const void* groups, int64_t r, int64_t k, float* y) {
+  const int64_t blocks = k / kBlock, g = r / kGroup;
+  const int j = static_cast<int>(r % kGroup);
+  for (int64_t b = 0; b < blocks; ++b) {
+    float* out = y + b * kBlock;
+    if (type == WeightFormat::kPackedI8) {
+      const I8Group& in = static_cast<const I8Group*>(groups)[g * blocks + b];
+      for (int s = 0; s < kBlock / 4; ++s)
+        for (int e = 0; e < 4; ++e) out[4 * s + e] = in.d[j] * static_cast<float>(in.q[s * 32 + j * 4 + e]);
+    } else {
+      const U4Group& in = static_cast<const U4Group*>(groups)[g * blocks + b];
+      for (int s = 0; s < 4; ++s)
+        for (int e = 0; e < 4; ++e) {
+          const uint8_t v = in.q[s * 32 + j * 4 + e];
+          out[4 * s + e] = in.d[j] * static_cast<float>(v & 0xF) + in.m[j];
+          out[16 + 4 * s + e] = in.d[j] * static_cast<float>(v >> 4) + in.m[j];
+        }
+    }
+  }
+}
+
+}  // namespace strata::packed
