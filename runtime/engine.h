@@ -23,38 +23,13 @@
 #include "runtime/sampler.h"
 #include "runtime/scheduler.h"
 #include "runtime/step_message.h"
+#include "runtime/engine_options.h"
+#include "runtime/kv_budget.h"
 #include "runtime/model/checkpoint.h"
 #include "runtime/weights.h"
 
 namespace strata {
 
-struct EngineOptions {
-  BackendOptions backend;
-  std::string kv_dtype = "auto";  // auto = the checkpoint's torch_dtype
-  // KV bytes per rank; 0: DefaultKvBudget (max_seqs full contexts, capped). The CPU backend maps
-  // KV memory lazily, so only what sequences fill is resident.
-  int64_t kv_memory_bytes = 0;
-  // > 0: size the KV cache from the device instead: this fraction of rank 0's free device
-  // memory, shared among the ranks on that device, less the largest stage's weights per rank and
-  // an activation reserve (vLLM's gpu_memory_utilization). The CPU backend's device memory is the
-  // host's.
-  double gpu_memory_fraction = 0;
-  int block_size = 16;
-  int max_seqs = 256;  // sequences running at once
-  int max_batched_tokens = 2048;  // tokens per micro-batch step (prefill is chunked to fit)
-  int tp = 1;          // tensor-parallel ranks (heads split across them)
-  int pp = 1;          // pipeline stages
-  // Forced layer ranges per stage ("0-5,6-11"), for comparing plans; empty: the planner's own.
-  std::string partition;
-  // Reuse cached KV blocks of identical prompt prefixes (vLLM's automatic prefix caching), for
-  // models where that is exact (PrefixCachingRefusal says when it is not).
-  bool enable_prefix_caching = true;
-  // Hold block-quantized (GGUF) weights dequantized to floats instead of packed: the exact
-  // reference the 8-bit-activation kernels are compared with.
-  bool dequantize_weights = false;
-  // Quantize a float checkpoint's matrices at load: "q8_0" or "q4_1" ("" or "none": keep them).
-  std::string quantization;
-};
 
 // Why prefix caching would not reproduce a fresh prefill's rows for this model, or "" when it
 // does. Rows of a paged bank at a position depend only on the tokens up to it, which is what a
@@ -76,18 +51,6 @@ struct EngineStats {
   int max_in_flight = 0;  // most micro-batch steps launched and not yet completed at once
   int peak_running = 0;   // most sequences admitted at once (the batch the KV cache allowed)
 };
-
-// The per-rank KV budget --gpu-memory-fraction gives (see EngineOptions).
-absl::StatusOr<int64_t> KvBudgetFromDevice(const ModelSpec& spec, const EngineOptions& o, PlannerOptions po,
-                                           HostComm* world, Backend* backend);
-// Bytes per rank that hold o.max_seqs sequences of the model's full context on the fullest stage
-// (the default budget before any cap; plan and inspect show it).
-absl::StatusOr<int64_t> ContextKvBudget(const ModelSpec& spec, const EngineOptions& o, const PlannerOptions& po);
-// The default budget (--kv-memory 0): ContextKvBudget, capped on the CPU at half of rank 0's
-// memory shared among the ranks on the host (less weights and activations), on a device backend
-// at 1 GiB (its memory is taken up front); `source` says which, for the startup line.
-absl::StatusOr<int64_t> DefaultKvBudget(const ModelSpec& spec, const EngineOptions& o, const PlannerOptions& po,
-                                        HostComm* world, Backend* backend, std::string* source);
 
 class Engine {
  public:

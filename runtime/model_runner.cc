@@ -9,6 +9,20 @@
 #include "runtime/base/status.h"
 
 namespace strata {
+namespace {
+
+// The one mapping from the model spec's norms and activations to the kernels'.
+NormType KernelNorm(NormKind k) { return k == NormKind::kLayerNorm ? NormType::kLayerNorm : NormType::kRmsNorm; }
+ActivationType KernelActivation(Activation a) {
+  switch (a) {
+    case Activation::kGeluErf: return ActivationType::kGeluErf;
+    case Activation::kGeluTanh: return ActivationType::kGeluTanh;
+    case Activation::kSwiGlu: return ActivationType::kSwiGlu;
+  }
+  return ActivationType::kSwiGlu;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelSpec& spec, const ModelWeights& weights,
                                                                   Backend* backend, KvStorage* kv,
@@ -51,7 +65,7 @@ ModelRunner::ModelRunner(const ModelSpec& spec, const ModelWeights& weights, Bac
       local_intermediate_(static_cast<int>(placement.plan->layout.mlp_columns(slice_).count)),
       backend_(backend),
       kv_(kv),
-      layout_(kv->layout()),
+      kv_layout_(kv->layout()),
       plan_(IterationPlan(spec)) {}
 
 
@@ -77,9 +91,9 @@ absl::Status ModelRunner::EnsureWorkspace(int tokens, int seqs, int max_blocks) 
     step_k_.clear();
     step_v_.clear();
     size_t widest = 0;
-    for (const KvBank& b : layout_.banks) widest = std::max(widest, static_cast<size_t>(b.num_kv_heads) * b.head_dim);
-    RETURN_IF_ERROR(alloc(&wire_, std::max<size_t>(1, t * widest * DTypeSize(layout_.dtype))));
-    for (const KvBank& b : layout_.banks) {
+    for (const KvBank& b : kv_layout_.banks) widest = std::max(widest, static_cast<size_t>(b.num_kv_heads) * b.head_dim);
+    RETURN_IF_ERROR(alloc(&wire_, std::max<size_t>(1, t * widest * DTypeSize(kv_layout_.dtype))));
+    for (const KvBank& b : kv_layout_.banks) {
       const size_t row = static_cast<size_t>(b.num_kv_heads) * b.head_dim * 4;
       step_k_.emplace_back();
       step_v_.emplace_back();
@@ -96,7 +110,7 @@ absl::Status ModelRunner::EnsureWorkspace(int tokens, int seqs, int max_blocks) 
     RETURN_IF_ERROR(alloc(&last_rows_, s * 4));
     RETURN_IF_ERROR(alloc(&last_, s * spec_.hidden_size * 4));
     RETURN_IF_ERROR(alloc(&logits_, s * w_.vocab_rows_padded * 4));
-    RETURN_IF_ERROR(alloc(&logits_all_, s * w_.vocab_rows_padded * layout().tp() * 4));
+    RETURN_IF_ERROR(alloc(&logits_all_, s * w_.vocab_rows_padded * parallel_layout().tp() * 4));
     capacity_seqs_ = seqs;
   }
   const size_t table = static_cast<size_t>(seqs) * max_blocks;
@@ -120,8 +134,8 @@ absl::Status ModelRunner::Prepare(const std::vector<SequenceStep>& seqs) {
       return absl::OutOfRangeError(absl::StrCat("sequence ", s, " reaches position ", end,
                                                 " beyond max_position_embeddings ",
                                                 spec_.max_position_embeddings));
-    if (layout_.has_paged_banks() &&
-        static_cast<int64_t>(q.blocks.size()) * layout_.block_size < end)
+    if (kv_layout_.has_paged_banks() &&
+        static_cast<int64_t>(q.blocks.size()) * kv_layout_.block_size < end)
       return absl::InternalError(absl::StrCat("sequence ", s, ": block table too short for ", end, " tokens"));
     for (int b : q.blocks)
       if (b < 0 || b >= kv_->capacity().num_blocks)
@@ -177,9 +191,9 @@ void ModelRunner::RunLayer(int l, int T) {
   const LayerSpec& ls = spec_.layers[l];
   const LayerWeights& w = w_.layers[l];
   const int h = spec_.hidden_size, qd = local_heads_ * spec_.head_dim, I = local_intermediate_;
-  const NormType nt = spec_.norm == NormKind::kLayerNorm ? NormType::kLayerNorm : NormType::kRmsNorm;
-  const int bank = layout_.bank_of_layer[l];
-  const KvBank& kb = layout_.banks[bank];
+  const NormType nt = KernelNorm(spec_.norm);
+  const int bank = kv_layout_.bank_of_layer[l];
+  const KvBank& kb = kv_layout_.banks[bank];
   const int kvd = kb.num_kv_heads * kb.head_dim;
   // Row-parallel biases are added by slice 0 only, so the all-reduce adds them once.
   const bool bias_here = slice_ == 0;
@@ -236,12 +250,11 @@ void ModelRunner::RunLayer(int l, int T) {
   if (spec_.activation == Activation::kSwiGlu) {
     linear(a2_.f32(), w.up_w, w.up_b.f32(), mlp2_.f32(), 2 * I, h);
     backend_->Activation(
-        {.type = ActivationType::kSwiGlu, .x = mlp2_.f32(), .y = mlp_.f32(), .rows = T, .cols = I});
+        {.type = KernelActivation(spec_.activation), .x = mlp2_.f32(), .y = mlp_.f32(), .rows = T, .cols = I});
   } else {
     linear(a2_.f32(), w.up_w, w.up_b.f32(), mlp_.f32(), I, h);
-    const ActivationType gelu =
-        spec_.activation == Activation::kGeluErf ? ActivationType::kGeluErf : ActivationType::kGeluTanh;
-    backend_->Activation({.type = gelu, .x = mlp_.f32(), .y = mlp_.f32(), .rows = T, .cols = I});
+    backend_->Activation(
+        {.type = KernelActivation(spec_.activation), .x = mlp_.f32(), .y = mlp_.f32(), .rows = T, .cols = I});
   }
   // MLP down projection (row-parallel). With a parallel residual it joins the attention partial
   // sum, so one all-reduce serves the whole layer.
@@ -259,7 +272,7 @@ absl::Status ModelRunner::RunSegment(const PlanSegment& seg, int passes, int T) 
   const size_t xbytes = static_cast<size_t>(T) * spec_.hidden_size * 4;
   auto in_block_upward_edge = [&](const TransferEdge& e) {
     return e.upward && e.producer_layer >= seg.first_layer && e.producer_layer <= seg.last_layer &&
-           layout().stage_of_layer(seg.first_layer) <= e.to_stage;
+           parallel_layout().stage_of_layer(seg.first_layer) <= e.to_stage;
   };
   if (passes > 1) {
     if (!spans_before) backend_->CopyDeviceToDevice(x_block_in_.get(), x_.get(), xbytes);
@@ -268,20 +281,20 @@ absl::Status ModelRunner::RunSegment(const PlanSegment& seg, int passes, int T) 
     std::set<int> targets;
     for (int l = seg.first_layer; l <= seg.last_layer; ++l) {
       const int p = spec_.layers[l].kv_source;
-      if (p > l && layout_.bank_of_layer[p] >= 0) targets.insert(layout_.bank_of_layer[p]);
+      if (p > l && kv_layout_.bank_of_layer[p] >= 0) targets.insert(kv_layout_.bank_of_layer[p]);
     }
     for (int b : targets) {
-      const size_t row = static_cast<size_t>(layout_.banks[b].num_kv_heads) * layout_.banks[b].head_dim * 4;
+      const size_t row = static_cast<size_t>(kv_layout_.banks[b].num_kv_heads) * kv_layout_.banks[b].head_dim * 4;
       backend_->Zero(step_k_[b].get(), T * row);
       backend_->Zero(step_v_[b].get(), T * row);
     }
   }
   for (int pass = 0; pass < passes; ++pass) {
     if (pass > 0) {
-      if (layout().pp() > 1) {
+      if (parallel_layout().pp() > 1) {
         for (const TransferEdge& e : placement_.plan->edges)
           if (in_block_upward_edge(e) && e.to_stage == me)
-            RETURN_IF_ERROR(RecvRows(layout_.bank_of_layer[e.producer_layer], WorldRank(e.from_stage), T));
+            RETURN_IF_ERROR(RecvRows(kv_layout_.bank_of_layer[e.producer_layer], WorldRank(e.from_stage), T));
       }
       // Each pass restarts from the block's input hidden state (§2.4 step 3).
       if (spans_before) {
@@ -293,10 +306,10 @@ absl::Status ModelRunner::RunSegment(const PlanSegment& seg, int passes, int T) 
     for (int l = lo; l <= hi; ++l) RunLayer(l, T);
     if (pass + 1 < passes) {  // the final pass leaves through the stage's ordinary exit
       if (spans_after) RETURN_IF_ERROR(SendToStage(x_.get(), xbytes, WorldRank(me + 1)));
-      if (layout().pp() > 1) {
+      if (parallel_layout().pp() > 1) {
         for (const TransferEdge& e : placement_.plan->edges)
           if (in_block_upward_edge(e) && e.from_stage == me)
-            RETURN_IF_ERROR(SendRows(layout_.bank_of_layer[e.producer_layer], WorldRank(e.to_stage), T,
+            RETURN_IF_ERROR(SendRows(kv_layout_.bank_of_layer[e.producer_layer], WorldRank(e.to_stage), T,
                                      &edge_bytes_[{e.producer_layer, e.to_stage}]));
       }
     }
@@ -314,11 +327,11 @@ absl::Status ModelRunner::RecvFromStage(void* data, size_t bytes, int peer) {
 }
 
 absl::Status ModelRunner::SendRows(int bank, int peer, int tokens, int64_t* bytes) {
-  const KvBank& b = layout_.banks[bank];
+  const KvBank& b = kv_layout_.banks[bank];
   const size_t n = static_cast<size_t>(tokens) * b.num_kv_heads * b.head_dim;
-  const size_t wire = n * DTypeSize(layout_.dtype);
+  const size_t wire = n * DTypeSize(kv_layout_.dtype);
   for (const DeviceBuffer* src : {&step_k_[bank], &step_v_[bank]}) {
-    backend_->ConvertFromFloat(src->f32(), wire_.get(), layout_.dtype, n);
+    backend_->ConvertFromFloat(src->f32(), wire_.get(), kv_layout_.dtype, n);
     RETURN_IF_ERROR(SendToStage(wire_.get(), wire, peer));
     *bytes += static_cast<int64_t>(wire);
   }
@@ -326,11 +339,11 @@ absl::Status ModelRunner::SendRows(int bank, int peer, int tokens, int64_t* byte
 }
 
 absl::Status ModelRunner::RecvRows(int bank, int peer, int tokens) {
-  const KvBank& b = layout_.banks[bank];
+  const KvBank& b = kv_layout_.banks[bank];
   const size_t n = static_cast<size_t>(tokens) * b.num_kv_heads * b.head_dim;
   for (DeviceBuffer* dst : {&step_k_[bank], &step_v_[bank]}) {
-    RETURN_IF_ERROR(RecvFromStage(wire_.get(), n * DTypeSize(layout_.dtype), peer));
-    backend_->ConvertToFloat(wire_.get(), layout_.dtype, dst->f32(), n);
+    RETURN_IF_ERROR(RecvFromStage(wire_.get(), n * DTypeSize(kv_layout_.dtype), peer));
+    backend_->ConvertToFloat(wire_.get(), kv_layout_.dtype, dst->f32(), n);
   }
   return absl::OkStatus();
 }
@@ -353,7 +366,7 @@ absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceS
   const bool first_stage = first == 0, last_stage = last == spec_.num_layers - 1;
   const int my_stage = stage_;
   // Producer p lives on the stage the plan gives it (this stage when there is only one).
-  auto home = [&](int p) { return layout().stage_of_layer(p); };
+  auto home = [&](int p) { return parallel_layout().stage_of_layer(p); };
 
   if (first_stage) {
     backend_->Embedding({.table = w_.embed.get(), .ids = ids_.i32(), .y = x_.f32(), .tokens = T, .hidden = h,
@@ -366,8 +379,8 @@ absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceS
     input_wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   // Mirrors of groups homed on earlier stages: this step's rows, before any reader runs.
-  for (size_t b = 0; b < layout_.banks.size(); ++b) {
-    const int p = layout_.banks[b].producer_layer;
+  for (size_t b = 0; b < kv_layout_.banks.size(); ++b) {
+    const int p = kv_layout_.banks[b].producer_layer;
     if (home(p) < my_stage) RETURN_IF_ERROR(RecvRows(static_cast<int>(b), WorldRank(home(p)), T));
   }
 
@@ -379,22 +392,22 @@ absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceS
 
   if (!last_stage)
     RETURN_IF_ERROR(SendToStage(x_.get(), static_cast<size_t>(T) * h * 4, WorldRank(my_stage + 1)));
-  if (layout().pp() > 1) {
+  if (parallel_layout().pp() > 1) {
     for (const TransferEdge& e : placement_.plan->edges) {  // sorted by (producer, destination)
       if (e.from_stage != my_stage) continue;
-      RETURN_IF_ERROR(SendRows(layout_.bank_of_layer[e.producer_layer], WorldRank(e.to_stage), T,
+      RETURN_IF_ERROR(SendRows(kv_layout_.bank_of_layer[e.producer_layer], WorldRank(e.to_stage), T,
                                &edge_bytes_[{e.producer_layer, e.to_stage}]));
     }
   }
   // Mirrors of groups homed on later stages (LCKV upward edges): rows arrive after this stage's
   // layers, in time for the next step, which is the first to read them (§7.2).
-  for (size_t b = 0; b < layout_.banks.size(); ++b) {
-    const int p = layout_.banks[b].producer_layer;
+  for (size_t b = 0; b < kv_layout_.banks.size(); ++b) {
+    const int p = kv_layout_.banks[b].producer_layer;
     if (home(p) > my_stage) RETURN_IF_ERROR(RecvRows(static_cast<int>(b), WorldRank(home(p)), T));
   }
 
   // Commit the final pass's K/V rows of every bank (producers here, or received from their home).
-  for (size_t b = 0; b < layout_.banks.size(); ++b)
+  for (size_t b = 0; b < kv_layout_.banks.size(); ++b)
     backend_->KvWrite({.step_k = step_k_[b].f32(), .step_v = step_v_[b].f32(), .bank = kv_->View(static_cast<int>(b)),
                        .batch = batch_});
 
@@ -405,7 +418,7 @@ absl::StatusOr<std::vector<float>> ModelRunner::Step(const std::vector<SequenceS
 absl::StatusOr<std::vector<float>> ModelRunner::Logits() {
   const int h = spec_.hidden_size;
   backend_->GatherRows({.src = x_.f32(), .rows = last_rows_.i32(), .dst = last_.f32(), .count = num_seqs_, .cols = h});
-  const NormType nt = spec_.norm == NormKind::kLayerNorm ? NormType::kLayerNorm : NormType::kRmsNorm;
+  const NormType nt = KernelNorm(spec_.norm);
   backend_->Norm({.type = nt, .x = last_.f32(), .weight = w_.final_norm_w.f32(), .bias = w_.final_norm_b.f32(),
                   .y = last_.f32(), .rows = num_seqs_, .cols = h, .eps = spec_.norm_eps});
   // Vocabulary-parallel LM head: each slice computes its rows, packed [S, vocab_rows] in a
@@ -420,14 +433,14 @@ absl::StatusOr<std::vector<float>> ModelRunner::Logits() {
     RETURN_IF_ERROR(tp_comm_->AllGather(logits_.f32(), logits_all_.f32(), per_slice));
     gathered = &logits_all_;
   }
-  std::vector<float> all(per_slice * layout().tp());
+  std::vector<float> all(per_slice * parallel_layout().tp());
   backend_->CopyToHost(all.data(), gathered->get(), all.size() * 4);
   // A collective of this step may have been aborted after it was enqueued (a dead peer).
   for (const DeviceComm* plane : {tp_comm_, placement_.world})
     if (plane != nullptr) RETURN_IF_ERROR(plane->Health());
   std::vector<float> logits(static_cast<size_t>(S) * V);
-  for (int r = 0; r < layout().tp(); ++r) {
-    const IndexRange rows = layout().vocab_rows(r);
+  for (int r = 0; r < parallel_layout().tp(); ++r) {
+    const IndexRange rows = parallel_layout().vocab_rows(r);
     for (int s = 0; s < S; ++s)
       std::copy_n(all.begin() + static_cast<size_t>(r) * per_slice + static_cast<size_t>(s * rows.count), rows.count,
                   logits.begin() + static_cast<size_t>(s) * V + static_cast<size_t>(rows.first));

@@ -22,19 +22,11 @@
 #include "parallel/comm.h"
 #include "parallel/planner.h"
 #include "runtime/model/model_spec.h"
+#include "runtime/sequence_step.h"
 #include "runtime/weights.h"
 
 namespace strata {
 
-struct SequenceStep {
-  std::vector<int> tokens;  // new tokens of this step
-  int context_len = 0;      // tokens already in the cache
-  std::vector<int> blocks;  // block table covering context_len + tokens.size() (empty: no paged bank)
-  int slot = 0;             // ring-bank slot
-  // Before the step: copy block copy_src's rows into block copy_dst in every paged bank (a
-  // sequence taking over another's partly filled prompt block; -1: none).
-  int copy_src = -1, copy_dst = -1;
-};
 
 // Where this rank sits in the job and how it talks to the others.
 struct RunnerPlacement {
@@ -72,8 +64,8 @@ class ModelRunner {
 
   // Sums a row-parallel partial result over the tensor slices.
   void AllReduce(float* data, size_t count);
-  int WorldRank(int stage) const { return layout().rank_of(stage, slice_); }
-  const ParallelLayout& layout() const { return placement_.plan->layout; }
+  int WorldRank(int stage) const { return parallel_layout().rank_of(stage, slice_); }
+  const ParallelLayout& parallel_layout() const { return placement_.plan->layout; }
   // Step rows of bank `b` to or from another stage's rank, in the KV dtype on the wire.
   absl::Status SendRows(int bank, int peer, int tokens, int64_t* bytes);
   // Point to point with another stage's rank, after the backend's queued work is done.
@@ -95,7 +87,7 @@ class ModelRunner {
   int local_heads_, local_intermediate_;
   Backend* backend_;
   KvStorage* kv_;
-  KvLayout layout_;
+  KvLayout kv_layout_;
   std::vector<PlanSegment> plan_;
   RopeTable rope_;
   DeviceBuffer rope_cos_, rope_sin_;

@@ -23,7 +23,7 @@
 #include "cache/block_pool.h"
 #include "runtime/grammar/grammar_matcher.h"
 #include "runtime/model/model_spec.h"
-#include "runtime/model_runner.h"
+#include "runtime/sequence_step.h"
 #include "runtime/sampler.h"
 
 namespace strata {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "runtime/model_runner.h"
+#include "runtime/sequence_step.h"
 
 namespace strata {
 

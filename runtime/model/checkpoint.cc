@@ -1,5 +1,8 @@
 #include "runtime/model/checkpoint.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <fstream>
@@ -30,6 +33,20 @@ int64_t Checkpoint::Entry::SourceRow(int64_t r) const {
   return r;
 }
 
+void Checkpoint::Entry::ReleaseRows(int64_t first, int64_t count, int64_t row_bytes) const {
+  if (!mapped || count <= 0) return;
+  int64_t lo = SourceRow(first), hi = lo;
+  for (int64_t r = first; r < first + count; ++r) {
+    lo = std::min(lo, SourceRow(r));
+    hi = std::max(hi, SourceRow(r));
+  }
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data + lo * row_bytes) + page - 1) / page * page;
+  const uintptr_t end = reinterpret_cast<uintptr_t>(data + (hi + 1) * row_bytes) / page * page;
+  // Advice only: the pages are clean file pages, so dropping them loses nothing.
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 absl::StatusOr<Checkpoint> Checkpoint::OpenGguf(const std::string& path) {
   Checkpoint c;
   ASSIGN_OR_RETURN(GgufModel gguf, GgufModel::Open(path));
@@ -51,6 +68,7 @@ absl::StatusOr<Checkpoint> Checkpoint::OpenGguf(const std::string& path) {
       e.info.format = {type->id, DType::kF32, type->block_elems, type->block_bytes, type->name};
     }
     e.data = c.gguf_->Data(*t.gguf);
+    e.mapped = true;  // GgufModel::Open maps its files
     e.path = c.gguf_->path();
     e.rows = t.rows;
     e.head_dim = t.head_dim;
@@ -106,7 +124,7 @@ absl::StatusOr<Checkpoint> Checkpoint::Open(const std::string& model_dir) {
       if (c.where_.count(tname))
         return absl::InvalidArgumentError(absl::StrCat(model_dir, "/", name, ": tensor '", tname,
                                                        "' appears in more than one file"));
-      c.where_[tname] = Entry{info, c.files_[fi]->data(info), c.files_[fi].get(), c.files_[fi]->path()};
+      c.where_[tname] = Entry{info, c.files_[fi]->data(info), true, c.files_[fi]->path()};
     }
   }
   for (const auto& [tname, file] : weight_map)
@@ -180,9 +198,7 @@ absl::Status Checkpoint::CopyBlock(const std::string& name, const std::vector<in
       FromFloat(dst_dtype, row.data(), to, col_count);
     }
   }
-  if (e->file != nullptr && row_count > 0 && e->rows == GgufRows::kSame)
-    e->file->Release(e->data + row_begin * row_bytes + block0 * f.block_bytes,
-                     static_cast<size_t>((row_count - 1) * row_bytes + (block1 - block0) * f.block_bytes));
+  e->ReleaseRows(row_begin, row_count, row_bytes);
   return absl::OkStatus();
 }
 
@@ -203,6 +219,7 @@ absl::Status Checkpoint::CopyPacked(const std::string& name, const std::vector<i
     const uint8_t* src = e->data + e->SourceRow(row_begin + r) * row_bytes + col_begin / f.block_elems * f.block_bytes;
     RETURN_IF_ERROR(PackGgml(f.ggml_type, src, col_count, static_cast<char*>(dst) + r * out_row_bytes));
   }
+  e->ReleaseRows(row_begin, row_count, row_bytes);
   return absl::OkStatus();
 }
 

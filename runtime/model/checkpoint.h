@@ -58,11 +58,14 @@ class Checkpoint {
   struct Entry {
     TensorInfo info;      // Hugging Face name and shape, stored format
     const uint8_t* data;  // the tensor's first byte in a mapping
-    const SafetensorsFile* file = nullptr;  // whose pages a copy releases (null: a GGUF file)
+    bool mapped = false;                    // in a file mapping, whose pages a copy releases
     std::string path;                       // for messages
     GgufRows rows = GgufRows::kSame;        // the file's row order
     int64_t head_dim = 0;                   // the unit rows are permuted in
     int64_t SourceRow(int64_t hf_row) const;
+    // Drops the mapped pages wholly inside the file rows that Hugging Face rows [first, +count)
+    // come from (the page cache keeps them): a copied slice then costs its copy only.
+    void ReleaseRows(int64_t first, int64_t count, int64_t row_bytes) const;
   };
   // The entry of `name`, whose shape must equal `shape`.
   absl::StatusOr<const Entry*> Locate(const std::string& name, const std::vector<int64_t>& shape) const;

@@ -113,14 +113,6 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   return f;
 }
 
-void SafetensorsFile::Release(const uint8_t* ptr, size_t bytes) const {
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(ptr) + page - 1) / page * page;
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(ptr) + bytes) / page * page;
-  // Advice only: the pages are clean file pages, so dropping them loses nothing.
-  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-}
-
 SafetensorsFile::~SafetensorsFile() {
   if (base_) ::munmap(const_cast<uint8_t*>(base_), size_);
 }

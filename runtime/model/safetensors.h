@@ -45,9 +45,6 @@ class SafetensorsFile {
   const std::string& path() const { return path_; }
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   const uint8_t* data(const TensorInfo& t) const { return base_ + t.offset; }
-  // Drops the whole pages inside [ptr, ptr + bytes) of the mapping from this process (the page
-  // cache keeps them; a later read maps them again): copied weights then cost their copy only.
-  void Release(const uint8_t* ptr, size_t bytes) const;
 
  private:
   SafetensorsFile() = default;
