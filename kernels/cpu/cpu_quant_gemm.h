@@ -1,6 +1,6 @@
 // File: kernels/cpu/cpu_quant_gemm.h
 // y = x W^T (+ y) with W in a packed block layout (runtime/base/packed_blocks.h: PackedI8 from
-// Q8_0/Q5_0, PackedU4 from Q4_0/Q4_1/Q4_K), as llama.cpp's CPU path computes it: each activation
+// Q8_0/Q5_0, PackedI8x16 from Q6_K, PackedU4 from Q4_0/Q4_1/Q4_K), as llama.cpp's CPU path computes it: each activation
 // row is quantized once to 8 bits per block of 32 (scale max|x| / 127, rounded to nearest), each
 // block's product is an exact integer dot product, scaled by the two block scales (and for U4
 // the block minimum times the activations' block sum) and summed in float.

@@ -44,28 +44,40 @@ inline void GroupTile(uint32_t type, const packed::XBlock* x, int blocks, const 
   __m256 acc[R];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
-  if (type == WeightFormat::kPackedI8) {
-    const auto* wg = static_cast<const packed::I8Group*>(group);
+  if (type == WeightFormat::kPackedI8 || type == WeightFormat::kPackedI8x16) {
+    // Signed weights: |w| as the unsigned bytes, the activations take w's sign. Elements 0..15
+    // (steps 0-3) and 16..31 (steps 4-7) are summed apart, for I8x16's two scales.
+    const bool pair = type == WeightFormat::kPackedI8x16;
+    const size_t stride = pair ? sizeof(packed::I8PairGroup) : sizeof(packed::I8Group);
     for (int b = 0; b < blocks; ++b) {
-      const packed::I8Group& w = wg[b];
+      const char* at = static_cast<const char*>(group) + b * stride;
+      const int8_t* q = pair ? reinterpret_cast<const packed::I8PairGroup*>(at)->q
+                             : reinterpret_cast<const packed::I8Group*>(at)->q;
+      const __m256 d_lo = _mm256_loadu_ps(pair ? reinterpret_cast<const packed::I8PairGroup*>(at)->d_lo
+                                               : reinterpret_cast<const packed::I8Group*>(at)->d);
+      const __m256 d_hi = pair ? _mm256_loadu_ps(reinterpret_cast<const packed::I8PairGroup*>(at)->d_hi) : d_lo;
       __m256i magnitude[8], sign[8];
 #pragma GCC unroll 8
       for (int s = 0; s < 8; ++s) {
-        sign[s] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.q + 32 * s));
-        magnitude[s] = _mm256_sign_epi8(sign[s], sign[s]);  // |w| as unsigned bytes; x takes w's sign
+        sign[s] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * s));
+        magnitude[s] = _mm256_sign_epi8(sign[s], sign[s]);
       }
-      const __m256 d = _mm256_loadu_ps(w.d);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const packed::XBlock& xb = x[static_cast<size_t>(r) * blocks + b];
-        __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
-#pragma GCC unroll 8
-        for (int s = 0; s < 8; s += 2) {
-          s0 = dot(s0, magnitude[s], _mm256_sign_epi8(Broadcast4(xb.q + 4 * s), sign[s]));
-          s1 = dot(s1, magnitude[s + 1], _mm256_sign_epi8(Broadcast4(xb.q + 4 * s + 4), sign[s + 1]));
+        __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int s = 0; s < 4; ++s) {
+          lo = dot(lo, magnitude[s], _mm256_sign_epi8(Broadcast4(xb.q + 4 * s), sign[s]));
+          hi = dot(hi, magnitude[s + 4], _mm256_sign_epi8(Broadcast4(xb.q + 16 + 4 * s), sign[s + 4]));
         }
-        const __m256 sum = _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1));
-        acc[r] = _mm256_fmadd_ps(sum, _mm256_mul_ps(d, _mm256_set1_ps(xb.d)), acc[r]);
+        const __m256 xd = _mm256_set1_ps(xb.d);
+        if (pair) {
+          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(d_lo, xd), acc[r]);
+          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), _mm256_mul_ps(d_hi, xd), acc[r]);
+        } else {
+          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi)), _mm256_mul_ps(d_lo, xd), acc[r]);
+        }
       }
     }
   } else {
@@ -105,8 +117,10 @@ template <class Dot>
 inline void Rows(uint32_t type, const packed::XBlock* x, int m, const void* w, int n0, int n1, int k, float* y,
                  int64_t ldy, bool accumulate, Dot dot) {
   const int blocks = k / packed::kBlock;
-  const size_t group_bytes = static_cast<size_t>(blocks) *
-                             (type == WeightFormat::kPackedI8 ? sizeof(packed::I8Group) : sizeof(packed::U4Group));
+  const size_t group_bytes =
+      static_cast<size_t>(blocks) * (type == WeightFormat::kPackedI8     ? sizeof(packed::I8Group)
+                                     : type == WeightFormat::kPackedI8x16 ? sizeof(packed::I8PairGroup)
+                                                                          : sizeof(packed::U4Group));
   for (int n = n0; n < n1; n += packed::kGroup) {
     const void* group = static_cast<const char*>(w) + (n / packed::kGroup) * group_bytes;
     const int valid = std::min(packed::kGroup, n1 - n);

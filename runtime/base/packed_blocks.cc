@@ -19,6 +19,16 @@ void InterleaveRows(uint32_t type, const void* rows, int64_t n, int64_t k, void*
           for (int s = 0; s < kBlock / 4; ++s)
             for (int e = 0; e < 4; ++e) out.q[s * 32 + j * 4 + e] = in.q[4 * s + e];
         }
+      } else if (type == WeightFormat::kPackedI8x16) {
+        I8PairGroup& out = static_cast<I8PairGroup*>(groups)[g * blocks + b];
+        std::memset(&out, 0, sizeof(out));
+        for (int j = 0; j < kGroup && g * kGroup + j < n; ++j) {
+          const I8PairBlock& in = static_cast<const I8PairBlock*>(rows)[(g * kGroup + j) * blocks + b];
+          out.d_lo[j] = in.d[0];
+          out.d_hi[j] = in.d[1];
+          for (int s = 0; s < kBlock / 4; ++s)
+            for (int e = 0; e < 4; ++e) out.q[s * 32 + j * 4 + e] = in.q[4 * s + e];
+        }
       } else {
         U4Group& out = static_cast<U4Group*>(groups)[g * blocks + b];
         std::memset(&out, 0, sizeof(out));
@@ -46,6 +56,11 @@ void DequantizeInterleavedRow(uint32_t type, const void* groups, int64_t r, int6
       const I8Group& in = static_cast<const I8Group*>(groups)[g * blocks + b];
       for (int s = 0; s < kBlock / 4; ++s)
         for (int e = 0; e < 4; ++e) out[4 * s + e] = in.d[j] * static_cast<float>(in.q[s * 32 + j * 4 + e]);
+    } else if (type == WeightFormat::kPackedI8x16) {
+      const I8PairGroup& in = static_cast<const I8PairGroup*>(groups)[g * blocks + b];
+      for (int s = 0; s < kBlock / 4; ++s)
+        for (int e = 0; e < 4; ++e)
+          out[4 * s + e] = (s < 4 ? in.d_lo[j] : in.d_hi[j]) * static_cast<float>(in.q[s * 32 + j * 4 + e]);
     } else {
       const U4Group& in = static_cast<const U4Group*>(groups)[g * blocks + b];
       for (int s = 0; s < 4; ++s)

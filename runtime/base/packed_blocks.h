@@ -25,6 +25,11 @@ struct I8Block {
   float d;
   int8_t q[kBlock];
 };
+// w[i] = d[i / 16] * q[i]  (Q6_K: each sub-block of 16 with its d x scale).
+struct I8PairBlock {
+  float d[2];
+  int8_t q[kBlock];
+};
 // w[i] = d * q(i) + m, q in 0..15: element i < 16 in the low nibble of q[i], element i + 16 in
 // its high nibble, as ggml's Q4_0/Q4_1 (Q4_0: m = -8 d; Q4_K: each sub-block of 32 with its
 // d x scale and -dmin x min).
@@ -38,6 +43,12 @@ struct U4Block {
 // q[s * 32 + j * 4 + e] = element 4 s + e of row j (s < 8).
 struct I8Group {
   float d[kGroup];
+  int8_t q[kGroup * kBlock];
+};
+// As I8Group, with the scales of elements 0..15 and 16..31 apart.
+struct I8PairGroup {
+  float d_lo[kGroup];
+  float d_hi[kGroup];
   int8_t q[kGroup * kBlock];
 };
 // q[s * 32 + j * 4 + e]: element 4 s + e of row j in the low nibble, element 16 + 4 s + e in the
@@ -57,11 +68,12 @@ struct XBlock {
   int32_t sum;
 };
 
-static_assert(sizeof(I8Block) == 36 && sizeof(U4Block) == 24 && sizeof(I8Group) == 8 * 36 &&
-                  sizeof(U4Group) == 8 * 24 && sizeof(XBlock) == 44,
+static_assert(sizeof(I8Block) == 36 && sizeof(U4Block) == 24 && sizeof(I8PairBlock) == 40 &&
+                  sizeof(I8Group) == 8 * 36 && sizeof(U4Group) == 8 * 24 && sizeof(I8PairGroup) == 8 * 40 &&
+                  sizeof(XBlock) == 44,
               "packed layouts");
 
-// `type` is WeightFormat::kPackedI8 or kPackedU4. `rows`: n rows of k / 32 row-major blocks;
+// `type` is WeightFormat::kPackedI8, kPackedI8x16 or kPackedU4. `rows`: n rows of k / 32 row-major blocks;
 // `groups`: ceil(n / 8) groups of k / 32 interleaved blocks.
 void InterleaveRows(uint32_t type, const void* rows, int64_t n, int64_t k, void* groups);
 // Row r of an interleaved matrix as k floats.

@@ -194,6 +194,7 @@ WeightFormat PackedFormatFor(uint32_t type_id) {
   switch (type_id) {
     case 6:
     case 8: return WeightFormat::PackedI8();
+    case 14: return WeightFormat::PackedI8x16();
     case 2:
     case 3:
     case 12: return WeightFormat::PackedU4();
@@ -246,6 +247,7 @@ absl::Status PackGgml(uint32_t type_id, const uint8_t* src, int64_t elems, void*
   if (elems < 0 || elems % t->block_elems != 0)
     return absl::InvalidArgumentError(absl::StrCat(elems, " elements are not whole ", t->name, " blocks"));
   auto* i8 = static_cast<packed::I8Block*>(dst);
+  auto* pair = static_cast<packed::I8PairBlock*>(dst);
   auto* u4 = static_cast<packed::U4Block*>(dst);
   for (int64_t i = 0; i < elems / t->block_elems; ++i) {
     const uint8_t* b = src + i * t->block_bytes;
@@ -279,6 +281,26 @@ absl::Status PackGgml(uint32_t type_id, const uint8_t* src, int64_t elems, void*
         std::memcpy(u4->q, b + 4, 16);
         ++u4;
         break;
+      case 14: {  // ql[128], qh[64], scales[16], d: 8 blocks of 32, each with two d x scale
+        const float d = Half(b + 208);
+        const uint8_t* ql = b;
+        const uint8_t* qh = b + 128;
+        const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
+        int8_t q[256];
+        for (int n = 0; n < 2; ++n, ql += 64, qh += 32)
+          for (int l = 0; l < 32; ++l) {
+            q[n * 128 + l] = static_cast<int8_t>(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+            q[n * 128 + l + 32] = static_cast<int8_t>(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            q[n * 128 + l + 64] = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            q[n * 128 + l + 96] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+          }
+        for (int blk = 0; blk < 8; ++blk, ++pair) {  // element e's scale is sc[e / 16]
+          pair->d[0] = d * static_cast<float>(sc[2 * blk]);
+          pair->d[1] = d * static_cast<float>(sc[2 * blk + 1]);
+          std::memcpy(pair->q, q + 32 * blk, 32);
+        }
+        break;
+      }
       case 12: {  // 8 sub-blocks of 32: d x scale, dmin x min, as Q4_K dequantizes
         const float d = Half(b), dmin = Half(b + 2);
         const uint8_t* scales = b + 4;

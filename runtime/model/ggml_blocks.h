@@ -33,7 +33,8 @@ inline uint64_t GgmlBytes(const GgmlType& t, uint64_t elems) {
 }
 
 // The packed layout (packed_blocks.h) a type is repacked into for the kernels: PackedI8 for
-// Q8_0 and Q5_0, PackedU4 for Q4_0, Q4_1 and Q4_K; Plain(F32) for the others (dequantized).
+// Q8_0 and Q5_0, PackedI8x16 for Q6_K, PackedU4 for Q4_0, Q4_1 and Q4_K; Plain(F32) for the
+// others (dequantized).
 WeightFormat PackedFormatFor(uint32_t type_id);
 // Repacks `elems` elements (whole blocks) of a type with a packed layout into it at `dst`:
 // the same values (Q4_0's (q - 8) d as d q - 8 d, which may round differently in the last bit).

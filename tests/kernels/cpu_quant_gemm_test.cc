@@ -32,7 +32,8 @@ std::vector<uint8_t> RandomGgmlBlocks(uint32_t type, int blocks, std::mt19937& r
   for (int i = 0; i < blocks; ++i) {
     uint8_t* b = raw.data() + static_cast<size_t>(i) * t->block_bytes;
     const uint16_t d = HalfBits(scale(rng)), m = HalfBits(-scale(rng));
-    std::memcpy(b, &d, 2);  // every packable type starts with d; Q4_1 and Q4_K follow with a min
+    // d first (Q6_K: last); Q4_1 and Q4_K follow it with a min.
+    std::memcpy(type == 14 ? b + 208 : b, &d, 2);
     if (type == 3 || type == 12) std::memcpy(b + 2, &m, 2);
     if (type == 12) {
       const uint16_t dmin = HalfBits(scale(rng));
@@ -44,7 +45,7 @@ std::vector<uint8_t> RandomGgmlBlocks(uint32_t type, int blocks, std::mt19937& r
 
 TEST(PackGgml, EveryPackableTypeReadsBackAsGgmlDequantizes) {
   std::mt19937 rng(3);
-  for (uint32_t type : {2u, 3u, 6u, 8u, 12u}) {
+  for (uint32_t type : {2u, 3u, 6u, 8u, 12u, 14u}) {
     const GgmlType* t = FindGgmlType(type);
     const int k = 512, blocks = k / t->block_elems;
     const std::vector<uint8_t> raw = RandomGgmlBlocks(type, blocks, rng);
@@ -64,8 +65,8 @@ TEST(PackGgml, EveryPackableTypeReadsBackAsGgmlDequantizes) {
       ASSERT_NEAR(got[i], want[i], tol) << t->name << " element " << i;
     }
   }
-  EXPECT_FALSE(PackedFormatFor(14).packed());  // Q6_K stays dequantized
-  EXPECT_FALSE(PackGgml(14, nullptr, 256, nullptr).ok());
+  EXPECT_FALSE(PackedFormatFor(13).packed());  // Q5_K stays dequantized
+  EXPECT_FALSE(PackGgml(13, nullptr, 256, nullptr).ok());
 }
 
 struct Shape {
@@ -82,7 +83,7 @@ TEST(QuantGemm, EveryPathMatchesADoubleRecompute) {
                                      {300, 25, 96}, {1, 1536, 576}};
   int checked = 0;
   for (CpuIsa isa : SupportedCpuIsas())
-    for (const WeightFormat f : {WeightFormat::PackedI8(), WeightFormat::PackedU4()})
+    for (const WeightFormat f : {WeightFormat::PackedI8(), WeightFormat::PackedI8x16(), WeightFormat::PackedU4()})
       for (const Shape& s : shapes)
         for (bool accumulate : {false, true})
           for (int threads : {1, 2, 3}) {
@@ -97,6 +98,12 @@ TEST(QuantGemm, EveryPathMatchesADoubleRecompute) {
                   auto* blk = reinterpret_cast<packed::I8Block*>(at);
                   blk->d = scale(rng);
                   for (int j = 0; j < 32; ++j) v[j] = blk->d * (blk->q[j] = static_cast<int8_t>(i8(rng)));
+                } else if (f.ggml_type == WeightFormat::kPackedI8x16) {
+                  auto* blk = reinterpret_cast<packed::I8PairBlock*>(at);
+                  blk->d[0] = scale(rng);
+                  blk->d[1] = scale(rng);
+                  for (int j = 0; j < 32; ++j)
+                    v[j] = static_cast<double>(blk->d[j / 16]) * (blk->q[j] = static_cast<int8_t>(i8(rng)));
                 } else {
                   auto* blk = reinterpret_cast<packed::U4Block*>(at);
                   blk->d = scale(rng);
@@ -145,7 +152,7 @@ TEST(QuantGemm, EveryPathMatchesADoubleRecompute) {
               }
             ++checked;
           }
-  EXPECT_GE(checked, 2 * 12 * 2 * 3);
+  EXPECT_GE(checked, 3 * 12 * 2 * 3);
 }
 
 }  // namespace
