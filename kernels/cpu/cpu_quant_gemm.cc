@@ -28,7 +28,10 @@ void QuantizeActivations(const float* x, int m, int k, XBlock* out) {
         sum += o.q[j];
       }
       o.s = o.d * static_cast<float>(sum);
-      o.sum = sum;
+      int low = 0;
+      for (int j = 0; j < kBlock / 2; ++j) low += o.q[j];
+      o.sum[0] = low;
+      o.sum[1] = sum - low;
     }
 }
 
@@ -52,13 +55,13 @@ void RowsPortable(uint32_t type, const XBlock* x, int m, const void* w, int n0, 
         if (type == WeightFormat::kPackedI8) {
           const packed::I8Group& wg = static_cast<const packed::I8Group*>(w)[g * blocks + b];
           for (int s = 0; s < 8; ++s)
-            for (int e = 0; e < 4; ++e) dot += wg.q[s * 32 + j * 4 + e] * xb[b].q[4 * s + e];
+            for (int e = 0; e < 4; ++e) dot += (wg.q[s * 32 + j * 4 + e] - 128) * xb[b].q[4 * s + e];
           acc += wg.d[j] * xb[b].d * static_cast<float>(dot);
         } else if (type == WeightFormat::kPackedI8x16) {
           const packed::I8PairGroup& wg = static_cast<const packed::I8PairGroup*>(w)[g * blocks + b];
           int hi = 0;
           for (int s = 0; s < 8; ++s)
-            for (int e = 0; e < 4; ++e) (s < 4 ? dot : hi) += wg.q[s * 32 + j * 4 + e] * xb[b].q[4 * s + e];
+            for (int e = 0; e < 4; ++e) (s < 4 ? dot : hi) += (wg.q[s * 32 + j * 4 + e] - 128) * xb[b].q[4 * s + e];
           acc += wg.d_lo[j] * xb[b].d * static_cast<float>(dot) + wg.d_hi[j] * xb[b].d * static_cast<float>(hi);
         } else {
           const packed::U4Group& wg = static_cast<const packed::U4Group*>(w)[g * blocks + b];

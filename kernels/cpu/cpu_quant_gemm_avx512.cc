@@ -9,7 +9,7 @@ void RowsAvx512(uint32_t type, const packed::XBlock* x, int m, const void* w, in
                 int64_t ldy, bool accumulate) {
   static const bool vnni = __builtin_cpu_supports("avx512vnni");
   if (!vnni) return RowsAvx2(type, x, m, w, n0, n1, k, y, ldy, accumulate);
-  Rows(type, x, m, w, n0, n1, k, y, ldy, accumulate,
+  Rows<true>(type, x, m, w, n0, n1, k, y, ldy, accumulate,
        [](__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); });
 }
 

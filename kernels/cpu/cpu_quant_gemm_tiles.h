@@ -38,29 +38,36 @@ inline void StoreGroup(__m256 v, float* y, int valid, bool accumulate) {
 }
 
 // One group of 8 weight rows against R activation rows (R independent accumulators).
-template <int R, class Dot>
+template <int R, bool kUnsignedDot, class Dot>
 inline void GroupTile(uint32_t type, const packed::XBlock* x, int blocks, const void* group, float* y, int64_t ldy,
                       int valid, bool accumulate, Dot dot) {
   __m256 acc[R];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   if (type == WeightFormat::kPackedI8 || type == WeightFormat::kPackedI8x16) {
-    // Signed weights: |w| as the unsigned bytes, the activations take w's sign. Elements 0..15
-    // (steps 0-3) and 16..31 (steps 4-7) are summed apart, for I8x16's two scales.
+    // Weights stored as w + 128. VNNI: vpdpbusd on them directly, less 128 x the activations'
+    // sum; AVX2 (whose 16-bit pair sums would overflow on 255 x 127): w back, |w| as the
+    // unsigned bytes and the activations taking w's sign. Elements 0..15 (steps 0-3) and 16..31
+    // (steps 4-7) are summed apart, for I8x16's two scales.
     const bool pair = type == WeightFormat::kPackedI8x16;
     const size_t stride = pair ? sizeof(packed::I8PairGroup) : sizeof(packed::I8Group);
     for (int b = 0; b < blocks; ++b) {
       const char* at = static_cast<const char*>(group) + b * stride;
-      const int8_t* q = pair ? reinterpret_cast<const packed::I8PairGroup*>(at)->q
-                             : reinterpret_cast<const packed::I8Group*>(at)->q;
+      const uint8_t* q = pair ? reinterpret_cast<const packed::I8PairGroup*>(at)->q
+                              : reinterpret_cast<const packed::I8Group*>(at)->q;
       const __m256 d_lo = _mm256_loadu_ps(pair ? reinterpret_cast<const packed::I8PairGroup*>(at)->d_lo
                                                : reinterpret_cast<const packed::I8Group*>(at)->d);
       const __m256 d_hi = pair ? _mm256_loadu_ps(reinterpret_cast<const packed::I8PairGroup*>(at)->d_hi) : d_lo;
       __m256i magnitude[8], sign[8];
 #pragma GCC unroll 8
       for (int s = 0; s < 8; ++s) {
-        sign[s] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * s));
-        magnitude[s] = _mm256_sign_epi8(sign[s], sign[s]);
+        const __m256i stored = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * s));
+        if constexpr (kUnsignedDot) {
+          magnitude[s] = stored;
+        } else {
+          sign[s] = _mm256_xor_si256(stored, _mm256_set1_epi8(static_cast<char>(0x80)));  // w
+          magnitude[s] = _mm256_sign_epi8(sign[s], sign[s]);
+        }
       }
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
@@ -68,8 +75,17 @@ inline void GroupTile(uint32_t type, const packed::XBlock* x, int blocks, const 
         __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
 #pragma GCC unroll 4
         for (int s = 0; s < 4; ++s) {
-          lo = dot(lo, magnitude[s], _mm256_sign_epi8(Broadcast4(xb.q + 4 * s), sign[s]));
-          hi = dot(hi, magnitude[s + 4], _mm256_sign_epi8(Broadcast4(xb.q + 16 + 4 * s), sign[s + 4]));
+          if constexpr (kUnsignedDot) {
+            lo = dot(lo, magnitude[s], Broadcast4(xb.q + 4 * s));
+            hi = dot(hi, magnitude[s + 4], Broadcast4(xb.q + 16 + 4 * s));
+          } else {
+            lo = dot(lo, magnitude[s], _mm256_sign_epi8(Broadcast4(xb.q + 4 * s), sign[s]));
+            hi = dot(hi, magnitude[s + 4], _mm256_sign_epi8(Broadcast4(xb.q + 16 + 4 * s), sign[s + 4]));
+          }
+        }
+        if constexpr (kUnsignedDot) {
+          lo = _mm256_sub_epi32(lo, _mm256_set1_epi32(128 * xb.sum[0]));
+          hi = _mm256_sub_epi32(hi, _mm256_set1_epi32(128 * xb.sum[1]));
         }
         const __m256 xd = _mm256_set1_ps(xb.d);
         if (pair) {
@@ -113,7 +129,8 @@ inline void GroupTile(uint32_t type, const packed::XBlock* x, int blocks, const 
 }
 
 // Weight rows [n0, n1) (n0 a multiple of 8) against activation rows [0, m).
-template <class Dot>
+// kUnsignedDot: `dot` takes any unsigned byte (vpdpbusd), not only |w| <= 128 (vpmaddubsw).
+template <bool kUnsignedDot, class Dot>
 inline void Rows(uint32_t type, const packed::XBlock* x, int m, const void* w, int n0, int n1, int k, float* y,
                  int64_t ldy, bool accumulate, Dot dot) {
   const int blocks = k / packed::kBlock;
@@ -126,11 +143,11 @@ inline void Rows(uint32_t type, const packed::XBlock* x, int m, const void* w, i
     const int valid = std::min(packed::kGroup, n1 - n);
     int i = 0;
     for (; i + 4 <= m; i += 4)  // four activation rows share each unpacked weight block
-      GroupTile<4>(type, x + static_cast<size_t>(i) * blocks, blocks, group, y + i * ldy + n, ldy, valid, accumulate, dot);
+      GroupTile<4, kUnsignedDot>(type, x + static_cast<size_t>(i) * blocks, blocks, group, y + i * ldy + n, ldy, valid, accumulate, dot);
     switch (m - i) {
-      case 3: GroupTile<3>(type, x + static_cast<size_t>(i) * blocks, blocks, group, y + i * ldy + n, ldy, valid, accumulate, dot); break;
-      case 2: GroupTile<2>(type, x + static_cast<size_t>(i) * blocks, blocks, group, y + i * ldy + n, ldy, valid, accumulate, dot); break;
-      case 1: GroupTile<1>(type, x + static_cast<size_t>(i) * blocks, blocks, group, y + i * ldy + n, ldy, valid, accumulate, dot); break;
+      case 3: GroupTile<3, kUnsignedDot>(type, x + static_cast<size_t>(i) * blocks, blocks, group, y + i * ldy + n, ldy, valid, accumulate, dot); break;
+      case 2: GroupTile<2, kUnsignedDot>(type, x + static_cast<size_t>(i) * blocks, blocks, group, y + i * ldy + n, ldy, valid, accumulate, dot); break;
+      case 1: GroupTile<1, kUnsignedDot>(type, x + static_cast<size_t>(i) * blocks, blocks, group, y + i * ldy + n, ldy, valid, accumulate, dot); break;
       default: break;
     }
   }

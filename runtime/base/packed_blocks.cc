@@ -17,7 +17,7 @@ void InterleaveRows(uint32_t type, const void* rows, int64_t n, int64_t k, void*
           const I8Block& in = static_cast<const I8Block*>(rows)[(g * kGroup + j) * blocks + b];
           out.d[j] = in.d;
           for (int s = 0; s < kBlock / 4; ++s)
-            for (int e = 0; e < 4; ++e) out.q[s * 32 + j * 4 + e] = in.q[4 * s + e];
+            for (int e = 0; e < 4; ++e) out.q[s * 32 + j * 4 + e] = static_cast<uint8_t>(in.q[4 * s + e] + 128);
         }
       } else if (type == WeightFormat::kPackedI8x16) {
         I8PairGroup& out = static_cast<I8PairGroup*>(groups)[g * blocks + b];
@@ -27,7 +27,7 @@ void InterleaveRows(uint32_t type, const void* rows, int64_t n, int64_t k, void*
           out.d_lo[j] = in.d[0];
           out.d_hi[j] = in.d[1];
           for (int s = 0; s < kBlock / 4; ++s)
-            for (int e = 0; e < 4; ++e) out.q[s * 32 + j * 4 + e] = in.q[4 * s + e];
+            for (int e = 0; e < 4; ++e) out.q[s * 32 + j * 4 + e] = static_cast<uint8_t>(in.q[4 * s + e] + 128);
         }
       } else {
         U4Group& out = static_cast<U4Group*>(groups)[g * blocks + b];
@@ -55,12 +55,12 @@ void DequantizeInterleavedRow(uint32_t type, const void* groups, int64_t r, int6
     if (type == WeightFormat::kPackedI8) {
       const I8Group& in = static_cast<const I8Group*>(groups)[g * blocks + b];
       for (int s = 0; s < kBlock / 4; ++s)
-        for (int e = 0; e < 4; ++e) out[4 * s + e] = in.d[j] * static_cast<float>(in.q[s * 32 + j * 4 + e]);
+        for (int e = 0; e < 4; ++e) out[4 * s + e] = in.d[j] * static_cast<float>(in.q[s * 32 + j * 4 + e] - 128);
     } else if (type == WeightFormat::kPackedI8x16) {
       const I8PairGroup& in = static_cast<const I8PairGroup*>(groups)[g * blocks + b];
       for (int s = 0; s < kBlock / 4; ++s)
         for (int e = 0; e < 4; ++e)
-          out[4 * s + e] = (s < 4 ? in.d_lo[j] : in.d_hi[j]) * static_cast<float>(in.q[s * 32 + j * 4 + e]);
+          out[4 * s + e] = (s < 4 ? in.d_lo[j] : in.d_hi[j]) * static_cast<float>(in.q[s * 32 + j * 4 + e] - 128);
     } else {
       const U4Group& in = static_cast<const U4Group*>(groups)[g * blocks + b];
       for (int s = 0; s < 4; ++s)

@@ -40,16 +40,17 @@ struct U4Block {
 };
 
 // Interleaved forms: block b of rows 8g..8g+7.
-// q[s * 32 + j * 4 + e] = element 4 s + e of row j (s < 8).
+// q[s * 32 + j * 4 + e] = element 4 s + e of row j (s < 8) plus 128, as an unsigned byte (the
+// unsigned operand of vpdpbusd; the kernels subtract 128 x the activations' sum).
 struct I8Group {
   float d[kGroup];
-  int8_t q[kGroup * kBlock];
+  uint8_t q[kGroup * kBlock];
 };
 // As I8Group, with the scales of elements 0..15 and 16..31 apart.
 struct I8PairGroup {
   float d_lo[kGroup];
   float d_hi[kGroup];
-  int8_t q[kGroup * kBlock];
+  uint8_t q[kGroup * kBlock];  // plus 128, as I8Group's
 };
 // q[s * 32 + j * 4 + e]: element 4 s + e of row j in the low nibble, element 16 + 4 s + e in the
 // high one (s < 4).
@@ -60,17 +61,17 @@ struct U4Group {
 };
 
 // An activation block: x[i] ~ d * q[i], q[i] in -127..127; s = d x the sum of q (what a U4
-// block's minimum multiplies); sum = the sum of q.
+// block's minimum multiplies); sum[0], sum[1]: the sums of q[0..15] and q[16..31].
 struct XBlock {
   float d;
   float s;
   int8_t q[kBlock];
-  int32_t sum;
+  int32_t sum[2];
 };
 
 static_assert(sizeof(I8Block) == 36 && sizeof(U4Block) == 24 && sizeof(I8PairBlock) == 40 &&
                   sizeof(I8Group) == 8 * 36 && sizeof(U4Group) == 8 * 24 && sizeof(I8PairGroup) == 8 * 40 &&
-                  sizeof(XBlock) == 44,
+                  sizeof(XBlock) == 48,
               "packed layouts");
 
 // `type` is WeightFormat::kPackedI8, kPackedI8x16 or kPackedU4. `rows`: n rows of k / 32 row-major blocks;

@@ -69,6 +69,48 @@ TEST(PackGgml, EveryPackableTypeReadsBackAsGgmlDequantizes) {
   EXPECT_FALSE(PackGgml(13, nullptr, 256, nullptr).ok());
 }
 
+// The whole path a GGUF matrix takes: ggml blocks -> PackGgml -> InterleaveRows -> QuantGemm,
+// against a double recompute over DequantizeGgml's values and the quantized activations.
+TEST(QuantGemm, GgmlBlocksThroughEveryPathMatchADoubleRecompute) {
+  std::mt19937 rng(17);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  const int n = 21, k = 512, m = 5;
+  for (uint32_t type : {2u, 3u, 6u, 8u, 12u, 14u}) {
+    const GgmlType* t = FindGgmlType(type);
+    const WeightFormat f = PackedFormatFor(type);
+    const std::vector<uint8_t> raw = RandomGgmlBlocks(type, n * k / t->block_elems, rng);
+    std::vector<uint8_t> rows(static_cast<size_t>(n) * (k / 32) * f.block_bytes);
+    std::vector<float> w(static_cast<size_t>(n) * k);
+    for (int r = 0; r < n; ++r) {
+      const uint8_t* src = raw.data() + static_cast<size_t>(r) * (k / t->block_elems) * t->block_bytes;
+      ASSERT_TRUE(PackGgml(type, src, k, rows.data() + static_cast<size_t>(r) * (k / 32) * f.block_bytes).ok());
+      ASSERT_TRUE(DequantizeGgml(type, src, k, w.data() + static_cast<size_t>(r) * k).ok());
+    }
+    std::vector<uint8_t> groups(static_cast<size_t>(f.Bytes(n, k)));
+    packed::InterleaveRows(f.ggml_type, rows.data(), n, k, groups.data());
+    std::vector<float> x(static_cast<size_t>(m) * k);
+    for (auto& e : x) e = normal(rng);
+    std::vector<packed::XBlock> xq(static_cast<size_t>(m) * (k / 32));
+    QuantizeActivations(x.data(), m, k, xq.data());
+    for (CpuIsa isa : SupportedCpuIsas()) {
+      std::vector<float> y(static_cast<size_t>(m) * n);
+      QuantGemm(isa, f, x.data(), m, groups.data(), n, k, y.data(), false, 2);
+      for (int i = 0; i < m; ++i)
+        for (int r = 0; r < n; ++r) {
+          double want = 0, magnitude = 0;
+          for (int c = 0; c < k; ++c) {
+            const packed::XBlock& xb = xq[static_cast<size_t>(i) * (k / 32) + c / 32];
+            const double term = static_cast<double>(w[static_cast<size_t>(r) * k + c]) * xb.d * xb.q[c % 32];
+            want += term;
+            magnitude += std::fabs(term);
+          }
+          ASSERT_NEAR(y[static_cast<size_t>(i) * n + r], want, 1e-5 * magnitude + 1e-6)
+              << t->name << " " << CpuIsaName(isa) << " row " << r << " activation row " << i;
+        }
+    }
+  }
+}
+
 struct Shape {
   int m, n, k;
 };

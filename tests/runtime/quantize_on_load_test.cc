@@ -117,7 +117,9 @@ TEST(QuantizeOnLoad, EverySchemeStaysNearTheFloatOracle) {
           const int best = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
           const std::string what = scheme.name + " " + format + " prompt " + std::to_string(len) + " step " +
                                    std::to_string(k);
-          if (tok != best) EXPECT_LT(LogSoftmaxAt(logits, best) - LogSoftmaxAt(logits, tok), kTie) << what;
+          if (tok != best) {
+            EXPECT_LT(LogSoftmaxAt(logits, best) - LogSoftmaxAt(logits, tok), kTie) << what;
+          }
           EXPECT_NEAR((*out)[0].logprobs[k], LogSoftmaxAt(logits, tok), kLogprobTol) << what;
           seq.push_back(tok);
           if (oracle.has_upward_edges() && k + 1 < (*out)[0].tokens.size()) logits = oracle.Decode(tok);

@@ -33,6 +33,12 @@ STEPS, TIE, TOLERANCE = 16, 1e-4, 1e-3
 # wider, and logprobs move by up to ~0.4 on these random models.
 PACKED_TIE, PACKED_TOLERANCE = 0.3, 0.6
 HALF_FIELDS = {Q.Q4_K: [0, 2], Q.Q5_K: [0, 2], Q.Q6_K: [208]}
+# The largest |sub-block scale x quant| of each K-quant's random bytes (6-bit scales x 4/5-bit
+# quants; Q6_K's int8 scales x 6-bit signed quants): the super-block scales are divided by it, so
+# that weights come out about `scale` in size, as a trained model's do. (Scaled as 1/20 instead,
+# weights reached 16 and the logits hundreds of nats, where 8-bit activations flip even a
+# 10-nat margin.)
+K_RANGE = {Q.Q4_K: 63 * 15, Q.Q5_K: 63 * 31, Q.Q6_K: 128 * 32}
 # Per layer, the block format of each projection (rows of 256 inputs allow K-quants everywhere).
 FORMATS = [
     {"attn_q": Q.Q4_0, "attn_k": Q.Q4_1, "attn_v": Q.Q5_0, "attn_output": Q.Q5_1, "ffn_gate": Q.Q4_K,
@@ -52,7 +58,7 @@ def tensor(rng, qtype, rows, cols, scale):
         block, size = GGML_QUANT_SIZES[qtype]
         raw = rng.integers(0, 256, size=(rows, cols // block, size), dtype=np.uint8)
         for at in HALF_FIELDS[qtype]:
-            raw[:, :, at:at + 2] = (np.abs(rng.standard_normal((rows, cols // block))) * scale / 20).astype(
+            raw[:, :, at:at + 2] = (np.abs(rng.standard_normal((rows, cols // block))) * scale * 8 / K_RANGE[qtype]).astype(
                 np.float16).view(np.uint8).reshape(rows, cols // block, 2)
         return raw.reshape(rows, -1), qtype
     return quantize((rng.standard_normal((rows, cols)) * scale).astype(np.float32), qtype), qtype
