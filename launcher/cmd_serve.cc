@@ -77,6 +77,112 @@ int MaxPendingRequests(int flag, int max_seqs) {
   return std::max(64 * max_seqs, 65536);
 }
 
+// The HTTP front end's options from the flags (the served name defaults to the model's directory).
+ApiServerOptions ApiServerOptionsFromFlags(const std::string& model) {
+  ApiServerOptions so;
+  so.host = absl::GetFlag(FLAGS_host);
+  so.port = absl::GetFlag(FLAGS_port);
+  so.api_key = absl::GetFlag(FLAGS_api_key);
+  if (so.api_key.empty() && std::getenv("STRATA_API_KEY")) so.api_key = std::getenv("STRATA_API_KEY");
+  so.served_model_name = absl::GetFlag(FLAGS_served_model_name);
+  if (so.served_model_name.empty()) {
+    std::string m = model;
+    while (m.size() > 1 && m.back() == '/') m.pop_back();
+    so.served_model_name = m.substr(m.find_last_of('/') + 1);
+  }
+  so.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes));
+  so.io_timeout_seconds = absl::GetFlag(FLAGS_io_timeout);
+  so.max_stream_buffer_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_stream_buffer_bytes));
+  so.socket_send_buffer_bytes = absl::GetFlag(FLAGS_socket_send_buffer_bytes);
+  so.tool_call_parser = absl::GetFlag(FLAGS_tool_call_parser);
+  return so;
+}
+
+// Rank 0's request queue and HTTP server, started before the weights load so that health
+// answers meanwhile.
+struct FrontEnd {
+  std::unique_ptr<RequestHub> hub;
+  std::unique_ptr<ApiServer> server;
+  std::string served_name;
+};
+absl::StatusOr<FrontEnd> StartFrontEnd(const std::string& model) {
+  FrontEnd f;
+  const ApiServerOptions so = ApiServerOptionsFromFlags(model);
+  f.served_name = so.served_model_name;
+  f.hub = std::make_unique<RequestHub>(MaxPendingRequests(absl::GetFlag(FLAGS_max_pending), absl::GetFlag(FLAGS_max_seqs)),
+                                       absl::GetFlag(FLAGS_max_pending_tokens));
+  f.server = std::make_unique<ApiServer>(so, f.hub.get());
+  if (absl::Status st = f.server->Start(); !st.ok()) return st;
+  return f;
+}
+
+// --chat-template: auto (the model's, else ChatML), builtin (ChatML) or a Jinja file. A
+// template that cannot be read ends the job: serving with the wrong one would be silent.
+ModelChatTemplate ChatTemplateFromFlags(const std::string& model, HostComm* world) {
+  ModelChatTemplate chat;
+  const std::string which = absl::GetFlag(FLAGS_chat_template);
+  if (which == "auto") {
+    auto loaded = LoadChatTemplate(model);
+    if (!loaded.ok())
+      world->Abort(absl::StrCat("strata serve: ", loaded.status().message(),
+                                " (--chat-template builtin serves with the built-in template)"));
+    return std::move(*loaded);
+  }
+  if (which == "builtin") return chat;
+  std::ifstream f(which);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto t = ChatTemplate::Parse(ss.str());
+  if (!f || !t.ok())
+    world->Abort(absl::StrCat("strata serve: --chat-template ", which, ": ",
+                              f ? std::string(t.status().message()) : "cannot read"));
+  chat.tmpl = std::move(*t);
+  chat.source = ss.str();
+  if (auto loaded = LoadChatTemplate(model); loaded.ok()) {
+    chat.bos_token = loaded->bos_token;
+    chat.eos_token = loaded->eos_token;
+  }
+  return chat;
+}
+
+void LogEngineSetup(const Engine& engine, const ModelChatTemplate& chat) {
+  spdlog::info("strata serve: {}", engine.kv_budget());
+  if (engine.prefix_caching()) {
+    spdlog::info("strata serve: prefix caching on");
+  } else if (!engine.prefix_caching_refusal().empty()) {
+    spdlog::info("strata serve: prefix caching off for this model: {}", engine.prefix_caching_refusal());
+  }
+  spdlog::info("strata serve: chat template: {}", chat.tmpl ? "the model's (Jinja)" : "built-in ChatML");
+}
+
+// Rank 0 once every rank has loaded: the tokenizer and chat template, the metrics, then the
+// serve loop until SIGTERM has drained it; the workers are released at the end.
+int ServeOnRankZero(Engine& engine, FrontEnd& front, HostComm* world) {
+  const std::string model = absl::GetFlag(FLAGS_model);
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (auto t = Tokenizer::Load(model); t.ok()) {
+    tokenizer = std::move(*t);
+  } else {
+    spdlog::warn("strata serve: {}; prompts must be token ids", std::string(t.status().message()));
+  }
+  const ModelChatTemplate chat = ChatTemplateFromFlags(model, world);
+  LogEngineSetup(engine, chat);
+  ServerMetrics metrics(engine, front.served_name);
+  front.hub->set_observer([&metrics](const StreamEvent& ev, auto submitted, auto last, bool first) {
+    metrics.OnDelivery(ev, submitted, last, first);
+  });
+  if (absl::Status ready = front.server->SetReady(&engine, tokenizer.get(), &chat, &metrics); !ready.ok())
+    world->Abort(absl::StrCat("strata serve: ", ready.message()));
+  spdlog::info("strata serve: ready on http://{}:{} (tp {} x pp {})", absl::GetFlag(FLAGS_host),
+               front.server->port(), std::max(1, absl::GetFlag(FLAGS_tp)), absl::GetFlag(FLAGS_pp));
+  absl::Status st = RunServeLoop(engine, *front.hub, metrics, g_stop);
+  if (!st.ok()) world->Abort(std::string(st.message()));
+  front.server->Stop();
+  if (absl::Status s2 = engine.Shutdown(); !s2.ok()) world->Abort(std::string(s2.message()));
+  spdlog::info("strata serve: drained and stopped");
+  return 0;
+}
+
 }  // namespace
 
 int RunServe(const std::vector<std::string>& args) {
@@ -90,96 +196,23 @@ int RunServe(const std::vector<std::string>& args) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGPIPE, SIG_IGN);
   JobComms comms = CreateJobCommsFromFlags();
-  const int rank = comms.world->rank(), tp = std::max(1, absl::GetFlag(FLAGS_tp));
-
-  std::unique_ptr<RequestHub> hub;
-  std::unique_ptr<ApiServer> server;
-  std::string served_name;
-  if (rank == 0) {  // health answers while the weights load
-    ApiServerOptions so;
-    so.host = absl::GetFlag(FLAGS_host);
-    so.port = absl::GetFlag(FLAGS_port);
-    so.api_key = absl::GetFlag(FLAGS_api_key);
-    if (so.api_key.empty() && std::getenv("STRATA_API_KEY")) so.api_key = std::getenv("STRATA_API_KEY");
-    so.served_model_name = absl::GetFlag(FLAGS_served_model_name);
-    if (so.served_model_name.empty()) {
-      std::string m = model;
-      while (m.size() > 1 && m.back() == '/') m.pop_back();
-      so.served_model_name = m.substr(m.find_last_of('/') + 1);
+  FrontEnd front;
+  if (comms.world->rank() == 0) {  // health answers while the weights load
+    absl::StatusOr<FrontEnd> started = StartFrontEnd(model);
+    if (!started.ok()) {
+      if (comms.world->size() > 1) comms.world->Abort(absl::StrCat("strata serve: ", started.status().message()));
+      return Fail("serve", std::string(started.status().message()));
     }
-    served_name = so.served_model_name;
-    so.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes));
-    so.io_timeout_seconds = absl::GetFlag(FLAGS_io_timeout);
-    so.max_stream_buffer_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_stream_buffer_bytes));
-    so.socket_send_buffer_bytes = absl::GetFlag(FLAGS_socket_send_buffer_bytes);
-    so.tool_call_parser = absl::GetFlag(FLAGS_tool_call_parser);
-    hub = std::make_unique<RequestHub>(MaxPendingRequests(absl::GetFlag(FLAGS_max_pending), absl::GetFlag(FLAGS_max_seqs)),
-                                       absl::GetFlag(FLAGS_max_pending_tokens));
-    server = std::make_unique<ApiServer>(so, hub.get());
-    if (absl::Status st = server->Start(); !st.ok()) {
-      if (comms.world->size() > 1) comms.world->Abort(absl::StrCat("strata serve: ", st.message()));
-      return Fail("serve", std::string(st.message()));
-    }
+    front = std::move(*started);
   }
   auto engine = CreateEngineOrAbort("serve", comms);
   if (!engine.ok()) return Fail("serve", std::string(engine.status().message()));
   LogRankPlacement(comms, (*engine)->plan().layout);
   // Every rank has loaded its weights once all are past this point.
   if (absl::Status st = comms.world->Barrier(); !st.ok()) comms.world->Abort(std::string(st.message()));
-  if (rank != 0) {
-    absl::Status st = (*engine)->RunWorker();
-    if (!st.ok()) comms.world->Abort(std::string(st.message()));
-    return 0;
-  }
-  std::unique_ptr<Tokenizer> tokenizer;
-  if (auto t = Tokenizer::Load(model); t.ok()) {
-    tokenizer = std::move(*t);
-  } else {
-    spdlog::warn("strata serve: {}; prompts must be token ids", std::string(t.status().message()));
-  }
-  ModelChatTemplate chat;
-  const std::string which = absl::GetFlag(FLAGS_chat_template);
-  if (which == "auto") {
-    auto loaded = LoadChatTemplate(model);
-    if (!loaded.ok())
-      comms.world->Abort(absl::StrCat("strata serve: ", loaded.status().message(),
-                                      " (--chat-template builtin serves with the built-in template)"));
-    chat = std::move(*loaded);
-  } else if (which != "builtin") {
-    std::ifstream f(which);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    auto t = ChatTemplate::Parse(ss.str());
-    if (!f || !t.ok())
-      comms.world->Abort(absl::StrCat("strata serve: --chat-template ", which, ": ",
-                                      f ? std::string(t.status().message()) : "cannot read"));
-    chat.tmpl = std::move(*t);
-    chat.source = ss.str();
-    if (auto loaded = LoadChatTemplate(model); loaded.ok()) {
-      chat.bos_token = loaded->bos_token;
-      chat.eos_token = loaded->eos_token;
-    }
-  }
-  spdlog::info("strata serve: {}", (*engine)->kv_budget());
-  if ((*engine)->prefix_caching()) {
-    spdlog::info("strata serve: prefix caching on");
-  } else if (!(*engine)->prefix_caching_refusal().empty()) {
-    spdlog::info("strata serve: prefix caching off for this model: {}", (*engine)->prefix_caching_refusal());
-  }
-  spdlog::info("strata serve: chat template: {}", chat.tmpl ? "the model's (Jinja)" : "built-in ChatML");
-  ServerMetrics metrics(**engine, served_name);
-  hub->set_observer([&metrics](const StreamEvent& ev, auto submitted, auto last, bool first) {
-    metrics.OnDelivery(ev, submitted, last, first);
-  });
-  if (absl::Status ready = server->SetReady(engine->get(), tokenizer.get(), &chat, &metrics); !ready.ok())
-    comms.world->Abort(absl::StrCat("strata serve: ", ready.message()));
-  spdlog::info("strata serve: ready on http://{}:{} (tp {} x pp {})", absl::GetFlag(FLAGS_host),
-               server->port(), tp, absl::GetFlag(FLAGS_pp));
-  absl::Status st = RunServeLoop(**engine, *hub, metrics, g_stop);
+  if (comms.world->rank() == 0) return ServeOnRankZero(**engine, front, comms.world.get());
+  absl::Status st = (*engine)->RunWorker();
   if (!st.ok()) comms.world->Abort(std::string(st.message()));
-  server->Stop();
-  if (absl::Status s2 = (*engine)->Shutdown(); !s2.ok()) comms.world->Abort(std::string(s2.message()));
-  spdlog::info("strata serve: drained and stopped");
   return 0;
 }
 

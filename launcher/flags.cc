@@ -9,6 +9,7 @@
 #include "absl/strings/str_split.h"
 #include "kernels/backend.h"
 #include "runtime/base/log.h"
+#include "runtime/kv_budget.h"
 
 ABSL_FLAG(std::string, model, "", "model directory (config.json + safetensors)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda");

@@ -1,32 +1,27 @@
 // File: runtime/engine.h
-// The engine: loads this rank's share of a model onto a backend, owns its paged KV cache, and
-// runs steps. On rank 0 it also owns the scheduler: requests are added at any time, and each
-// Step() completes one micro-batch's previous step and launches its next, so that with P
-// pipeline stages P micro-batches are in flight. The other ranks run RunWorker().
+// The engine: one rank's entry point, putting together its model (RankModel), rank 0's scheduler
+// and the pipeline driver. Requests are added on rank 0 at any time; each Step() completes one
+// micro-batch's previous step (token selection and the stop rule: step_outputs.h) and launches
+// its next, so that with P pipeline stages P micro-batches are in flight. The other ranks run
+// RunWorker().
 #pragma once
 
-#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "cache/block_pool.h"
 #include "cache/kv_layout.h"
-#include "cache/kv_storage.h"
 #include "kernels/backend.h"
-#include "parallel/comm.h"
 #include "parallel/job_comms.h"
+#include "runtime/engine_options.h"
 #include "runtime/model/model_spec.h"
-#include "runtime/model_runner.h"
-#include "runtime/sampler.h"
+#include "runtime/pipeline_driver.h"
+#include "runtime/rank_model.h"
+#include "runtime/request.h"
 #include "runtime/scheduler.h"
 #include "runtime/step_message.h"
-#include "runtime/engine_options.h"
-#include "runtime/kv_budget.h"
-#include "runtime/model/checkpoint.h"
-#include "runtime/weights.h"
 
 namespace strata {
 
@@ -44,13 +39,6 @@ struct GenerationResult {
   std::string finish_reason;  // "length" or "stop"
 };
 
-struct EngineStats {
-  double prefill_seconds = 0, decode_seconds = 0;
-  int64_t prefill_tokens = 0, decode_tokens = 0;
-  int64_t steps = 0;
-  int max_in_flight = 0;  // most micro-batch steps launched and not yet completed at once
-  int peak_running = 0;   // most sequences admitted at once (the batch the KV cache allowed)
-};
 
 class Engine {
  public:
@@ -79,77 +67,44 @@ class Engine {
   // Only between steps (nothing in flight).
   absl::StatusOr<std::vector<RankStats>> CollectRankStats();
   // Rank 0: the latest statistics each rank reported (workers report about once a second).
-  const std::map<int, RankStats>& rank_stats() const { return rank_stats_; }
+  const std::map<int, RankStats>& rank_stats() const { return driver_->rank_stats(); }
 
-  const ModelSpec& spec() const { return spec_; }
-  const KvLayout& kv_layout() const { return layout_; }
-  const KvCapacity& kv_capacity() const { return capacity_; }
+  const ModelSpec& spec() const { return model_->spec; }
+  const KvLayout& kv_layout() const { return model_->kv_layout; }
+  const KvCapacity& kv_capacity() const { return model_->kv_capacity; }
   // The KV budget in words: its size, where it came from, the tokens and sequences it holds.
-  const std::string& kv_budget() const { return kv_budget_; }
-  int64_t weight_bytes() const { return weights_.bytes; }
+  const std::string& kv_budget() const { return model_->kv_budget; }
+  int64_t weight_bytes() const { return model_->weights.bytes; }
   // Weight bytes a decode step reads on this rank: all but the embedding (only its gathered
   // rows are read), unless it doubles as the LM head.
   int64_t decode_weight_bytes() const {
-    return weights_.bytes - (weights_.lm_head.get() && weights_.embed.get() ? static_cast<int64_t>(weights_.embed.data.bytes()) : 0);
+    const ModelWeights& w = model_->weights;
+    return w.bytes - (w.lm_head.get() && w.embed.get() ? static_cast<int64_t>(w.embed.data.bytes()) : 0);
   }
   // The format each weight matrix is held in (LoadedWeightFormats).
-  const WeightFormats& weight_formats() const { return weight_formats_; }
-  Backend* backend() const { return backend_.get(); }
-  const EngineStats& stats() const { return stats_; }
-  void ResetStats() { stats_ = {}; }
+  const WeightFormats& weight_formats() const { return model_->weight_formats; }
+  Backend* backend() const { return model_->backend.get(); }
+  const EngineStats& stats() const { return driver_->stats(); }
+  void ResetStats() { driver_->ResetStats(); }
   const Scheduler& scheduler() const { return *scheduler_; }
   // Whether this engine reuses cached prefixes (the option, less the model's refusal), and why
   // not when the model refused it (serve logs it).
   bool prefix_caching() const { return prefix_caching_; }
   const std::string& prefix_caching_refusal() const { return prefix_caching_refusal_; }
-  int micro_batches() const { return static_cast<int>(in_flight_.size()); }
+  int micro_batches() const { return driver_->micro_batches(); }
   // The pipeline plan this engine runs (every rank derives the same one).
-  const PipelinePlan& plan() const { return plan_; }
+  const PipelinePlan& plan() const { return model_->plan; }
   // KV bytes this rank sent per transfer edge (producer layer, destination stage).
-  const std::map<std::pair<int, int>, int64_t>& edge_bytes_sent() const { return runner_->edge_bytes_sent(); }
+  const std::map<std::pair<int, int>, int64_t>& edge_bytes_sent() const { return model_->runner->edge_bytes_sent(); }
 
  private:
   Engine() = default;
-  bool distributed() const { return comms_.world != nullptr && comms_.world->size() > 1; }
-  bool last_stage() const { return stage_ == plan_.layout.pp() - 1; }
-  absl::Status SendToChildren(const StepMessage& m);
-  RankStats OwnStats(int64_t step_id) const;  // as reported for the plan `step_id`
-  absl::Status DrainRankStats();
-  // A failure inside a distributed step ends the job; on one rank it is returned.
-  absl::Status FailStep(const absl::Status& st);
+  // Rank 0's scheduler, with prefix caching where the option asks and the model allows.
+  void CreateScheduler(const EngineOptions& o);
 
-  struct InFlight {
-    bool active = false;
-    ScheduledStep step;
-    std::vector<float> logits;
-    std::unique_ptr<PendingRecv> pending;  // logits on their way from the last stage
-  };
-
-  ModelSpec spec_;
-  std::unique_ptr<Backend> backend_;
-  WeightFormats weight_formats_;
-  Checkpoint checkpoint_;  // kept mapped: weights may point into it (declared before weights_)
-  ModelWeights weights_;
-  KvLayout layout_;
-  KvCapacity capacity_;
-  std::string kv_budget_;
-  PipelinePlan plan_;
-  int rank_ = 0, stage_ = 0, slice_ = 0;  // stage and slice as plan_.layout places rank_
-  // Host data planes wrapped for a device backend (StagedDeviceComm); outlive the runner.
-  std::unique_ptr<DeviceComm> staged_tp_, staged_world_;
-  std::unique_ptr<KvStorage> storage_;
-  std::unique_ptr<ModelRunner> runner_;
+  std::unique_ptr<RankModel> model_;
+  std::unique_ptr<PipelineDriver> driver_;
   std::unique_ptr<Scheduler> scheduler_;  // rank 0
-  std::vector<InFlight> in_flight_;       // one per micro-batch
-  int next_micro_batch_ = 0;
-  int64_t next_step_id_ = 0;
-  std::chrono::steady_clock::time_point started_, last_report_;
-  double busy_seconds_ = 0;
-  int64_t rank_steps_ = 0;
-  std::map<int, RankStats> rank_stats_;
-  EngineStats stats_;
-  EngineComms comms_;
-  bool shut_down_ = false;
   bool prefix_caching_ = false;
   std::string prefix_caching_refusal_;
 };

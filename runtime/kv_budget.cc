@@ -76,4 +76,18 @@ absl::StatusOr<int64_t> DefaultKvBudget(const ModelSpec& spec, const EngineOptio
   return std::min(want, room);
 }
 
+absl::StatusOr<KvBudget> ResolveKvBudget(const ModelSpec& spec, const EngineOptions& o, const PlannerOptions& po,
+                                         HostComm* world, Backend* backend) {
+  KvBudget b{o.kv_memory_bytes, "--kv-memory"};
+  if (o.gpu_memory_fraction > 0) {
+    ASSIGN_OR_RETURN(b.bytes, KvBudgetFromDevice(spec, o, po, world, backend));
+    b.source = absl::StrCat("--gpu-memory-fraction ", o.gpu_memory_fraction);
+  } else if (o.kv_memory_bytes == 0) {
+    ASSIGN_OR_RETURN(b.bytes, DefaultKvBudget(spec, o, po, world, backend, &b.source));
+  } else if (o.kv_memory_bytes < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--kv-memory ", o.kv_memory_bytes, " must not be negative"));
+  }
+  return b;
+}
+
 }  // namespace strata

@@ -28,4 +28,13 @@ absl::StatusOr<int64_t> ContextKvBudget(const ModelSpec& spec, const EngineOptio
 absl::StatusOr<int64_t> DefaultKvBudget(const ModelSpec& spec, const EngineOptions& o, const PlannerOptions& po,
                                         HostComm* world, Backend* backend, std::string* source);
 
+// The budget this rank plans with, and where it came from in words ("--kv-memory",
+// "--gpu-memory-fraction 0.9", or the default's source): the one entry point of the policy.
+struct KvBudget {
+  int64_t bytes = 0;
+  std::string source;
+};
+absl::StatusOr<KvBudget> ResolveKvBudget(const ModelSpec& spec, const EngineOptions& o, const PlannerOptions& po,
+                                         HostComm* world, Backend* backend);
+
 }  // namespace strata

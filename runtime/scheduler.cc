@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/status.h"
-#include "runtime/base/token_choice.h"
 
 namespace strata {
 
@@ -57,10 +57,11 @@ absl::Status Scheduler::Validate(const GenerationRequest& r) const {
 absl::Status Scheduler::Add(RequestId id, GenerationRequest r) {
   RETURN_IF_ERROR(Validate(r));
   if (seqs_.count(id)) return absl::AlreadyExistsError(absl::StrCat("request ", id, " is already scheduled"));
-  const uint64_t seed = r.sampling.seed;
-  auto s = std::make_unique<Seq>(
-      Seq{id, next_order_++, std::move(r), {}, {}, -1, 0, -1, 0, false, SamplerRng(seed), {}, 0, -1, false, false});
-  if (s->req.grammar) s->matcher = std::make_unique<grammar::GrammarMatcher>(s->req.grammar);
+  auto s = std::make_unique<Seq>();
+  s->id = id;
+  s->order = next_order_++;
+  s->req = std::move(r);
+  s->selector = std::make_unique<TokenSelector>(s->req, spec_.eos_token_ids, spec_.vocab_size);
   seqs_[id] = std::move(s);
   waiting_.push_back(id);
   return absl::OkStatus();
@@ -168,34 +169,41 @@ Scheduler::Donor Scheduler::SharingPrefix(const Seq& s, int n, const std::vector
   return d;
 }
 
+std::optional<std::vector<int>> Scheduler::MatchCachedPrefix(Seq* s) {
+  // Full blocks of the known prefix, less the last token, which must be computed for logits.
+  std::vector<BlockKey> chain = KeyChain(s, (s->total() - 1) / o_.block_size);
+  std::vector<int> hit = blocks_.Match(chain);
+  if (hit.size() < chain.size() && ComputingElsewhere(chain[hit.size()].hash)) {
+    blocks_.Free(hit);
+    return std::nullopt;
+  }
+  // The rest of the prefix, up to the last token, in a running sequence's partly filled block
+  // (n samples of one prompt): copy that block once it is computed, wait while it is not.
+  const int want = s->total() - 1, have = static_cast<int>(hit.size()) * o_.block_size;
+  if (want > have && hit.size() == chain.size()) {
+    const Donor donor = SharingPrefix(*s, want, chain);
+    if (donor.ready == nullptr && donor.computing) {
+      blocks_.Free(hit);
+      return std::nullopt;
+    }
+    if (donor.ready != nullptr) {
+      s->copy_src = donor.ready->blocks[hit.size()];
+      blocks_.Retain(s->copy_src);
+    }
+  }
+  // The chain of a running sequence: its full blocks as they will be published.
+  KeyChain(s, s->total() / o_.block_size);
+  return hit;
+}
+
 bool Scheduler::Admit(int mb) {
   Seq* s = seqs_[waiting_.front()].get();
   if (slots_.num_free() == 0) return false;
   std::vector<int> hit;
   if (Paged() && o_.prefix_caching) {
-    // Full blocks of the known prefix, less the last token, which must be computed for logits.
-    std::vector<BlockKey> chain = KeyChain(s, (s->total() - 1) / o_.block_size);
-    hit = blocks_.Match(chain);
-    if (hit.size() < chain.size() && ComputingElsewhere(chain[hit.size()].hash)) {
-      blocks_.Free(hit);
-      return false;
-    }
-    // The rest of the prefix, up to the last token, in a running sequence's partly filled block
-    // (n samples of one prompt): copy that block once it is computed, wait while it is not.
-    const int want = s->total() - 1, have = static_cast<int>(hit.size()) * o_.block_size;
-    if (want > have && hit.size() == chain.size()) {
-      const Donor donor = SharingPrefix(*s, want, chain);
-      if (donor.ready == nullptr && donor.computing) {
-        blocks_.Free(hit);
-        return false;
-      }
-      if (donor.ready != nullptr) {
-        s->copy_src = donor.ready->blocks[hit.size()];
-        blocks_.Retain(s->copy_src);
-      }
-    }
-    // The chain of a running sequence: its full blocks as they will be published.
-    KeyChain(s, s->total() / o_.block_size);
+    std::optional<std::vector<int>> cached = MatchCachedPrefix(s);
+    if (!cached) return false;
+    hit = std::move(*cached);
   }
   // The whole known prefix plus one token must fit, so it is not preempted on its first step.
   const int64_t need = Paged() ? BlocksFor(s->total() + 1, o_.block_size) - static_cast<int64_t>(hit.size()) : 0;
@@ -270,80 +278,53 @@ absl::StatusOr<ScheduledStep> Scheduler::Schedule(int mb) {
         continue;  // an unsplittable prompt waits for a step of its own
       }
     }
-    // Blocks for the new rows; take them from the newest sequences of this micro-batch if needed.
-    if (Paged()) {
-      const int64_t need = BlocksFor(s->computed + n, o_.block_size) - static_cast<int64_t>(s->blocks.size());
-      for (auto it = by_age.rbegin(); it != by_age.rend() && need > blocks_.num_free(); ++it) {
-        Seq* victim = *it;
-        if (victim->order <= s->order) break;  // only younger sequences give way
-        if (victim->micro_batch == mb && victim->in_flight == 0) Preempt(victim);
-      }
-      if (need > blocks_.num_free()) {
-        Preempt(s);
-        continue;
-      }
-      if (need > 0) {
-        ASSIGN_OR_RETURN(std::vector<int> more, blocks_.Allocate(need));
-        s->blocks.insert(s->blocks.end(), more.begin(), more.end());
-      }
-    }
-    SequenceStep st;
-    for (int i = 0; i < n; ++i) st.tokens.push_back(s->token_at(s->computed + i));
-    st.context_len = s->computed;
-    st.slot = s->slot;
-    if (s->copy_src >= 0 && !s->copy_in_flight) {
-      st.copy_src = s->copy_src;
-      st.copy_dst = s->blocks[s->published];
-      s->copy_in_flight = true;
-    }
-    s->in_flight = n;
+    ASSIGN_OR_RETURN(const bool room, ReserveBlocks(s, n, by_age));
+    if (!room) continue;
     (n == 1 && s->computed + 1 == s->total() && !s->generated.empty() ? step.decode_tokens : step.prefill_tokens) += n;
     budget -= n;
-    if (Paged()) st.blocks = s->blocks;
-    step.seqs.push_back(std::move(st));
+    step.seqs.push_back(FeedTokens(s, n));
     step.ids.push_back(s->id);
   }
   return step;
 }
 
-std::vector<int> Scheduler::BannedNow(const Seq& s) const {
-  if (static_cast<int>(s.generated.size()) >= s.req.min_tokens) return {};
-  std::vector<int> banned = s.req.stop_token_ids;
-  if (!s.req.ignore_eos) banned.insert(banned.end(), spec_.eos_token_ids.begin(), spec_.eos_token_ids.end());
-  return banned;
-}
-
-SampledToken Scheduler::Sample(Seq* s, const float* row) {
-  if (s->generated.size() < s->req.forced_tokens.size()) {
-    const int t = s->req.forced_tokens[s->generated.size()];
-    return {t, s->req.logprob ? static_cast<float>(LogSoftmaxAt(row, spec_.vocab_size, t)) : 0.f};
+absl::StatusOr<bool> Scheduler::ReserveBlocks(Seq* s, int n, const std::vector<Seq*>& by_age) {
+  if (!Paged()) return true;
+  const int64_t need = BlocksFor(s->computed + n, o_.block_size) - static_cast<int64_t>(s->blocks.size());
+  // Take them from the newest sequences of this micro-batch if needed.
+  for (auto it = by_age.rbegin(); it != by_age.rend() && need > blocks_.num_free(); ++it) {
+    Seq* victim = *it;
+    if (victim->order <= s->order) break;  // only younger sequences give way
+    if (victim->micro_batch == s->micro_batch && victim->in_flight == 0) Preempt(victim);
   }
-  std::vector<int> banned = BannedNow(*s);
-  if (!s->matcher)
-    return SampleToken(row, spec_.vocab_size, s->req.sampling, &s->rng,
-                       {.prompt = &s->req.prompt, .output = &s->generated, .banned = &banned, .logprob = s->req.logprob});
-  // Structured output: only what the grammar allows. Where the grammar allows nothing but the
-  // end, the end wins over min_tokens.
-  s->matcher->FillNextTokenMask(&mask_);
-  bool any = false;
-  for (uint32_t w : mask_) any |= w != 0;
-  if (!any) return {-1, 0.f};
-  for (int b : banned)
-    if (b >= 0 && b < spec_.vocab_size) mask_[b >> 5] &= ~(1u << (b & 31));
-  bool left = false;
-  for (uint32_t w : mask_) left |= w != 0;
-  if (!left) s->matcher->FillNextTokenMask(&mask_);
-  const SampledToken t = SampleToken(row, spec_.vocab_size, s->req.sampling, &s->rng,
-                                     {.prompt = &s->req.prompt, .output = &s->generated, .allowed = mask_.data(),
-                                      .logprob = s->req.logprob});
-  // The mask allows only tokens the matcher takes; logits that are all -inf or NaN could still
-  // pick one outside it, and that ends the request rather than the server.
-  if (!s->matcher->AcceptToken(t.token)) return {-1, 0.f};
-  return t;
+  if (need > blocks_.num_free()) {
+    Preempt(s);
+    return false;
+  }
+  if (need > 0) {
+    ASSIGN_OR_RETURN(std::vector<int> more, blocks_.Allocate(need));
+    s->blocks.insert(s->blocks.end(), more.begin(), more.end());
+  }
+  return true;
 }
 
-std::vector<RequestOutput> Scheduler::Complete(const ScheduledStep& step, const float* logits) {
-  std::vector<RequestOutput> out;
+SequenceStep Scheduler::FeedTokens(Seq* s, int n) {
+  SequenceStep st;
+  for (int i = 0; i < n; ++i) st.tokens.push_back(s->token_at(s->computed + i));
+  st.context_len = s->computed;
+  st.slot = s->slot;
+  if (s->copy_src >= 0 && !s->copy_in_flight) {
+    st.copy_src = s->copy_src;
+    st.copy_dst = s->blocks[s->published];
+    s->copy_in_flight = true;
+  }
+  s->in_flight = n;
+  if (Paged()) st.blocks = s->blocks;
+  return st;
+}
+
+std::vector<CompletedSequence> Scheduler::Complete(const ScheduledStep& step) {
+  std::vector<CompletedSequence> out;
   for (size_t i = 0; i < step.ids.size(); ++i) {
     auto it = seqs_.find(step.ids[i]);
     if (it == seqs_.end()) continue;
@@ -352,44 +333,29 @@ std::vector<RequestOutput> Scheduler::Complete(const ScheduledStep& step, const 
     s->in_flight = 0;
     if (s->copy_in_flight) DropCopySource(s);  // the copy ran with the step
     if (o_.prefix_caching && Paged()) PublishComputedBlocks(s);
-    RequestOutput o;
-    o.id = s->id;
-    if (!s->aborted && s->computed == s->total()) {  // every known token is in: sample the next one
-      const float* row = logits + i * spec_.vocab_size;
-      const SampledToken t = Sample(s, row);
-      o.token = t.token;
-      o.logprob = t.logprob;
-      if (s->req.top_logprobs > 0) o.top_logprobs = TopLogprobs(row, spec_.vocab_size, s->req.top_logprobs);
-      if (t.token < 0) {  // the grammar has no token to go on with: nothing can be sampled
-        o.token = -1;
-        o.finished = true;
-        o.finish_reason = "abort";
-      } else {
-        s->generated.push_back(t.token);
-        const auto& eos = spec_.eos_token_ids;
-        const auto& stop_ids = s->req.stop_token_ids;
-        o.stopped_by_token = (!s->req.ignore_eos && std::find(eos.begin(), eos.end(), t.token) != eos.end()) ||
-                             std::find(stop_ids.begin(), stop_ids.end(), t.token) != stop_ids.end();
-        if (o.stopped_by_token || (s->matcher && s->matcher->IsComplete())) {  // or the grammar's sentence is whole
-          o.finished = true;
-          o.finish_reason = "stop";
-        } else if (static_cast<int>(s->generated.size()) >= s->req.max_tokens) {
-          o.finished = true;
-          o.finish_reason = "length";
-        }
-      }
+    CompletedSequence c;
+    c.id = s->id;
+    c.row = static_cast<int>(i);
+    c.aborted = s->aborted;
+    if (!s->aborted && s->computed == s->total()) {  // every known token is in: the next one is due
+      c.selector = s->selector.get();
+      c.request = &s->req;
+      c.generated = &s->generated;
     }
-    if (s->aborted && !o.finished) {
-      o.finished = true;
-      o.finish_reason = "abort";
-    }
-    if (o.token >= 0 || o.finished) out.push_back(o);
-    if (o.finished) {
-      Release(s);
-      seqs_.erase(it);
-    }
+    if (c.aborted || c.selector != nullptr) out.push_back(c);
   }
   return out;
+}
+
+void Scheduler::Record(RequestId id, int token, bool finished) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return;
+  Seq* s = it->second.get();
+  if (token >= 0) s->generated.push_back(token);
+  if (finished) {
+    Release(s);
+    seqs_.erase(it);
+  }
 }
 
 std::vector<RequestOutput> Scheduler::TakeAborted() {

@@ -1,5 +1,7 @@
 // File: runtime/scheduler.h
-// Rank 0's iteration-level scheduler (continuous batching). Requests join and leave the running
+// Rank 0's iteration-level scheduler (continuous batching): it decides each step's batch, the KV
+// blocks of its sequences and preemption, and nothing else (token selection: token_selector.h;
+// stopping: stop_rule.h; the two applied to a step's logits: step_outputs.h). Requests join and leave the running
 // batch at every step; the running sequences are split into micro-batches, one per pipeline
 // stage, so that while one micro-batch is in stage 1 the next can run in stage 0.
 //
@@ -16,40 +18,18 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "cache/block_pool.h"
-#include "runtime/grammar/grammar_matcher.h"
 #include "runtime/model/model_spec.h"
+#include "runtime/request.h"
 #include "runtime/sequence_step.h"
-#include "runtime/sampler.h"
+#include "runtime/token_selector.h"
 
 namespace strata {
-
-using RequestId = int64_t;
-
-struct GenerationRequest {
-  std::vector<int> prompt;
-  int max_tokens = 16;
-  SamplingParams sampling;
-  bool ignore_eos = false;
-  int min_tokens = 0;               // EOS and stop_token_ids cannot be chosen before this many tokens
-  std::vector<int> stop_token_ids;  // generating one of these finishes the request ("stop")
-  int top_logprobs = 0;             // report this many most likely tokens with each token
-  // Report each sampled token's logprob (RequestOutput::logprob). It costs a pass of exp over the
-  // vocabulary per token (0.5 ms at 50k on the CPU), so the server asks for it only when the client
-  // wants logprobs or best_of ranks by them.
-  bool logprob = true;
-  // Structured output: only tokens the grammar allows are sampled, and the end-of-sequence ids
-  // only where it accepts (runtime/grammar/grammar_matcher.h). Null: unconstrained.
-  std::shared_ptr<const grammar::CompiledGrammar> grammar;
-  // Teacher forcing: the i-th generated token is forced_tokens[i] (while there are any), whatever
-  // the logits favour, reported with its logprob under the full softmax: a known continuation
-  // scored (perplexity), one decode step a token.
-  std::vector<int> forced_tokens;
-};
 
 struct SchedulerOptions {
   int block_size = 16;
@@ -69,19 +49,6 @@ struct PrefixCacheStats {
   int64_t queries = 0, hits = 0;
 };
 
-// What one step produced for one request.
-struct RequestOutput {
-  RequestId id = 0;
-  int token = -1;        // -1: no new token (a request aborted before it produced one)
-  float logprob = 0.f;  // when GenerationRequest::logprob
-  bool finished = false;
-  std::string finish_reason;  // "stop", "length" or "abort" when finished
-  // Finished because `token` is an EOS id (ignore_eos off) or one of stop_token_ids: its text is
-  // no part of the answer (vLLM's rule, unless include_stop_str_in_output).
-  bool stopped_by_token = false;
-  std::vector<std::pair<int, float>> top_logprobs;  // when the request asked for them
-};
-
 // The steps of one micro-batch (each SequenceStep carries its own block table).
 struct ScheduledStep {
   int micro_batch = 0;
@@ -89,6 +56,18 @@ struct ScheduledStep {
   std::vector<RequestId> ids;  // per sequence
   int64_t prefill_tokens = 0, decode_tokens = 0;
   bool empty() const { return seqs.empty(); }
+};
+
+// A sequence of a completed step that has something to report: its next token is due (every
+// known token is now in the cache; row `row` of the step's logits gives it), or it was aborted.
+struct CompletedSequence {
+  RequestId id = 0;
+  int row = 0;
+  bool aborted = false;
+  // Set when a token is due: the request's token selection and what it has generated so far.
+  TokenSelector* selector = nullptr;
+  const GenerationRequest* request = nullptr;
+  const std::vector<int>* generated = nullptr;
 };
 
 class Scheduler {
@@ -105,8 +84,13 @@ class Scheduler {
 
   // The next step of micro-batch `mb` (empty when it has nothing to run).
   absl::StatusOr<ScheduledStep> Schedule(int mb);
-  // Consumes the logits ([num_seqs * vocab]) of micro-batch `step.micro_batch`'s step.
-  std::vector<RequestOutput> Complete(const ScheduledStep& step, const float* logits);
+  // Micro-batch `step.micro_batch`'s step has run: its rows are in the cache. Returns the
+  // sequences whose next token is due, or that were aborted (in step order); each must then be
+  // answered with Record (runtime/step_outputs.h does: token selection, then the stop rule).
+  std::vector<CompletedSequence> Complete(const ScheduledStep& step);
+  // The outcome for a sequence Complete returned: its new token (-1: none) and whether it is
+  // finished (then its blocks and slot are released and it is forgotten).
+  void Record(RequestId id, int token, bool finished);
 
   bool Idle() const { return waiting_.empty() && seqs_.empty(); }
   int num_running() const;
@@ -123,11 +107,12 @@ class Scheduler {
   // Blocks held for a copy (one reference each, by the sequence that will copy them).
   std::vector<int> CopySources() const;
   const SchedulerOptions& options() const { return o_; }
+  const ModelSpec& spec() const { return spec_; }
 
  private:
   struct Seq {
-    RequestId id;
-    int64_t order;  // arrival order: older sequences win when blocks run out
+    RequestId id = 0;
+    int64_t order = 0;  // arrival order: older sequences win when blocks run out
     GenerationRequest req;
     std::vector<int> generated;
     std::vector<int> blocks;
@@ -136,7 +121,6 @@ class Scheduler {
     int micro_batch = -1;  // -1: waiting
     int in_flight = 0;     // tokens of a step not completed yet
     bool aborted = false;
-    SamplerRng rng;
     std::vector<uint64_t> hashes;  // of its full blocks so far (the prefix-cache key chain)
     int published = 0;             // leading blocks published to the prefix cache
     // A running sequence's partly filled block this one copies at its first step (held by one
@@ -144,23 +128,26 @@ class Scheduler {
     int copy_src = -1;
     bool copy_in_flight = false;
     bool counted = false;  // in the prefix-cache counters (once per request, not per readmission)
-    std::unique_ptr<grammar::GrammarMatcher> matcher;  // where its output stands in req.grammar
+    std::unique_ptr<TokenSelector> selector;  // its token selection (the scheduler only holds it)
     int total() const { return static_cast<int>(req.prompt.size() + generated.size()); }
     int token_at(int i) const {
       return i < static_cast<int>(req.prompt.size()) ? req.prompt[i] : generated[i - req.prompt.size()];
     }
   };
-  // Tokens that may not be sampled for `s` now (EOS and stop ids before min_tokens).
-  std::vector<int> BannedNow(const Seq& s) const;
-  // The next token of `s` from its logits row (under its grammar, if any; token -1: the grammar
-  // allows no token at all).
-  SampledToken Sample(Seq* s, const float* row);
   // Tokens to feed `s` next, before the token budget.
   int WantTokens(const Seq& s) const;
   bool Paged() const { return o_.num_blocks > 0; }
   void Release(Seq* s);  // blocks and slot back to their pools
   void Preempt(Seq* s);
   bool Admit(int mb);    // moves the oldest waiting sequence into `mb`; false if it does not fit
+  // With prefix caching: the cached blocks `s` starts from (and a running sequence's block to copy,
+  // in s->copy_src); nullopt when `s` should wait for a running sequence computing its prefix.
+  std::optional<std::vector<int>> MatchCachedPrefix(Seq* s);
+  // Blocks for `n` more tokens of `s`, taken from younger sequences of its micro-batch (preempted)
+  // when none is free; false when even that is not enough (then `s` itself is preempted).
+  absl::StatusOr<bool> ReserveBlocks(Seq* s, int n, const std::vector<Seq*>& by_age);
+  // The step entry feeding `s` its next `n` tokens (marked in flight).
+  SequenceStep FeedTokens(Seq* s, int n);
   // The prefix-cache keys of `s`'s first `n` full blocks (extending s->hashes as needed).
   std::vector<BlockKey> KeyChain(Seq* s, int n);
   // Whether a running sequence has yet to publish the block `hash` (so a waiting one that needs it
@@ -184,7 +171,6 @@ class Scheduler {
   SlotPool slots_;
   std::map<RequestId, std::unique_ptr<Seq>> seqs_;  // waiting and running
   std::deque<RequestId> waiting_;                   // by arrival (preempted ones back in order)
-  grammar::TokenMask mask_;  // scratch: the grammar mask of the sequence being sampled
   int64_t next_order_ = 0;
   int64_t preemptions_ = 0;
   PrefixCacheStats prefix_stats_;

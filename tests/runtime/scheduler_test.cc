@@ -2,6 +2,7 @@
 // peak): admission order and limits, prompt chunking under the token budget with decodes first,
 // preemption of the youngest with recompute (no token lost or repeated), and aborts.
 #include "runtime/scheduler.h"
+#include "runtime/step_outputs.h"
 
 #include <gtest/gtest.h>
 
@@ -62,7 +63,7 @@ Outcome Drive(Scheduler& s, int limit = 500) {
     EXPECT_TRUE(step.ok()) << step.status();
     if (!step.ok() || step->empty()) break;
     const std::vector<float> logits = Logits(*step, produced);
-    for (const RequestOutput& o : s.Complete(*step, logits.data())) {
+    for (const RequestOutput& o : FinishStep(s, *step, logits.data())) {
       if (o.token >= 0) {
         run.tokens[o.id].push_back(o.token);
         ++produced[o.id];
@@ -96,7 +97,7 @@ TEST(Scheduler, AdmitsInArrivalOrderUpToMaxSeqs) {
   EXPECT_EQ(s.num_waiting(), 2);
   std::map<RequestId, int> none;
   const std::vector<float> l = Logits(*first, none);
-  s.Complete(*first, l.data());
+  FinishStep(s, *first, l.data());
   const Outcome run = Drive(s);
   for (RequestId id = 0; id < 4; ++id) EXPECT_EQ(run.finish.at(id), "length");
   // Request 2 is admitted only once one of the first two left, and before request 3.
@@ -124,7 +125,7 @@ TEST(Scheduler, ChunksPromptsUnderTheBudgetWithDecodesFirst) {
   EXPECT_EQ(step->seqs[0].tokens.size(), 2u);
   std::map<RequestId, int> produced;
   std::vector<float> l = Logits(*step, produced);
-  s.Complete(*step, l.data());
+  FinishStep(s, *step, l.data());
   produced[0] = 1;
   ASSERT_TRUE(s.Add(1, Request(10, 1)).ok());
   // Request 0 decodes one token; request 1's prompt fills the rest of the budget, chunk by chunk.
@@ -148,7 +149,7 @@ TEST(Scheduler, ChunksPromptsUnderTheBudgetWithDecodesFirst) {
     }
     EXPECT_LE(budget, o.max_batched_tokens);
     l = Logits(*step, produced);
-    for (const RequestOutput& out : s.Complete(*step, l.data()))
+    for (const RequestOutput& out : FinishStep(s, *step, l.data()))
       if (out.token >= 0) ++produced[out.id];
   }
   EXPECT_EQ(chunks, (std::vector<int>{3, 3, 3, 1}));
@@ -195,7 +196,7 @@ TEST(Scheduler, AbortReportsOnceAndFreesTheBlocks) {
   std::map<RequestId, int> none;
   const std::vector<float> l = Logits(*step, none);
   int aborts = 0;
-  for (const RequestOutput& out : s.Complete(*step, l.data()))
+  for (const RequestOutput& out : FinishStep(s, *step, l.data()))
     if (out.id == 7) {
       EXPECT_TRUE(out.finished);
       EXPECT_EQ(out.finish_reason, "abort");
@@ -298,7 +299,7 @@ TEST(SchedulerPrefixCache, BlockAccountingHoldsOverRandomSchedules) {
         }
         if (!st->empty()) {
           const std::vector<float> logits = Logits(*st, produced);
-          for (const RequestOutput& out : sched.Complete(*st, logits.data()))
+          for (const RequestOutput& out : FinishStep(sched, *st, logits.data()))
             if (out.token >= 0) {
               outputs[out.id].push_back(out.token);
               ++produced[out.id];
