@@ -11,7 +11,7 @@
 #include "absl/status/status.h"
 #include "nlohmann/json.hpp"
 #include "runtime/model/model_spec.h"
-#include "runtime/scheduler.h"
+#include "runtime/request.h"
 #include "runtime/serving/chat_template.h"
 #include "runtime/serving/structured_output.h"
 #include "runtime/serving/tool_calls.h"

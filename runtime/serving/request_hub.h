@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "runtime/scheduler.h"
+#include "runtime/request.h"
 
 namespace strata {
 
