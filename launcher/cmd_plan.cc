@@ -11,11 +11,33 @@
 #include "launcher/commands.h"
 #include "launcher/flags.h"
 #include "parallel/planner.h"
+#include "runtime/base/status.h"
+#include "runtime/model/checkpoint.h"
 #include "runtime/model/config.h"
+#include "runtime/weights.h"
 
 ABSL_FLAG(int64_t, memory_per_rank, 0, "plan: device memory of one rank in bytes; says whether the plan fits");
 
 namespace strata {
+namespace {
+
+// The formats the engine would hold the weights in on --device with --dequantize and
+// --quantization as given, so that the plan counts quantized bytes as loaded. Without that
+// device here (planning a GPU cluster from a CPU machine) the backend's choice is unknown:
+// packed formats are then counted as the file stores them, floats as the checkpoint's dtype.
+absl::StatusOr<WeightFormats> WeightFormatsFromFlags(const ModelSpec& spec) {
+  const EngineOptions eo = EngineOptionsFromFlags();
+  ASSIGN_OR_RETURN(const Checkpoint ckpt, Checkpoint::Open(absl::GetFlag(FLAGS_model)));
+  auto backend = CreateBackend(eo.backend);
+  if (backend.ok()) return LoadedWeightFormats(ckpt, **backend, !eo.dequantize_weights, eo.quantization);
+  std::fprintf(stderr, "strata plan: no %s device here (%s): weights counted as the checkpoint stores them\n",
+               eo.backend.device.c_str(), std::string(backend.status().message()).c_str());
+  WeightFormats f;
+  f.matrices = WeightFormat::Plain(spec.torch_dtype);
+  return f;
+}
+
+}  // namespace
 
 int RunPlan(const std::vector<std::string>& args) {
   if (!args.empty()) return Fail("plan", "takes no positional arguments", 2);
@@ -25,7 +47,9 @@ int RunPlan(const std::vector<std::string>& args) {
   o.block_size = absl::GetFlag(FLAGS_block_size);
   o.max_seqs = absl::GetFlag(FLAGS_max_seqs);
   o.max_batched_tokens = absl::GetFlag(FLAGS_max_batched_tokens);
-  o.weight_formats.matrices = WeightFormat::Plain(spec->torch_dtype);
+  auto formats = WeightFormatsFromFlags(*spec);
+  if (!formats.ok()) return Fail("plan", std::string(formats.status().message()));
+  o.weight_formats = *formats;
   o.kv_dtype = spec->torch_dtype;
   if (absl::GetFlag(FLAGS_kv_dtype) != "auto") {
     auto d = ParseDTypeName(absl::GetFlag(FLAGS_kv_dtype));

@@ -111,15 +111,24 @@ WeightFormat WeightFormats::Of(const std::string& tensor) const {
 WeightFormat WeightFormats::Of(const WeightSlice& slice) const {
   if (!slice.matrix) return WeightFormat::Plain(DType::kF32);
   const WeightFormat first = Of(slice.parts.front().tensor);
-  for (const SlicePart& p : slice.parts) {
+  for (const SlicePart& p : slice.parts)
     if (Of(p.tensor) != first) return joined;
-    if (first.packed()) {
-      auto it = stored_block_elems.find(p.tensor);
-      const int64_t block = it == stored_block_elems.end() ? first.block_elems : it->second;
-      if (p.cols.first % block != 0 || p.cols.count % block != 0) return joined;
-    }
-  }
+  if (!BlockCut(slice).empty()) return joined;  // a layout the planner would have refused
   return first;
+}
+
+std::string WeightFormats::BlockCut(const WeightSlice& slice) const {
+  if (!slice.matrix) return "";
+  for (const SlicePart& p : slice.parts) {
+    const WeightFormat f = Of(p.tensor);
+    if (!f.packed()) continue;
+    auto it = stored_block_elems.find(p.tensor);
+    const int64_t block = it == stored_block_elems.end() ? f.block_elems : it->second;
+    if (p.cols.first % block != 0 || p.cols.count % block != 0)
+      return absl::StrCat("columns ", p.cols.first, "..", p.cols.first + p.cols.count - 1, " of ", p.tensor,
+                          " are not whole blocks of its ", block, "-element quantization blocks");
+  }
+  return "";
 }
 
 std::vector<WeightSlice> ParallelLayout::SliceWeights(const ModelSpec& spec, int first_layer, int last_layer,

@@ -51,11 +51,14 @@ struct WeightFormats {
   WeightFormat matrices = WeightFormat::Plain(DType::kF16);  // every tensor not named below
   std::map<std::string, WeightFormat> by_tensor;
   WeightFormat joined = WeightFormat::Plain(DType::kF32);
-  // A packed tensor's stored block width: a slice of it stays packed only on whole blocks
-  // (otherwise it is held as `joined`).
+  // A packed tensor's stored block width: a slice of it stays packed only on whole blocks (the
+  // planner refuses a tp that would cut them: BlockCut).
   std::map<std::string, int> stored_block_elems;
   WeightFormat Of(const std::string& tensor) const;
   WeightFormat Of(const WeightSlice& slice) const;
+  // Why `slice` cannot be held in its tensors' packed format (its columns are not whole blocks
+  // of one of them), or "" when it can or is not packed.
+  std::string BlockCut(const WeightSlice& slice) const;
 };
 
 // A pipeline stage's layers, inclusive.

@@ -121,12 +121,27 @@ int64_t ActivationReserveBytes(const ModelSpec& s, const ParallelLayout& layout,
   return 4 * (tokens * per_token + 2 * seqs * int64_t{s.vocab_size}) + (int64_t{256} << 20);
 }
 
+// Tensor parallelism splits a quantized matrix only on whole blocks: a slice that cuts one would
+// have to be held dequantized, several times the bytes the user chose the file for.
+namespace {
+absl::Status CheckWholeBlocks(const ModelSpec& spec, const ParallelLayout& layout, const WeightFormats& formats) {
+  for (int slice = 0; slice < layout.tp(); ++slice)
+    for (const WeightSlice& w : layout.SliceWeights(spec, 0, spec.num_layers - 1, slice))
+      if (std::string cut = formats.BlockCut(w); !cut.empty())
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--tp ", layout.tp(), " splits quantized weights inside their blocks (", cut,
+            "); choose a tp whose slices are whole blocks, or load them as floats with --dequantize"));
+  return absl::OkStatus();
+}
+}  // namespace
+
 absl::StatusOr<PipelinePlan> PlanPipeline(const ModelSpec& spec, const Topology& topo, const PlannerOptions& o) {
   const int L = spec.num_layers, P = topo.pp;
   // The layout's checks are the loader's: a plan exists exactly for the layouts that load.
   ASSIGN_OR_RETURN(const ParallelLayout unstaged, ParallelLayout::Create(spec, topo.tp, topo.pp));
   if (o.block_size < 1 || o.max_seqs < 1 || o.max_batched_tokens < 1 || o.kv_memory_bytes < 0)
     return absl::InvalidArgumentError("block size, max sequences and KV memory must be positive");
+  RETURN_IF_ERROR(CheckWholeBlocks(spec, unstaged, o.weight_formats));
 
   const Costs costs(spec, unstaged, o);
   std::vector<int> starts;

@@ -12,6 +12,7 @@
 #include "nlohmann/json.hpp"
 #include "parallel/planner.h"
 #include "runtime/model/config.h"
+#include "runtime/model/tensor_roles.h"
 
 namespace strata {
 namespace {
@@ -176,6 +177,30 @@ TEST(Planner, RejectsBadTopologiesAndPartitions) {
   o.forced_partition = {{0, 3}};
   EXPECT_FALSE(PlanPipeline(s, {1, 2}, o).ok());  // wrong count
   EXPECT_FALSE(ParsePartition("0-3,x").ok());
+}
+
+// Tensor parallelism keeps quantized matrices packed only where every column slice is whole
+// blocks: with hidden 768 and MLP 1536, o_proj's input columns split into 768 / tp and
+// down_proj's into 1536 / tp; tp 2 cuts 256-element K-quant super-blocks (384), tp 3 does not.
+TEST(Planner, RefusesATpThatCutsQuantizedBlocks) {
+  json c = {{"model_type", "llama"}, {"hidden_size", 768}, {"num_attention_heads", 12}, {"num_key_value_heads", 6},
+            {"num_hidden_layers", 2}, {"intermediate_size", 1536}, {"vocab_size", 1000}};
+  const ModelSpec s = *ParseModelConfig(c.dump(), "m");
+  for (int block : {32, 256}) {
+    PlannerOptions o;
+    for (const TensorDecl& t : ExpectedTensors(s)) {
+      if (!t.matrix() || t.layer < 0) continue;
+      o.weight_formats.by_tensor[t.name] = WeightFormat::PackedU4();
+      o.weight_formats.stored_block_elems[t.name] = block;
+    }
+    for (int tp : {1, 2, 3}) {
+      const auto plan = PlanPipeline(s, {tp, 1}, o);
+      // The naive rule: every split column range a multiple of the block.
+      const bool whole = (768 / tp) % block == 0 && (1536 / tp) % block == 0;
+      EXPECT_EQ(plan.ok(), whole) << block << " tp " << tp << ": " << plan.status();
+      if (!whole) EXPECT_NE(std::string(plan.status().message()).find("o_proj"), std::string::npos) << plan.status();
+    }
+  }
 }
 
 std::string ReadGolden(const std::string& name) {

@@ -6,7 +6,8 @@ Strata against transformers (PyTorch, CPU) loading
 the same file: with weights dequantized (--dequantize), greedy tokens equal (except where
 transformers' best two are within 1e-4) and logprobs within 1e-3 on 6 prompts x 16 steps; on the
 default path (packed blocks, 8-bit activations) tokens equal except where the best two are within
-0.3; and mpirun tp 2, pp 2 give the single rank's tokens on the default path.
+0.3; mpirun tp 2, pp 2 give the single rank's tokens on the default path; `plan` counts the weight
+bytes the engine holds, and refuses a tp that would cut quantized blocks.
 
 Usage: gguf_quant_model_test.py STRATA_BIN MPIEXEC
 """
@@ -114,6 +115,35 @@ def strata_generate(cmd, prompts):
     return json.loads(r.stdout)
 
 
+def weight_bytes(cmd):
+    r = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(cmd[:4])} failed: {r.stderr[-2000:]}")
+    j = json.loads(r.stdout)
+    return j["stages"][0]["weight_bytes_per_rank"] if "stages" in j else j["weight_bytes"]
+
+
+def check_plan(binary, arch, path, failures):
+    """`plan` counts the bytes the engine holds (packed or, with --dequantize, floats), and refuses a
+    tp whose slices cut quantized blocks (tp 4 cuts the Q6_K ffn_down's 256-element blocks at 128)."""
+    sizes = []
+    for extra in ([], ["--dequantize"]):
+        planned = weight_bytes([binary, "plan", "--model", path] + extra)
+        held = weight_bytes([binary, "bench", "offline", "--model", path, "--batch", "1", "--output-len", "2",
+                             "--repeat", "1"] + extra)
+        sizes.append(f"{'dequantized' if extra else 'packed'} {planned} planned / {held} held")
+        if planned != held:
+            failures.append(f"{arch}: plan counts {planned} weight bytes {extra}, the engine holds {held}")
+    r = subprocess.run([binary, "plan", "--model", path, "--tp", "4"], capture_output=True, text=True, timeout=600)
+    if r.returncode == 0 or "whole blocks" not in r.stderr:
+        failures.append(f"{arch}: plan --tp 4 should refuse to cut Q6_K blocks: rc {r.returncode}, {r.stderr[-500:]}")
+    r2 = subprocess.run([binary, "plan", "--model", path, "--tp", "4", "--dequantize"], capture_output=True, text=True,
+                        timeout=600)
+    if r2.returncode != 0:
+        failures.append(f"{arch}: plan --tp 4 --dequantize should plan: {r2.stderr[-500:]}")
+    return f"weight bytes {', '.join(sizes)}; tp 4 refused ({r.stderr.strip()[-90:]}), accepted with --dequantize"
+
+
 def check(binary, mpiexec, arch, work, failures):
     rng = np.random.default_rng(2026)
     os.makedirs(os.path.join(work, arch))
@@ -134,6 +164,8 @@ def check(binary, mpiexec, arch, work, failures):
         layouts.append(f"{' '.join(args)} {'equal' if same else 'DIFFERENT'}")
         if not same:
             failures.append(f"{arch}: mpirun {' '.join(args)}: tokens differ from one rank's")
+    plan_checks = check_plan(binary, arch, path, failures)
+    print(f"random {arch}: {plan_checks}")
     print(f"random {arch} in 11 block formats, weights dequantized: {compared} greedy tokens equal to transformers, "
           f"{ties} near-ties, worst logprob difference {worst:.2e}")
     print(f"random {arch} in 11 block formats, packed (default): {p_compared} greedy tokens equal to transformers, "
