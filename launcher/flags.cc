@@ -31,8 +31,8 @@ ABSL_FLAG(bool, dequantize, false,
           "hold block-quantized (GGUF) weights as floats, dequantized exactly, instead of computing on the packed "
           "blocks with 8-bit activations");
 ABSL_FLAG(std::string, quantization, "none",
-          "quantize a float checkpoint's weight matrices at load: none, q8_0 or q4_1 (computed with 8-bit "
-          "activations, as GGUF files of those types are)");
+          "quantize a float checkpoint's weight matrices at load: none, q8_0, q4_1 or q4_k (q4_k: rows not whole "
+          "256-element super-blocks take q4_1; computed with 8-bit activations, as GGUF files of those types are)");
 ABSL_FLAG(bool, json, false, "print JSON");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
 ABSL_FLAG(int, tp, 1, "tensor-parallel ranks per pipeline stage");

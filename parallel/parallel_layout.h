@@ -54,6 +54,9 @@ struct WeightFormats {
   // A packed tensor's stored block width: a slice of it stays packed only on whole blocks (the
   // planner refuses a tp that would cut them: BlockCut).
   std::map<std::string, int> stored_block_elems;
+  // Float tensors quantized at load (--quantization): the ggml type whose quantizer makes their
+  // blocks (Q8_0, Q4_1 or Q4_K; QuantizeFloatsAs).
+  std::map<std::string, uint32_t> quantize_as;
   WeightFormat Of(const std::string& tensor) const;
   WeightFormat Of(const WeightSlice& slice) const;
   // Why `slice` cannot be held in its tensors' packed format (its columns are not whole blocks

@@ -67,7 +67,8 @@ class Loader {
         std::vector<float> rows(static_cast<size_t>(p.rows.count * p.cols.count));
         RETURN_IF_ERROR(ckpt_.CopyBlock(p.tensor, p.tensor_shape, p.rows.first, p.rows.count, p.cols.first,
                                         p.cols.count, DType::kF32, rows.data()));
-        QuantizeToPacked(rows.data(), static_cast<int64_t>(rows.size()), f, row_major.data() + at);
+        RETURN_IF_ERROR(QuantizeFloatsAs(formats_.quantize_as.at(p.tensor), rows.data(),
+                                         static_cast<int64_t>(rows.size()), row_major.data() + at));
       } else
         RETURN_IF_ERROR(ckpt_.CopyBlock(p.tensor, p.tensor_shape, p.rows.first, p.rows.count, p.cols.first,
                                         p.cols.count, f.dtype, target.at(at)));
@@ -156,17 +157,32 @@ Weight* ModelWeights::Slot(WeightSlot slot, int layer) {
   }
 }
 
+namespace {
+
+// What --quantization makes of a float matrix with `cols` columns: the ggml type whose quantizer
+// runs (0: none) and the block it needs the columns in. q4_k's 256-element super-blocks fall back
+// to Q4_1's 32 where a row is not whole super-blocks (as llama-quantize falls back on such rows).
+struct QuantizeRule {
+  uint32_t ggml_type = 0;
+  int block = 0;
+};
+QuantizeRule QuantizeRuleFor(const std::string& quantization, int64_t cols) {
+  if (quantization == "q8_0" && cols % 32 == 0) return {8, 32};
+  if (quantization == "q4_1" && cols % 32 == 0) return {3, 32};
+  if (quantization == "q4_k" && cols % 256 == 0) return {12, 256};
+  if (quantization == "q4_k" && cols % 32 == 0) return {3, 32};
+  return {};
+}
+
+}  // namespace
+
 absl::StatusOr<WeightFormats> LoadedWeightFormats(const Checkpoint& ckpt, const Backend& backend, bool keep_packed,
                                                   const std::string& quantization) {
-  WeightFormat quantize_to;  // plain: none
-  if (quantization == "q8_0") {
-    quantize_to = WeightFormat::PackedI8();
-  } else if (quantization == "q4_1") {
-    quantize_to = WeightFormat::PackedU4();
-  } else if (!quantization.empty() && quantization != "none") {
-    return absl::InvalidArgumentError(absl::StrCat("--quantization '", quantization, "' is not one of none, q8_0, q4_1"));
-  }
-  if (!quantize_to.plain() && !backend.ComputesWith(quantize_to))
+  const std::string q = quantization == "none" ? "" : quantization;
+  if (!q.empty() && q != "q8_0" && q != "q4_1" && q != "q4_k")
+    return absl::InvalidArgumentError(absl::StrCat("--quantization '", quantization, "' is not one of none, q8_0, q4_1, q4_k"));
+  const WeightFormat quantize_to = q == "q8_0" ? WeightFormat::PackedI8() : WeightFormat::PackedU4();
+  if (!q.empty() && !backend.ComputesWith(quantize_to))
     return absl::UnimplementedError(absl::StrCat("--quantization ", quantization, ": the ", backend.name(),
                                                  " backend has no kernels for it"));
   WeightFormats f;
@@ -178,12 +194,14 @@ absl::StatusOr<WeightFormats> LoadedWeightFormats(const Checkpoint& ckpt, const 
     const WeightFormat& stored = (*info)->format;
     const WeightFormat packed = stored.plain() ? stored : PackedFormatFor(stored.ggml_type);
     const std::vector<int64_t>& shape = (*info)->shape;
+    const QuantizeRule rule = stored.plain() && shape.size() == 2 ? QuantizeRuleFor(q, shape[1]) : QuantizeRule{};
     if (keep_packed && packed.packed() && backend.ComputesWith(packed)) {
       f.by_tensor[name] = packed;
       f.stored_block_elems[name] = stored.block_elems;
-    } else if (!quantize_to.plain() && stored.plain() && shape.size() == 2 && shape[1] % packed::kBlock == 0) {
-      f.by_tensor[name] = quantize_to;  // quantized on load, each row in blocks of 32
-      f.stored_block_elems[name] = packed::kBlock;
+    } else if (rule.ggml_type != 0) {
+      f.by_tensor[name] = PackedFormatFor(rule.ggml_type);  // quantized on load, each row in blocks
+      f.stored_block_elems[name] = rule.block;
+      f.quantize_as[name] = rule.ggml_type;
     } else {
       f.by_tensor[name] = WeightFormat::Plain(stored.plain() ? backend.MatrixDType(stored.dtype) : for_blocks);
     }

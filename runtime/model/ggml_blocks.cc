@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/base/dtype.h"
@@ -236,6 +237,79 @@ void QuantizeToPacked(const float* src, int64_t elems, const WeightFormat& f, vo
         v[j] = static_cast<uint8_t>(std::min(15L, std::max(0L, std::lround((x[j] - lo) * inv))));
       PutNibbles(v, b.q);
     }
+  }
+}
+
+namespace {
+
+// One Q4_K super-block (144 bytes) of `x` (256 floats).
+void QuantizeQ4KBlock(const float* x, uint8_t* b) {
+  float scale[8], min[8];  // per sub-block: x = scale * q - min, q in 0..15
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < 8; ++j) {
+    float lo = x[32 * j], hi = x[32 * j];
+    for (int l = 1; l < 32; ++l) {
+      lo = std::min(lo, x[32 * j + l]);
+      hi = std::max(hi, x[32 * j + l]);
+    }
+    lo = std::min(lo, 0.f);  // the min is stored as a non-negative amount subtracted
+    scale[j] = (hi - lo) / 15.f;
+    min[j] = -lo;
+    max_scale = std::max(max_scale, scale[j]);
+    max_min = std::max(max_min, min[j]);
+  }
+  const uint16_t dh = FloatToF16(max_scale / 63.f), mh = FloatToF16(max_min / 63.f);
+  std::memcpy(b, &dh, 2);
+  std::memcpy(b + 2, &mh, 2);
+  const float d = F16ToFloat(dh), dmin = F16ToFloat(mh);
+  uint8_t* scales = b + 4;
+  std::memset(scales, 0, 12);
+  uint8_t ls[8], lm[8];
+  for (int j = 0; j < 8; ++j) {
+    ls[j] = static_cast<uint8_t>(std::clamp(d > 0 ? std::lround(scale[j] / d) : 0L, 0L, 63L));
+    lm[j] = static_cast<uint8_t>(std::clamp(dmin > 0 ? std::lround(min[j] / dmin) : 0L, 0L, 63L));
+    if (j < 4) {  // ggml's packing, which ScaleMinK4 reads back
+      scales[j] |= ls[j];
+      scales[j + 4] |= lm[j];
+    } else {
+      scales[j + 4] = static_cast<uint8_t>((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+      scales[j - 4] |= static_cast<uint8_t>((ls[j] >> 4) << 6);
+      scales[j] |= static_cast<uint8_t>((lm[j] >> 4) << 6);
+    }
+  }
+  uint8_t L[256];
+  for (int j = 0; j < 8; ++j) {
+    const float dj = d * ls[j], mj = dmin * lm[j];
+    for (int l = 0; l < 32; ++l)
+      L[32 * j + l] = static_cast<uint8_t>(dj > 0 ? std::clamp(std::lround((x[32 * j + l] + mj) / dj), 0L, 15L) : 0);
+  }
+  uint8_t* q = b + 16;  // 64 elements per 32 bytes: the first 32 in the low nibbles
+  for (int c = 0; c < 4; ++c, q += 32)
+    for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+}
+
+}  // namespace
+
+void QuantizeQ4K(const float* src, int64_t elems, uint8_t* dst) {
+  for (int64_t i = 0; i < elems / kQKK; ++i) QuantizeQ4KBlock(src + i * kQKK, dst + i * 144);
+}
+
+absl::Status QuantizeFloatsAs(uint32_t ggml_type, const float* src, int64_t elems, void* dst) {
+  switch (ggml_type) {
+    case 8:  // Q8_0
+      QuantizeToPacked(src, elems, WeightFormat::PackedI8(), dst);
+      return absl::OkStatus();
+    case 3:  // Q4_1
+      QuantizeToPacked(src, elems, WeightFormat::PackedU4(), dst);
+      return absl::OkStatus();
+    case 12: {  // Q4_K: ggml's blocks first, then repacked as a Q4_K file's are
+      if (elems % kQKK != 0) return absl::InvalidArgumentError(absl::StrCat(elems, " elements are not whole Q4_K blocks"));
+      std::vector<uint8_t> blocks(static_cast<size_t>(elems / kQKK * 144));
+      QuantizeQ4K(src, elems, blocks.data());
+      return PackGgml(12, blocks.data(), elems, dst);
+    }
+    default:
+      return absl::UnimplementedError(absl::StrCat("no quantizer for ggml type ", GgmlTypeName(ggml_type)));
   }
 }
 

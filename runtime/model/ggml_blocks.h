@@ -45,6 +45,17 @@ absl::Status PackGgml(uint32_t type_id, const uint8_t* src, int64_t elems, void*
 // (m = min, d = (max - min) / 15, q = round((x - m) / d)); the scales stay float.
 void QuantizeToPacked(const float* src, int64_t elems, const WeightFormat& packed, void* dst);
 
+// Quantizes `elems` floats (whole super-blocks of 256) into Q4_K blocks (ggml's block_q4_K:
+// half d and dmin, 8 sub-blocks of 32 with 6-bit scales and mins, 4-bit quants): each
+// sub-block's range [min(0, lo), hi] in 15 steps, the scales and mins quantized to 6 bits of the
+// super-block's largest, and the quants recomputed with the quantized scales. (llama.cpp's
+// reference also searches each sub-block's scale for the least weighted error; this does not.)
+void QuantizeQ4K(const float* src, int64_t elems, uint8_t* dst);
+
+// Quantizes `elems` floats (whole blocks of `ggml_type`: Q8_0, Q4_1 or Q4_K) into that type's
+// packed layout (PackedFormatFor) at `dst`: --quantization's one entry point.
+absl::Status QuantizeFloatsAs(uint32_t ggml_type, const float* src, int64_t elems, void* dst);
+
 // Writes `elems` floats (a multiple of the block) dequantized from `src` (GgmlBytes of them).
 absl::Status DequantizeGgml(uint32_t type_id, const uint8_t* src, int64_t elems, float* dst);
 
