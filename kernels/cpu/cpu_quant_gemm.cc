@@ -7,6 +7,8 @@
 #include <cstring>
 #include <vector>
 
+#include "runtime/base/dtype.h"
+
 namespace strata {
 
 using packed::kBlock;
@@ -56,13 +58,13 @@ void RowsPortable(uint32_t type, const XBlock* x, int m, const void* w, int n0, 
           const packed::I8Group& wg = static_cast<const packed::I8Group*>(w)[g * blocks + b];
           for (int s = 0; s < 8; ++s)
             for (int e = 0; e < 4; ++e) dot += (wg.q[s * 32 + j * 4 + e] - 128) * xb[b].q[4 * s + e];
-          acc += wg.d[j] * xb[b].d * static_cast<float>(dot);
+          acc += F16ToFloat(wg.d[j]) * xb[b].d * static_cast<float>(dot);
         } else if (type == WeightFormat::kPackedI8x16) {
           const packed::I8PairGroup& wg = static_cast<const packed::I8PairGroup*>(w)[g * blocks + b];
           int hi = 0;
           for (int s = 0; s < 8; ++s)
             for (int e = 0; e < 4; ++e) (s < 4 ? dot : hi) += (wg.q[s * 32 + j * 4 + e] - 128) * xb[b].q[4 * s + e];
-          acc += wg.d_lo[j] * xb[b].d * static_cast<float>(dot) + wg.d_hi[j] * xb[b].d * static_cast<float>(hi);
+          acc += F16ToFloat(wg.d_lo[j]) * xb[b].d * static_cast<float>(dot) + F16ToFloat(wg.d_hi[j]) * xb[b].d * static_cast<float>(hi);
         } else {
           const packed::U4Group& wg = static_cast<const packed::U4Group*>(w)[g * blocks + b];
           for (int s = 0; s < 4; ++s)
@@ -70,7 +72,7 @@ void RowsPortable(uint32_t type, const XBlock* x, int m, const void* w, int n0, 
               const uint8_t v = wg.q[s * 32 + j * 4 + e];
               dot += (v & 0xF) * xb[b].q[4 * s + e] + (v >> 4) * xb[b].q[16 + 4 * s + e];
             }
-          acc += wg.d[j] * xb[b].d * static_cast<float>(dot) + wg.m[j] * xb[b].s;
+          acc += F16ToFloat(wg.d[j]) * xb[b].d * static_cast<float>(dot) + F16ToFloat(wg.m[j]) * xb[b].s;
         }
       }
       float& out = y[static_cast<int64_t>(i) * ldy + r];

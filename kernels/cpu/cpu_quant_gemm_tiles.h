@@ -25,6 +25,9 @@ inline __m256i Broadcast4(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
+// A group's 8 half scales as floats.
+inline __m256 Halves(const uint16_t* h) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h))); }
+
 // Writes (or adds) the 8 outputs of a group for one activation row; `valid` of them are real rows.
 inline void StoreGroup(__m256 v, float* y, int valid, bool accumulate) {
   if (valid == packed::kGroup) {
@@ -55,9 +58,9 @@ inline void GroupTile(uint32_t type, const packed::XBlock* x, int blocks, const 
       const char* at = static_cast<const char*>(group) + b * stride;
       const uint8_t* q = pair ? reinterpret_cast<const packed::I8PairGroup*>(at)->q
                               : reinterpret_cast<const packed::I8Group*>(at)->q;
-      const __m256 d_lo = _mm256_loadu_ps(pair ? reinterpret_cast<const packed::I8PairGroup*>(at)->d_lo
-                                               : reinterpret_cast<const packed::I8Group*>(at)->d);
-      const __m256 d_hi = pair ? _mm256_loadu_ps(reinterpret_cast<const packed::I8PairGroup*>(at)->d_hi) : d_lo;
+      const __m256 d_lo = Halves(pair ? reinterpret_cast<const packed::I8PairGroup*>(at)->d_lo
+                                      : reinterpret_cast<const packed::I8Group*>(at)->d);
+      const __m256 d_hi = pair ? Halves(reinterpret_cast<const packed::I8PairGroup*>(at)->d_hi) : d_lo;
       __m256i magnitude[8], sign[8];
 #pragma GCC unroll 8
       for (int s = 0; s < 8; ++s) {
@@ -108,7 +111,7 @@ inline void GroupTile(uint32_t type, const packed::XBlock* x, int blocks, const 
         q[s] = _mm256_and_si256(v, low);
         q[s + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
       }
-      const __m256 d = _mm256_loadu_ps(w.d), m = _mm256_loadu_ps(w.m);
+      const __m256 d = Halves(w.d), m = Halves(w.m);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const packed::XBlock& xb = x[static_cast<size_t>(r) * blocks + b];

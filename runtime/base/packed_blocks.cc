@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "runtime/base/dtype.h"
 #include "runtime/base/weight_format.h"
 
 namespace strata::packed {
@@ -55,19 +56,19 @@ void DequantizeInterleavedRow(uint32_t type, const void* groups, int64_t r, int6
     if (type == WeightFormat::kPackedI8) {
       const I8Group& in = static_cast<const I8Group*>(groups)[g * blocks + b];
       for (int s = 0; s < kBlock / 4; ++s)
-        for (int e = 0; e < 4; ++e) out[4 * s + e] = in.d[j] * static_cast<float>(in.q[s * 32 + j * 4 + e] - 128);
+        for (int e = 0; e < 4; ++e) out[4 * s + e] = F16ToFloat(in.d[j]) * static_cast<float>(in.q[s * 32 + j * 4 + e] - 128);
     } else if (type == WeightFormat::kPackedI8x16) {
       const I8PairGroup& in = static_cast<const I8PairGroup*>(groups)[g * blocks + b];
       for (int s = 0; s < kBlock / 4; ++s)
         for (int e = 0; e < 4; ++e)
-          out[4 * s + e] = (s < 4 ? in.d_lo[j] : in.d_hi[j]) * static_cast<float>(in.q[s * 32 + j * 4 + e] - 128);
+          out[4 * s + e] = F16ToFloat(s < 4 ? in.d_lo[j] : in.d_hi[j]) * static_cast<float>(in.q[s * 32 + j * 4 + e] - 128);
     } else {
       const U4Group& in = static_cast<const U4Group*>(groups)[g * blocks + b];
       for (int s = 0; s < 4; ++s)
         for (int e = 0; e < 4; ++e) {
           const uint8_t v = in.q[s * 32 + j * 4 + e];
-          out[4 * s + e] = in.d[j] * static_cast<float>(v & 0xF) + in.m[j];
-          out[16 + 4 * s + e] = in.d[j] * static_cast<float>(v >> 4) + in.m[j];
+          out[4 * s + e] = F16ToFloat(in.d[j]) * static_cast<float>(v & 0xF) + F16ToFloat(in.m[j]);
+          out[16 + 4 * s + e] = F16ToFloat(in.d[j]) * static_cast<float>(v >> 4) + F16ToFloat(in.m[j]);
         }
     }
   }

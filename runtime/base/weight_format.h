@@ -24,9 +24,9 @@ struct WeightFormat {
   const char* block_name = nullptr;  // "Q4_K"
 
   static WeightFormat Plain(DType t) { return {kPlain, t, 1, static_cast<int>(DTypeSize(t)), nullptr}; }
-  static WeightFormat PackedI8() { return {kPackedI8, DType::kF32, 32, 36, "I8x32"}; }
-  static WeightFormat PackedU4() { return {kPackedU4, DType::kF32, 32, 24, "U4x32"}; }
-  static WeightFormat PackedI8x16() { return {kPackedI8x16, DType::kF32, 32, 40, "I8x16"}; }
+  static WeightFormat PackedI8() { return {kPackedI8, DType::kF32, 32, 34, "I8x32"}; }
+  static WeightFormat PackedU4() { return {kPackedU4, DType::kF32, 32, 20, "U4x32"}; }
+  static WeightFormat PackedI8x16() { return {kPackedI8x16, DType::kF32, 32, 36, "I8x16"}; }
   bool plain() const { return ggml_type == kPlain; }
   bool packed() const { return ggml_type == kPackedI8 || ggml_type == kPackedU4 || ggml_type == kPackedI8x16; }
   // Bytes of a [rows, cols] tensor (cols a multiple of block_elems); packed layouts hold whole

@@ -212,6 +212,23 @@ void PutNibbles(const uint8_t* v, uint8_t* q) {
 
 }  // namespace
 
+namespace {
+
+// The half nearest `v` that is >= v (HalfAtLeast) or <= v (HalfAtMost): scales and minimums
+// rounded so that every element still fits the block's 8 or 4 bits.
+uint16_t HalfAtLeast(float v) {
+  uint16_t h = FloatToF16(v);
+  if (F16ToFloat(h) < v) h = (h & 0x8000) ? (h == 0x8000 ? 0x0001 : h - 1) : h + 1;  // one step up
+  return h;
+}
+uint16_t HalfAtMost(float v) {
+  uint16_t h = FloatToF16(v);
+  if (F16ToFloat(h) > v) h = (h & 0x8000) ? h + 1 : (h == 0 ? 0x8001 : h - 1);  // one step down
+  return h;
+}
+
+}  // namespace
+
 void QuantizeToPacked(const float* src, int64_t elems, const WeightFormat& f, void* dst) {
   for (int64_t i = 0; i < elems / packed::kBlock; ++i) {
     const float* x = src + i * packed::kBlock;
@@ -219,9 +236,10 @@ void QuantizeToPacked(const float* src, int64_t elems, const WeightFormat& f, vo
       auto& b = static_cast<packed::I8Block*>(dst)[i];
       float amax = 0;
       for (int j = 0; j < packed::kBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
-      b.d = amax / 127.f;
-      const float inv = b.d > 0 ? 1.f / b.d : 0.f;
-      for (int j = 0; j < packed::kBlock; ++j) b.q[j] = static_cast<int8_t>(std::lround(x[j] * inv));
+      b.d = HalfAtLeast(amax / 127.f);  // the quants are taken against the half scale they meet
+      const float d = F16ToFloat(b.d), inv = d > 0 ? 1.f / d : 0.f;
+      for (int j = 0; j < packed::kBlock; ++j)
+        b.q[j] = static_cast<int8_t>(std::clamp(std::lround(x[j] * inv), -127L, 127L));
     } else {
       auto& b = static_cast<packed::U4Block*>(dst)[i];
       float lo = x[0], hi = x[0];
@@ -229,12 +247,13 @@ void QuantizeToPacked(const float* src, int64_t elems, const WeightFormat& f, vo
         lo = std::min(lo, x[j]);
         hi = std::max(hi, x[j]);
       }
-      b.d = (hi - lo) / 15.f;
-      b.m = lo;
-      const float inv = b.d > 0 ? 1.f / b.d : 0.f;
+      b.m = HalfAtMost(lo);
+      const float m = F16ToFloat(b.m);
+      b.d = HalfAtLeast((hi - m) / 15.f);
+      const float d = F16ToFloat(b.d), inv = d > 0 ? 1.f / d : 0.f;
       uint8_t v[packed::kBlock];
       for (int j = 0; j < packed::kBlock; ++j)
-        v[j] = static_cast<uint8_t>(std::min(15L, std::max(0L, std::lround((x[j] - lo) * inv))));
+        v[j] = static_cast<uint8_t>(std::clamp(std::lround((x[j] - m) * inv), 0L, 15L));
       PutNibbles(v, b.q);
     }
   }
@@ -327,13 +346,13 @@ absl::Status PackGgml(uint32_t type_id, const uint8_t* src, int64_t elems, void*
     const uint8_t* b = src + i * t->block_bytes;
     switch (type_id) {
       case 8: {  // d, qs[32]
-        i8->d = Half(b);
+        std::memcpy(&i8->d, b, 2);
         std::memcpy(i8->q, b + 2, 32);
         ++i8;
         break;
       }
       case 6: {  // d, qh, qs[16]: q - 16
-        i8->d = Half(b);
+        std::memcpy(&i8->d, b, 2);
         uint32_t qh;
         std::memcpy(&qh, b + 2, 4);
         for (int j = 0; j < 16; ++j) {
@@ -344,14 +363,14 @@ absl::Status PackGgml(uint32_t type_id, const uint8_t* src, int64_t elems, void*
         break;
       }
       case 2:  // d, qs[16]: (q - 8) d = d q - 8 d
-        u4->d = Half(b);
-        u4->m = -8.f * u4->d;
+        std::memcpy(&u4->d, b, 2);
+        u4->m = FloatToF16(-8.f * Half(b));  // exact: a power of two
         std::memcpy(u4->q, b + 2, 16);
         ++u4;
         break;
       case 3:  // d, m, qs[16]
-        u4->d = Half(b);
-        u4->m = Half(b + 2);
+        std::memcpy(&u4->d, b, 2);
+        std::memcpy(&u4->m, b + 2, 2);
         std::memcpy(u4->q, b + 4, 16);
         ++u4;
         break;
@@ -369,8 +388,8 @@ absl::Status PackGgml(uint32_t type_id, const uint8_t* src, int64_t elems, void*
             q[n * 128 + l + 96] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
           }
         for (int blk = 0; blk < 8; ++blk, ++pair) {  // element e's scale is sc[e / 16]
-          pair->d[0] = d * static_cast<float>(sc[2 * blk]);
-          pair->d[1] = d * static_cast<float>(sc[2 * blk + 1]);
+          pair->d[0] = FloatToF16(d * static_cast<float>(sc[2 * blk]));
+          pair->d[1] = FloatToF16(d * static_cast<float>(sc[2 * blk + 1]));
           std::memcpy(pair->q, q + 32 * blk, 32);
         }
         break;
@@ -383,8 +402,8 @@ absl::Status PackGgml(uint32_t type_id, const uint8_t* src, int64_t elems, void*
           uint8_t sc, m, v[32];
           for (int half = 0; half < 2; ++half) {
             ScaleMinK4(is + half, scales, &sc, &m);
-            u4->d = d * sc;
-            u4->m = -(dmin * m);
+            u4->d = FloatToF16(d * sc);
+            u4->m = FloatToF16(-(dmin * m));
             for (int l = 0; l < 32; ++l) v[l] = half == 0 ? (q[l] & 0xF) : (q[l] >> 4);
             PutNibbles(v, u4->q);
             ++u4;

@@ -59,9 +59,15 @@ TEST(PackGgml, EveryPackableTypeReadsBackAsGgmlDequantizes) {
     std::vector<uint8_t> group(static_cast<size_t>(f.Bytes(1, k)));
     packed::InterleaveRows(f.ggml_type, packed.data(), 1, k, group.data());
     DequantizePackedRow(f, group.data(), 0, k, got.data());
+    float row_max = 0;
+    for (float v : want) row_max = std::max(row_max, std::fabs(v));
     for (int i = 0; i < k; ++i) {
-      // Q4_0's (q - 8) d becomes d q - 8 d: one more rounding.
-      const float tol = type == 2 ? 2 * std::numeric_limits<float>::epsilon() * std::fabs(want[i]) + 1e-12f : 0.f;
+      // Q4_0's (q - 8) d becomes d q - 8 d: one more rounding. The K-quants' sub-block scales
+      // d x scale and dmin x min are rounded to halves: 2^-11 of each, relative.
+      const bool k_quant = type == 12 || type == 14;
+      const float tol = type == 2   ? 2 * std::numeric_limits<float>::epsilon() * std::fabs(want[i]) + 1e-12f
+                        : k_quant ? std::ldexp(row_max, -9)
+                                  : 0.f;
       ASSERT_NEAR(got[i], want[i], tol) << t->name << " element " << i;
     }
   }
@@ -88,6 +94,9 @@ TEST(QuantGemm, GgmlBlocksThroughEveryPathMatchADoubleRecompute) {
     }
     std::vector<uint8_t> groups(static_cast<size_t>(f.Bytes(n, k)));
     packed::InterleaveRows(f.ggml_type, rows.data(), n, k, groups.data());
+    // The weights the kernels multiply: ggml's values, the K-quants' sub-block scales rounded to
+    // halves (the test above holds the two within 2^-9 of a row's largest).
+    for (int r = 0; r < n; ++r) DequantizePackedRow(f, groups.data(), r, k, w.data() + static_cast<size_t>(r) * k);
     std::vector<float> x(static_cast<size_t>(m) * k);
     for (auto& e : x) e = normal(rng);
     std::vector<packed::XBlock> xq(static_cast<size_t>(m) * (k / 32));
@@ -138,23 +147,24 @@ TEST(QuantGemm, EveryPathMatchesADoubleRecompute) {
                 double* v = wf.data() + static_cast<size_t>(r) * s.k + b * 32;
                 if (f.ggml_type == WeightFormat::kPackedI8) {
                   auto* blk = reinterpret_cast<packed::I8Block*>(at);
-                  blk->d = scale(rng);
-                  for (int j = 0; j < 32; ++j) v[j] = blk->d * (blk->q[j] = static_cast<int8_t>(i8(rng)));
+                  blk->d = HalfBits(scale(rng));
+                  for (int j = 0; j < 32; ++j) v[j] = F16ToFloat(blk->d) * (blk->q[j] = static_cast<int8_t>(i8(rng)));
                 } else if (f.ggml_type == WeightFormat::kPackedI8x16) {
                   auto* blk = reinterpret_cast<packed::I8PairBlock*>(at);
-                  blk->d[0] = scale(rng);
-                  blk->d[1] = scale(rng);
+                  blk->d[0] = HalfBits(scale(rng));
+                  blk->d[1] = HalfBits(scale(rng));
                   for (int j = 0; j < 32; ++j)
-                    v[j] = static_cast<double>(blk->d[j / 16]) * (blk->q[j] = static_cast<int8_t>(i8(rng)));
+                    v[j] = static_cast<double>(F16ToFloat(blk->d[j / 16])) * (blk->q[j] = static_cast<int8_t>(i8(rng)));
                 } else {
                   auto* blk = reinterpret_cast<packed::U4Block*>(at);
-                  blk->d = scale(rng);
-                  blk->m = -8 * scale(rng);
+                  blk->d = HalfBits(scale(rng));
+                  blk->m = HalfBits(-8 * scale(rng));
+                  const double d = F16ToFloat(blk->d), m = F16ToFloat(blk->m);
                   for (int j = 0; j < 16; ++j) {
                     const int lo = u4(rng), hi = u4(rng);
                     blk->q[j] = static_cast<uint8_t>(lo | hi << 4);
-                    v[j] = static_cast<double>(blk->d) * lo + blk->m;
-                    v[j + 16] = static_cast<double>(blk->d) * hi + blk->m;
+                    v[j] = d * lo + m;
+                    v[j + 16] = d * hi + m;
                   }
                 }
               }
