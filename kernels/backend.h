@@ -61,6 +61,9 @@ struct LinearArgs {
   bool accumulate = false;   // y += x W^T + b instead of y = ...
   // Plain elements (the backend's MatrixDType) or a packed layout the backend ComputesWith.
   WeightFormat w_format = WeightFormat::Plain(DType::kF32);
+  // x is the previous Linear's x, unchanged (a layer's K and V after its Q): a backend may reuse
+  // what it derived from it (the CPU's 8-bit activations are quantized once for all three).
+  bool same_x_as_previous = false;
 };
 
 enum class NormType { kLayerNorm, kRmsNorm };

@@ -200,10 +200,10 @@ void ModelRunner::RunLayer(int l, int T) {
 
   // y = x W^T + b over this layer's T token rows, with weights in the loaded matrix type.
   auto linear = [&](const float* x, const Weight& weight, const float* bias, float* y, int n, int k,
-                    bool accumulate = false) {
+                    bool accumulate = false, bool same_x = false) {
     backend_->Linear(
         {.x = x, .w = weight.get(), .bias = bias, .y = y, .m = T, .n = n, .k = k, .accumulate = accumulate,
-         .w_format = weight.format});
+         .w_format = weight.format, .same_x_as_previous = same_x});
   };
   auto norm = [&](const Weight& weight, const Weight& bias, float* y) {
     backend_->Norm({.type = nt, .x = x_.f32(), .weight = weight.f32(), .bias = bias.f32(), .y = y, .rows = T,
@@ -214,8 +214,9 @@ void ModelRunner::RunLayer(int l, int T) {
 
   linear(a_.f32(), w.q_w, w.q_b.f32(), q_.f32(), qd, h);
   if (ls.is_producer) {  // only producers compute K/V, into their bank's step rows
-    linear(a_.f32(), w.k_w, w.k_b.f32(), step_k_[bank].f32(), kvd, h);
-    linear(a_.f32(), w.v_w, w.v_b.f32(), step_v_[bank].f32(), kvd, h);
+    // Q, K and V read the same normed rows: the 8-bit activations are made once.
+    linear(a_.f32(), w.k_w, w.k_b.f32(), step_k_[bank].f32(), kvd, h, false, true);
+    linear(a_.f32(), w.v_w, w.v_b.f32(), step_v_[bank].f32(), kvd, h, false, true);
   }
   if (spec_.rotary_dims > 0) {
     backend_->Rotary({.x = q_.f32(), .positions = positions_.i32(), .tokens = T, .heads = local_heads_,

@@ -130,8 +130,10 @@ void CpuBackend::Embedding(const EmbeddingArgs& a) {
 }
 
 void CpuBackend::Linear(const LinearArgs& a) {
+  const bool reuse_x = a.same_x_as_previous && previous_linear_quantized_x_;
+  previous_linear_quantized_x_ = a.w_format.packed();
   if (a.w_format.packed()) {
-    QuantGemm(isa_, a.w_format, a.x, a.m, a.w, a.n, a.k, a.y, a.accumulate, threads_);
+    QuantGemm(isa_, a.w_format, a.x, a.m, a.w, a.n, a.k, a.y, a.accumulate, threads_, reuse_x);
     AddBias(a);
     return;
   }

@@ -62,6 +62,9 @@ class CpuBackend : public Backend {
 
   int threads_;
   CpuIsa isa_;
+  // The previous Linear quantized its x (a packed product): only then may the next one, on the
+  // same x (LinearArgs::same_x_as_previous), reuse those 8-bit rows.
+  bool previous_linear_quantized_x_ = false;
   OneDnnMatmul onednn_;  // products of many rows (prefill, large batches); not on the portable path
   std::mutex mapped_mu_;
   std::unordered_map<void*, size_t> mapped_;  // buffers from mmap, and their mapped length

@@ -89,7 +89,7 @@ constexpr int64_t kMinParallelWork = int64_t{1} << 16;
 }  // namespace qgemm
 
 void QuantGemm(CpuIsa isa, const WeightFormat& f, const float* x, int m, const void* w, int n, int k, float* y,
-               bool accumulate, int threads) {
+               bool accumulate, int threads, bool reuse_x) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     if (!accumulate) std::memset(y, 0, sizeof(float) * static_cast<size_t>(m) * n);
@@ -97,8 +97,12 @@ void QuantGemm(CpuIsa isa, const WeightFormat& f, const float* x, int m, const v
   }
   const int blocks = k / kBlock;
   thread_local std::vector<XBlock> xq;
-  xq.resize(static_cast<size_t>(m) * blocks);
-  QuantizeActivations(x, m, k, xq.data());
+  thread_local struct { const float* x = nullptr; int m = -1, k = -1; } quantized;  // what xq holds
+  if (!(reuse_x && quantized.x == x && quantized.m == m && quantized.k == k)) {
+    xq.resize(static_cast<size_t>(m) * blocks);
+    QuantizeActivations(x, m, k, xq.data());
+    quantized = {x, m, k};
+  }
   const XBlock* xs = xq.data();  // (the calling thread's: xq is thread-local)
   auto rows = [&](int n0, int n1) {
     // Tiles of activation rows that stay in L1 while this part's weight rows stream past them.

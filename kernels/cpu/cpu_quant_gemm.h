@@ -21,8 +21,11 @@
 
 namespace strata {
 
+// y[m, n] (+)= x[m, k] W^T with W packed, x quantized to 8 bits per block of 32 first; with
+// `reuse_x`, the previous call's quantized rows are taken when that call (on this thread) had
+// the same x, m and k.
 void QuantGemm(CpuIsa isa, const WeightFormat& w_format, const float* x, int m, const void* w, int n, int k, float* y,
-               bool accumulate, int threads);
+               bool accumulate, int threads, bool reuse_x = false);
 
 // m rows of k activations (k a multiple of 32) as m x k/32 blocks.
 void QuantizeActivations(const float* x, int m, int k, packed::XBlock* out);

@@ -139,6 +139,7 @@ CudaBackend::~CudaBackend() {
   cudaSetDevice(device_);
   cudaStreamSynchronize(stream_);
   if (gemm_input_) cudaFree(gemm_input_);
+  if (packed_tile_) cudaFree(packed_tile_);
   if (attention_partials_) cudaFree(attention_partials_);
   cublasDestroy(cublas_);
   cudaStreamDestroy(stream_);
@@ -220,27 +221,37 @@ void CudaBackend::ConvertToFloat(const void* src, DType t, float* dst, size_t n)
   STRATA_LAUNCHED("ToFloatKernel");
 }
 
-// y[m, n] = x[m, k] W[n, k]^T (+ y) (+ bias), all row-major. cuBLAS is column-major: there the
-// row-major y is y^T = W x^T, i.e. C[n, m] = op(A = W as [k, n])^T * B (x as [k, m]).
+// y[m, n] = x[m, k] W[n, k]^T (+ y) (+ bias), all row-major. Packed (block-quantized) weights
+// go to PackedLinear (cuda_packed.cu).
 void CudaBackend::Linear(const LinearArgs& a) {
   Bind();
   if (a.m == 0 || a.n == 0) return;
-  const float alpha = 1.f, beta = a.accumulate ? 1.f : 0.f;
-  const void* x = a.x;
-  if (a.w_format.dtype != DType::kF32) {  // tensor cores multiply like types: round the input once
-    const size_t count = static_cast<size_t>(a.m) * a.k;
-    void* converted = Scratch(&gemm_input_, &gemm_input_bytes_, count * DTypeSize(a.w_format.dtype));
-    ConvertFromFloat(a.x, converted, a.w_format.dtype, count);
+  if (a.w_format.packed()) return PackedLinear(a);
+  PlainGemm(a.x, a.w, a.w_format.dtype, a.y, a.m, a.n, a.k, a.n, a.accumulate);
+  if (a.bias) AddBias(a.y, a.bias, a.m, a.n);
+}
+
+// cuBLAS is column-major: there the row-major y (leading dimension ldy) is y^T = W x^T, i.e.
+// C[n, m] = op(A = W as [k, n])^T * B (x as [k, m]).
+void CudaBackend::PlainGemm(const float* x_in, const void* w, DType w_dtype, float* y, int m, int n, int k, int ldy,
+                            bool accumulate) {
+  const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
+  const void* x = x_in;
+  if (w_dtype != DType::kF32) {  // tensor cores multiply like types: round the input once
+    const size_t count = static_cast<size_t>(m) * k;
+    void* converted = Scratch(&gemm_input_, &gemm_input_bytes_, count * DTypeSize(w_dtype));
+    ConvertFromFloat(x_in, converted, w_dtype, count);
     x = converted;
   }
-  const cudaDataType_t t = CublasType(a.w_format.dtype);
-  STRATA_CUBLAS(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, a.n, a.m, a.k, &alpha, a.w, t, a.k, x, t, a.k, &beta,
-                             a.y, CUDA_R_32F, a.n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-  if (a.bias) {
-    const size_t n = static_cast<size_t>(a.m) * a.n;
-    AddBiasKernel<<<GridFor(n, 256), 256, 0, stream_>>>(a.y, a.bias, a.m, a.n);
-    STRATA_LAUNCHED("AddBiasKernel");
-  }
+  const cudaDataType_t t = CublasType(w_dtype);
+  STRATA_CUBLAS(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w, t, k, x, t, k, &beta, y,
+                             CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+void CudaBackend::AddBias(float* y, const float* bias, int m, int n) {
+  const size_t count = static_cast<size_t>(m) * n;
+  AddBiasKernel<<<GridFor(count, 256), 256, 0, stream_>>>(y, bias, m, n);
+  STRATA_LAUNCHED("AddBiasKernel");
 }
 
 float CudaBackend::BestMilliseconds(const std::function<void()>& launch) {

@@ -1,6 +1,7 @@
 // File: kernels/cuda/cuda_backend.h
 // The CUDA backend: one device, one stream, cuBLAS for the linear layers (weights in BF16/F16,
-// FP32 accumulation), hand-written kernels for everything else. Activations stay float32 as on
+// FP32 accumulation; block-quantized weights through cuda_packed.cu), hand-written kernels for
+// everything else. Activations stay float32 as on
 // the CPU reference; a GEMM's input is rounded to the weights' type just before the product.
 #pragma once
 
@@ -28,6 +29,8 @@ class CudaBackend : public Backend {
   void MemoryInfo(size_t* free_bytes, size_t* total_bytes) override;
   int RanksSharingMemory(int ranks_on_host) const override;
   int max_head_dim() const override { return 256; }  // cuda_attention.cu's kMaxHeadDim
+  // Block-quantized weights stay packed on the device too (cuda_packed.cu).
+  bool ComputesWith(const WeightFormat& format) const override { return format.plain() || format.packed(); }
 
   absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) override;
   void Free(void* ptr) override;
@@ -63,6 +66,12 @@ class CudaBackend : public Backend {
   float BestMilliseconds(const std::function<void()>& launch);
   // Device scratch of at least `bytes`, reused between calls (grown with the stream drained).
   void* Scratch(void** buffer, size_t* capacity, size_t bytes);
+  // y[m, n] (leading dimension ldy) (+)= x[m, k] W[n, k]^T with W plain in `w_dtype`: cuBLAS.
+  void PlainGemm(const float* x, const void* w, DType w_dtype, float* y, int m, int n, int k, int ldy, bool accumulate);
+  void AddBias(float* y, const float* bias, int m, int n);
+  // Linear and Embedding on packed weights (cuda_packed.cu).
+  void PackedLinear(const LinearArgs& a);
+  void PackedEmbedding(const EmbeddingArgs& a);
 
   int device_;
   cudaStream_t stream_;
@@ -70,6 +79,8 @@ class CudaBackend : public Backend {
   int sm_count_;
   void* gemm_input_ = nullptr;  // a GEMM's activations in the weights' type
   size_t gemm_input_bytes_ = 0;
+  void* packed_tile_ = nullptr;  // packed weight rows dequantized to BF16 for one cuBLAS product
+  size_t packed_tile_bytes_ = 0;
   void* attention_partials_ = nullptr;  // split-K partial results
   size_t attention_partials_bytes_ = 0;
 };

@@ -99,6 +99,7 @@ __global__ void GatherRowsKernel(const float* src, const int* rows, float* dst, 
 void CudaBackend::Embedding(const EmbeddingArgs& a) {
   Bind();
   if (a.tokens == 0) return;
+  if (a.table_format.packed()) return PackedEmbedding(a);
   EmbeddingKernel<<<a.tokens, kRowThreads, 0, stream_>>>(a.table, a.table_format.dtype, a.ids, a.y, a.hidden, a.vocab_begin,
                                                          a.vocab_rows);
   STRATA_LAUNCHED("EmbeddingKernel");

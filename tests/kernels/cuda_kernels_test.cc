@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "runtime/base/packed_blocks.h"
+#include "runtime/model/ggml_blocks.h"
 #include "tests/gpu_test_support.h"
 
 namespace strata {
@@ -128,6 +130,54 @@ TEST_F(CudaKernels, LinearMatchesOpenBlas) {
                           "x" + std::to_string(s.k));
         }
       }
+    }
+  }
+}
+
+// Block-quantized weights (the packed layouts a GGUF file or --quantization loads) against a
+// double recompute over the weights DequantizeInterleavedRow reads back: float inputs for the
+// GEMV (m <= 8), BF16-rounded weights and inputs for the tiled cuBLAS path; and the embedding.
+TEST_F(CudaKernels, PackedLinearAndEmbeddingMatchARecompute) {
+  struct Shape { int m, n, k; };
+  for (uint32_t ggml_type : {8u, 3u, 12u}) {  // Q8_0 -> PackedI8, Q4_1 -> PackedU4, Q4_K -> PackedU4
+    const WeightFormat f = PackedFormatFor(ggml_type);
+    for (Shape s : {Shape{1, 37, 256}, Shape{5, 64, 512}, Shape{8, 9, 768}, Shape{9, 40, 256}, Shape{70, 1000, 512}}) {
+      const std::vector<float> wf = Random(static_cast<size_t>(s.n) * s.k, 1.f / std::sqrt(float(s.k)));
+      std::vector<uint8_t> rows(static_cast<size_t>(s.n) * (s.k / 32) * f.block_bytes);
+      ASSERT_TRUE(QuantizeFloatsAs(ggml_type, wf.data(), static_cast<int64_t>(wf.size()), rows.data()).ok());
+      std::vector<uint8_t> groups(static_cast<size_t>(f.Bytes(s.n, s.k)));
+      packed::InterleaveRows(f.ggml_type, rows.data(), s.n, s.k, groups.data());
+      std::vector<float> w(wf.size());
+      for (int r = 0; r < s.n; ++r) packed::DequantizeInterleavedRow(f.ggml_type, groups.data(), r, s.k, w.data() + static_cast<size_t>(r) * s.k);
+      const bool gemv = s.m <= 8;
+      const std::vector<float> x = Random(static_cast<size_t>(s.m) * s.k);
+      const std::vector<float> wr = gemv ? w : Rounded(w, DType::kBF16), xr = gemv ? x : Rounded(x, DType::kBF16);
+      const std::vector<float> bias = Random(s.n), y0 = Random(static_cast<size_t>(s.m) * s.n);
+      for (bool accumulate : {false, true}) {
+        std::vector<float> ref(y0.size());
+        for (int i = 0; i < s.m; ++i)
+          for (int r = 0; r < s.n; ++r) {
+            double acc = (accumulate ? y0[static_cast<size_t>(i) * s.n + r] : 0.0) + bias[r];
+            for (int c = 0; c < s.k; ++c) acc += static_cast<double>(wr[static_cast<size_t>(r) * s.k + c]) * xr[static_cast<size_t>(i) * s.k + c];
+            ref[static_cast<size_t>(i) * s.n + r] = static_cast<float>(acc);
+          }
+        DeviceBuffer gx = Put(gpu_.get(), x), gw = Put(gpu_.get(), groups), gb = Put(gpu_.get(), bias);
+        DeviceBuffer gy = accumulate ? Put(gpu_.get(), y0) : Poisoned(gpu_.get(), y0.size());
+        gpu_->Linear({.x = gx.f32(), .w = gw.get(), .bias = gb.f32(), .y = gy.f32(), .m = s.m, .n = s.n, .k = s.k,
+                      .accumulate = accumulate, .w_format = f});
+        ExpectClose(ref, Get(gpu_.get(), gy, y0.size()), 2e-4f, gemv ? 1e-4f : 2e-3f,
+                    std::string("packed linear ") + f.Name() + " " + std::to_string(s.m) + "x" + std::to_string(s.n) + "x" +
+                        std::to_string(s.k));
+      }
+      // The same matrix as an embedding table: rows gathered and dequantized.
+      const std::vector<int> ids = {0, s.n - 1, s.n / 2, s.n + 3, 1};  // s.n + 3: another slice's row
+      DeviceBuffer gt = Put(gpu_.get(), groups), gi = Put(gpu_.get(), ids), ge = Poisoned(gpu_.get(), ids.size() * s.k);
+      gpu_->Embedding({.table = gt.get(), .ids = gi.i32(), .y = ge.f32(), .tokens = static_cast<int>(ids.size()),
+                       .hidden = s.k, .vocab_begin = 0, .vocab_rows = s.n, .table_format = f});
+      std::vector<float> want(ids.size() * s.k, 0.f);
+      for (size_t t = 0; t < ids.size(); ++t)
+        if (ids[t] < s.n) std::copy_n(w.begin() + static_cast<size_t>(ids[t]) * s.k, s.k, want.begin() + t * s.k);
+      ExpectClose(want, Get(gpu_.get(), ge, want.size()), 0.f, 0.f, std::string("packed embedding ") + f.Name());
     }
   }
 }

@@ -113,6 +113,36 @@ double LogSoftmaxAt(const std::vector<double>& logits, int token) {
   return logits[token] - mx - std::log(s);
 }
 
+// Teacher-forced on the engine's own greedy tokens for three prompts: each token is the oracle's
+// argmax unless the oracle's best two are within kTie, its logprob within kLogprobTol. Returns
+// the tokens compared.
+int ExpectNearOracle(Engine& engine, NaiveModel& oracle, const std::string& name) {
+  int compared = 0;
+  for (int len : {1, 6, 13}) {
+    GenerationRequest r;
+    for (int i = 0; i < len; ++i) r.prompt.push_back((i * 37 + len * 11) % 290);
+    r.max_tokens = 6;
+    r.ignore_eos = true;
+    auto out = engine.Generate({r});
+    EXPECT_TRUE(out.ok()) << out.status();
+    if (!out.ok()) return compared;
+    std::vector<int> seq = r.prompt;
+    std::vector<double> logits;
+    if (oracle.has_upward_edges()) logits = oracle.Prefill(seq);
+    for (size_t k = 0; k < (*out)[0].tokens.size(); ++k, ++compared) {
+      if (!oracle.has_upward_edges()) logits = oracle.FullForward(seq);
+      const int tok = (*out)[0].tokens[k];
+      const int best = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      const std::string what = name + " prompt " + std::to_string(len) + " step " + std::to_string(k);
+      if (tok != best) EXPECT_LT(LogSoftmaxAt(logits, best) - LogSoftmaxAt(logits, tok), kTie) << what;
+      EXPECT_NEAR((*out)[0].logprobs[k], LogSoftmaxAt(logits, tok), kLogprobTol) << what;
+      seq.push_back(tok);
+      if (oracle.has_upward_edges() && k + 1 < (*out)[0].tokens.size()) logits = oracle.Decode(tok);
+    }
+  }
+  return compared;
+}
+
 TEST(QuantizeOnLoad, EverySchemeStaysNearTheFloatOracle) {
   for (const SchemeCase& scheme : AllSchemes()) {
     const std::string dir = MakeModel("quantize-" + scheme.name, scheme.options, "float32");
@@ -133,30 +163,7 @@ TEST(QuantizeOnLoad, EverySchemeStaysNearTheFloatOracle) {
       auto engine = Engine::Create(dir, o);
       ASSERT_TRUE(engine.ok()) << scheme.name << " " << format << ": " << engine.status();
       EXPECT_LT((*engine)->weight_bytes(), fraction * (*plain)->weight_bytes()) << scheme.name << " " << format;
-      for (int len : {1, 6, 13}) {
-        GenerationRequest r;
-        for (int i = 0; i < len; ++i) r.prompt.push_back((i * 37 + len * 11) % 290);
-        r.max_tokens = 6;
-        r.ignore_eos = true;
-        auto out = (*engine)->Generate({r});
-        ASSERT_TRUE(out.ok()) << out.status();
-        std::vector<int> seq = r.prompt;
-        std::vector<double> logits;
-        if (oracle.has_upward_edges()) logits = oracle.Prefill(seq);
-        for (size_t k = 0; k < (*out)[0].tokens.size(); ++k) {
-          if (!oracle.has_upward_edges()) logits = oracle.FullForward(seq);
-          const int tok = (*out)[0].tokens[k];
-          const int best = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-          const std::string what = scheme.name + " " + format + " prompt " + std::to_string(len) + " step " +
-                                   std::to_string(k);
-          if (tok != best) {
-            EXPECT_LT(LogSoftmaxAt(logits, best) - LogSoftmaxAt(logits, tok), kTie) << what;
-          }
-          EXPECT_NEAR((*out)[0].logprobs[k], LogSoftmaxAt(logits, tok), kLogprobTol) << what;
-          seq.push_back(tok);
-          if (oracle.has_upward_edges() && k + 1 < (*out)[0].tokens.size()) logits = oracle.Decode(tok);
-        }
-      }
+      EXPECT_EQ(ExpectNearOracle(**engine, oracle, scheme.name + " " + format), 18);
     }
   }
 }
@@ -185,26 +192,7 @@ TEST(QuantizeOnLoad, Q4KStaysNearTheOracleOfItsOwnBlocks) {
     o.quantization = "q4_k";
     auto engine = Engine::Create(dir, o);
     ASSERT_TRUE(engine.ok()) << scheme.name << ": " << engine.status();
-    int compared = 0;
-    for (int len : {1, 6, 13}) {
-      GenerationRequest r;
-      for (int i = 0; i < len; ++i) r.prompt.push_back((i * 37 + len * 11) % 290);
-      r.max_tokens = 6;
-      r.ignore_eos = true;
-      auto out = (*engine)->Generate({r});
-      ASSERT_TRUE(out.ok()) << out.status();
-      std::vector<int> seq = r.prompt;
-      for (size_t k = 0; k < (*out)[0].tokens.size(); ++k, ++compared) {
-        const std::vector<double> logits = oracle.FullForward(seq);
-        const int tok = (*out)[0].tokens[k];
-        const int best = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-        const std::string what = scheme.name + " prompt " + std::to_string(len) + " step " + std::to_string(k);
-        if (tok != best) EXPECT_LT(LogSoftmaxAt(logits, best) - LogSoftmaxAt(logits, tok), kTie) << what;
-        EXPECT_NEAR((*out)[0].logprobs[k], LogSoftmaxAt(logits, tok), kLogprobTol) << what;
-        seq.push_back(tok);
-      }
-    }
-    EXPECT_EQ(compared, 18) << scheme.name;
+    EXPECT_EQ(ExpectNearOracle(**engine, oracle, scheme.name + " q4_k"), 18);
   }
 }
 
