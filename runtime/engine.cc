@@ -76,7 +76,7 @@ absl::StatusOr<std::vector<RequestOutput>> Engine::Step() {
   const auto t_launch = Clock::now();
   ASSIGN_OR_RETURN(ScheduledStep step, scheduler_->Schedule(mb));
   if (step.empty()) return outputs;
-  RETURN_IF_ERROR(driver_->Launch(mb, std::move(step), scheduler_->num_running(), t_launch));
+  RETURN_IF_ERROR(driver_->Launch(mb, std::move(step), scheduler_->num_running(), t0, t_launch));
   return outputs;
 }
 

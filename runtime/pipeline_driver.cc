@@ -72,20 +72,22 @@ absl::Status PipelineDriver::Distribute(InFlight& f, StepMessage& m) {
 absl::StatusOr<std::vector<float>> PipelineDriver::RunOwnPart(const std::vector<SequenceStep>& seqs) {
   const auto t0 = Clock::now();
   absl::StatusOr<std::vector<float>> logits = model_->runner->Step(seqs);
+  if (!logits.ok()) return logits;  // a failed step counts for nothing
   busy_seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
   ++rank_steps_;
   return logits;
 }
 
-absl::Status PipelineDriver::Launch(int mb, ScheduledStep step, int running, Clock::time_point t_launch) {
+absl::Status PipelineDriver::Launch(int mb, ScheduledStep step, int running, Clock::time_point turn_start,
+                                    Clock::time_point t_launch) {
   InFlight& f = in_flight_[mb];
   f.step = std::move(step);
   StepMessage m;
   m.step_id = next_step_id_++;
   // About once a second every rank reports its statistics (rank 0 its own, here).
-  m.report = t_launch - last_report_ > std::chrono::seconds(1);
+  m.report = turn_start - last_report_ > std::chrono::seconds(1);
   if (m.report) {
-    last_report_ = t_launch;
+    last_report_ = turn_start;
     rank_stats_[0] = OwnStats(m.step_id);
   }
   if (distributed()) RETURN_IF_ERROR(Distribute(f, m));

@@ -47,9 +47,10 @@ class PipelineDriver {
   absl::StatusOr<std::optional<Landed>> Await(int mb);
   // Rank 0: the landed step is consumed; `seconds` since the turn began count as its time.
   void Retire(int mb, double seconds);
-  // Rank 0: runs `step` as micro-batch `mb`'s (`running`: sequences admitted now); `t_launch`:
-  // when its scheduling began, for the statistics.
-  absl::Status Launch(int mb, ScheduledStep step, int running, Clock::time_point t_launch);
+  // Rank 0: runs `step` as micro-batch `mb`'s (`running`: sequences admitted now). For the
+  // statistics: `turn_start`, when Engine::Step began; `t_launch`, when this step's scheduling did.
+  absl::Status Launch(int mb, ScheduledStep step, int running, Clock::time_point turn_start,
+                      Clock::time_point t_launch);
   bool any_in_flight() const;
 
   // Ranks other than 0: execute the steps rank 0 sends until it calls Shutdown.

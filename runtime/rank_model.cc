@@ -12,10 +12,14 @@
 namespace strata {
 namespace {
 
-absl::Status CheckOptions(const EngineOptions& o, int world) {
+absl::Status CheckTopology(const EngineOptions& o, int world) {
   if (o.tp < 1 || o.pp < 1 || o.tp * o.pp != world)
     return absl::InvalidArgumentError(absl::StrCat("--tp ", o.tp, " x --pp ", o.pp, " must equal the ", world,
                                                    " ranks of the job"));
+  return absl::OkStatus();
+}
+
+absl::Status CheckSizes(const EngineOptions& o) {
   if (o.block_size < 1) return absl::InvalidArgumentError("--block-size must be positive");
   if (o.max_seqs < 1) return absl::InvalidArgumentError("--max-seqs must be positive");
   return absl::OkStatus();
@@ -43,23 +47,25 @@ absl::StatusOr<PlannerOptions> PlannerOptionsFor(const EngineOptions& o, const M
 absl::StatusOr<std::unique_ptr<RankModel>> RankModel::Build(const std::string& model_dir, const EngineOptions& o,
                                                             EngineComms comms) {
   std::unique_ptr<RankModel> m(new RankModel());
-  RETURN_IF_ERROR(CheckOptions(o, comms.world ? comms.world->size() : 1));
+  RETURN_IF_ERROR(CheckTopology(o, comms.world ? comms.world->size() : 1));
   m->rank = comms.world ? comms.world->rank() : 0;
   ASSIGN_OR_RETURN(m->spec, LoadModelConfig(model_dir));
+  RETURN_IF_ERROR(CheckSizes(o));
+  ASSIGN_OR_RETURN(PlannerOptions po, PlannerOptionsFor(o, m->spec));  // flags' errors before the device's
   ASSIGN_OR_RETURN(m->backend, CreateBackend(o.backend));
   if (m->spec.head_dim > m->backend->max_head_dim())
     return absl::UnimplementedError(absl::StrCat("head_dim ", m->spec.head_dim, " is larger than the ",
                                                  m->backend->name(), " backend's attention supports (",
                                                  m->backend->max_head_dim(), ")"));
-  RETURN_IF_ERROR(m->LoadWeightsAndPlan(model_dir, o, comms));
+  RETURN_IF_ERROR(m->LoadWeightsAndPlan(model_dir, o, std::move(po), comms));
   RETURN_IF_ERROR(m->CreateRunner(comms));
   return m;
 }
 
 // The checkpoint's formats decide the weight bytes the plan and the KV budget count; only the
 // planner maps layers to stages, and every rank derives the same plan.
-absl::Status RankModel::LoadWeightsAndPlan(const std::string& model_dir, const EngineOptions& o, EngineComms comms) {
-  ASSIGN_OR_RETURN(PlannerOptions po, PlannerOptionsFor(o, spec));
+absl::Status RankModel::LoadWeightsAndPlan(const std::string& model_dir, const EngineOptions& o, PlannerOptions po,
+                                           EngineComms comms) {
   ASSIGN_OR_RETURN(checkpoint, Checkpoint::Open(model_dir));
   ASSIGN_OR_RETURN(weight_formats, LoadedWeightFormats(checkpoint, *backend, !o.dequantize_weights, o.quantization));
   po.weight_formats = weight_formats;

@@ -43,7 +43,8 @@ struct RankModel {
 
  private:
   RankModel() = default;
-  absl::Status LoadWeightsAndPlan(const std::string& model_dir, const EngineOptions& o, EngineComms comms);
+  absl::Status LoadWeightsAndPlan(const std::string& model_dir, const EngineOptions& o, PlannerOptions po,
+                                  EngineComms comms);
   absl::Status AllocateKv(const EngineOptions& o, int64_t budget_bytes, const std::string& budget_source);
   absl::Status CreateRunner(EngineComms comms);
 };

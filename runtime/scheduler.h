@@ -84,13 +84,10 @@ class Scheduler {
 
   // The next step of micro-batch `mb` (empty when it has nothing to run).
   absl::StatusOr<ScheduledStep> Schedule(int mb);
-  // Micro-batch `step.micro_batch`'s step has run: its rows are in the cache. Returns the
-  // sequences whose next token is due, or that were aborted (in step order); each must then be
-  // answered with Record (runtime/step_outputs.h does: token selection, then the stop rule).
-  std::vector<CompletedSequence> Complete(const ScheduledStep& step);
-  // The outcome for a sequence Complete returned: its new token (-1: none) and whether it is
-  // finished (then its blocks and slot are released and it is forgotten).
-  void Record(RequestId id, int token, bool finished);
+  // A step's end goes through FinishStep (runtime/step_outputs.h), the one caller of Complete and
+  // Record: every sequence Complete returns must be answered with Record, or it would never be
+  // scheduled again.
+  friend std::vector<RequestOutput> FinishStep(Scheduler& scheduler, const ScheduledStep& step, const float* logits);
 
   bool Idle() const { return waiting_.empty() && seqs_.empty(); }
   int num_running() const;
@@ -110,6 +107,13 @@ class Scheduler {
   const ModelSpec& spec() const { return spec_; }
 
  private:
+  // Micro-batch `step.micro_batch`'s step has run: its rows are in the cache. Returns the
+  // sequences whose next token is due, or that were aborted (in step order).
+  std::vector<CompletedSequence> Complete(const ScheduledStep& step);
+  // The outcome for a sequence Complete returned: its new token (-1: none) and whether it is
+  // finished (then its blocks and slot are released and it is forgotten).
+  void Record(RequestId id, int token, bool finished);
+
   struct Seq {
     RequestId id = 0;
     int64_t order = 0;  // arrival order: older sequences win when blocks run out

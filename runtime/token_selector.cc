@@ -1,12 +1,14 @@
 #include "runtime/token_selector.h"
 
+#include <utility>
+
 #include "runtime/base/token_choice.h"
 #include "runtime/stop_rule.h"
 
 namespace strata {
 
-TokenSelector::TokenSelector(const GenerationRequest& request, const std::vector<int>& eos_ids, int vocab)
-    : r_(request), eos_ids_(eos_ids), vocab_(vocab), rng_(request.sampling.seed) {
+TokenSelector::TokenSelector(const GenerationRequest& request, std::vector<int> eos_ids, int vocab)
+    : r_(request), eos_ids_(std::move(eos_ids)), vocab_(vocab), rng_(request.sampling.seed) {
   if (r_.grammar) matcher_ = std::make_unique<grammar::GrammarMatcher>(r_.grammar);
 }
 

@@ -24,8 +24,9 @@ struct TokenSelection {
 
 class TokenSelector {
  public:
-  // `request` and `eos_ids` must outlive the selector.
-  TokenSelector(const GenerationRequest& request, const std::vector<int>& eos_ids, int vocab);
+  // `request` must outlive the selector (the scheduler holds both in one sequence).
+  TokenSelector(const GenerationRequest& request, std::vector<int> eos_ids, int vocab);
+  TokenSelector(GenerationRequest&&, std::vector<int>, int) = delete;
 
   // The next token after `generated` (the request's output so far) from its logits `row`.
   TokenSelection Select(const float* row, const std::vector<int>& generated);
@@ -37,7 +38,7 @@ class TokenSelector {
   SampledToken DrawUnderGrammar(const float* row, const std::vector<int>& generated, const std::vector<int>& banned);
 
   const GenerationRequest& r_;
-  const std::vector<int>& eos_ids_;
+  const std::vector<int> eos_ids_;
   int vocab_;
   SamplerRng rng_;
   std::unique_ptr<grammar::GrammarMatcher> matcher_;  // where the output stands in r_.grammar

@@ -231,18 +231,24 @@ void CudaBackend::Linear(const LinearArgs& a) {
   if (a.bias) AddBias(a.y, a.bias, a.m, a.n);
 }
 
+void CudaBackend::PlainGemm(const float* x, const void* w, DType w_dtype, float* y, int m, int n, int k, int ldy,
+                            bool accumulate) {
+  TypedGemm(InWeightType(x, w_dtype, static_cast<size_t>(m) * k), w, w_dtype, y, m, n, k, ldy, accumulate);
+}
+
+// Tensor cores multiply like types: the input is rounded to the weights' type once (scratch).
+const void* CudaBackend::InWeightType(const float* x, DType w_dtype, size_t count) {
+  if (w_dtype == DType::kF32) return x;
+  void* converted = Scratch(&gemm_input_, &gemm_input_bytes_, count * DTypeSize(w_dtype));
+  ConvertFromFloat(x, converted, w_dtype, count);
+  return converted;
+}
+
 // cuBLAS is column-major: there the row-major y (leading dimension ldy) is y^T = W x^T, i.e.
 // C[n, m] = op(A = W as [k, n])^T * B (x as [k, m]).
-void CudaBackend::PlainGemm(const float* x_in, const void* w, DType w_dtype, float* y, int m, int n, int k, int ldy,
+void CudaBackend::TypedGemm(const void* x, const void* w, DType w_dtype, float* y, int m, int n, int k, int ldy,
                             bool accumulate) {
   const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
-  const void* x = x_in;
-  if (w_dtype != DType::kF32) {  // tensor cores multiply like types: round the input once
-    const size_t count = static_cast<size_t>(m) * k;
-    void* converted = Scratch(&gemm_input_, &gemm_input_bytes_, count * DTypeSize(w_dtype));
-    ConvertFromFloat(x_in, converted, w_dtype, count);
-    x = converted;
-  }
   const cudaDataType_t t = CublasType(w_dtype);
   STRATA_CUBLAS(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w, t, k, x, t, k, &beta, y,
                              CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));

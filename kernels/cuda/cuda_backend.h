@@ -68,6 +68,9 @@ class CudaBackend : public Backend {
   void* Scratch(void** buffer, size_t* capacity, size_t bytes);
   // y[m, n] (leading dimension ldy) (+)= x[m, k] W[n, k]^T with W plain in `w_dtype`: cuBLAS.
   void PlainGemm(const float* x, const void* w, DType w_dtype, float* y, int m, int n, int k, int ldy, bool accumulate);
+  // The same with x already in `w_dtype` (InWeightType: float x rounded into scratch).
+  void TypedGemm(const void* x, const void* w, DType w_dtype, float* y, int m, int n, int k, int ldy, bool accumulate);
+  const void* InWeightType(const float* x, DType w_dtype, size_t count);
   void AddBias(float* y, const float* bias, int m, int n);
   // Linear and Embedding on packed weights (cuda_packed.cu).
   void PackedLinear(const LinearArgs& a);

@@ -3,9 +3,10 @@
 // its bytes on the GPU too. Decode (up to kGemvRows activation rows) runs a dequantizing GEMV:
 // one warp per weight row, each lane dequantizing its elements and multiplying them into every
 // activation row, float accumulation. Longer batches (prefill) dequantize tiles of weight rows to
-// BF16 in scratch and multiply each tile with cuBLAS, as the BF16 path does. Embedding gathers
-// dequantized rows. Activations stay float32 (no 8-bit activations here: the reference for these
-// kernels is the dequantized weights times float inputs).
+// BF16 in scratch and multiply each tile with cuBLAS, as the BF16 path does. Both paths multiply
+// BF16-rounded weights by BF16-rounded inputs (the GEMV rounds them itself), so a sequence's
+// results do not change with the size of the batch it runs in, beyond summation order.
+// Embedding gathers dequantized rows (not rounded).
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -25,6 +26,9 @@ constexpr size_t kTileBytes = 64 << 20;  // BF16 scratch for one tile of dequant
 __device__ __forceinline__ float HalfAt(const uint8_t* p, int i) {
   return __half2float(reinterpret_cast<const __half*>(p)[i]);
 }
+
+// `v` rounded to BF16 (nearest even), as the tiled path's operands are.
+__device__ __forceinline__ float Bf16(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
 
 // Bytes of one interleaved block of 8 rows (a group's block b).
 __host__ __device__ __forceinline__ int GroupBlockBytes(uint32_t type) {
@@ -55,10 +59,10 @@ __global__ void PackedGemvKernel(uint32_t type, const uint8_t* w, const float* x
   if (r >= n) return;
   float acc[kGemvRows] = {};
   for (int c = lane; c < k; c += 32) {
-    const float v = PackedAt(type, w, k, r, c);
+    const float v = Bf16(PackedAt(type, w, k, r, c));
 #pragma unroll
     for (int i = 0; i < kGemvRows; ++i)
-      if (i < m) acc[i] += v * x[static_cast<size_t>(i) * k + c];
+      if (i < m) acc[i] += v * Bf16(x[static_cast<size_t>(i) * k + c]);
   }
 #pragma unroll
   for (int i = 0; i < kGemvRows; ++i) {
@@ -103,11 +107,12 @@ void CudaBackend::PackedLinear(const LinearArgs& a) {
   const int64_t tile_rows = std::max<int64_t>(packed::kGroup, static_cast<int64_t>(kTileBytes / (2 * static_cast<size_t>(a.k))) /
                                                                   packed::kGroup * packed::kGroup);
   void* tile = Scratch(&packed_tile_, &packed_tile_bytes_, static_cast<size_t>(std::min<int64_t>(tile_rows, a.n)) * a.k * 2);
+  const void* x = InWeightType(a.x, DType::kBF16, static_cast<size_t>(a.m) * a.k);  // once for every tile
   for (int64_t r0 = 0; r0 < a.n; r0 += tile_rows) {
     const int64_t rows = std::min<int64_t>(tile_rows, a.n - r0);
     DequantizeRowsKernel<<<GridFor(static_cast<size_t>(rows) * a.k, 256), 256, 0, stream_>>>(type, w, a.k, r0, rows, tile);
     STRATA_LAUNCHED("DequantizeRowsKernel");
-    PlainGemm(a.x, tile, DType::kBF16, a.y + r0, a.m, static_cast<int>(rows), a.k, a.n, a.accumulate);
+    TypedGemm(x, tile, DType::kBF16, a.y + r0, a.m, static_cast<int>(rows), a.k, a.n, a.accumulate);
   }
   if (a.bias) AddBias(a.y, a.bias, a.m, a.n);
 }

@@ -135,23 +135,39 @@ TEST_F(CudaKernels, LinearMatchesOpenBlas) {
 }
 
 // Block-quantized weights (the packed layouts a GGUF file or --quantization loads) against a
-// double recompute over the weights DequantizeInterleavedRow reads back: float inputs for the
-// GEMV (m <= 8), BF16-rounded weights and inputs for the tiled cuBLAS path; and the embedding.
+// double recompute over the weights DequantizeInterleavedRow reads back, both rounded to BF16
+// with the inputs (what both paths multiply: the GEMV for m <= 8, cuBLAS over BF16 tiles
+// beyond; 8200 x 4096 takes two 64 MiB tiles); and the embedding, not rounded.
 TEST_F(CudaKernels, PackedLinearAndEmbeddingMatchARecompute) {
   struct Shape { int m, n, k; };
-  for (uint32_t ggml_type : {8u, 3u, 12u}) {  // Q8_0 -> PackedI8, Q4_1 -> PackedU4, Q4_K -> PackedU4
+  // Q8_0 -> PackedI8, Q4_1 and Q4_K -> PackedU4 (quantized from floats), Q6_K -> PackedI8x16
+  // (random blocks through PackGgml).
+  for (uint32_t ggml_type : {8u, 3u, 12u, 14u}) {
     const WeightFormat f = PackedFormatFor(ggml_type);
-    for (Shape s : {Shape{1, 37, 256}, Shape{5, 64, 512}, Shape{8, 9, 768}, Shape{9, 40, 256}, Shape{70, 1000, 512}}) {
-      const std::vector<float> wf = Random(static_cast<size_t>(s.n) * s.k, 1.f / std::sqrt(float(s.k)));
+    std::vector<Shape> shapes = {{1, 37, 256}, {5, 64, 512}, {8, 9, 768}, {9, 40, 256}, {70, 1000, 512}};
+    if (ggml_type == 3) shapes.push_back({12, 8200, 4096});
+    for (Shape s : shapes) {
       std::vector<uint8_t> rows(static_cast<size_t>(s.n) * (s.k / 32) * f.block_bytes);
-      ASSERT_TRUE(QuantizeFloatsAs(ggml_type, wf.data(), static_cast<int64_t>(wf.size()), rows.data()).ok());
+      if (ggml_type == 14) {
+        const int64_t blocks = static_cast<int64_t>(s.n) * s.k / 256;
+        std::vector<uint8_t> raw(static_cast<size_t>(blocks) * 210);
+        std::uniform_int_distribution<int> byte(0, 255);
+        for (auto& b : raw) b = static_cast<uint8_t>(byte(rng_));
+        for (int64_t b = 0; b < blocks; ++b) {  // small finite super-block scales
+          const uint16_t d = FloatToF16(0.0005f);
+          std::memcpy(&raw[static_cast<size_t>(b) * 210 + 208], &d, 2);
+        }
+        ASSERT_TRUE(PackGgml(14, raw.data(), static_cast<int64_t>(s.n) * s.k, rows.data()).ok());
+      } else {
+        const std::vector<float> wf = Random(static_cast<size_t>(s.n) * s.k, 1.f / std::sqrt(float(s.k)));
+        ASSERT_TRUE(QuantizeFloatsAs(ggml_type, wf.data(), static_cast<int64_t>(wf.size()), rows.data()).ok());
+      }
       std::vector<uint8_t> groups(static_cast<size_t>(f.Bytes(s.n, s.k)));
       packed::InterleaveRows(f.ggml_type, rows.data(), s.n, s.k, groups.data());
-      std::vector<float> w(wf.size());
+      std::vector<float> w(static_cast<size_t>(s.n) * s.k);
       for (int r = 0; r < s.n; ++r) packed::DequantizeInterleavedRow(f.ggml_type, groups.data(), r, s.k, w.data() + static_cast<size_t>(r) * s.k);
-      const bool gemv = s.m <= 8;
       const std::vector<float> x = Random(static_cast<size_t>(s.m) * s.k);
-      const std::vector<float> wr = gemv ? w : Rounded(w, DType::kBF16), xr = gemv ? x : Rounded(x, DType::kBF16);
+      const std::vector<float> wr = Rounded(w, DType::kBF16), xr = Rounded(x, DType::kBF16);
       const std::vector<float> bias = Random(s.n), y0 = Random(static_cast<size_t>(s.m) * s.n);
       for (bool accumulate : {false, true}) {
         std::vector<float> ref(y0.size());
@@ -165,7 +181,7 @@ TEST_F(CudaKernels, PackedLinearAndEmbeddingMatchARecompute) {
         DeviceBuffer gy = accumulate ? Put(gpu_.get(), y0) : Poisoned(gpu_.get(), y0.size());
         gpu_->Linear({.x = gx.f32(), .w = gw.get(), .bias = gb.f32(), .y = gy.f32(), .m = s.m, .n = s.n, .k = s.k,
                       .accumulate = accumulate, .w_format = f});
-        ExpectClose(ref, Get(gpu_.get(), gy, y0.size()), 2e-4f, gemv ? 1e-4f : 2e-3f,
+        ExpectClose(ref, Get(gpu_.get(), gy, y0.size()), 2e-4f, 1e-4f,
                     std::string("packed linear ") + f.Name() + " " + std::to_string(s.m) + "x" + std::to_string(s.n) + "x" +
                         std::to_string(s.k));
       }
