@@ -7,8 +7,23 @@
 
 namespace strata::packed {
 
+namespace {
+
+// Four consecutive quant bytes of a row as one word (plus 128 on each byte where `offset`).
+inline void CopyWord(const void* from, uint8_t* to, bool offset) {
+  uint32_t w;
+  std::memcpy(&w, from, 4);
+  if (offset) w ^= 0x80808080u;  // int8 + 128 as uint8, on each byte
+  std::memcpy(to, &w, 4);
+}
+
+}  // namespace
+
 void InterleaveRows(uint32_t type, const void* rows, int64_t n, int64_t k, void* groups) {
   const int64_t blocks = k / kBlock, ngroups = (n + kGroup - 1) / kGroup;
+  // Groups are independent: the threads of a load split them (a large share of a small model's
+  // load time otherwise).
+#pragma omp parallel for schedule(static) if (ngroups * blocks > 4096)
   for (int64_t g = 0; g < ngroups; ++g)
     for (int64_t b = 0; b < blocks; ++b) {
       if (type == WeightFormat::kPackedI8) {
@@ -17,8 +32,7 @@ void InterleaveRows(uint32_t type, const void* rows, int64_t n, int64_t k, void*
         for (int j = 0; j < kGroup && g * kGroup + j < n; ++j) {
           const I8Block& in = static_cast<const I8Block*>(rows)[(g * kGroup + j) * blocks + b];
           out.d[j] = in.d;
-          for (int s = 0; s < kBlock / 4; ++s)
-            for (int e = 0; e < 4; ++e) out.q[s * 32 + j * 4 + e] = static_cast<uint8_t>(in.q[4 * s + e] + 128);
+          for (int s = 0; s < kBlock / 4; ++s) CopyWord(in.q + 4 * s, out.q + s * 32 + j * 4, true);
         }
       } else if (type == WeightFormat::kPackedI8x16) {
         I8PairGroup& out = static_cast<I8PairGroup*>(groups)[g * blocks + b];
@@ -27,8 +41,7 @@ void InterleaveRows(uint32_t type, const void* rows, int64_t n, int64_t k, void*
           const I8PairBlock& in = static_cast<const I8PairBlock*>(rows)[(g * kGroup + j) * blocks + b];
           out.d_lo[j] = in.d[0];
           out.d_hi[j] = in.d[1];
-          for (int s = 0; s < kBlock / 4; ++s)
-            for (int e = 0; e < 4; ++e) out.q[s * 32 + j * 4 + e] = static_cast<uint8_t>(in.q[4 * s + e] + 128);
+          for (int s = 0; s < kBlock / 4; ++s) CopyWord(in.q + 4 * s, out.q + s * 32 + j * 4, true);
         }
       } else {
         U4Group& out = static_cast<U4Group*>(groups)[g * blocks + b];
@@ -38,11 +51,7 @@ void InterleaveRows(uint32_t type, const void* rows, int64_t n, int64_t k, void*
           out.d[j] = in.d;
           out.m[j] = in.m;
           // Row-major: element i < 16 is the low nibble of q[i], element i + 16 its high nibble.
-          for (int s = 0; s < 4; ++s)
-            for (int e = 0; e < 4; ++e) {
-              const int i = 4 * s + e;  // < 16
-              out.q[s * 32 + j * 4 + e] = in.q[i];  // low: element i, high: element 16 + i
-            }
+          for (int s = 0; s < 4; ++s) CopyWord(in.q + 4 * s, out.q + s * 32 + j * 4, false);
         }
       }
     }
