@@ -36,7 +36,7 @@ void PairTile(uint32_t type, const packed::XBlock* x, int blocks, const char* g0
   if (type == WeightFormat::kPackedI8 || type == WeightFormat::kPackedI8x16) {
     // Stored as w + 128: vpdpbusd on them, less 128 x the activations' half-block sums.
     const bool pair = type == WeightFormat::kPackedI8x16;
-    const size_t stride = pair ? sizeof(packed::I8PairGroup) : sizeof(packed::I8Group);
+    const size_t stride = packed::GroupBlockBytes(type);
     for (int b = 0; b < blocks; ++b) {
       const char* at0 = g0 + b * stride;
       const char* at1 = g1 + b * stride;
@@ -119,10 +119,7 @@ void RowsAvx512(uint32_t type, const packed::XBlock* x, int m, const void* w, in
   static const bool vnni = __builtin_cpu_supports("avx512vnni");
   if (!vnni) return RowsAvx2(type, x, m, w, n0, n1, k, y, ldy, accumulate);
   const int blocks = k / packed::kBlock;
-  const size_t group_bytes =
-      static_cast<size_t>(blocks) * (type == WeightFormat::kPackedI8     ? sizeof(packed::I8Group)
-                                     : type == WeightFormat::kPackedI8x16 ? sizeof(packed::I8PairGroup)
-                                                                          : sizeof(packed::U4Group));
+  const size_t group_bytes = static_cast<size_t>(blocks) * packed::GroupBlockBytes(type);
   // Below 4 activation rows (decode) the weights stream past once whatever the width, and the
   // 256-bit kernel keeps one stream per thread: measured faster there (240M Q4_K_M, 1 thread:
   // 142 tokens/s with pairs, 178-192 without).

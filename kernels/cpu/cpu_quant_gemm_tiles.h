@@ -53,7 +53,7 @@ inline void GroupTile(uint32_t type, const packed::XBlock* x, int blocks, const 
     // unsigned bytes and the activations taking w's sign. Elements 0..15 (steps 0-3) and 16..31
     // (steps 4-7) are summed apart, for I8x16's two scales.
     const bool pair = type == WeightFormat::kPackedI8x16;
-    const size_t stride = pair ? sizeof(packed::I8PairGroup) : sizeof(packed::I8Group);
+    const size_t stride = packed::GroupBlockBytes(type);
     for (int b = 0; b < blocks; ++b) {
       const char* at = static_cast<const char*>(group) + b * stride;
       const uint8_t* q = pair ? reinterpret_cast<const packed::I8PairGroup*>(at)->q
@@ -137,10 +137,7 @@ template <bool kUnsignedDot, class Dot>
 inline void Rows(uint32_t type, const packed::XBlock* x, int m, const void* w, int n0, int n1, int k, float* y,
                  int64_t ldy, bool accumulate, Dot dot) {
   const int blocks = k / packed::kBlock;
-  const size_t group_bytes =
-      static_cast<size_t>(blocks) * (type == WeightFormat::kPackedI8     ? sizeof(packed::I8Group)
-                                     : type == WeightFormat::kPackedI8x16 ? sizeof(packed::I8PairGroup)
-                                                                          : sizeof(packed::U4Group));
+  const size_t group_bytes = static_cast<size_t>(blocks) * packed::GroupBlockBytes(type);
   for (int n = n0; n < n1; n += packed::kGroup) {
     const void* group = static_cast<const char*>(w) + (n / packed::kGroup) * group_bytes;
     const int valid = std::min(packed::kGroup, n1 - n);

@@ -19,6 +19,12 @@ inline void CopyWord(const void* from, uint8_t* to, bool offset) {
 
 }  // namespace
 
+size_t GroupBlockBytes(uint32_t type) {
+  return type == WeightFormat::kPackedI8     ? sizeof(I8Group)
+         : type == WeightFormat::kPackedI8x16 ? sizeof(I8PairGroup)
+                                              : sizeof(U4Group);
+}
+
 void InterleaveRows(uint32_t type, const void* rows, int64_t n, int64_t k, void* groups) {
   const int64_t blocks = k / kBlock, ngroups = (n + kGroup - 1) / kGroup;
   // Groups are independent: the threads of a load split them (a large share of a small model's

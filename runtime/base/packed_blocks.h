@@ -14,6 +14,7 @@
 // lane (vpdpbusd) advances 8 output rows at once. The last group is padded with zero rows.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace strata::packed {
@@ -79,6 +80,8 @@ static_assert(sizeof(I8Block) == 34 && sizeof(U4Block) == 20 && sizeof(I8PairBlo
 // `type` is WeightFormat::kPackedI8, kPackedI8x16 or kPackedU4. `rows`: n rows of k / 32 row-major blocks;
 // `groups`: ceil(n / 8) groups of k / 32 interleaved blocks.
 void InterleaveRows(uint32_t type, const void* rows, int64_t n, int64_t k, void* groups);
+// Bytes of one interleaved block of a group (8 rows x 32 elements) of packed type `type`.
+size_t GroupBlockBytes(uint32_t type);
 // Row r of an interleaved matrix as k floats.
 void DequantizeInterleavedRow(uint32_t type, const void* groups, int64_t r, int64_t k, float* y);
 
